@@ -1,0 +1,185 @@
+"""`rapref augment`: load scored preference data, clean it with counted drops, relabel it, write a dataset folder.
+
+    rapref augment data/uf.jsonl --out runs/uf/data --placement system
+
+The folder loads unchanged with `datasets.load_dataset(DIR)` and `trl dpo --dataset_name DIR`:
+    train.parquet       relabeled pairs (positive and negative copies)
+    test.parquet        held-out pairs, unconditioned (as the authors evaluated)
+    test_goal.parquet   the same pairs conditioned on the top score of the scale
+    summary.json        rows in / kept / dropped by reason, histograms, settings, versions, input fingerprint
+    rapref_goal.json    goal wording and placement, read back by `rapref train` and `rapref generate`
+    README.md           dataset card whose `configs` header names the splits
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, GoalSpec
+from rapref.io import InputError, atomic_path, fingerprint, read_rows, write_json_atomic
+from rapref.provenance import provenance
+from rapref.relabel import RelabelOptions, condition_on, relabel, unconditioned
+from rapref.schemas import SchemaOptions, detect_schema, load_pairs
+from rapref.schemas.base import content_hash
+
+SPLIT_FILES = {"train": "train.parquet", "test": "test.parquet", "test_goal": "test_goal.parquet"}
+
+
+@dataclass
+class AugmentConfig:
+    source: str
+    out: str
+    schema: str | None = None  # detected from the columns when not given
+    split: str | None = None  # read only this input split
+    revision: str | None = None  # hub datasets
+    placement: str = "system"
+    header: str = DEFAULT_HEADER
+    line: str = DEFAULT_LINE
+    relabel: RelabelOptions = field(default_factory=RelabelOptions)
+    schema_options: SchemaOptions = field(default_factory=SchemaOptions)
+    overwrite: bool = False
+
+
+def main(cfg: AugmentConfig) -> dict:
+    """Run the stage and return its summary."""
+    out = Path(cfg.out)
+    if (out / "summary.json").exists() and not cfg.overwrite:
+        raise InputError(f"{out}: already holds an augmented dataset; pass --overwrite to replace it")
+    rows = read_rows(cfg.source, cfg.split, cfg.revision)
+    schema = cfg.schema or detect_schema(rows, cfg.source)
+    summary = augment_rows(rows, schema, cfg, source=cfg.source)
+    summary["input"] = {"source": cfg.source, "fingerprint": fingerprint(cfg.source), "split": cfg.split,
+                        "revision": cfg.revision}
+    write_dataset(out, summary.pop("_tables"), summary, summary.pop("_spec"))
+    return summary
+
+
+def augment_dataset(dataset, cfg: AugmentConfig, schema: str | None = None) -> tuple[dict[str, pa.Table], dict]:
+    """In-memory form: a `datasets.Dataset` or `DatasetDict` (or {split: rows}) in, Arrow tables + summary out."""
+    if hasattr(dataset, "to_list"):
+        rows = {cfg.split or "train": dataset.to_list()}
+    elif hasattr(dataset, "items"):
+        rows = {k: (v.to_list() if hasattr(v, "to_list") else list(v)) for k, v in dataset.items()}
+    else:
+        raise TypeError("expected a datasets.Dataset, DatasetDict or {split: rows}")
+    schema = schema or cfg.schema or detect_schema(rows, "<in-memory dataset>")
+    summary = augment_rows(rows, schema, cfg, source="<in-memory dataset>")
+    summary.pop("_spec")
+    return summary.pop("_tables"), summary
+
+
+def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, source: str) -> dict:
+    options = cfg.schema_options
+    loaded = load_pairs(rows, schema, options, source)
+    rows_in = sum(len(r) for r in rows.values())
+    pairs = loaded.pairs
+    notes = list(loaded.notes)
+    if not pairs.get("train"):
+        raise InputError(f"{source}: no usable training pairs after cleaning "
+                         f"(dropped: {dict(loaded.drops.counts) or 'none'})")
+    if "test" not in pairs:
+        pairs["train"], pairs["test"], note = hold_out(pairs["train"], options.test_size, options.seed)
+        notes.append(note)
+    spec = GoalSpec(scale=loaded.scale, placement=cfg.placement, header=cfg.header, line=cfg.line,
+                    attributes=loaded.attributes)
+    tables = {split: to_table(p, spec.placement) for split, p in pairs.items()}
+    train, relabel_stats = relabel(tables["train"], spec, cfg.relabel)
+    top = {a: spec.top for a in spec.attributes} if len(spec.attributes) > 1 else spec.top
+    out_tables = {"train": train}
+    if tables.get("test") is not None and tables["test"].num_rows:
+        out_tables["test"] = unconditioned(tables["test"])
+        out_tables["test_goal"] = condition_on(tables["test"], spec, top, copy="top_goal")
+    kept_ids = {part for p in pairs.values() for rec in p for part in rec["source_id"].split("|")}
+    summary = {
+        "schema": schema,
+        "rows_in": rows_in,
+        "rows_kept": len(kept_ids),
+        "rows_dropped": loaded.drops.total,
+        "dropped_by_reason": dict(sorted(loaded.drops.counts.items())),
+        "drop_examples": loaded.drops.examples,
+        "pairs": {split: len(p) for split, p in pairs.items()},
+        "relabel": relabel_stats,
+        "rows_out": {split: t.num_rows for split, t in out_tables.items()},
+        "score_histogram": score_histogram(tables["train"]),
+        "goal": spec.to_json(),
+        "settings": _settings(cfg),
+        "notes": notes + [f"{k}: {v}" for k, v in loaded.extra.items()],
+        "provenance": provenance(),
+        "_tables": out_tables,
+        "_spec": spec,
+    }
+    return summary
+
+
+def hold_out(pairs: list[dict], test_size, seed: int) -> tuple[list[dict], list[dict], str]:
+    """Hold out whole prompts (never one pair of a prompt in train and another in test), chosen by content hash.
+
+    `test_size`: a count (>= 1), a fraction (< 1), or None for min(2000, 10% of prompts) as in the paper's split.
+    """
+    prompts = sorted({_prompt_key(p) for p in pairs}, key=lambda k: content_hash(k, seed))
+    if test_size is None:
+        n_test = min(2000, round(0.1 * len(prompts)))
+    elif test_size < 1:
+        n_test = round(test_size * len(prompts))
+    else:
+        n_test = int(test_size)
+    n_test = min(n_test, len(prompts) - 1)
+    test_keys = set(prompts[:n_test])
+    train = [p for p in pairs if _prompt_key(p) not in test_keys]
+    test = [p for p in pairs if _prompt_key(p) in test_keys]
+    return train, test, f"held out {n_test} of {len(prompts)} prompts for test (seed {seed})"
+
+
+def _prompt_key(pair: dict) -> str:
+    prompt = pair["prompt"]
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+
+
+def to_table(pairs: list[dict], placement: str) -> pa.Table:
+    """Canonical pairs to Arrow; string texts become messages when the goal goes in a system message."""
+    if pairs and placement == "system" and isinstance(pairs[0]["prompt"], str):
+        pairs = [{**p, "prompt": [{"role": "user", "content": p["prompt"]}],
+                  "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                  "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs]
+    return pa.Table.from_pylist(pairs)
+
+
+def score_histogram(table: pa.Table) -> dict:
+    def counts(column):
+        return {f"{k:g}": v for k, v in sorted(Counter(table[column].to_pylist()).items())}
+
+    return {"chosen": counts("score_chosen"), "rejected": counts("score_rejected")}
+
+
+def write_dataset(out: Path, tables: dict[str, pa.Table], summary: dict, spec: GoalSpec) -> None:
+    """Write the whole folder atomically: a half-written folder never replaces a good one."""
+    with atomic_path(out, directory=True) as tmp:
+        for split, table in tables.items():
+            pq.write_table(table, tmp / SPLIT_FILES[split])
+        write_json_atomic(tmp / "summary.json", summary)
+        spec.save(tmp)
+        (tmp / "README.md").write_text(dataset_card(tables, summary))
+
+
+def dataset_card(tables: dict[str, pa.Table], summary: dict) -> str:
+    config = "\n".join(f"  - split: {split}\n    path: {SPLIT_FILES[split]}" for split in tables)
+    return (
+        "---\nconfigs:\n- config_name: default\n  data_files:\n" + config + "\n---\n\n"
+        "# Reward-augmented preference data (rapref)\n\n"
+        f"Schema `{summary['schema']}`; {summary['rows_in']} input rows, {summary['rows_dropped']} dropped "
+        f"({', '.join(f'{k}: {v}' for k, v in summary['dropped_by_reason'].items()) or 'none'}).\n"
+        f"Splits: {', '.join(f'{k} ({v} rows)' for k, v in summary['rows_out'].items())}.\n"
+        "See summary.json for settings and provenance, rapref_goal.json for the goal wording and placement.\n"
+    )
+
+
+def _settings(cfg: AugmentConfig) -> dict:
+    settings = asdict(cfg)
+    settings.pop("source"), settings.pop("out")
+    return settings

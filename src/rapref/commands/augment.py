@@ -1,0 +1,91 @@
+"""Flags of `rapref augment` (see `rapref.augment` for the stage itself)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, PLACEMENTS, scale_field
+from rapref.relabel import TIE_POLICIES, RelabelOptions
+from rapref.schemas import SCHEMAS, SchemaOptions
+from rapref.schemas.base import PAIRINGS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a .jsonl/.json/.parquet/.csv file, a `datasets` folder, or a hub dataset id")
+    p.add_argument("--out", required=True, help="output folder (a dataset TRL loads unchanged)")
+    p.add_argument("--schema", choices=sorted(SCHEMAS), help="input layout; detected from the columns if omitted")
+    p.add_argument("--split", help="read only this input split")
+    p.add_argument("--revision", help="hub dataset revision")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    g = p.add_argument_group("goal")
+    g.add_argument("--placement", choices=PLACEMENTS, default="system",
+                   help="system message (Qwen2, Llama-3.1), or in the first user turn before (user; Gemma-2, "
+                        "Mistral) or after (user-suffix) the instruction")
+    g.add_argument("--goal-header", default=DEFAULT_HEADER, help="goal text header; {lo} and {hi} are the scale")
+    g.add_argument("--goal-line", default=DEFAULT_LINE, help="one line per goal score; {name} and {score}")
+    g.add_argument("--scale", type=scale_field, help="declared score scale LOW-HIGH (default per schema)")
+    r = p.add_argument_group("relabeling")
+    r.add_argument("--ties", choices=TIE_POLICIES, default="keep", help="pairs with equal scores (default keep)")
+    r.add_argument("--min-gap", type=float, default=0.0, help="drop pairs whose score gap is below this")
+    r.add_argument("--half", action="store_true",
+                   help="relabel a seeded half of the pairs (output as large as the input: the data-size control)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--test-size", type=float,
+                   help="prompts held out for test when the input has no test split: a count or a fraction "
+                        "(default min(2000, 10%% of prompts))")
+    r.add_argument("--strict", action="store_true", help="stop at the first bad row instead of counting a drop")
+    c = p.add_argument_group("columns (schema `pairs`)")
+    c.add_argument("--prompt-column", default="prompt")
+    c.add_argument("--chosen-column", default="chosen")
+    c.add_argument("--rejected-column", default="rejected")
+    c.add_argument("--score-chosen-column")
+    c.add_argument("--score-rejected-column")
+    s = p.add_argument_group("schema options")
+    s.add_argument("--no-consistency-filter", action="store_true",
+                   help="ultrafeedback: keep pairs whose chosen mean aspect rating is below the rejected's")
+    s.add_argument("--exclude-sources", default="truthful_qa",
+                   help="ultrafeedback: comma-separated `source` values to drop ('' for none)")
+    s.add_argument("--pairing", choices=PAIRINGS, default="best-vs-random",
+                   help="nectar / helpsteer2 / multi-sample: how responses of one prompt are paired")
+    s.add_argument("--attribute-weights",
+                   help="helpsteer2: e.g. helpfulness=1,correctness=0.5 (default helpfulness only)")
+    s.add_argument("--multi-attribute", action="store_true",
+                   help="helpsteer2: the goal text names all five attribute scores")
+    s.add_argument("--score-mapping", choices=("quantile", "min-max"), default="quantile",
+                   help="multi-sample: map reward-model scores onto the scale (fitted on train only)")
+    s.add_argument("--goal-precision", type=int, default=0, help="multi-sample: decimals of mapped scores")
+
+
+def config_from_args(args) -> "AugmentConfig":
+    from rapref.augment import AugmentConfig
+
+    weights = None
+    if args.attribute_weights:
+        weights = {}
+        for item in args.attribute_weights.split(","):
+            name, _, value = item.partition("=")
+            weights[name.strip()] = float(value or 1)
+    schema_options = SchemaOptions(
+        prompt_column=args.prompt_column, chosen_column=args.chosen_column, rejected_column=args.rejected_column,
+        score_chosen_column=args.score_chosen_column, score_rejected_column=args.score_rejected_column,
+        scale=args.scale, seed=args.seed, test_size=args.test_size,
+        consistency_filter=not args.no_consistency_filter,
+        exclude_sources=tuple(s for s in args.exclude_sources.split(",") if s),
+        pairing=args.pairing, attribute_weights=weights, multi_attribute=args.multi_attribute,
+        score_mapping=args.score_mapping, goal_precision=args.goal_precision, strict=args.strict,
+    )
+    return AugmentConfig(
+        source=args.source, out=args.out, schema=args.schema, split=args.split, revision=args.revision,
+        placement=args.placement, header=args.goal_header, line=args.goal_line,
+        relabel=RelabelOptions(ties=args.ties, min_gap=args.min_gap, half=args.half, seed=args.seed),
+        schema_options=schema_options, overwrite=args.overwrite,
+    )
+
+
+def run(args) -> dict:
+    from rapref.augment import main
+    from rapref.report_console import print_augment_summary
+
+    summary = main(config_from_args(args))
+    print_augment_summary(summary, args.out)
+    return summary

@@ -1,0 +1,231 @@
+"""Reading scored preference data from files, saved datasets or the hub; writing outputs atomically.
+
+Every reading error is an `InputError` whose message names the file, row and field: the CLI prints it as one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+
+
+class InputError(ValueError):
+    """Bad input that stops the run: the message names file, row and field."""
+
+
+# --- reading -----------------------------------------------------------------------------------------------------
+
+
+def read_rows(source: str, split: str | None = None, revision: str | None = None) -> dict[str, list[dict]]:
+    """Read every split of `source` into lists of plain dict rows.
+
+    `source` is a .jsonl/.json/.parquet/.csv file, a folder written by `datasets` (`save_to_disk`), a folder of such
+    files, or a hub dataset id (needs the network). Returns {split_name: rows}; a single file is split "train".
+    """
+    path = Path(source)
+    if path.is_file():
+        return {"train": _read_file(path)}
+    if path.is_dir():
+        return _read_dir(path, split)
+    if looks_like_hub_id(source):
+        return _read_hub(source, split, revision)
+    raise InputError(f"{source}: no such file or folder")
+
+
+def looks_like_hub_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "/")) and "." not in parts[0][:1]
+
+
+def _read_file(path: Path) -> list[dict]:
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if suffix in (".jsonl", ".jsonl.gz"):
+        return list(_read_jsonl(path))
+    if suffix == ".json":
+        return _read_json(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowInvalid, OSError) as err:
+            raise InputError(f"{path}: not a readable Parquet file ({err})") from None
+    if suffix == ".csv":
+        import pyarrow.csv as pcsv
+
+        try:
+            return pcsv.read_csv(path).to_pylist()
+        except (pa.ArrowInvalid, OSError) as err:
+            raise InputError(f"{path}: not a readable CSV file ({str(err).splitlines()[0]})") from None
+    raise InputError(f"{path}: unknown file type {path.suffix!r}; expected .jsonl, .json, .parquet or .csv")
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    opener = __import__("gzip").open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"{path}:{line_no}: malformed JSON line ({err.msg} at column {err.colno})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+            yield row
+
+
+def _read_json(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}:{err.lineno}: malformed JSON ({err.msg})") from None
+    if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()) and data:
+        lengths = {len(v) for v in data.values()}
+        if len(lengths) != 1:
+            raise InputError(f"{path}: columns have different lengths {sorted(lengths)}")
+        keys = list(data)
+        return [dict(zip(keys, values)) for values in zip(*data.values())]
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        return data
+    raise InputError(f"{path}: expected a list of objects or an object of equal-length lists")
+
+
+def _read_dir(path: Path, split: str | None) -> dict[str, list[dict]]:
+    import datasets
+
+    if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.Dataset):
+            return {split or "train": loaded.to_list()}
+        names = [split] if split else list(loaded)
+        missing = [n for n in names if n not in loaded]
+        if missing:
+            raise InputError(f"{path}: no split {missing[0]!r}; it has {sorted(loaded)}")
+        return {name: loaded[name].to_list() for name in names}
+    files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json", ".parquet", ".csv"))
+    if not files:
+        raise InputError(f"{path}: folder holds no dataset (no dataset_dict.json and no .jsonl/.json/.parquet/.csv)")
+    out: dict[str, list[dict]] = {}
+    for file in files:
+        name = file.stem.split("-")[0]
+        if split and name != split:
+            continue
+        out.setdefault(name, []).extend(_read_file(file))
+    if not out:
+        raise InputError(f"{path}: no file for split {split!r}")
+    return out
+
+
+def _read_hub(name: str, split: str | None, revision: str | None) -> dict[str, list[dict]]:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(name, split=split, revision=revision)
+    except Exception as err:  # the hub raises many kinds; all end the same way for the user
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"{name}: could not load from the Hugging Face hub ({first}). Offline? Download it where you have "
+            "network access, `save_to_disk` it, and pass the folder."
+        ) from None
+    if isinstance(loaded, datasets.Dataset):
+        return {split or "train": loaded.to_list()}
+    return {k: v.to_list() for k, v in loaded.items()}
+
+
+def fingerprint(source: str) -> str:
+    """A content hash of the input: file bytes for local paths, the id for hub datasets."""
+    path = Path(source)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    if not files:
+        digest.update(source.encode())
+    for file in files:
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+# --- scores ------------------------------------------------------------------------------------------------------
+
+
+def parse_score(value) -> float | None:
+    """A finite float, or None for missing / NaN / inf / "N/A" / non-numeric values."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value or value.upper() in ("N/A", "NA", "NAN", "NONE", "NULL"):
+            return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# --- writing -----------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, directory: bool = False):
+    """Yield a temporary sibling path; on success it replaces `path` in one rename, on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) if directory else \
+        Path(tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)[1])
+    try:
+        yield tmp
+        if directory and path.exists():
+            old = path.with_name(f".{path.name}.old")
+            _remove(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def write_json_atomic(path: str | Path, data) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return Path(path)
+
+
+def write_jsonl_atomic(path: str | Path, rows) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, default=_json_default, ensure_ascii=False) + "\n")
+    return Path(path)
+
+
+def _json_default(obj):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,262 @@
+"""The relabeling rule of arXiv 2410.08067, vectorised over Arrow columns (no torch, no per-row Python).
+
+Every kept pair (x, y_w, y_l, r_w, r_l) becomes two goal-conditioned pairs:
+
+    positive copy: goal r_w, prompt goal_text(r_w) + x, chosen y_w, rejected y_l
+    negative copy: goal r_l, prompt goal_text(r_l) + x, chosen y_l, rejected y_w   (swapped)
+
+Input table (what every schema loader produces, see `rapref.schemas`):
+    source_id: string, prompt, chosen, rejected: string or list<struct<role, content>>,
+    score_chosen, score_rejected: float64, and optionally attributes_chosen / attributes_rejected
+    (struct of named float scores, for multi-attribute goals).
+
+>>> import pyarrow as pa
+>>> from rapref.goals import GoalSpec
+>>> pairs = pa.table({"source_id": ["a"], "prompt": ["Hi"], "chosen": ["Hello!"], "rejected": ["Go away."],
+...                   "score_chosen": [9.0], "score_rejected": [3.0]})
+>>> out, stats = relabel(pairs, GoalSpec(placement="user", header="Goal:", line="{score}"))
+>>> out.select(["prompt", "chosen", "rejected", "copy", "goal"]).to_pylist()  # doctest: +NORMALIZE_WHITESPACE
+[{'prompt': 'Goal:\\n9\\n\\nHi', 'chosen': 'Hello!', 'rejected': 'Go away.', 'copy': 'positive', 'goal': 9.0},
+ {'prompt': 'Goal:\\n3\\n\\nHi', 'chosen': 'Go away.', 'rejected': 'Hello!', 'copy': 'negative', 'goal': 3.0}]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rapref.goals import GoalSpec
+
+TIE_POLICIES = ("keep", "drop")
+OUTPUT_COLUMNS = ["prompt", "chosen", "rejected", "source_id", "copy", "goal", "score_chosen", "score_rejected"]
+
+
+@dataclass(frozen=True)
+class RelabelOptions:
+    ties: str = "keep"  # keep: the two copies share a goal and cancel out, as the authors kept them
+    min_gap: float = 0.0  # drop pairs whose |r_w - r_l| is below this
+    half: bool = False  # relabel a seeded half of the pairs: as many output rows as input pairs
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.ties not in TIE_POLICIES:
+            raise ValueError(f"ties must be one of {TIE_POLICIES}, got {self.ties!r}")
+        if self.min_gap < 0:
+            raise ValueError(f"min_gap must be >= 0, got {self.min_gap}")
+
+
+def relabel(pairs: pa.Table, spec: GoalSpec, options: RelabelOptions = RelabelOptions()) -> tuple[pa.Table, dict]:
+    """Relabel scored pairs into goal-conditioned pairs. Returns the new table and counts.
+
+    The input table is never modified (Arrow arrays are immutable). Output: all positive copies, then all negative
+    copies in the same order, with columns `OUTPUT_COLUMNS` (plus `goal_attributes` for multi-attribute goals).
+    `score_chosen` / `score_rejected` are the scores of the row's own chosen / rejected, so `goal == score_chosen`.
+    """
+    stats = {"pairs_in": pairs.num_rows, "dropped": {}}
+    gap = pc.abs(pc.subtract(pairs["score_chosen"], pairs["score_rejected"]))
+    tie = pc.equal(gap, 0.0)
+    stats["ties"] = int(pc.sum(tie).as_py() or 0)
+    keep = pa.array(np.ones(pairs.num_rows, dtype=bool))
+    if options.ties == "drop":
+        keep = pc.and_(keep, pc.invert(tie))
+        stats["dropped"]["tie"] = stats["ties"]
+    if options.min_gap > 0:
+        small = pc.and_(pc.less(gap, options.min_gap), keep)
+        stats["dropped"]["score_gap_below_min"] = int(pc.sum(small).as_py() or 0)
+        keep = pc.and_(keep, pc.invert(small))
+    pairs = pairs.filter(keep)
+    if options.half:
+        selected = half_selection(pairs["source_id"], options.seed)
+        stats["dropped"]["half_mode_not_relabeled"] = pairs.num_rows - int(selected.sum())
+        pairs = pairs.filter(pa.array(selected))
+    stats["pairs_relabeled"] = pairs.num_rows
+
+    multi = "attributes_chosen" in pairs.column_names and len(spec.attributes) > 1
+    positive = _copy(pairs, spec, "positive", multi)
+    negative = _copy(pairs, spec, "negative", multi)
+    out = pa.concat_tables([positive, negative])
+    stats["rows_out"] = out.num_rows
+    return out, stats
+
+
+def condition_on(pairs: pa.Table, spec: GoalSpec, goal: float | dict[str, float], copy: str = "goal") -> pa.Table:
+    """Write one fixed goal (e.g. the top of the scale) into every prompt; chosen/rejected unchanged.
+
+    Used for the goal-conditioned test split and for inference prompts.
+    """
+    text = spec.text(goal)
+    texts = pa.array([text] * pairs.num_rows, pa.string()) if pairs.num_rows else pa.array([], pa.string())
+    goal_value = _scalar_goal(goal, spec)
+    return _assemble(pairs, spec, texts, pairs["chosen"], pairs["rejected"], copy,
+                     pa.array(np.full(pairs.num_rows, goal_value)), pairs["score_chosen"], pairs["score_rejected"])
+
+
+def unconditioned(pairs: pa.Table) -> pa.Table:
+    """The original pairs in the output layout, with no goal (goal is null)."""
+    n = pairs.num_rows
+    return pa.table({
+        "prompt": pairs["prompt"], "chosen": pairs["chosen"], "rejected": pairs["rejected"],
+        "source_id": pairs["source_id"], "copy": pa.array(["original"] * n, pa.string()),
+        "goal": pa.nulls(n, pa.float64()), "score_chosen": pairs["score_chosen"],
+        "score_rejected": pairs["score_rejected"],
+    })
+
+
+def half_selection(source_ids: pa.ChunkedArray | pa.Array, seed: int) -> np.ndarray:
+    """Seeded choice of half the rows, by a content hash of (seed, source_id): independent of row order."""
+    ids = source_ids.to_pylist()
+    keys = np.array([int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "little")
+                     for i in ids], dtype=np.uint64)
+    order = np.argsort(keys, kind="stable")
+    selected = np.zeros(len(ids), dtype=bool)
+    selected[order[: len(ids) // 2]] = True
+    return selected
+
+
+def _copy(pairs: pa.Table, spec: GoalSpec, which: str, multi: bool) -> pa.Table:
+    win, lose = ("chosen", "rejected") if which == "positive" else ("rejected", "chosen")
+    goal = pairs[f"score_{win}"]
+    if multi:
+        texts, goal_attrs = _multi_goal_texts(pairs[f"attributes_{win}"], spec)
+    else:
+        texts, goal_attrs = _goal_texts(goal, spec), None
+    table = _assemble(pairs, spec, texts, pairs[win], pairs[lose], which, goal,
+                      pairs[f"score_{win}"], pairs[f"score_{lose}"])
+    if goal_attrs is not None:
+        table = table.append_column("goal_attributes", goal_attrs)
+    return table
+
+
+def _assemble(pairs, spec, texts, chosen, rejected, copy, goal, score_chosen, score_rejected) -> pa.Table:
+    n = pairs.num_rows
+    return pa.table({
+        "prompt": with_goal(pairs["prompt"], texts, spec.placement, spec.separator),
+        "chosen": chosen,
+        "rejected": rejected,
+        "source_id": pairs["source_id"],
+        "copy": pa.array([copy] * n, pa.string()) if n else pa.array([], pa.string()),
+        "goal": goal,
+        "score_chosen": score_chosen,
+        "score_rejected": score_rejected,
+    })
+
+
+def _goal_texts(scores: pa.ChunkedArray, spec: GoalSpec) -> pa.Array:
+    """One goal text per row, formatted once per distinct score and gathered with `take`."""
+    uniques = pc.unique(scores)
+    texts = pa.array([spec.text(s) for s in uniques.to_pylist()], pa.string())
+    return pc.take(texts, pc.index_in(scores, value_set=uniques))
+
+
+def _multi_goal_texts(attrs: pa.ChunkedArray, spec: GoalSpec) -> tuple[pa.Array, pa.Array]:
+    rows = attrs.to_pylist()
+    keys = [tuple(float(r[a]) for a in spec.attributes) for r in rows]
+    cache: dict[tuple, str] = {}
+    for key in keys:
+        if key not in cache:
+            cache[key] = spec.text(dict(zip(spec.attributes, key)))
+    return pa.array([cache[k] for k in keys], pa.string()), attrs
+
+
+def _scalar_goal(goal, spec: GoalSpec) -> float:
+    return float(goal) if not isinstance(goal, dict) else float(np.mean([goal[a] for a in spec.attributes]))
+
+
+# --- prompts: strings or message lists ---------------------------------------------------------------------------
+
+
+def with_goal(prompts, texts, placement: str, separator: str = "\n\n") -> pa.Array:
+    """Write each row's goal text into its prompt (the vectorised form of `goals.apply_goal_to_*`)."""
+    prompts = _one_chunk(prompts)
+    texts = _one_chunk(texts)
+    if pa.types.is_string(prompts.type) or pa.types.is_large_string(prompts.type):
+        if placement == "user":
+            return pc.binary_join_element_wise(texts, prompts, separator)
+        if placement == "user-suffix":
+            return pc.binary_join_element_wise(prompts, texts, separator)
+        raise ValueError("system placement needs conversational prompts; rapref converts string prompts first")
+    if not pa.types.is_list(prompts.type) and not pa.types.is_large_list(prompts.type):
+        raise TypeError(f"prompt column must be strings or message lists, got {prompts.type}")
+    if placement == "system":
+        return _with_system_goal(prompts, texts, separator)
+    return _with_user_goal(prompts, texts, placement, separator)
+
+
+def _one_chunk(array):
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _offsets(lists: pa.Array) -> np.ndarray:
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def _replace_content(messages: pa.StructArray, content: pa.Array) -> pa.StructArray:
+    names = [messages.type.field(i).name for i in range(messages.type.num_fields)]
+    fields = [content if name == "content" else messages.field(name) for name in names]
+    return pa.StructArray.from_arrays(fields, names=names)
+
+
+def _with_user_goal(prompts: pa.Array, texts: pa.Array, placement: str, separator: str) -> pa.Array:
+    messages = prompts.flatten()  # (M,) structs
+    parents = pc.list_parent_indices(prompts)  # (M,) row of each message
+    is_user = pc.equal(messages.field("role"), "user").to_numpy(zero_copy_only=False)
+    parents_np = parents.to_numpy()
+    user_rows, first = np.unique(parents_np[is_user], return_index=True)
+    if len(user_rows) != len(prompts):
+        raise ValueError("every conversational prompt needs a user turn to carry the goal")
+    target = np.zeros(len(messages), dtype=bool)
+    target[np.flatnonzero(is_user)[first]] = True
+    row_text = pc.take(texts, parents)
+    content = messages.field("content")
+    joined = (pc.binary_join_element_wise(row_text, content, separator) if placement == "user"
+              else pc.binary_join_element_wise(content, row_text, separator))
+    new_content = pc.if_else(pa.array(target), joined, content)
+    return pa.ListArray.from_arrays(pa.array(_offsets(prompts), pa.int32()), _replace_content(messages, new_content))
+
+
+def _with_system_goal(prompts: pa.Array, texts: pa.Array, separator: str) -> pa.Array:
+    messages = prompts.flatten()
+    offsets = _offsets(prompts)
+    n, m = len(prompts), len(messages)
+    roles = messages.field("role").to_numpy(zero_copy_only=False)
+    starts = offsets[:-1]
+    nonempty = offsets[1:] > starts
+    has_system = np.zeros(n, dtype=bool)
+    has_system[nonempty] = roles[starts[nonempty]] == "system"
+    # Rows that already open with a system message: the goal goes in front of its content.
+    parents = pc.list_parent_indices(prompts)
+    first_system = np.zeros(m, dtype=bool)
+    first_system[starts[has_system]] = True
+    content = messages.field("content")
+    joined = pc.binary_join_element_wise(pc.take(texts, parents), content, separator)
+    messages = _replace_content(messages, pc.if_else(pa.array(first_system), joined, content))
+    # Other rows: a new system message is inserted in front.
+    insert = ~has_system
+    new_system = _system_messages(messages.type, pc.filter(texts, pa.array(insert)))
+    shift = np.cumsum(insert)  # inserted messages up to and including each row
+    new_offsets = offsets + np.concatenate([[0], shift])
+    gather = np.empty(m + int(insert.sum()), dtype=np.int64)
+    gather[np.arange(m) + shift[parents.to_numpy()]] = np.arange(m)
+    gather[new_offsets[:-1][insert]] = m + np.arange(int(insert.sum()))
+    values = pa.concat_arrays([messages, new_system]).take(pa.array(gather))
+    return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values)
+
+
+def _system_messages(struct_type: pa.StructType, texts: pa.Array) -> pa.StructArray:
+    k = len(texts)
+    fields, names = [], []
+    for i in range(struct_type.num_fields):
+        f = struct_type.field(i)
+        names.append(f.name)
+        if f.name == "role":
+            fields.append(pa.array(["system"] * k, f.type))
+        elif f.name == "content":
+            fields.append(texts.cast(f.type))
+        else:
+            fields.append(pa.nulls(k, f.type))
+    return pa.StructArray.from_arrays(fields, names=names)

@@ -1,0 +1,126 @@
+"""Schemas with one scored pair per row: generic `pairs`, `ultrafeedback-binarized` (HuggingFaceH4) and `argilla`.
+
+Texts may be strings or chat message lists; chosen/rejected lists may repeat the prompt turns before the answer
+(as in ultrafeedback_binarized), in which case the prompt is taken from them and must agree between the two.
+"""
+
+from __future__ import annotations
+
+from rapref.schemas.base import (
+    Drops,
+    Loaded,
+    SchemaOptions,
+    check_messages,
+    check_score,
+    check_text,
+    clean_message,
+    is_messages,
+    normalise_splits,
+    register,
+    require_columns,
+)
+
+SCORE_COLUMN_CANDIDATES = [
+    ("score_chosen", "score_rejected"),
+    ("chosen_score", "rejected_score"),
+    ("chosen-rating", "rejected-rating"),
+    ("chosen_rating", "rejected_rating"),
+    ("chosen_reward", "rejected_reward"),
+]
+
+
+def _has_pair_columns(columns: set[str]) -> bool:
+    return {"chosen", "rejected"} <= columns and any(set(pair) <= columns for pair in SCORE_COLUMN_CANDIDATES)
+
+
+@register("ultrafeedback-binarized", lambda cols, row: {"prompt_id", "score_chosen", "score_rejected"} <= cols)
+def load_ultrafeedback_binarized(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
+    return _load(rows_by_split, options, drops, ("score_chosen", "score_rejected"), default_scale=(1, 10))
+
+
+@register("argilla", lambda cols, row: {"chosen-rating", "rejected-rating"} <= cols)
+def load_argilla(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
+    return _load(rows_by_split, options, drops, ("chosen-rating", "rejected-rating"), default_scale=(1, 5))
+
+
+@register("pairs", lambda cols, row: _has_pair_columns(cols))
+def load_pairs(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
+    score_columns = (options.score_chosen_column, options.score_rejected_column)
+    if None in score_columns:
+        first = next((row for rows in rows_by_split.values() for row in rows), {})
+        found = [pair for pair in SCORE_COLUMN_CANDIDATES if set(pair) <= set(first)]
+        guess = found[0] if found else ("score_chosen", "score_rejected")
+        score_columns = tuple(given or default for given, default in zip(score_columns, guess))
+    return _load(rows_by_split, options, drops, score_columns, default_scale=(1, 10))
+
+
+def _load(rows_by_split, options: SchemaOptions, drops: Drops, score_columns, default_scale) -> Loaded:
+    scale = options.scale or default_scale
+    splits, notes = normalise_splits(rows_by_split)
+    columns = [options.chosen_column, options.rejected_column, *score_columns]
+    pairs: dict[str, list[dict]] = {}
+    conversational = None
+    for split, rows in splits.items():
+        require_columns(rows, columns, drops.source)
+        out = pairs.setdefault(split, [])
+        for source_id, row in rows:
+            if conversational is None:
+                conversational = is_messages(row.get(options.chosen_column))
+            pair = _pair_from_row(row, source_id, options, drops, conversational)
+            if pair is None:
+                continue
+            r_w = check_score(row.get(score_columns[0]), scale, drops, source_id, score_columns[0])
+            r_l = None if r_w is None else check_score(row.get(score_columns[1]), scale, drops, source_id,
+                                                       score_columns[1])
+            if r_l is None:
+                continue
+            pair.update(source_id=source_id, score_chosen=r_w, score_rejected=r_l)
+            out.append(pair)
+    return Loaded(pairs=pairs, scale=scale, drops=drops, notes=notes)
+
+
+def _pair_from_row(row, source_id, options: SchemaOptions, drops: Drops, conversational: bool) -> dict | None:
+    chosen, rejected = row.get(options.chosen_column), row.get(options.rejected_column)
+    prompt = row.get(options.prompt_column)
+    if not conversational:
+        if prompt is None:
+            drops.drop("missing_prompt", source_id, options.prompt_column)
+            return None
+        ok = (check_text(prompt, drops, source_id, options.prompt_column)
+              and check_text(chosen, drops, source_id, options.chosen_column)
+              and check_text(rejected, drops, source_id, options.rejected_column))
+        if not ok:
+            return None
+        if chosen == rejected:
+            drops.drop("chosen_equals_rejected", source_id, options.chosen_column)
+            return None
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+    if not (check_messages(chosen, drops, source_id, options.chosen_column, "assistant")
+            and check_messages(rejected, drops, source_id, options.rejected_column, "assistant")):
+        return None
+    turns_w, turns_l = [clean_message(m) for m in chosen[:-1]], [clean_message(m) for m in rejected[:-1]]
+    if turns_w != turns_l:
+        drops.drop("chosen_and_rejected_prompts_differ", source_id, options.rejected_column)
+        return None
+    if turns_w:
+        prompt_messages = turns_w
+        if prompt_messages[-1]["role"] != "user":
+            drops.drop("bad_message_role", source_id, f"{options.chosen_column}[-2].role", "expected 'user'")
+            return None
+    elif is_messages(prompt):
+        if not check_messages(prompt, drops, source_id, options.prompt_column, "user"):
+            return None
+        prompt_messages = [clean_message(m) for m in prompt]
+    else:
+        if prompt is None:
+            drops.drop("missing_prompt", source_id, options.prompt_column)
+            return None
+        if not check_text(prompt, drops, source_id, options.prompt_column):
+            return None
+        prompt_messages = [{"role": "user", "content": prompt}]
+    answer_w, answer_l = [clean_message(chosen[-1])], [clean_message(rejected[-1])]
+    if answer_w == answer_l:
+        drops.drop("chosen_equals_rejected", source_id, options.chosen_column)
+        return None
+    return {"prompt": prompt_messages, "chosen": answer_w, "rejected": answer_l}
