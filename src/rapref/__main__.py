@@ -1,0 +1,5 @@
+import sys
+
+from rapref.cli import main
+
+sys.exit(main())

@@ -1,0 +1,77 @@
+"""A tiny causal LM and a locally trained tokenizer: what tests and the demo use, since nothing can be downloaded.
+
+    from rapref.tiny import build_tiny
+    build_tiny("runs/tiny", corpus=["some text", ...])   # writes a folder AutoModelForCausalLM loads
+
+The tokenizer is byte-level BPE (every character encodes, so goal tags and digits never become unknown pieces) with a
+ChatML template that accepts a system role. The model is a Llama-style config (model_type llama, so AutoTokenizer keeps
+our tokenizer rather than swapping in a Qwen2 one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+
+
+def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512):
+    """Byte-level BPE trained on `corpus`, wrapped as a `PreTrainedTokenizerFast` with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(list(corpus), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<|pad|>", eos_token="<|im_end|>",
+                                   bos_token=None, unk_token=None)
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def tiny_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, max_length: int = 512,
+               seed: int = 0):
+    """A randomly initialised Llama-style causal LM sized to the tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 4,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+        max_position_embeddings=max_length, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def build_tiny(folder: str | Path, corpus: Iterable[str], vocab_size: int = 512, seed: int = 0, **model_kwargs) -> Path:
+    """Train a tokenizer on `corpus`, build a tiny model, save both to `folder`; returns the folder."""
+    folder = Path(folder)
+    tokenizer = train_tokenizer(corpus, vocab_size=vocab_size)
+    model = tiny_model(tokenizer, seed=seed, **model_kwargs)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+DEFAULT_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "You are an assistant that generates responses for the instruction while implicitly achieving the following "
+    "target scores (on a scale of 1-10, where 1 is lowest and 10 is highest):\nOverall score: 10.",
+    "Overall score: 1. Overall score: 2. Overall score: 3. Overall score: 4. Overall score: 5.",
+    "Overall score: 6. Overall score: 7. Overall score: 8. Overall score: 9. Overall score: 7.5.",
+    "What is the capital of France? Paris. Write a haiku about rain. Soft rain on tin roofs.",
+    "system user assistant 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?'\"()-",
+]
