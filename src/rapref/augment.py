@@ -112,7 +112,7 @@ def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, s
         "notes": notes + [f"{k}: {v}" for k, v in loaded.extra.items()],
         "provenance": provenance(),
         "_tables": out_tables,
-        "_spec": spec,
+        "_spec": spec if cfg.relabel.mode in ("relabeled", "half") else None,
     }
     return summary
 
@@ -157,13 +157,14 @@ def score_histogram(table: pa.Table) -> dict:
     return {"chosen": counts("score_chosen"), "rejected": counts("score_rejected")}
 
 
-def write_dataset(out: Path, tables: dict[str, pa.Table], summary: dict, spec: GoalSpec) -> None:
+def write_dataset(out: Path, tables: dict[str, pa.Table], summary: dict, spec: GoalSpec | None) -> None:
     """Write the whole folder atomically: a half-written folder never replaces a good one."""
     with atomic_path(out, directory=True) as tmp:
         for split, table in tables.items():
             pq.write_table(table, tmp / SPLIT_FILES[split])
         write_json_atomic(tmp / "summary.json", summary)
-        spec.save(tmp)
+        if spec is not None:  # only goal-conditioned data carries goal settings
+            spec.save(tmp)
         (tmp / "README.md").write_text(dataset_card(tables, summary))
 
 

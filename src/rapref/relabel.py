@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from rapref.goals import GoalSpec
 
 TIE_POLICIES = ("keep", "drop")
+MODES = ("relabeled", "half", "original", "duplicated")
 OUTPUT_COLUMNS = ["prompt", "chosen", "rejected", "source_id", "copy", "goal", "score_chosen", "score_rejected"]
 
 
@@ -39,7 +40,8 @@ OUTPUT_COLUMNS = ["prompt", "chosen", "rejected", "source_id", "copy", "goal", "
 class RelabelOptions:
     ties: str = "keep"  # keep: the two copies share a goal and cancel out, as the authors kept them
     min_gap: float = 0.0  # drop pairs whose |r_w - r_l| is below this
-    half: bool = False  # relabel a seeded half of the pairs: as many output rows as input pairs
+    mode: str = "relabeled"  # relabeled | half (a seeded half relabeled: output as large as the input)
+    # | original (the plain pairs, no goal: the DPO baseline) | duplicated (original pairs twice: same steps)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -47,6 +49,8 @@ class RelabelOptions:
             raise ValueError(f"ties must be one of {TIE_POLICIES}, got {self.ties!r}")
         if self.min_gap < 0:
             raise ValueError(f"min_gap must be >= 0, got {self.min_gap}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
 
 
 def relabel(pairs: pa.Table, spec: GoalSpec, options: RelabelOptions = RelabelOptions()) -> tuple[pa.Table, dict]:
@@ -69,11 +73,17 @@ def relabel(pairs: pa.Table, spec: GoalSpec, options: RelabelOptions = RelabelOp
         stats["dropped"]["score_gap_below_min"] = int(pc.sum(small).as_py() or 0)
         keep = pc.and_(keep, pc.invert(small))
     pairs = pairs.filter(keep)
-    if options.half:
+    if options.mode == "half":
         selected = half_selection(pairs["source_id"], options.seed)
         stats["dropped"]["half_mode_not_relabeled"] = pairs.num_rows - int(selected.sum())
         pairs = pairs.filter(pa.array(selected))
     stats["pairs_relabeled"] = pairs.num_rows
+    if options.mode in ("original", "duplicated"):
+        out = unconditioned(pairs)
+        out = pa.concat_tables([out, out]) if options.mode == "duplicated" else out
+        stats["pairs_relabeled"] = 0
+        stats["rows_out"] = out.num_rows
+        return out, stats
 
     multi = "attributes_chosen" in pairs.column_names and len(spec.attributes) > 1
     positive = _copy(pairs, spec, "positive", multi)
@@ -228,13 +238,13 @@ def _with_system_goal(prompts: pa.Array, texts: pa.Array, separator: str) -> pa.
     nonempty = offsets[1:] > starts
     has_system = np.zeros(n, dtype=bool)
     has_system[nonempty] = roles[starts[nonempty]] == "system"
-    # Rows that already open with a system message: the goal goes in front of its content.
     parents = pc.list_parent_indices(prompts)
-    first_system = np.zeros(m, dtype=bool)
-    first_system[starts[has_system]] = True
-    content = messages.field("content")
-    joined = pc.binary_join_element_wise(pc.take(texts, parents), content, separator)
-    messages = _replace_content(messages, pc.if_else(pa.array(first_system), joined, content))
+    if has_system.any():  # rows that open with a system message: the goal goes in front of its content
+        first_system = np.zeros(m, dtype=bool)
+        first_system[starts[has_system]] = True
+        content = messages.field("content")
+        joined = pc.binary_join_element_wise(pc.take(texts, parents), content, separator)
+        messages = _replace_content(messages, pc.if_else(pa.array(first_system), joined, content))
     # Other rows: a new system message is inserted in front.
     insert = ~has_system
     new_system = _system_messages(messages.type, pc.filter(texts, pa.array(insert)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, PLACEMENTS, scale_field
-from rapref.relabel import TIE_POLICIES, RelabelOptions
+from rapref.relabel import MODES, TIE_POLICIES, RelabelOptions
 from rapref.schemas import SCHEMAS, SchemaOptions
 from rapref.schemas.base import PAIRINGS
 
@@ -27,8 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("relabeling")
     r.add_argument("--ties", choices=TIE_POLICIES, default="keep", help="pairs with equal scores (default keep)")
     r.add_argument("--min-gap", type=float, default=0.0, help="drop pairs whose score gap is below this")
-    r.add_argument("--half", action="store_true",
-                   help="relabel a seeded half of the pairs (output as large as the input: the data-size control)")
+    r.add_argument("--mode", choices=MODES, default="relabeled",
+                   help="relabeled (default); half: a seeded half relabeled, output as large as the input (the "
+                        "paper's data-size control); original: plain pairs, no goal (the DPO baseline); duplicated: "
+                        "the original pairs twice (same number of steps as relabeled)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--test-size", type=float,
                    help="prompts held out for test when the input has no test split: a count or a fraction "
@@ -77,7 +79,7 @@ def config_from_args(args) -> "AugmentConfig":
     return AugmentConfig(
         source=args.source, out=args.out, schema=args.schema, split=args.split, revision=args.revision,
         placement=args.placement, header=args.goal_header, line=args.goal_line,
-        relabel=RelabelOptions(ties=args.ties, min_gap=args.min_gap, half=args.half, seed=args.seed),
+        relabel=RelabelOptions(ties=args.ties, min_gap=args.min_gap, mode=args.mode, seed=args.seed),
         schema_options=schema_options, overwrite=args.overwrite,
     )
 

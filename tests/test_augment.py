@@ -1,0 +1,121 @@
+"""`rapref augment` end to end: the folder loads in `datasets` and TRL, is deterministic and written atomically."""
+
+import json
+
+import pytest
+
+from rapref.augment import AugmentConfig, augment_dataset, main
+from rapref.io import InputError
+from rapref.relabel import RelabelOptions
+from rapref.schemas import SchemaOptions
+
+
+def synthetic_rows(n=40):
+    return [{"prompt": f"Question number {i}?", "chosen": f"A careful answer {i}.", "rejected": f"Meh {i}.",
+             "score_chosen": float(5 + i % 6), "score_rejected": float(1 + i % 5)} for i in range(n)]
+
+
+def write(tmp_path, rows):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def cfg(src, out, **kw):
+    return AugmentConfig(source=str(src), out=str(out), schema_options=SchemaOptions(test_size=0.25), **kw)
+
+
+def test_output_loads_with_datasets_and_has_splits(tmp_path):
+    import datasets
+
+    src = write(tmp_path, synthetic_rows())
+    summary = main(cfg(src, tmp_path / "out"))
+    loaded = datasets.load_dataset(str(tmp_path / "out"))
+    assert set(loaded) == {"train", "test", "test_goal"}
+    assert len(loaded["train"]) == 2 * summary["pairs"]["train"] and len(loaded["test"]) == 10
+    train_prompts = {r["prompt"][-1]["content"] for r in loaded["train"]}
+    test_prompts = {r["prompt"][-1]["content"] for r in loaded["test"]}
+    assert not train_prompts & test_prompts  # whole prompts held out
+    assert all(r["goal"] is None and r["prompt"][0]["role"] == "user" for r in loaded["test"])
+    assert all("Overall score: 10." in r["prompt"][0]["content"] for r in loaded["test_goal"])
+    assert summary["input"]["fingerprint"] and summary["provenance"]["packages"]["pyarrow"]
+    assert summary["score_histogram"]["chosen"]
+    goal = json.loads((tmp_path / "out" / "rapref_goal.json").read_text())
+    assert goal["placement"] == "system" and goal["scale"] == [1.0, 10.0]
+
+
+def test_same_input_settings_and_seed_give_identical_files(tmp_path):
+    src = write(tmp_path, synthetic_rows())
+    for name in ("a", "b"):
+        main(cfg(src, tmp_path / name, relabel=RelabelOptions(mode="half", seed=3)))
+    for split in ("train.parquet", "test.parquet", "test_goal.parquet"):
+        assert (tmp_path / "a" / split).read_bytes() == (tmp_path / "b" / split).read_bytes()
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    src = write(tmp_path, synthetic_rows())
+    main(cfg(src, tmp_path / "out"))
+    with pytest.raises(InputError, match="--overwrite"):
+        main(cfg(src, tmp_path / "out"))
+    main(cfg(src, tmp_path / "out", overwrite=True))
+
+
+def test_interrupted_write_leaves_no_half_folder(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    src = write(tmp_path, synthetic_rows())
+    main(cfg(src, tmp_path / "out"))
+    before = (tmp_path / "out" / "train.parquet").read_bytes()
+    calls = {"n": 0}
+    real = pq.write_table
+
+    def crash_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        main(cfg(src, tmp_path / "out", overwrite=True, relabel=RelabelOptions(mode="duplicated")))
+    assert (tmp_path / "out" / "train.parquet").read_bytes() == before  # the old folder is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "pairs.jsonl"]  # no temp leftovers
+    calls["n"] = 0
+    with pytest.raises(KeyboardInterrupt):
+        main(cfg(src, tmp_path / "new", relabel=RelabelOptions(mode="duplicated")))
+    assert not (tmp_path / "new").exists()
+
+
+def test_in_memory_dataset_api():
+    import datasets
+
+    ds = datasets.Dataset.from_list(synthetic_rows(10))
+    tables, summary = augment_dataset(ds, AugmentConfig(source="", out="", placement="user",
+                                                        schema_options=SchemaOptions(test_size=0)))
+    assert summary["schema"] == "pairs" and tables["train"].num_rows == 20
+    assert tables["train"]["prompt"].to_pylist()[0].endswith("\n\nQuestion number 0?")
+    assert len(ds) == 10 and ds[0]["prompt"] == "Question number 0?"  # input untouched
+
+
+def test_output_feeds_trl_dpo_pipeline(tmp_path, tiny_model_dir):
+    """TRL's own DPO data pipeline tokenizes our folder and trains on it, with no adapter code."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    src = write(tmp_path, synthetic_rows(12))
+    main(cfg(src, tmp_path / "out"))
+    data = datasets.load_dataset(str(tmp_path / "out"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    args = DPOConfig(output_dir=str(tmp_path / "dpo"), per_device_train_batch_size=4, max_steps=2, bf16=False,
+                     gradient_checkpointing=False, report_to="none", use_cpu=True, max_length=256,
+                     save_strategy="no")
+    trainer = DPOTrainer(model=model, ref_model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), args=args,
+                         train_dataset=data["train"], eval_dataset=data["test_goal"], processing_class=tokenizer)
+    assert len(trainer.train_dataset) == len(data["train"])  # nothing silently dropped by TRL
+    first = trainer.train_dataset[0]
+    decoded = tokenizer.decode(first["prompt_ids"])
+    assert "Overall score:" in decoded and decoded.startswith("<|im_start|>system")
+    trainer.train()
+    assert trainer.state.global_step == 2
