@@ -25,3 +25,29 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from rapref.tiny import DEFAULT_CORPUS, build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "model", DEFAULT_CORPUS)
+
+
+def synthetic_pair_rows(n: int = 24, long_every: int = 0) -> list[dict]:
+    rows = []
+    for i in range(n):
+        prompt = f"Question number {i}: what is {i} plus {i}?"
+        if long_every and i % long_every == 0:
+            prompt += " Please explain carefully." * 40
+        rows.append({"prompt": prompt, "chosen": f"It is {2 * i}.", "rejected": f"Maybe {i + 3}?",
+                     "score_chosen": float(6 + i % 5), "score_rejected": float(1 + i % 5)})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def relabeled_dir(tmp_path_factory) -> Path:
+    """A small relabeled dataset folder written by `rapref augment` (system placement)."""
+    import json
+
+    from rapref.augment import AugmentConfig, main
+    from rapref.schemas import SchemaOptions
+
+    folder = tmp_path_factory.mktemp("data")
+    src = folder / "pairs.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pair_rows()))
+    main(AugmentConfig(source=str(src), out=str(folder / "out"), schema_options=SchemaOptions(test_size=4)))
+    return folder / "out"

@@ -18,6 +18,21 @@ import yaml
 ALGORITHMS = ("dpo", "simpo", "cpo", "orpo", "kto")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `5e-7` as a string; recipes and overrides mean a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 @dataclass
 class ModelArgs:
     name_or_path: str = ""  # a local folder or hub id
@@ -117,7 +132,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such recipe")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a recipe must be a mapping of sections")
     for item in overrides:
@@ -128,7 +143,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = _yaml(value)
     cfg = _build(TrainConfig, data, "")
     cfg.validate()
     return cfg

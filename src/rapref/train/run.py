@@ -47,6 +47,9 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     if resume and not checkpoint:
         print(f"rapref train: --resume: no checkpoint in {cfg.output_dir}, starting from the beginning")
     trainer.train(resume_from_checkpoint=checkpoint or None)
+    accel = trainer.accelerator
+    print(f"rapref train: rank {accel.process_index}/{accel.num_processes} trained {trainer.state.global_step} steps",
+          flush=True)
     trainer.save_model(cfg.output_dir)
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
@@ -62,6 +65,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
         write_jsonl_atomic(out / "metrics.jsonl", history)
         write_json_atomic(out / TRAIN_SETTINGS_FILE, {"config": to_dict(cfg), "result": result,
                                                       "trl_args": args.to_dict(), "provenance": provenance()})
+        print(f"rapref train: saved model and settings to {out}", flush=True)
     return result
 
 
@@ -71,18 +75,7 @@ def _goal_spec(data_path: str) -> GoalSpec | None:
 
 
 def load_splits(data) -> dict:
-    import datasets
-
-    path = Path(data.path)
-    if (path / "dataset_dict.json").is_file():
-        loaded = datasets.load_from_disk(str(path))
-    elif path.exists() or "/" in data.path:
-        try:
-            loaded = datasets.load_dataset(data.path)
-        except Exception as err:  # noqa: BLE001 - shown as one line
-            raise InputError(f"{data.path}: cannot load the training data ({str(err).splitlines()[0]})") from None
-    else:
-        raise InputError(f"{data.path}: no such dataset folder")
+    loaded = load_dataset_folder(data.path)
     splits = {}
     for role, name in (("train", data.train_split), ("eval", data.eval_split)):
         if name is None:
@@ -94,6 +87,33 @@ def load_splits(data) -> dict:
         splits["train"] = splits["train"].shuffle(seed=0).select(range(min(data.max_train_samples,
                                                                              len(splits["train"]))))
     return splits
+
+
+def load_dataset_folder(path: str) -> dict:
+    """Splits of a dataset folder, read fresh from disk.
+
+    Folders written by `rapref augment` are read straight from their Parquet files: `datasets.load_dataset` caches
+    local files by path and modification time, and would hand back stale rows after an `--overwrite` in the same
+    second. Other folders (`save_to_disk`, plain data files) and hub ids go through `datasets`.
+    """
+    import datasets
+    import pyarrow.parquet as pq
+
+    from rapref.augment import SPLIT_FILES
+
+    folder = Path(path)
+    ours = {split: folder / name for split, name in SPLIT_FILES.items() if (folder / name).is_file()}
+    if ours:
+        return {split: datasets.Dataset(pq.read_table(file)) for split, file in ours.items()}
+    if (folder / "dataset_dict.json").is_file() or (folder / "dataset_info.json").is_file():
+        loaded = datasets.load_from_disk(str(folder))
+        return {"train": loaded} if isinstance(loaded, datasets.Dataset) else dict(loaded)
+    if not folder.exists() and "/" not in path:
+        raise InputError(f"{path}: no such dataset folder")
+    try:
+        return dict(datasets.load_dataset(path))
+    except Exception as err:  # noqa: BLE001 - shown as one line
+        raise InputError(f"{path}: cannot load the dataset ({str(err).splitlines()[0]})") from None
 
 
 def load_tokenizer(model_args):

@@ -1,0 +1,30 @@
+"""Two CPU processes over gloo (torchrun): both ranks train, the model is saved once."""
+
+import json
+import os
+import subprocess
+import sys
+
+from rapref.train.config import load_config
+
+
+def test_two_process_cpu_run(tmp_path, tiny_model_dir, relabeled_dir):
+    out = tmp_path / "run"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"output_dir: {out}\nmodel:\n  name_or_path: {tiny_model_dir}\ndata:\n  path: {relabeled_dir}\n"
+        "  max_prompt_length: 160\ntraining:\n  max_length: 224\n  per_device_train_batch_size: 2\n"
+        "  max_steps: 3\n  disable_tqdm: true\n")
+    load_config(recipe)  # valid before we spend time launching
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "rapref", "train", "--config", str(recipe)],
+        capture_output=True, text=True, timeout=300, env=env)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "rank 0/2 trained 3 steps" in log and "rank 1/2 trained 3 steps" in log
+    assert log.count("saved model and settings") == 1
+    result = json.loads((out / "rapref_train.json").read_text())["result"]
+    assert result["world_size"] == 2 and result["steps"] == 3
+    assert (out / "model.safetensors").is_file()
