@@ -51,3 +51,16 @@ def relabeled_dir(tmp_path_factory) -> Path:
     src.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pair_rows()))
     main(AugmentConfig(source=str(src), out=str(folder / "out"), schema_options=SchemaOptions(test_size=4)))
     return folder / "out"
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory, tiny_model_dir, relabeled_dir) -> Path:
+    """A policy folder written by `rapref train` (2 steps): model, tokenizer and goal settings."""
+    from rapref.train.config import load_config
+    from rapref.train.run import main
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    main(load_config(None, [f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
+                            f"output_dir={out}", "data.max_prompt_length=160", "training.max_length=224",
+                            "training.max_steps=2", "training.disable_tqdm=true"]))
+    return out

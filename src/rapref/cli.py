@@ -4,12 +4,14 @@
     rapref train --config RECIPE.yaml   train a goal-conditioned policy with TRL
     rapref demo                         the whole pipeline on a synthetic world, on CPU
 
-Bad input ends with one line naming file, row and field (exit code 2), never a traceback.
+Bad input ends with one line naming file, row and field (exit code 2), never a traceback
+(set RAPREF_DEBUG=1 to see one).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rapref.io import InputError
@@ -65,6 +67,14 @@ def _diagnose(sub: argparse.ArgumentParser):
     return run_diagnose
 
 
+@command("export", "AlpacaEval / MT-Bench / Arena-Hard answer files; an lm-eval command with the goal")
+def _export(sub: argparse.ArgumentParser):
+    from rapref.commands.evaluate import add_export_arguments, run_export
+
+    add_export_arguments(sub)
+    return run_export
+
+
 @command("demo", "the main job: a controlled reproduction on a synthetic world, on CPU")
 def _demo(sub: argparse.ArgumentParser):
     from rapref.commands.demo import add_arguments, run
@@ -102,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runners[args.command](args)
     except (InputError, FileNotFoundError, ValueError) as err:
+        if os.environ.get("RAPREF_DEBUG"):
+            raise
         print(f"rapref {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,107 @@
+"""Flags of `rapref generate`, `judge`, `diagnose` and `export` (stages live in `rapref.evaluate`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_generate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a folder written by `rapref train` (its goal settings are reused)")
+    p.add_argument("--prompts", required=True, help="prompt file (JSONL with `prompt`) or a `rapref augment` folder")
+    p.add_argument("--split", default="test", help="split of an augment folder (default: test, unconditioned)")
+    p.add_argument("--out", required=True, help="output JSONL")
+    p.add_argument("--goals", type=_floats, help="goal sweep, e.g. 1,2,3,4,5,6,7,8,9,10 (default: top score)")
+    p.add_argument("--no-goal", action="store_true", help="sample without a goal (plain policies)")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="first N prompts only")
+    p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto")
+
+
+def run_generate(args):
+    from rapref.evaluate.generate import GenerateConfig, SamplingConfig, main
+
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                              num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size)
+    rows = main(GenerateConfig(model=args.model, prompts=args.prompts, out=args.out, split=args.split,
+                               goals=args.goals, no_goal=args.no_goal, sampling=sampling, backend=args.backend,
+                               limit=args.limit))
+    print(f"rapref generate: {len(rows)} samples -> {args.out}")
+
+
+def add_judge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("generations", help="JSONL written by `rapref generate`")
+    p.add_argument("--scorer", required=True,
+                   help="reward-model:PATH | ifeval | python:MODULE:FUNCTION")
+    p.add_argument("--out", required=True, help="output folder (scores.jsonl, aggregate.json, cache.jsonl)")
+    p.add_argument("--against", help="pairwise: win rate of GENERATIONS against this generation set")
+    p.add_argument("--cache", help="score cache file (default OUT/cache.jsonl)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a reward model's own code to run")
+
+
+def run_judge(args):
+    from rapref.evaluate.judge import JudgeConfig, main
+
+    result = main(JudgeConfig(generations=args.generations, scorer=args.scorer, out=args.out, against=args.against,
+                              cache=args.cache, trust_remote_code=args.trust_remote_code))
+    line = f"rapref judge: n={result['n']} mean={result['mean']:.4f} ± {result['stderr']:.4f} (stderr)"
+    if "pairwise" in result:
+        pw = result["pairwise"]
+        line += f"; win rate {pw['win_rate']:.3f} ± {pw['stderr']:.3f} over {pw['n']} (ties = 1/2)"
+    print(line)
+
+
+def add_diagnose_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=("unlearning", "accuracy", "controllability", "implicit-relabel"))
+    p.add_argument("--out", required=True, help="output folder (a JSONL file for implicit-relabel)")
+    p.add_argument("--policy", help="goal-conditioned policy folder (implicit-relabel: the DPO policy)")
+    p.add_argument("--reference", help="the start (SFT / reference) model folder")
+    p.add_argument("--dpo", help="unlearning: a plain-DPO policy to compare")
+    p.add_argument("--data", help="held-out pairs: a `rapref augment` folder or a pairs file")
+    p.add_argument("--split", default="test")
+    p.add_argument("--scores", help="controllability: scores.jsonl of a judged goal sweep")
+    p.add_argument("--beta", type=float, default=0.1, help="implicit reward scale")
+    p.add_argument("--band", type=float, default=5.0, help="unlearning: high-quality threshold (score >= band)")
+    p.add_argument("--scale", default="1-10", help="implicit-relabel: goal scale LOW-HIGH")
+    p.add_argument("--limit", type=int)
+
+
+def run_diagnose(args):
+    from rapref.evaluate.diagnose import DiagnoseConfig, main
+    from rapref.goals import scale_field
+
+    result = main(DiagnoseConfig(kind=args.kind, out=args.out, policy=args.policy, reference=args.reference,
+                                 dpo=args.dpo, data=args.data, split=args.split, scores=args.scores, beta=args.beta,
+                                 band=args.band, scale=scale_field(args.scale), limit=args.limit))
+    print(f"rapref diagnose {args.kind}: written to {args.out}")
+    return result
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    from rapref.evaluate.export import FORMATS
+
+    p.add_argument("format", choices=FORMATS)
+    p.add_argument("source", help="generations JSONL (lm-eval: the trained model folder)")
+    p.add_argument("--out", help="output file")
+    p.add_argument("--name", default="rapref-model", help="model name written into the files")
+    p.add_argument("--tasks", default="ifeval", help="lm-eval: task list")
+
+
+def run_export(args):
+    from rapref.evaluate.export import main
+    from rapref.io import InputError
+
+    if args.format != "lm-eval" and not args.out:
+        raise InputError(f"export {args.format} needs --out")
+    print(main(args.format, args.source, args.out, args.name, args.tasks))

@@ -1,0 +1,162 @@
+"""`rapref diagnose`: what the paper claims, measured on your models.
+
+    rapref diagnose unlearning --policy runs/relabeled --dpo runs/dpo --reference runs/sft --data runs/data --out D
+    rapref diagnose accuracy --policy runs/relabeled --reference runs/sft --data runs/data --out D
+    rapref diagnose controllability runs/judge/scores.jsonl --out D         (scores of a goal sweep)
+    rapref diagnose implicit-relabel --policy runs/dpo --reference runs/sft --data pairs.jsonl --out relabeled.jsonl
+
+Each writes `<name>.json`, `<name>.md` and, where there is a curve or bars, `<name>.png` into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rapref.evaluate.generate import load_prompts, model_goal_spec
+from rapref.io import InputError, atomic_path, write_json_atomic, write_jsonl_atomic
+
+
+@dataclass
+class DiagnoseConfig:
+    kind: str  # unlearning, accuracy, controllability, implicit-relabel
+    out: str
+    policy: str | None = None
+    reference: str | None = None
+    dpo: str | None = None  # a plain-DPO policy to compare in the unlearning probe
+    data: str | None = None  # augment folder (test split) or pairs file
+    split: str = "test"
+    scores: str | None = None  # controllability: judged goal sweep
+    beta: float = 0.1
+    band: float = 5.0  # unlearning: score threshold of "high-quality" responses (the paper: >= 5 of 10)
+    scale: tuple[float, float] = (1, 10)  # implicit-relabel: goal scale
+    limit: int | None = None
+
+
+def controllability(rows: list[dict]) -> dict:
+    """Mean achieved score per goal and Spearman's rank correlation between goal and score over all samples."""
+    from scipy.stats import spearmanr
+
+    rows = [r for r in rows if r.get("goal") is not None]
+    if len({r["goal"] for r in rows}) < 2:
+        raise InputError("controllability needs scores of a goal sweep (at least two goals); "
+                         "run `rapref generate --goals 1,2,...` then `rapref judge`")
+    by_goal = defaultdict(list)
+    for r in rows:
+        by_goal[float(r["goal"])].append(float(r["score"]))
+    rho, p_value = spearmanr([r["goal"] for r in rows], [r["score"] for r in rows])
+    curve = [{"goal": g, "n": len(v), "mean": float(np.mean(v)),
+              "stderr": float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0}
+             for g, v in sorted(by_goal.items())]
+    return {"spearman_rho": float(rho), "p_value": float(p_value), "n": len(rows), "curve": curve}
+
+
+def plot_curve(curve: list[dict], path: Path, title: str, ylabel: str = "achieved score") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    goals = [c["goal"] for c in curve]
+    ax.errorbar(goals, [c["mean"] for c in curve], yerr=[1.96 * c["stderr"] for c in curve], marker="o",
+                capsize=3)
+    ax.set_xlabel("goal given at inference")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_unlearning(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['policy']}\n{r['condition']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows)), 3.5))
+    ax.bar(range(len(rows)), [r["mean_delta_logp"] for r in rows],
+           yerr=[1.96 * r["stderr"] for r in rows], capsize=3)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylabel("change in log p vs start")
+    ax.set_title("held-out high-quality rejected responses")
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.tight_layout()
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    def cell(v):
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(cfg: DiagnoseConfig) -> dict:
+    out = Path(cfg.out)
+    if cfg.kind == "controllability":
+        if not cfg.scores:
+            raise InputError("controllability needs --scores (a judged goal sweep, scores.jsonl)")
+        rows = [json.loads(line) for line in Path(cfg.scores).read_text().splitlines() if line.strip()]
+        result = controllability(rows)
+        plot_curve(result["curve"], out / "controllability.png",
+                   f"controllability (Spearman rho {result['spearman_rho']:.2f})")
+        _write(out, "controllability", result,
+               f"Spearman rho = {result['spearman_rho']:.3f} (p = {result['p_value']:.2g}, n = {result['n']})\n\n"
+               + markdown_table(result["curve"], ["goal", "n", "mean", "stderr"]))
+        return result
+    if not (cfg.policy and cfg.reference and cfg.data):
+        raise InputError(f"diagnose {cfg.kind} needs --policy, --reference and --data")
+    from rapref.evaluate.logprobs import (LogProbModel, implicit_relabel_rows, implicit_reward_accuracy,
+                                         implicit_rewards, unlearning_probe)
+
+    pairs = load_prompts(cfg.data, cfg.split, cfg.limit)
+    if "chosen" not in pairs[0]:
+        raise InputError(f"{cfg.data}: diagnose {cfg.kind} needs pairs with chosen and rejected responses")
+    policy, reference = LogProbModel(cfg.policy), LogProbModel(cfg.reference)
+    if cfg.kind == "implicit-relabel":
+        chosen, rejected = implicit_rewards(pairs, policy, reference, cfg.beta)
+        rows, mapping = implicit_relabel_rows(pairs, chosen, rejected, cfg.scale)
+        write_jsonl_atomic(out, rows)
+        return {"rows": len(rows), "mapping": mapping, "out": str(out)}
+    spec = model_goal_spec(cfg.policy, no_goal=False)
+    if cfg.kind == "accuracy":
+        result = {}
+        for condition, goal in (("top", spec.top), ("none", None)):
+            c, r = implicit_rewards(pairs, policy, reference, cfg.beta, spec if goal else None, goal)
+            result[condition] = implicit_reward_accuracy(c, r)
+        _write(out, "accuracy", result, markdown_table([{"condition": k, **v} for k, v in result.items()],
+                                                       ["condition", "n", "accuracy", "stderr"]))
+        return result
+    if cfg.kind == "unlearning":
+        rows = unlearning_probe(pairs, policy, reference, spec, ("own", "top", "none"), cfg.band, "relabeled")
+        if cfg.dpo:
+            rows += unlearning_probe(pairs, LogProbModel(cfg.dpo), reference, None, ("none",), cfg.band, "dpo")
+        high = [r for r in rows if r["response"] == "rejected" and r["band"].startswith(">=")]
+        if high:
+            plot_unlearning(high, out / "unlearning.png")
+        _write(out, "unlearning", {"rows": rows, "band_threshold": cfg.band},
+               markdown_table(rows, ["policy", "condition", "response", "band", "n", "mean_delta_logp", "stderr"]))
+        return {"rows": rows}
+    raise InputError(f"unknown diagnosis {cfg.kind!r}")
+
+
+def _write(out: Path, name: str, result: dict, markdown: str) -> None:
+    write_json_atomic(out / f"{name}.json", result)
+    with atomic_path(out / f"{name}.md") as tmp:
+        tmp.write_text(f"# {name}\n\n{markdown}\n")

@@ -1,0 +1,121 @@
+"""Log-probabilities of responses under a policy: the unlearning probe, implicit-reward accuracy, and relabeling
+with a DPO policy's implicit reward (no judge scores needed).
+
+log p(y | x) sums the log-probabilities of the response tokens after the chat-templated prompt, exactly the
+quantity DPO moves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from rapref.evaluate.generate import conditioned_prompt
+from rapref.goals import GoalSpec
+
+
+class LogProbModel:
+    """A causal LM and its tokenizer, scoring log p(response | prompt) in batches."""
+
+    def __init__(self, model_dir: str, batch_size: int = 8):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from rapref.io import InputError
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            self.model = AutoModelForCausalLM.from_pretrained(model_dir)
+        except OSError as err:
+            raise InputError(f"{model_dir}: cannot load the model ({str(err).splitlines()[0]})") from None
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(self.device).eval()
+        self.batch_size, self.path = batch_size, model_dir
+
+    def logprobs(self, prompts: list[list[dict]], responses: list[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            ids, masks = [], []
+            for prompt, response in zip(prompts[start:start + self.batch_size],
+                                        responses[start:start + self.batch_size]):
+                prompt_ids = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+                prompt_ids = list(prompt_ids["input_ids"] if hasattr(prompt_ids, "keys") else prompt_ids)
+                full = self.tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": response}],
+                                                          tokenize=True)
+                full = list(full["input_ids"] if hasattr(full, "keys") else full)
+                ids.append(full)
+                masks.append([0] * len(prompt_ids) + [1] * (len(full) - len(prompt_ids)))
+            width = max(map(len, ids))
+            pad = self.tokenizer.pad_token_id or 0
+            input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=self.device)  # (B, T)
+            attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=self.device)
+            mask = torch.tensor([m + [0] * (width - len(m)) for m in masks], device=self.device)
+            with torch.no_grad():
+                logits = self.model(input_ids=input_ids, attention_mask=attention).logits.float()  # (B, T, V)
+            token_logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, input_ids[:, 1:, None])[..., 0]
+            out += (token_logps * mask[:, 1:]).sum(dim=1).tolist()  # (B,)
+        return np.array(out)
+
+
+def _text(response) -> str:
+    return response if isinstance(response, str) else response[-1]["content"]
+
+
+def unlearning_probe(pairs: list[dict], policy: LogProbModel, reference: LogProbModel, spec: GoalSpec | None,
+                     conditions: tuple[str, ...], band_threshold: float, label: str) -> list[dict]:
+    """Change in log p of held-out chosen and rejected responses, policy minus reference, by score band.
+
+    conditions: "own" (goal = the response's own score), "top" (goal = top of the scale), "none" (no goal).
+    The reference is the start model, always asked with no goal. Returns one row per (condition, response, band).
+    """
+    results = []
+    for condition in conditions:
+        for role in ("chosen", "rejected"):
+            responses = [_text(p[role]) for p in pairs]
+            scores = [p[f"score_{role}"] for p in pairs]
+            goals = [None if condition == "none" or spec is None else (s if condition == "own" else spec.top)
+                     for s in scores]
+            prompts = [conditioned_prompt(p["prompt"], spec, g) for p, g in zip(pairs, goals)]
+            plain = [conditioned_prompt(p["prompt"], None, None) for p in pairs]
+            delta = policy.logprobs(prompts, responses) - reference.logprobs(plain, responses)
+            bands = defaultdict(list)
+            for score, d in zip(scores, delta):
+                bands[f">= {band_threshold:g}" if score >= band_threshold else f"< {band_threshold:g}"].append(d)
+            for band, values in bands.items():
+                results.append({"policy": label, "condition": condition, "response": role, "band": band,
+                                "n": len(values), "mean_delta_logp": float(np.mean(values)),
+                                "stderr": float(np.std(values, ddof=1) / np.sqrt(len(values)))
+                                if len(values) > 1 else 0.0})
+    return results
+
+
+def implicit_rewards(pairs: list[dict], policy: LogProbModel, reference: LogProbModel, beta: float,
+                     spec: GoalSpec | None = None, goal: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """beta * log(pi / pi_ref) for chosen and rejected, both models given the same (goal-conditioned) prompt, as in
+    training."""
+    prompts = [conditioned_prompt(p["prompt"], spec, goal) for p in pairs]
+    rewards = []
+    for role in ("chosen", "rejected"):
+        responses = [_text(p[role]) for p in pairs]
+        rewards.append(beta * (policy.logprobs(prompts, responses) - reference.logprobs(prompts, responses)))
+    return rewards[0], rewards[1]
+
+
+def implicit_reward_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> dict:
+    wins = (chosen > rejected).astype(float)
+    return {"n": len(wins), "accuracy": float(wins.mean()),
+            "stderr": float(wins.std(ddof=1) / np.sqrt(len(wins))) if len(wins) > 1 else 0.0}
+
+
+def implicit_relabel_rows(pairs: list[dict], chosen: np.ndarray, rejected: np.ndarray, scale, method="quantile"):
+    """Rows of the `pairs` schema scored by the implicit reward mapped onto `scale` (fitted on these rewards)."""
+    from rapref.schemas.responses import fit_score_mapping
+
+    mapper = fit_score_mapping(np.concatenate([chosen, rejected]), scale, method)
+    return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"],
+             "score_chosen": mapper(float(c)), "score_rejected": mapper(float(r)),
+             "implicit_reward_chosen": float(c), "implicit_reward_rejected": float(r)}
+            for p, c, r in zip(pairs, chosen, rejected)], mapper.describe

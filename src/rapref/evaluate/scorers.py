@@ -1,0 +1,156 @@
+"""Scorers for `rapref judge`, in a plain registry keyed by the name `--scorer` uses.
+
+    reward-model:PATH        a Hugging Face sequence-classification reward model (local folder or hub id)
+    ifeval                   verifiable instructions: the fraction of a row's `constraints` the response satisfies
+    python:MODULE:FUNCTION   any function f(row, text) -> float (synthetic tasks with a known true reward)
+
+A scorer is `score(rows, texts) -> list[float]` plus an `id` string that keys the cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from typing import Callable
+
+from rapref.io import InputError
+
+SCORERS: dict[str, Callable[..., "Scorer"]] = {}
+
+
+class Scorer:
+    id: str = "scorer"
+
+    def score(self, rows: list[dict], texts: list[str]) -> list[float]:
+        raise NotImplementedError
+
+
+def register_scorer(name: str):
+    def wrap(factory):
+        SCORERS[name] = factory
+        return factory
+
+    return wrap
+
+
+def build_scorer(spec: str, trust_remote_code: bool = False) -> Scorer:
+    """`name` or `name:argument` -> a scorer; a clear one-line error when it cannot load."""
+    name, _, argument = spec.partition(":")
+    if name not in SCORERS:
+        raise InputError(f"unknown scorer {name!r}; choose one of {', '.join(sorted(SCORERS))}")
+    return SCORERS[name](argument, trust_remote_code=trust_remote_code)
+
+
+# --- a programmatic scorer --------------------------------------------------------------------------------------------
+
+
+@register_scorer("python")
+class PythonScorer(Scorer):
+    def __init__(self, target: str, **_):
+        module_name, _, function_name = target.rpartition(":")
+        if not module_name or not function_name:
+            raise InputError(f"scorer python:{target}: expected python:MODULE:FUNCTION")
+        try:
+            self.fn = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as err:
+            raise InputError(f"scorer python:{target}: cannot load ({err})") from None
+        self.id = f"python:{target}"
+
+    def score(self, rows, texts):
+        return [float(self.fn(row, text)) for row, text in zip(rows, texts)]
+
+
+# --- a Hugging Face reward model ----------------------------------------------------------------------------------------
+
+
+@register_scorer("reward-model")
+class RewardModelScorer(Scorer):
+    def __init__(self, path: str, trust_remote_code: bool = False, batch_size: int = 8, **_):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if not path:
+            raise InputError("scorer reward-model: give its path, e.g. reward-model:runs/rm")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path,
+                                                                            trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise InputError(f"scorer reward-model:{path}: cannot load ({str(err).splitlines()[0]})") from None
+        self.model.eval()
+        self.batch_size, self.id = batch_size, f"reward-model:{path}"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+
+    def render(self, prompt, text: str) -> str:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        messages = messages + [{"role": "assistant", "content": text}]
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+        return "\n\n".join(m["content"] for m in messages)
+
+    def score(self, rows, texts):
+        import torch
+
+        rendered = [self.render(row["prompt"], text) for row, text in zip(rows, texts)]
+        scores = []
+        for start in range(0, len(rendered), self.batch_size):
+            batch = self.tokenizer(rendered[start:start + self.batch_size], return_tensors="pt", padding=True,
+                                   truncation=True)
+            with torch.no_grad():
+                logits = self.model(**batch).logits  # (B, num_labels)
+            scores += logits[:, 0].float().tolist()
+        return scores
+
+
+# --- verifiable instructions (IFEval-style) ---------------------------------------------------------------------------
+
+CHECKS: dict[str, Callable[[str, object], bool]] = {
+    "max_words": lambda text, n: len(text.split()) <= int(n),
+    "min_words": lambda text, n: len(text.split()) >= int(n),
+    "include_keywords": lambda text, words: all(w.lower() in text.lower() for w in words),
+    "forbidden_words": lambda text, words: not any(re.search(rf"\b{re.escape(w)}\b", text, re.I) for w in words),
+    "no_commas": lambda text, _: "," not in text,
+    "all_lowercase": lambda text, _: text == text.lower(),
+    "all_uppercase": lambda text, _: text == text.upper(),
+    "end_with": lambda text, phrase: text.rstrip().endswith(phrase),
+    "start_with": lambda text, phrase: text.lstrip().startswith(phrase),
+    "bullet_points": lambda text, n: len(re.findall(r"^\s*[*-] ", text, re.M)) == int(n),
+    "json_format": lambda text, _: _is_json(text),
+    "max_sentences": lambda text, n: len([s for s in re.split(r"[.!?]+", text) if s.strip()]) <= int(n),
+}
+
+
+def _is_json(text: str) -> bool:
+    stripped = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True
+
+
+@register_scorer("ifeval")
+class InstructionScorer(Scorer):
+    """Each row carries `constraints: [{"type": "max_words", "value": 50}, ...]`; the score is the fraction met."""
+
+    id = "ifeval"
+
+    def __init__(self, *_, **__):
+        pass
+
+    def score(self, rows, texts):
+        scores = []
+        for i, (row, text) in enumerate(zip(rows, texts)):
+            constraints = row.get("constraints")
+            if not constraints:
+                raise InputError(f"scorer ifeval: row {i} ({row.get('prompt_id')}) has no 'constraints'")
+            met = []
+            for c in constraints:
+                if c.get("type") not in CHECKS:
+                    raise InputError(f"scorer ifeval: row {i}: unknown constraint type {c.get('type')!r}; "
+                                     f"known: {', '.join(sorted(CHECKS))}")
+                met.append(CHECKS[c["type"]](text, c.get("value")))
+            scores.append(sum(met) / len(met))
+        return scores
