@@ -41,6 +41,7 @@ class AugmentConfig:
     placement: str = "system"
     header: str = DEFAULT_HEADER
     line: str = DEFAULT_LINE
+    style: str = "digits"  # how scores look in the goal text: digits, thermometer or opaque
     relabel: RelabelOptions = field(default_factory=RelabelOptions)
     schema_options: SchemaOptions = field(default_factory=SchemaOptions)
     overwrite: bool = False
@@ -87,7 +88,7 @@ def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, s
         pairs["train"], pairs["test"], note = hold_out(pairs["train"], options.test_size, options.seed)
         notes.append(note)
     spec = GoalSpec(scale=loaded.scale, placement=cfg.placement, header=cfg.header, line=cfg.line,
-                    attributes=loaded.attributes)
+                    attributes=loaded.attributes, style=cfg.style)
     tables = {split: to_table(p, spec.placement) for split, p in pairs.items()}
     train, relabel_stats = relabel(tables["train"], spec, cfg.relabel)
     top = {a: spec.top for a in spec.attributes} if len(spec.attributes) > 1 else spec.top

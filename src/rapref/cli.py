@@ -104,6 +104,11 @@ def _missing(name, err):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    for module in ("transformers", "trl", "peft", "accelerate", "torch"):  # library-internal deprecations
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)
     parser, runners = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

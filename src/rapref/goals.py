@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PLACEMENTS = ("system", "user", "user-suffix")
+STYLES = ("digits", "thermometer", "opaque")  # how a score looks to the model: see `render_score`
 
 DEFAULT_HEADER = (
     "You are an assistant that generates responses for the instruction while implicitly achieving the following "
@@ -50,6 +51,7 @@ class GoalSpec:
     line: str = DEFAULT_LINE
     attributes: tuple[str, ...] = ("Overall",)
     separator: str = "\n\n"  # between goal and instruction in `user` / `user-suffix` placement
+    style: str = "digits"  # digits ("8"), thermometer ("########.." out of the scale) or opaque ("<g8>")
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
@@ -59,6 +61,8 @@ class GoalSpec:
             raise ValueError(f"goal scale must be (low, high) with low < high, got {self.scale!r}")
         object.__setattr__(self, "scale", (float(lo), float(hi)))
         object.__setattr__(self, "attributes", tuple(self.attributes))
+        if self.style not in STYLES:
+            raise ValueError(f"goal style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if "{score}" not in self.line:
             raise ValueError(f"goal line template must contain '{{score}}', got {self.line!r}")
 
@@ -71,10 +75,26 @@ class GoalSpec:
         lo, hi = (format_score(s) for s in self.scale)
         head = self.header.format(lo=lo, hi=hi)
         if isinstance(score, dict):
-            lines = [self.line.format(name=name, score=format_score(score[name])) for name in self.attributes]
+            lines = [self.line.format(name=name, score=self.render_score(score[name])) for name in self.attributes]
         else:
-            lines = [self.line.format(name=self.attributes[0], score=format_score(score))]
+            lines = [self.line.format(name=self.attributes[0], score=self.render_score(score))]
         return "\n".join([head, *lines])
+
+    def render_score(self, score: float) -> str:
+        """digits: "8"; thermometer: one '#' per point above the bottom of the scale, '.' for the rest, so order is
+        visible in the marks; opaque: a tag like "<g8>" whose order a model cannot see from its form.
+
+        >>> spec = GoalSpec(scale=(1, 5), style="thermometer")
+        >>> spec.render_score(3), GoalSpec(style="opaque").render_score(7.5)
+        ('##..', '<g7.5>')
+        """
+        if self.style == "thermometer":
+            lo, hi = self.scale
+            marks = int(round(float(score) - lo))
+            return "#" * marks + "." * int(round(hi - lo - marks))
+        if self.style == "opaque":
+            return f"<g{format_score(score)}>"
+        return format_score(score)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -20,8 +20,11 @@ CHATML_TEMPLATE = (
 SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512):
-    """Byte-level BPE trained on `corpus`, wrapped as a `PreTrainedTokenizerFast` with a chat template."""
+def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512, extra_tokens: Iterable[str] = ()):
+    """Byte-level BPE trained on `corpus`, wrapped as a `PreTrainedTokenizerFast` with a chat template.
+
+    `extra_tokens` become atomic tokens (never split), e.g. opaque goal tags like "<g7>".
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -34,6 +37,8 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512):
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<|pad|>", eos_token="<|im_end|>",
                                    bos_token=None, unk_token=None)
     fast.chat_template = CHATML_TEMPLATE
+    if extra_tokens:
+        fast.add_tokens(list(extra_tokens))
     return fast
 
 
@@ -56,10 +61,11 @@ def tiny_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads:
     return model
 
 
-def build_tiny(folder: str | Path, corpus: Iterable[str], vocab_size: int = 512, seed: int = 0, **model_kwargs) -> Path:
+def build_tiny(folder: str | Path, corpus: Iterable[str], vocab_size: int = 512, seed: int = 0,
+               extra_tokens: Iterable[str] = (), **model_kwargs) -> Path:
     """Train a tokenizer on `corpus`, build a tiny model, save both to `folder`; returns the folder."""
     folder = Path(folder)
-    tokenizer = train_tokenizer(corpus, vocab_size=vocab_size)
+    tokenizer = train_tokenizer(corpus, vocab_size=vocab_size, extra_tokens=extra_tokens)
     model = tiny_model(tokenizer, seed=seed, **model_kwargs)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, PLACEMENTS, scale_field
+from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, PLACEMENTS, STYLES, scale_field
 from rapref.relabel import MODES, TIE_POLICIES, RelabelOptions
 from rapref.schemas import SCHEMAS, SchemaOptions
 from rapref.schemas.base import PAIRINGS
@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "Mistral) or after (user-suffix) the instruction")
     g.add_argument("--goal-header", default=DEFAULT_HEADER, help="goal text header; {lo} and {hi} are the scale")
     g.add_argument("--goal-line", default=DEFAULT_LINE, help="one line per goal score; {name} and {score}")
+    g.add_argument("--goal-style", choices=STYLES, default="digits",
+                   help="how a score looks: digits (8), thermometer (#######...), opaque (<g8>)")
     g.add_argument("--scale", type=scale_field, help="declared score scale LOW-HIGH (default per schema)")
     r = p.add_argument_group("relabeling")
     r.add_argument("--ties", choices=TIE_POLICIES, default="keep", help="pairs with equal scores (default keep)")
@@ -78,7 +80,7 @@ def config_from_args(args) -> "AugmentConfig":
     )
     return AugmentConfig(
         source=args.source, out=args.out, schema=args.schema, split=args.split, revision=args.revision,
-        placement=args.placement, header=args.goal_header, line=args.goal_line,
+        placement=args.placement, header=args.goal_header, line=args.goal_line, style=args.goal_style,
         relabel=RelabelOptions(ties=args.ties, min_gap=args.min_gap, mode=args.mode, seed=args.seed),
         schema_options=schema_options, overwrite=args.overwrite,
     )

@@ -47,9 +47,11 @@ class GenerateConfig:
 def load_prompts(source: str, split: str = "test", limit: int | None = None) -> list[dict]:
     """Prompt rows {prompt_id, prompt, ...}; prompts are strings or message lists without any goal."""
     path = Path(source)
-    if path.is_dir() and (path / "test.parquet").exists():
+    if path.is_dir() and (path / "summary.json").is_file():  # a `rapref augment` folder
         import pyarrow.parquet as pq
 
+        if not (path / f"{split}.parquet").is_file():
+            raise InputError(f"{source}: no split {split!r} in this augment folder")
         table = pq.read_table(path / f"{split}.parquet")
         rows = [{"prompt_id": r["source_id"], "prompt": r["prompt"], "chosen": r["chosen"],
                  "rejected": r["rejected"], "score_chosen": r["score_chosen"], "score_rejected": r["score_rejected"]}

@@ -43,6 +43,10 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     model = load_model(cfg.model)
     args = trl_args(cfg, on_gpu=torch.cuda.is_available())
     trainer = build_trainer(cfg, args, model, tokenizer, splits)
+    if args.disable_tqdm:  # quiet runs: metrics go to metrics.jsonl, not printed dicts
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     checkpoint = resume and _last_checkpoint(cfg.output_dir)
     if resume and not checkpoint:
         print(f"rapref train: --resume: no checkpoint in {cfg.output_dir}, starting from the beginning")
