@@ -11,88 +11,44 @@ Bad input ends with one line naming file, row and field (exit code 2), never a t
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
 from rapref.io import InputError
 
-COMMANDS = {}
-
-
-def command(name: str, help_text: str):
-    def wrap(fn):
-        COMMANDS[name] = (fn, help_text)
-        return fn
-
-    return wrap
-
-
-@command("augment", "relabel scored preference pairs into goal-conditioned pairs")
-def _augment(sub: argparse.ArgumentParser):
-    from rapref.commands.augment import add_arguments, run
-
-    add_arguments(sub)
-    return run
-
-
-@command("train", "train a goal-conditioned policy (DPO, IPO, SimPO, ORPO, KTO, ...) with TRL")
-def _train(sub: argparse.ArgumentParser):
-    from rapref.commands.train import add_arguments, run
-
-    add_arguments(sub)
-    return run
-
-
-@command("generate", "sample from a trained policy conditioned on a goal score")
-def _generate(sub: argparse.ArgumentParser):
-    from rapref.commands.evaluate import add_generate_arguments, run_generate
-
-    add_generate_arguments(sub)
-    return run_generate
-
-
-@command("judge", "score generations with a registered scorer; pairwise win rates")
-def _judge(sub: argparse.ArgumentParser):
-    from rapref.commands.evaluate import add_judge_arguments, run_judge
-
-    add_judge_arguments(sub)
-    return run_judge
-
-
-@command("diagnose", "unlearning probe, implicit-reward accuracy, controllability")
-def _diagnose(sub: argparse.ArgumentParser):
-    from rapref.commands.evaluate import add_diagnose_arguments, run_diagnose
-
-    add_diagnose_arguments(sub)
-    return run_diagnose
-
-
-@command("export", "AlpacaEval / MT-Bench / Arena-Hard answer files; an lm-eval command with the goal")
-def _export(sub: argparse.ArgumentParser):
-    from rapref.commands.evaluate import add_export_arguments, run_export
-
-    add_export_arguments(sub)
-    return run_export
-
-
-@command("demo", "the main job: a controlled reproduction on a synthetic world, on CPU")
-def _demo(sub: argparse.ArgumentParser):
-    from rapref.commands.demo import add_arguments, run
-
-    add_arguments(sub)
-    return run
+# name -> (module, its add-arguments function, its run function, help)
+COMMANDS = {
+    "augment": ("rapref.commands.augment", "add_arguments", "run",
+                "relabel scored preference pairs into goal-conditioned pairs"),
+    "train": ("rapref.commands.train", "add_arguments", "run",
+              "train a goal-conditioned policy (DPO, IPO, SimPO, ORPO, KTO, ...) with TRL"),
+    "generate": ("rapref.commands.evaluate", "add_generate_arguments", "run_generate",
+                 "sample from a trained policy conditioned on a goal score"),
+    "judge": ("rapref.commands.evaluate", "add_judge_arguments", "run_judge",
+              "score generations with a registered scorer; pairwise win rates"),
+    "diagnose": ("rapref.commands.evaluate", "add_diagnose_arguments", "run_diagnose",
+                 "unlearning probe, implicit-reward accuracy, controllability"),
+    "export": ("rapref.commands.evaluate", "add_export_arguments", "run_export",
+               "AlpacaEval / MT-Bench / Arena-Hard answer files; an lm-eval command with the goal"),
+    "demo": ("rapref.commands.demo", "add_arguments", "run",
+             "the main job: a controlled reproduction on a synthetic world, on CPU"),
+}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="rapref", description=__doc__.split("\n\n")[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     runners = {}
-    for name, (setup, help_text) in COMMANDS.items():
+    for name, (module_name, add_arguments, run, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         try:
-            runners[name] = setup(sub)
-        except ImportError as err:  # a stage whose module is not available in this install
+            module = importlib.import_module(module_name)
+        except ImportError as err:  # a stage whose dependencies are not installed
             runners[name] = _missing(name, err)
+            continue
+        getattr(module, add_arguments)(sub)
+        runners[name] = getattr(module, run)
     return parser, runners
 
 

@@ -29,6 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta", type=float, default=d.beta)
     p.add_argument("--dpo-lr", type=float, default=d.dpo_lr)
     p.add_argument("--dpo-epochs", type=float, default=d.dpo_epochs)
+    p.add_argument("--select-world", action="store_true",
+                   help="instead of the demo: measure, on validation seed 101, whether starts fine-tuned with "
+                        "0.5 / 0.75 / 1.0 of their examples goal-conditioned read goals; writes OUT/world-selection.json")
+    p.add_argument("--select-hparams", action="store_true",
+                   help="instead of the demo: choose DPO learning rate and beta on validation seeds 101-102 by the "
+                        "plain-DPO arm's true reward (how the defaults were fixed); writes OUT/selection.json")
 
 
 def config_from_args(args):
@@ -44,6 +50,18 @@ def config_from_args(args):
 
 
 def run(args):
-    from rapref.demo.run import main
+    from rapref.demo.run import main, select_hyperparameters
 
-    return main(config_from_args(args))
+    cfg = config_from_args(args)
+    if args.select_world:
+        from rapref.demo.run import select_world
+
+        selection = select_world(cfg)
+        for trial in selection["trials"]:
+            print(trial)
+        return selection
+    if args.select_hparams:
+        selection = select_hyperparameters(cfg, {"dpo_lr": [1e-4, 3e-4], "beta": [0.1, 0.5]}, seeds=(101, 102))
+        print(f"rapref demo --select-hparams: chose {selection['chosen']} ({selection['criterion']})")
+        return selection
+    return main(cfg)

@@ -1,9 +1,10 @@
 """Aggregate the demo's seeds into `report.json`, `report.md`, PNG plots and a printed table; judge claims C1-C4.
 
-Uncertainty: an arm's mean true reward gets a 95% t-interval over evaluation seeds (each seed is a whole new world,
-start model and training run); win rates pool the paired per-prompt comparisons of all seeds (ties count one half)
-with a 95% normal interval. A claim "holds" when its interval clears the no-effect line, "is reversed" when it clears
-it the other way, and is "inconclusive" otherwise.
+Uncertainty: each seed is a whole new world, start model and training run, and seeds differ far more than prompts
+within a seed, so every verdict uses a 95% t-interval over evaluation seeds (of the per-seed win rate, difference
+or correlation). The pooled win rate over all paired per-prompt comparisons (ties count one half) is shown as a
+description, with its within-seed 95% interval. A claim "holds" when its seed interval clears the no-effect line,
+"is reversed" when it clears it the other way, and is "inconclusive" otherwise.
 """
 
 from __future__ import annotations
@@ -39,14 +40,17 @@ def seed_interval(values: list[float]) -> tuple[float, float, float]:
 
 
 def paired_win_rate(results: list[dict], arm: str, baseline: str) -> dict:
-    pairs = []
+    """Pooled win rate over all seeds' paired prompts, plus the per-seed win rates and their t-interval."""
+    pooled, per_seed = [], []
     for seed in results:
         mine = {k.split("@")[0]: v for k, v in seed["rewards"][arm]["per_prompt"].items()}
         theirs = {k.split("@")[0]: v for k, v in seed["rewards"][baseline]["per_prompt"].items()}
-        pairs += [(mine[pid], theirs[pid]) for pid in sorted(mine.keys() & theirs.keys())]
-    outcome = win_rate([x for x, _ in pairs], [y for _, y in pairs])
-    outcome["low"], outcome["high"] = outcome["win_rate"] - 1.96 * outcome["stderr"], \
-        outcome["win_rate"] + 1.96 * outcome["stderr"]
+        pairs = [(mine[pid], theirs[pid]) for pid in sorted(mine.keys() & theirs.keys())]
+        per_seed.append(win_rate([x for x, _ in pairs], [y for _, y in pairs])["win_rate"])
+        pooled += pairs
+    outcome = win_rate([x for x, _ in pooled], [y for _, y in pooled])
+    outcome["per_seed"] = per_seed
+    _, outcome["low"], outcome["high"] = seed_interval(per_seed)
     return outcome
 
 
@@ -111,7 +115,9 @@ def build(cfg, results: list[dict]) -> dict:
             ("spearman_judge_vs_true", "tie_fraction", "rejected_high_quality_fraction", "mean_score_chosen",
              "mean_score_rejected", "mean_gap", "mean_true_reward_of_pool", "pairs")}
     start_curve = _curve(results, "sft_sweep") if results[0].get("sft_sweep") else None
+    start_rho = float(np.mean([_spearman(r["sft_sweep"]) for r in results])) if start_curve else None
     return {"table": table, "claims": claims, "data": data, "start_sweep_curve": start_curve,
+            "start_spearman_rho": start_rho,
             "seeds": [r["seed"] for r in results], "timings_s": [r["timings_s"] for r in results]}
 
 
@@ -140,6 +146,22 @@ def _fmt_ci(mean, low, high, digits=3):
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _bracket(low, high) -> str:
+    return "" if np.isnan(low) else f"[{low:.2f}, {high:.2f}]"
+
+
+def reading(report: dict) -> str:
+    """Plain sentences on what the table says, including what does not favour the method."""
+    rows = {r["arm"]: r for r in report["table"]}
+    best = max(report["table"], key=lambda r: r["true_reward"])
+    below = [r["label"] for r in report["table"] if r["arm"] != "sft"
+             and r["true_reward"] < rows["sft"]["true_reward"]]
+    text = f"Highest mean true reward: {best['label']} ({best['true_reward']:.3f})."
+    if below:
+        text += f" Below the SFT start ({rows['sft']['true_reward']:.3f}): {', '.join(below)}."
+    return text
+
+
 def markdown(cfg, report: dict, wall_seconds: float) -> str:
     rows = []
     for row in report["table"]:
@@ -147,7 +169,8 @@ def markdown(cfg, report: dict, wall_seconds: float) -> str:
         none, own = row.get("dlogp_high_rejected_none"), row.get("dlogp_high_rejected_own")
         rows.append({"arm": row["label"], "true reward (95% CI over seeds)":
                      _fmt_ci(row["true_reward"], row["ci_low"], row["ci_high"]),
-                     "win rate vs DPO": "-" if wr is None else f"{wr['win_rate']:.3f} ± {1.96 * wr['stderr']:.3f}",
+                     "win rate vs DPO: pooled [seed 95% CI]": "-" if wr is None else
+                     f"{wr['win_rate']:.3f} {_bracket(wr['low'], wr['high'])}",
                      "Δ log p, high-quality rejected, no goal": "-" if none is None else _fmt_ci(*none, 2),
                      "… asked with its own score": "-" if own is None else _fmt_ci(*own, 2)})
     columns = list(rows[0])
@@ -158,17 +181,26 @@ def markdown(cfg, report: dict, wall_seconds: float) -> str:
     start_line = ("" if not start else "\nThe SFT start, before any preference training, asked for each goal: "
                   + " · ".join(f"{p['goal']:g}: {p['mean']:.2f}" for p in start) + ".\n")
     d = report["data"]
+    start_rho = report.get("start_spearman_rho")
+    start_reads = ("" if start_rho is None else
+                   f"On these evaluation seeds the start's goal-vs-reward Spearman rho is {start_rho:.2f}"
+                   + (" (it reads goals)." if start_rho >= 0.3 else
+                      " (below 0.3: here the start does not reliably read goals, so the paper's premise is weak)."))
     return f"""# rapref demo: reward-augmented DPO in a synthetic sorting world
 
-Evaluation seeds {report['seeds']}; {report['table'][0]['n_per_seed']} held-out prompts per seed; wall time
-{wall_seconds / 60:.1f} min. True reward is the fraction of letters in the right place (0-1), measured on sampled
+Evaluation seeds {report['seeds']}; {report['table'][0]['n_per_seed']} held-out prompts per seed; the stages took
+{sum(sum(t.values()) for t in report['timings_s']) / 60:.1f} min (this invocation: {wall_seconds / 60:.1f} min; finished
+stages are reused). True reward is the fraction of letters in the right place (0-1), measured on sampled
 answers (temperature {cfg.temperature}).
 
 {markdown_table(rows, columns)}
 
+{reading(report)}
+
 Δ log p: change in the log-probability of held-out rejected responses judged >= {cfg.band:g}, relative to the SFT
-start (more negative = more unlearning). Win rates pool paired per-prompt comparisons over seeds (ties = 1/2; ± is
-a 95% interval).
+start (more negative = more unlearning). Win rates pool the paired per-prompt comparisons of all seeds (ties = 1/2);
+the bracket is the 95% t-interval of the per-seed win rates, which the verdicts use: seeds differ far more than
+prompts do.
 
 ## Claims
 {claims}
@@ -178,10 +210,11 @@ Controllability (C4), relabeled policy, mean true reward per goal: {curve}
 {start_line}
 ## The world and why it is the default
 Goal style `{cfg.goal_style}`, start model fine-tuned with the judge's score as goal on
-{cfg.start_goal_fraction:.0%} of its examples, judge noise {cfg.world.judge_noise} points. This mirrors the paper's
-setting: its instruct models read "Overall score: 10" as language and know 10 > 9, so the default start model has
-learned to read digit goals before preference training. It was chosen for that reason, not for which arm wins;
-change `--goal-style` (opaque, thermometer) and `--start-goal-fraction 0` to see where the effect appears or vanishes.
+{cfg.start_goal_fraction:.0%} of its examples, judge noise {cfg.world.judge_noise} points. The paper's instruct models
+read "Overall score: 10" as language and know 10 > 9; the default was chosen on validation seed 101 as the smallest
+goal fraction whose start reads goals (Spearman rho >= 0.3 between goal and true reward) while still answering
+without one (`rapref demo --select-world`, docs/demo-world-selection.json), not by which arm wins. {start_reads}
+Change `--goal-style` (opaque, thermometer) and `--start-goal-fraction` to see where the effect appears or vanishes.
 
 Data (means over seeds): {d['pairs']:.0f} pairs; judge vs true reward Spearman {d['spearman_judge_vs_true']:.2f};
 ties {d['tie_fraction']:.1%}; rejected judged >= 5: {d['rejected_high_quality_fraction']:.1%}; mean judged score
@@ -254,14 +287,15 @@ def print_table(report: dict) -> None:
     from rich.table import Table
 
     table = Table(title="rapref demo: true reward on held-out prompts")
-    for column in ("arm", "true reward [95% CI]", "win rate vs DPO"):
+    for column in ("arm", "true reward [95% CI over seeds]", "win rate vs DPO [seed CI]"):
         table.add_column(column)
     for row in report["table"]:
         wr = row.get("win_rate_vs_dpo")
         table.add_row(row["label"], _fmt_ci(row["true_reward"], row["ci_low"], row["ci_high"]),
-                      "-" if wr is None else f"{wr['win_rate']:.3f} ± {1.96 * wr['stderr']:.3f}")
+                      "-" if wr is None else f"{wr['win_rate']:.3f} {_bracket(wr['low'], wr['high'])}")
     console = Console()
     console.print(table)
+    console.print(reading(report))
     for name, claim in report["claims"].items():
         console.print(f"{name}: {claim['verdict']}  ({claim['statement']})")
 

@@ -37,19 +37,20 @@ class DemoConfig:
     seeds: tuple[int, ...] = (1, 2, 3)  # evaluation seeds; hyperparameters were chosen on validation seeds 101-102
     world: WorldConfig = field(default_factory=WorldConfig)
     goal_style: str = "digits"  # digits | thermometer | opaque
-    start_goal_fraction: float = 0.5  # share of SFT examples that carry their judge score as a goal
+    start_goal_fraction: float = 0.75  # share of SFT examples that carry their judge score as a goal
     hidden_size: int = 96
     num_layers: int = 3
-    sft_epochs: float = 2.0
+    sft_epochs: float = 4.0
     sft_lr: float = 3e-3
-    beta: float = 0.1
-    dpo_lr: float = 1e-4
+    beta: float = 0.5
+    dpo_lr: float = 3e-4
     dpo_epochs: float = 1.0
     batch_size: int = 32
     temperature: float = 0.7
     sweep_goals: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
     band: float = 5.0  # "high-quality" rejected responses: judged score >= band
     quick: bool = False
+    arms: tuple[str, ...] = tuple(ARMS)  # a subset (e.g. sft, dpo) serves hyperparameter selection
 
     def goal_spec(self) -> GoalSpec:
         return GoalSpec(scale=(1, 10), placement="system", header="target {lo}-{hi}:", line="{score}",
@@ -113,13 +114,13 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
     stage("arms")
     arm_dirs = {"sft": sft}
     for arm, (mode, _) in ARMS.items():
-        if mode is None:
+        if mode is None or arm not in cfg.arms:
             continue
         arm_dirs[arm] = root / "arms" / arm
         if not (arm_dirs[arm] / "model.safetensors").is_file():
             _train_arm(cfg, sft, root / "data" / mode, arm_dirs[arm], seed)
     arm_dirs["goal-sft"] = root / "arms" / "goal-sft"
-    if not (arm_dirs["goal-sft"] / "model.safetensors").is_file():
+    if "goal-sft" in cfg.arms and not (arm_dirs["goal-sft"] / "model.safetensors").is_file():
         run_sft(str(sft), sft_examples(world.train_rows, spec, 1.0, seed + 1), str(arm_dirs["goal-sft"]),
                 epochs=1.0, lr=cfg.sft_lr / 3, batch_size=64, seed=seed)
         spec.save(arm_dirs["goal-sft"])
@@ -128,15 +129,18 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
     stage("generate + judge")
     rewards = {}
     for arm, (_, goal) in ARMS.items():
-        goals = [spec.top] if goal == "top" else None
-        rewards[arm] = _generate_and_judge(cfg, arm_dirs[arm], root, arm, goals, seed)
-    sweep = _generate_and_judge(cfg, arm_dirs["relabeled"], root, "relabeled-sweep", list(cfg.sweep_goals), seed)
+        if arm in cfg.arms:
+            goals = [spec.top] if goal == "top" else None
+            rewards[arm] = _generate_and_judge(cfg, arm_dirs[arm], root, arm, goals, seed)
+    full = set(cfg.arms) == set(ARMS)
+    sweep = _generate_and_judge(cfg, arm_dirs["relabeled"], root, "relabeled-sweep", list(cfg.sweep_goals), seed) \
+        if full else None
     sft_sweep = _generate_and_judge(cfg, sft, root, "sft-sweep", list(cfg.sweep_goals), seed) \
-        if cfg.start_goal_fraction > 0 else None
+        if full and cfg.start_goal_fraction > 0 else None
     finish("generate + judge")
 
     stage("probe")
-    probe = _probe(cfg, root, arm_dirs, spec)
+    probe = _probe(cfg, root, arm_dirs, spec) if full else None
     finish("probe")
 
     results = {"seed": seed, "rewards": rewards, "sweep": sweep, "sft_sweep": sft_sweep, "probe": probe,
@@ -223,6 +227,74 @@ def _data_stats(root: Path, world) -> dict:
         "mean_score_chosen": sum(chosen) / n, "mean_score_rejected": sum(rejected) / n,
         "mean_gap": sum(a - b for a, b in zip(chosen, rejected)) / n,
     }
+
+
+def select_hyperparameters(cfg: DemoConfig, grid: dict[str, list], seeds=(101, 102)) -> dict:
+    """Pick shared hyperparameters on validation seeds by the DPO baseline's mean true reward.
+
+    Only the SFT start and the plain-DPO arm are trained, so the choice cannot favour the relabeled arms.
+    """
+    import itertools
+
+    scores = []
+    for values in itertools.product(*grid.values()):
+        setting = dict(zip(grid, values))
+        name = "-".join(f"{k}{v:g}" for k, v in setting.items())
+        trial = replace(cfg, out=str(Path(cfg.out) / name), seeds=tuple(seeds), arms=("sft", "dpo"), **setting)
+        # the start does not depend on the DPO settings: share it across trials
+        rewards = []
+        for seed in seeds:
+            shared = Path(cfg.out) / "shared" / f"seed-{seed}"
+            target = Path(trial.out) / f"seed-{seed}"
+            for stage_dir in ("world", "data", "base", "sft"):
+                if (shared / stage_dir).is_dir() and not (target / stage_dir).exists():
+                    target.mkdir(parents=True, exist_ok=True)
+                    (target / stage_dir).symlink_to((shared / stage_dir).resolve())
+            result = run_seed(trial, seed)
+            for stage_dir in ("world", "data", "base", "sft"):
+                if not (shared / stage_dir).exists() and (target / stage_dir).is_dir():
+                    shared.mkdir(parents=True, exist_ok=True)
+                    (shared / stage_dir).symlink_to((target / stage_dir).resolve())
+            rewards.append(result["rewards"]["dpo"]["mean"])
+        scores.append({**setting, "dpo_validation_reward": float(sum(rewards) / len(rewards)), "per_seed": rewards})
+    best = max(scores, key=lambda s: s["dpo_validation_reward"])
+    selection = {"criterion": "mean true reward of the plain-DPO arm on validation seeds", "seeds": list(seeds),
+                 "trials": scores, "chosen": {k: best[k] for k in grid}}
+    write_json_atomic(Path(cfg.out) / "selection.json", selection)
+    return selection
+
+
+def select_world(cfg: DemoConfig, fractions=(0.5, 0.75, 1.0), seed: int = 101) -> dict:
+    """How faithfully each start mirrors the paper's instruct models, on a validation seed: does the start read goals
+    (Spearman's rho of goal vs true reward over a sweep) and still answer without one? No preference arm is trained.
+    """
+    from rapref.demo.report import _spearman
+    from rapref.demo.sft import run_sft, sft_examples
+    from rapref.tiny import build_tiny
+
+    trials = []
+    for fraction in fractions:
+        trial = replace(cfg, out=str(Path(cfg.out) / f"fraction-{fraction:g}"), start_goal_fraction=fraction)
+        root, spec = Path(trial.out), trial.goal_spec()
+        world = build_world(replace(cfg.world, seed=seed))
+        write_jsonl_atomic(root / "world" / "test.jsonl", world.test_rows)
+        _augment(root / "world" / "test.jsonl", root / "data" / "heldout", "original", spec, seed)
+        if not (root / "sft" / "model.safetensors").is_file():
+            build_tiny(root / "base", corpus(world), vocab_size=160, seed=seed, hidden_size=cfg.hidden_size,
+                       num_layers=cfg.num_layers, max_length=256)
+            run_sft(str(root / "base"), sft_examples(world.train_rows, spec, fraction, seed), str(root / "sft"),
+                    epochs=cfg.sft_epochs, lr=cfg.sft_lr, batch_size=64, seed=seed)
+            spec.save(root / "sft")
+        sweep = _generate_and_judge(trial, root / "sft", root, "sweep", [1.0, 4.0, 7.0, 10.0], seed)
+        plain = _generate_and_judge(trial, root / "sft", root, "none", None, seed)
+        trials.append({"start_goal_fraction": fraction, "start_spearman_rho": _spearman(sweep),
+                       "reward_by_goal": {g: v["mean"] for g, v in sweep["by_goal"].items()},
+                       "reward_without_goal": plain["mean"]})
+    selection = {"seed": seed, "rule": "the smallest fraction whose start reads goals (rho >= 0.3) and answers "
+                                       "without a goal at least as well as the pool's mean true reward minus 0.2",
+                 "trials": trials}
+    write_json_atomic(Path(cfg.out) / "world-selection.json", selection)
+    return selection
 
 
 def main(cfg: DemoConfig) -> dict:

