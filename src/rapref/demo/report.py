@@ -50,7 +50,8 @@ def paired_win_rate(results: list[dict], arm: str, baseline: str) -> dict:
         pooled += pairs
     outcome = win_rate([x for x, _ in pooled], [y for _, y in pooled])
     outcome["per_seed"] = per_seed
-    _, outcome["low"], outcome["high"] = seed_interval(per_seed)
+    _, low, high = seed_interval(per_seed)
+    outcome["low"], outcome["high"] = max(low, 0.0), min(high, 1.0)  # a win rate lies in [0, 1]
     return outcome
 
 
