@@ -119,3 +119,21 @@ def test_output_feeds_trl_dpo_pipeline(tmp_path, tiny_model_dir):
     assert "Overall score:" in decoded and decoded.startswith("<|im_start|>system")
     trainer.train()
     assert trainer.state.global_step == 2
+
+
+def test_trl_dpo_cli_loads_the_folder(tmp_path, tiny_model_dir):
+    """`trl dpo --dataset_name DIR` (TRL's own script) trains on our folder unchanged."""
+    import os
+    import subprocess
+    import sys
+
+    src = write(tmp_path, synthetic_rows(8))
+    main(cfg(src, tmp_path / "data"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "trl.cli.main", "dpo", "--model_name_or_path", str(tiny_model_dir), "--dataset_name",
+         str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"), "--max_steps", "1",
+         "--per_device_train_batch_size", "2", "--bf16", "false", "--gradient_checkpointing", "false",
+         "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert (tmp_path / "out" / "model.safetensors").is_file()

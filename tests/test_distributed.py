@@ -1,14 +1,26 @@
-"""Two CPU processes over gloo (torchrun): both ranks train, the model is saved once."""
+"""Two CPU processes over gloo (torchrun, and accelerate with the shipped config): both ranks train, the model is
+saved once."""
 
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from rapref.train.config import load_config
 
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                   str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml")],
+}
 
-def test_two_process_cpu_run(tmp_path, tiny_model_dir, relabeled_dir):
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_process_cpu_run(tmp_path, tiny_model_dir, relabeled_dir, launcher):
     out = tmp_path / "run"
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
@@ -18,8 +30,7 @@ def test_two_process_cpu_run(tmp_path, tiny_model_dir, relabeled_dir):
     load_config(recipe)  # valid before we spend time launching
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "rapref", "train", "--config", str(recipe)],
+        [*LAUNCHERS[launcher], "-m", "rapref", "train", "--config", str(recipe)],
         capture_output=True, text=True, timeout=300, env=env)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
