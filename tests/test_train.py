@@ -157,8 +157,10 @@ def test_every_accelerate_config_loads():
     import yaml
 
     configs = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
-    kinds = {yaml.safe_load(p.read_text())["distributed_type"] for p in configs}
-    assert {"DEEPSPEED", "FSDP", "MULTI_GPU", "MULTI_CPU"} <= kinds
+    loaded = {p.stem: yaml.safe_load(p.read_text()) for p in configs}
+    assert {c["distributed_type"] for c in loaded.values()} >= {"DEEPSPEED", "FSDP", "MULTI_GPU"}
+    assert loaded["zero3"]["deepspeed_config"]["zero_stage"] == 3
+    assert loaded["cpu_2proc"]["use_cpu"] is True and loaded["cpu_2proc"]["num_processes"] == 2
     from accelerate.commands.config.config_args import load_config_from_file
 
     for path in configs:
