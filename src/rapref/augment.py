@@ -54,10 +54,10 @@ def main(cfg: AugmentConfig) -> dict:
         raise InputError(f"{out}: already holds an augmented dataset; pass --overwrite to replace it")
     rows = read_rows(cfg.source, cfg.split, cfg.revision)
     schema = cfg.schema or detect_schema(rows, cfg.source)
-    summary = augment_rows(rows, schema, cfg, source=cfg.source)
+    tables, spec, summary = augment_rows(rows, schema, cfg, source=cfg.source)
     summary["input"] = {"source": cfg.source, "fingerprint": fingerprint(cfg.source), "split": cfg.split,
                         "revision": cfg.revision}
-    write_dataset(out, summary.pop("_tables"), summary, summary.pop("_spec"))
+    write_dataset(out, tables, summary, spec)
     return summary
 
 
@@ -70,12 +70,13 @@ def augment_dataset(dataset, cfg: AugmentConfig, schema: str | None = None) -> t
     else:
         raise TypeError("expected a datasets.Dataset, DatasetDict or {split: rows}")
     schema = schema or cfg.schema or detect_schema(rows, "<in-memory dataset>")
-    summary = augment_rows(rows, schema, cfg, source="<in-memory dataset>")
-    summary.pop("_spec")
-    return summary.pop("_tables"), summary
+    tables, _, summary = augment_rows(rows, schema, cfg, source="<in-memory dataset>")
+    return tables, summary
 
 
-def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, source: str) -> dict:
+def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, source: str):
+    """Load, clean, hold out and relabel. Returns (output tables by split, goal settings to save or None, summary);
+    only goal-conditioned modes carry goal settings."""
     options = cfg.schema_options
     loaded = load_pairs(rows, schema, options, source)
     rows_in = sum(len(r) for r in rows.values())
@@ -112,10 +113,8 @@ def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, s
         "settings": _settings(cfg),
         "notes": notes + [f"{k}: {v}" for k, v in loaded.extra.items()],
         "provenance": provenance(),
-        "_tables": out_tables,
-        "_spec": spec if cfg.relabel.mode in ("relabeled", "half") else None,
     }
-    return summary
+    return out_tables, spec if cfg.relabel.mode in ("relabeled", "half") else None, summary
 
 
 def hold_out(pairs: list[dict], test_size, seed: int) -> tuple[list[dict], list[dict], str]:

@@ -6,6 +6,7 @@ Every reading error is an `InputError` whose message names the file, row and fie
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import math
@@ -69,7 +70,7 @@ def _read_file(path: Path) -> list[dict]:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
-    opener = __import__("gzip").open if path.suffix == ".gz" else open
+    opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():

@@ -116,11 +116,15 @@ def unconditioned(pairs: pa.Table) -> pa.Table:
     })
 
 
+def stable_hash(key: str, seed: int) -> int:
+    """A 64-bit hash of (seed, key): per-example randomness that depends on content, not on row order."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "little")
+
+
 def half_selection(source_ids: pa.ChunkedArray | pa.Array, seed: int) -> np.ndarray:
     """Seeded choice of half the rows, by a content hash of (seed, source_id): independent of row order."""
     ids = source_ids.to_pylist()
-    keys = np.array([int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "little")
-                     for i in ids], dtype=np.uint64)
+    keys = np.array([stable_hash(i, seed) for i in ids], dtype=np.uint64)
     order = np.argsort(keys, kind="stable")
     selected = np.zeros(len(ids), dtype=bool)
     selected[order[: len(ids) // 2]] = True

@@ -55,16 +55,14 @@ def true_reward(row_or_prompt, text: str) -> float:
     >>> true_reward("sort: c a b", "a b c"), true_reward("sort: c a b", "a c"), true_reward("sort: c a b", "")
     (1.0, 0.3333333333333333, 0.0)
     """
-    prompt = row_or_prompt if isinstance(row_or_prompt, str) else _prompt_text(row_or_prompt["prompt"])
+    from rapref.evaluate.generate import instruction_text
+
+    prompt = row_or_prompt if isinstance(row_or_prompt, str) else instruction_text(row_or_prompt["prompt"])
     target, answer = ideal(prompt), text.split()
     width = max(len(target), len(answer))
     if width == 0:
         return 0.0
     return sum(a == b for a, b in zip(target, answer)) / width
-
-
-def _prompt_text(prompt) -> str:
-    return prompt if isinstance(prompt, str) else next(m["content"] for m in reversed(prompt) if m["role"] == "user")
 
 
 def generate_answer(prompt: str, skill: float, rng: random.Random) -> str:

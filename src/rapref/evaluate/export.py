@@ -15,22 +15,16 @@ import shlex
 import time
 import uuid
 
-from rapref.evaluate.generate import read_generations
+from rapref.evaluate.generate import instruction_text, read_generations
 from rapref.goals import GoalSpec
 from rapref.io import write_json_atomic, write_jsonl_atomic
 
 FORMATS = ("alpaca-eval", "mt-bench", "arena-hard", "lm-eval")
 
 
-def _instruction(prompt) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
-
-
 def alpaca_eval(rows: list[dict], name: str) -> list[dict]:
     """AlpacaEval 2.0 `model_outputs.json`: a list of {instruction, output, generator, dataset}."""
-    return [{"instruction": _instruction(r["prompt"]), "output": r["text"], "generator": name,
+    return [{"instruction": instruction_text(r["prompt"]), "output": r["text"], "generator": name,
              "dataset": r.get("dataset", "helpful_base")} for r in rows]
 
 

@@ -76,6 +76,13 @@ def conditioned_prompt(prompt, spec: GoalSpec | None, goal: float | None):
     return apply_goal_to_messages(messages, spec.text(goal), spec.placement, spec.separator)
 
 
+def instruction_text(prompt) -> str:
+    """The instruction of a prompt: the string itself, or the last user turn of a message list."""
+    if isinstance(prompt, str):
+        return prompt
+    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+
+
 def model_goal_spec(model_dir: str, no_goal: bool) -> GoalSpec | None:
     if no_goal:
         return None

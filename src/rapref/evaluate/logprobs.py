@@ -13,6 +13,7 @@ import numpy as np
 
 from rapref.evaluate.generate import conditioned_prompt
 from rapref.goals import GoalSpec
+from rapref.train.lengths import chat_ids
 
 
 class LogProbModel:
@@ -41,11 +42,8 @@ class LogProbModel:
             ids, masks = [], []
             for prompt, response in zip(prompts[start:start + self.batch_size],
                                         responses[start:start + self.batch_size]):
-                prompt_ids = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-                prompt_ids = list(prompt_ids["input_ids"] if hasattr(prompt_ids, "keys") else prompt_ids)
-                full = self.tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": response}],
-                                                          tokenize=True)
-                full = list(full["input_ids"] if hasattr(full, "keys") else full)
+                prompt_ids = chat_ids(self.tokenizer, prompt, add_generation_prompt=True)
+                full = chat_ids(self.tokenizer, prompt + [{"role": "assistant", "content": response}])
                 ids.append(full)
                 masks.append([0] * len(prompt_ids) + [1] * (len(full) - len(prompt_ids)))
             width = max(map(len, ids))

@@ -12,12 +12,12 @@ strict mode the first problem stops the run with a one-line error.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
 from rapref.io import InputError, parse_score
+from rapref.relabel import stable_hash
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -164,13 +164,12 @@ def clean_message(m: dict) -> dict:
 
 def seeded_choice(options: list, key: str, seed: int):
     """A deterministic 'random' pick derived from the row's content and the seed."""
-    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
-    return options[int.from_bytes(digest, "little") % len(options)]
+    return options[stable_hash(key, seed) % len(options)]
 
 
 def content_hash(key: str, seed: int) -> float:
-    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2**64
+    """The seeded content hash as a number in [0, 1)."""
+    return stable_hash(key, seed) / 2**64
 
 
 def normalise_splits(rows_by_split: dict[str, list[dict]]) -> tuple[dict[str, list[tuple[str, dict]]], list[str]]:

@@ -17,11 +17,13 @@ from rapref.goals import GoalSpec, format_score
 def prompt_length(tokenizer, prompt) -> int:
     if isinstance(prompt, str):
         return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    return len(_ids(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)))
+    return len(chat_ids(tokenizer, prompt, add_generation_prompt=True))
 
 
-def _ids(out):
-    return out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out
+def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of a chat-templated conversation (apply_chat_template returns a list or an encoding by version)."""
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
+    return list(out["input_ids"] if hasattr(out, "keys") else out)
 
 
 def split_instruction(text: str, spec: GoalSpec | None) -> tuple[str, str, str]:
