@@ -24,7 +24,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from rapref.goals import GoalSpec, apply_goal_to_messages  # noqa: E402
+from rapref.goals import GoalSpec  # noqa: E402
 from rapref.relabel import relabel  # noqa: E402
 
 WORDS = "the of and to in a is that for it as was with be by on not he this are or his from at which".split()
@@ -64,17 +64,24 @@ def bench_rapref(table, spec, folder):
     return out.num_rows
 
 
+def authors_system_goal(messages: list[dict], goal_text: str) -> list[dict]:
+    """The authors' per-row way of writing the goal as a system message (what the per-row contender runs)."""
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": goal_text + "\n\n" + messages[0]["content"]}, *messages[1:]]
+    return [{"role": "system", "content": goal_text}, *messages]
+
+
 def bench_per_row(table, spec, folder):
     import datasets
 
     ds = datasets.Dataset(table)
 
     def positive(row):
-        return {"prompt": apply_goal_to_messages(row["prompt"], spec.text(row["score_chosen"]), spec.placement),
+        return {"prompt": authors_system_goal(row["prompt"], spec.text(row["score_chosen"])),
                 "copy": "positive", "goal": row["score_chosen"]}
 
     def negative(row):
-        return {"prompt": apply_goal_to_messages(row["prompt"], spec.text(row["score_rejected"]), spec.placement),
+        return {"prompt": authors_system_goal(row["prompt"], spec.text(row["score_rejected"])),
                 "chosen": row["rejected"], "rejected": row["chosen"], "copy": "negative",
                 "goal": row["score_rejected"]}
 

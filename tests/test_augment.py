@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rapref.augment import AugmentConfig, augment_dataset, main
+from rapref.augment import SPLIT_FILES, AugmentConfig, augment_dataset, main
 from rapref.io import InputError
 from rapref.relabel import RelabelOptions
 from rapref.schemas import SchemaOptions
@@ -48,7 +48,7 @@ def test_same_input_settings_and_seed_give_identical_files(tmp_path):
     src = write(tmp_path, synthetic_rows())
     for name in ("a", "b"):
         main(cfg(src, tmp_path / name, relabel=RelabelOptions(mode="half", seed=3)))
-    for split in ("train.parquet", "test.parquet", "test_goal.parquet"):
+    for split in SPLIT_FILES.values():
         assert (tmp_path / "a" / split).read_bytes() == (tmp_path / "b" / split).read_bytes()
 
 
@@ -65,7 +65,7 @@ def test_interrupted_write_leaves_no_half_folder(tmp_path, monkeypatch):
 
     src = write(tmp_path, synthetic_rows())
     main(cfg(src, tmp_path / "out"))
-    before = (tmp_path / "out" / "train.parquet").read_bytes()
+    before = (tmp_path / "out" / SPLIT_FILES["train"]).read_bytes()
     calls = {"n": 0}
     real = pq.write_table
 
@@ -78,8 +78,8 @@ def test_interrupted_write_leaves_no_half_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(pq, "write_table", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         main(cfg(src, tmp_path / "out", overwrite=True, relabel=RelabelOptions(mode="duplicated")))
-    assert (tmp_path / "out" / "train.parquet").read_bytes() == before  # the old folder is intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "pairs.jsonl"]  # no temp leftovers
+    assert (tmp_path / "out" / SPLIT_FILES["train"]).read_bytes() == before  # the old folder is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "pairs.jsonl"]  # no temp or lock leftovers
     calls["n"] = 0
     with pytest.raises(KeyboardInterrupt):
         main(cfg(src, tmp_path / "new", relabel=RelabelOptions(mode="duplicated")))

@@ -47,10 +47,19 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     for name in ("report.md", "controllability.png", "unlearning.png", "rewards.png"):
         assert (out / name).stat().st_size > 500, name
     seed = out / "seed-1"
-    for stage in ("world/train.jsonl", "data/relabeled/train.parquet", "sft/model.safetensors",
+    for stage in ("world/train.jsonl", "data/relabeled/data/train-00000-of-00001.parquet", "sft/model.safetensors",
                   "arms/relabeled/rapref_goal.json", "gen/relabeled-sweep.jsonl", "judge/relabeled/scores.jsonl"):
         assert (seed / stage).exists(), stage
     sweep = [json.loads(line) for line in (seed / "gen" / "relabeled-sweep.jsonl").read_text().splitlines()]
     assert {r["goal"] for r in sweep} == {1.0, 5.0, 10.0}
     # a second run reuses every finished stage
     assert main(["demo", "--quick", "--out", str(out)]) == 0
+    # a stage without its completion marker (a kill before it finished) is done again; finished ones are not
+    arm = seed / "arms" / "dpo"
+    (arm / ".done").unlink()
+    (arm / "half-written.tmp").write_text("x")
+    (seed / "results.json").unlink()
+    sft_mtime = (seed / "sft" / "model.safetensors").stat().st_mtime_ns
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert (arm / ".done").is_file() and not (arm / "half-written.tmp").exists()
+    assert (seed / "sft" / "model.safetensors").stat().st_mtime_ns == sft_mtime

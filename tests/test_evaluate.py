@@ -10,9 +10,10 @@ import pytest
 from rapref.cli import main as cli
 from rapref.evaluate import generate as gen
 from rapref.evaluate.diagnose import controllability
-from rapref.evaluate.judge import JudgeConfig, mean_and_stderr, win_rate
+from rapref.evaluate.judge import JudgeConfig, win_rate
 from rapref.evaluate.judge import main as judge
 from rapref.goals import GoalSpec
+from rapref.stats import summary
 
 
 def write_prompts(path, n=3):
@@ -22,8 +23,8 @@ def write_prompts(path, n=3):
 
 def test_goal_reaches_the_model_in_the_saved_placement(tmp_path, trained_dir, monkeypatch):
     seen = []
-    monkeypatch.setattr(gen, "generate_texts", lambda model, convs, sampling, backend: seen.extend(convs) or
-                        ["x"] * len(convs))
+    monkeypatch.setattr(gen, "generate_texts", lambda model, prompts, sampling, backend: seen.extend(prompts) or
+                        ["x"] * len(prompts))
     prompts = write_prompts(tmp_path / "p.jsonl", 2)
     gen.main(gen.GenerateConfig(model=str(trained_dir), prompts=str(prompts), out=str(tmp_path / "g.jsonl")))
     spec = GoalSpec.load(trained_dir)
@@ -36,17 +37,16 @@ def test_goal_reaches_the_model_in_the_saved_placement(tmp_path, trained_dir, mo
     seen.clear()
     gen.main(gen.GenerateConfig(model=str(user_dir), prompts=str(prompts), out=str(tmp_path / "g2.jsonl"),
                                 goals=[3.0]))
-    assert seen[0] == [{"role": "user", "content": spec.text(3) + "\n\nQuestion 0?"}]
+    assert seen[0] == spec.text(3) + "\n\nQuestion 0?"  # string prompts stay strings; see rapref.prompting
 
 
 def test_goal_text_reaches_the_tokens(trained_dir):
     """The rendered input ids decode to a prompt holding the goal (checked at the tokenizer, not just the dicts)."""
-    from transformers import AutoTokenizer
+    from rapref.models import load_tokenizer
+    from rapref.prompting import goal_prompt, prompt_ids
 
-    tokenizer = AutoTokenizer.from_pretrained(trained_dir)
-    conv = gen.conditioned_prompt("Hi?", GoalSpec.load(trained_dir), 10)
-    ids = tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=True)
-    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    tokenizer = load_tokenizer(trained_dir)
+    ids = prompt_ids(tokenizer, goal_prompt("Hi?", GoalSpec.load(trained_dir), 10))
     assert "Overall score: 10." in tokenizer.decode(ids)
 
 
@@ -68,7 +68,7 @@ def test_win_rate_and_stderr_by_hand():
     var = (0.375 ** 2 + 0.125 ** 2 + 0.625 ** 2 + 0.375 ** 2) / 3
     assert result["win_rate"] == 0.625 and result["stderr"] == pytest.approx(math.sqrt(var / 4))
     assert (result["wins"], result["ties"], result["losses"]) == (2, 1, 1)
-    assert mean_and_stderr([1.0, 3.0]) == {"n": 2, "mean": 2.0, "stderr": 1.0}
+    assert summary([1.0, 3.0]) == {"n": 2, "mean": 2.0, "stderr": 1.0}
 
 
 CALLS = {"n": 0}
@@ -92,6 +92,7 @@ def test_judge_aggregate_pairwise_and_cache(tmp_path):
     result = judge(cfg)
     assert result["mean"] == 2.75 and result["pairwise"]["win_rate"] == 0.625
     assert CALLS["n"] == 8
+    cfg.overwrite = True  # the folder is rapref's own: replacing it is allowed, and its score cache is kept
     assert judge(cfg) == {**result} | {"pairwise": result["pairwise"]}
     assert CALLS["n"] == 8  # re-judging is free: every score came from the cache
     saved = json.loads((tmp_path / "j" / "aggregate.json").read_text())
@@ -223,15 +224,18 @@ def test_exports_round_trip(tmp_path, trained_dir, capsys):
 
 def test_bad_input_one_line_errors(tmp_path, tiny_model_dir, trained_dir, capsys):
     prompts = write_prompts(tmp_path / "p.jsonl")
+    gens = tmp_path / "g.jsonl"
+    gens.write_text(json.dumps({"prompt_id": "q0", "goal": None, "sample": 0, "prompt": "p", "text": "t"}) + "\n")
     cases = [
         (["generate", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(tmp_path / "x.jsonl")],
          "no rapref_goal.json"),
         (["generate", str(trained_dir), "--prompts", str(tmp_path / "empty.jsonl"), "--out",
           str(tmp_path / "x.jsonl")], "empty.jsonl"),
-        (["judge", str(prompts), "--scorer", "reward-model:" + str(tmp_path / "missing"), "--out",
-          str(tmp_path / "j")], "cannot load"),
-        (["judge", str(prompts), "--scorer", "python:nowhere:fn", "--out", str(tmp_path / "j")], "cannot load"),
-        (["judge", str(prompts), "--scorer", "oracle", "--out", str(tmp_path / "j")], "unknown scorer"),
+        (["judge", str(gens), "--scorer", "reward-model:" + str(tmp_path / "missing"), "--out",
+          str(tmp_path / "j")], "no such model folder"),
+        (["judge", str(gens), "--scorer", "python:nowhere:fn", "--out", str(tmp_path / "j")], "cannot load"),
+        (["judge", str(gens), "--scorer", "oracle", "--out", str(tmp_path / "j")], "unknown scorer"),
+        (["judge", str(prompts), "--scorer", "oracle", "--out", str(tmp_path / "j")], "not a generations file"),
     ]
     (tmp_path / "empty.jsonl").write_text("")
     for argv, needle in cases:

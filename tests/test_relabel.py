@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rapref.goals import GoalSpec, apply_goal_to_messages, apply_goal_to_text
+from rapref.goals import GoalSpec, goal_prompt
 from rapref.relabel import RelabelOptions, condition_on, relabel
 
 SPEC = dict(header="Goal on {lo}-{hi}:", line="{name}={score}")
@@ -161,10 +161,25 @@ def test_property_matches_per_row_reference(rows, placement, conversational):
     expected = []
     for copy_name, win, lose in (("positive", "chosen", "rejected"), ("negative", "rejected", "chosen")):
         for r in records:
-            goal = spec.text(r[f"score_{win}"])
-            prompt = (apply_goal_to_messages(r["prompt"], goal, placement) if conversational
-                      else apply_goal_to_text(r["prompt"], goal, placement))
+            prompt = _reference_layout(r["prompt"], spec.text(r[f"score_{win}"]), placement)
             expected.append({"prompt": prompt, "chosen": r[win], "rejected": r[lose], "copy": copy_name,
                              "goal": r[f"score_{win}"]})
     got = out.select(["prompt", "chosen", "rejected", "copy", "goal"]).to_pylist()
     assert got == expected
+    for r in records:  # the per-row helper everything else uses is the same layout
+        assert goal_prompt(r["prompt"], spec, 7.5) == _reference_layout(r["prompt"], spec.text(7.5), placement)
+
+
+def _reference_layout(prompt, goal: str, placement: str):
+    """The placement rule of METHOD.md, written out per row as an independent oracle."""
+    if isinstance(prompt, str):
+        return goal + "\n\n" + prompt if placement == "user" else prompt + "\n\n" + goal
+    out = [dict(m) for m in prompt]
+    if placement == "system":
+        if out[0]["role"] == "system":
+            out[0]["content"] = goal + "\n\n" + out[0]["content"]
+            return out
+        return [{"role": "system", "content": goal}] + out
+    user = next(m for m in out if m["role"] == "user")
+    user["content"] = goal + "\n\n" + user["content"] if placement == "user" else user["content"] + "\n\n" + goal
+    return out

@@ -3,12 +3,18 @@
     rapref augment data/uf.jsonl --out runs/uf/data --placement system
 
 The folder loads unchanged with `datasets.load_dataset(DIR)` and `trl dpo --dataset_name DIR`:
-    train.parquet       relabeled pairs (positive and negative copies)
-    test.parquet        held-out pairs, unconditioned (as the authors evaluated)
-    test_goal.parquet   the same pairs conditioned on the top score of the scale
+    data/train-00000-of-00001.parquet       relabeled pairs (positive and negative copies)
+    data/test-00000-of-00001.parquet        held-out pairs, unconditioned (as the authors evaluated)
+    data/test_goal-00000-of-00001.parquet   the same pairs conditioned on the top score of the scale
     summary.json        rows in / kept / dropped by reason, histograms, settings, versions, input fingerprint
     rapref_goal.json    goal wording and placement, read back by `rapref train` and `rapref generate`
-    README.md           dataset card whose `configs` header names the splits
+    README.md           dataset card (no `configs:` header, see below)
+    .rapref             marks the folder as rapref's own (see `rapref.outputs`)
+
+The split files use the Hub's own shard names, which `datasets` maps to splits without a `configs:` header in the
+card. With such a header `datasets` keys its cache by the folder name and the relative file names, so two outputs
+named `a/data` and `b/data` (or a rerun with `--overwrite`) would load each other's rows; without it the cache key
+covers the files themselves.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import pyarrow.parquet as pq
 
 from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, GoalSpec
 from rapref.io import InputError, atomic_path, fingerprint, read_rows, write_json_atomic
+from rapref.outputs import claim_output, mark_output, output_lock
 from rapref.provenance import provenance
 from rapref.relabel import RelabelOptions, condition_on, relabel, unconditioned
 from rapref.schemas import SchemaOptions, detect_schema, load_pairs
 from rapref.schemas.base import content_hash
 
-SPLIT_FILES = {"train": "train.parquet", "test": "test.parquet", "test_goal": "test_goal.parquet"}
+SPLIT_FILES = {split: f"data/{split}-00000-of-00001.parquet" for split in ("train", "test", "test_goal")}
 
 
 @dataclass
@@ -49,15 +56,15 @@ class AugmentConfig:
 
 def main(cfg: AugmentConfig) -> dict:
     """Run the stage and return its summary."""
-    out = Path(cfg.out)
-    if (out / "summary.json").exists() and not cfg.overwrite:
-        raise InputError(f"{out}: already holds an augmented dataset; pass --overwrite to replace it")
-    rows = read_rows(cfg.source, cfg.split, cfg.revision)
-    schema = cfg.schema or detect_schema(rows, cfg.source)
-    tables, spec, summary = augment_rows(rows, schema, cfg, source=cfg.source)
-    summary["input"] = {"source": cfg.source, "fingerprint": fingerprint(cfg.source), "split": cfg.split,
-                        "revision": cfg.revision}
-    write_dataset(out, tables, summary, spec)
+    out = claim_output(cfg.out, "augment", overwrite=cfg.overwrite, inputs=(cfg.source,))
+    with output_lock(out):
+        claim_output(out, "augment", overwrite=cfg.overwrite, inputs=(cfg.source,))  # again, now that we hold it
+        rows = read_rows(cfg.source, cfg.split, cfg.revision)
+        schema = cfg.schema or detect_schema(rows, cfg.source)
+        tables, spec, summary = augment_rows(rows, schema, cfg, source=cfg.source)
+        summary["input"] = {"source": cfg.source, "fingerprint": fingerprint(cfg.source), "split": cfg.split,
+                            "revision": cfg.revision}
+        write_dataset(out, tables, summary, spec)
     return summary
 
 
@@ -160,7 +167,9 @@ def score_histogram(table: pa.Table) -> dict:
 def write_dataset(out: Path, tables: dict[str, pa.Table], summary: dict, spec: GoalSpec | None) -> None:
     """Write the whole folder atomically: a half-written folder never replaces a good one."""
     with atomic_path(out, directory=True) as tmp:
+        mark_output(tmp, "augment")
         for split, table in tables.items():
+            (tmp / SPLIT_FILES[split]).parent.mkdir(exist_ok=True)
             pq.write_table(table, tmp / SPLIT_FILES[split])
         write_json_atomic(tmp / "summary.json", summary)
         if spec is not None:  # only goal-conditioned data carries goal settings
@@ -168,10 +177,33 @@ def write_dataset(out: Path, tables: dict[str, pa.Table], summary: dict, spec: G
         (tmp / "README.md").write_text(dataset_card(tables, summary))
 
 
+def read_split(folder: str | Path, split: str) -> pa.Table:
+    """One split of a `rapref augment` folder, read fresh from its Parquet file (the one reader of these folders)."""
+    folder = Path(folder)
+    available = augment_splits(folder)
+    if split not in available:
+        raise InputError(f"{folder}: no split {split!r} in this augment folder; it has {', '.join(available)}")
+    try:
+        return pq.read_table(folder / SPLIT_FILES[split])
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(f"{folder / SPLIT_FILES[split]}: not a readable Parquet file ({err})") from None
+
+
+def augment_splits(folder: str | Path) -> list[str]:
+    """The splits present in a `rapref augment` folder (empty when it is not one)."""
+    folder = Path(folder)
+    if not (folder / "summary.json").is_file():
+        return []
+    return [split for split, name in SPLIT_FILES.items() if (folder / name).is_file()]
+
+
+def is_augment_folder(folder: str | Path) -> bool:
+    return bool(augment_splits(folder))
+
+
 def dataset_card(tables: dict[str, pa.Table], summary: dict) -> str:
-    config = "\n".join(f"  - split: {split}\n    path: {SPLIT_FILES[split]}" for split in tables)
     return (
-        "---\nconfigs:\n- config_name: default\n  data_files:\n" + config + "\n---\n\n"
+        "---\ntags:\n- rapref\n- dpo\n- reward-augmented\n---\n\n"
         "# Reward-augmented preference data (rapref)\n\n"
         f"Schema `{summary['schema']}`; {summary['rows_in']} input rows, {summary['rows_dropped']} dropped "
         f"({', '.join(f'{k}: {v}' for k, v in summary['dropped_by_reason'].items()) or 'none'}).\n"

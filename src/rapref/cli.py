@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from rapref.io import InputError
@@ -36,16 +37,25 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with rapref's error style: one line naming the flag, exit code 2 (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="rapref", description=__doc__.split("\n\n")[0])
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = Parser(prog="rapref", description=__doc__.split("\n\n")[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     runners = {}
     for name, (module_name, add_arguments, run, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         try:
             module = importlib.import_module(module_name)
-        except ImportError as err:  # a stage whose dependencies are not installed
-            runners[name] = _missing(name, err)
+        except ImportError as err:
+            if (err.name or "").split(".")[0] == "rapref":  # a bug in rapref itself: let it show
+                raise
+            runners[name] = _missing(name, err)  # a stage whose third-party dependency is not installed
             continue
         getattr(module, add_arguments)(sub)
         runners[name] = getattr(module, run)
@@ -59,6 +69,10 @@ def _missing(name, err):
     return run
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
@@ -66,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
         warnings.filterwarnings("ignore", category=UserWarning, module=module)
     parser, runners = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
     if not args.command:
         parser.print_help()
         return 0
+    signal.signal(signal.SIGTERM, _terminate)  # a kill cleans up like Ctrl-C: temporaries removed, locks released
     try:
         runners[args.command](args)
     except (InputError, FileNotFoundError, ValueError) as err:

@@ -9,8 +9,13 @@ Overall score: 8.
 >>> format_score(7.5), format_score(8.0), format_score(3)
 ('7.5', '8', '3')
 
-Placement (`system`, `user`, `user-suffix`) says where that text goes; `apply_goal_to_text` and
-`apply_goal_to_messages` are the per-row reference versions of what `relabel` does on whole Arrow columns.
+Placement (`system`, `user`, `user-suffix`) says where that text goes. This module is the one home of that layout:
+`write_goal` writes goals into whole Arrow columns (relabeling), `goal_prompt` into one prompt (training, generation,
+diagnosis, the demo) by calling `write_goal` on a one-row column, and `split_goal` reads the layout back (goal-safe
+trimming of long prompts).
+
+>>> goal_prompt("Sort: c a b", GoalSpec(placement="user", header="Goal:", line="{score}"), 9)
+'Goal:\\n9\\n\\nSort: c a b'
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 PLACEMENTS = ("system", "user", "user-suffix")
 STYLES = ("digits", "thermometer", "opaque")  # how a score looks to the model: see `render_score`
@@ -32,8 +41,13 @@ GOAL_SETTINGS_FILE = "rapref_goal.json"
 
 
 def format_score(score: float) -> str:
-    """A whole number prints without ".0" (8.0 -> "8"); any other value as Python prints it (7.5 -> "7.5")."""
-    value = float(score)
+    """A whole number prints without ".0" (8.0 -> "8"); any other value with at most 10 significant digits, so float
+    noise from arithmetic never reaches the goal text (0.1 + 0.2 -> "0.3", 7.5 -> "7.5").
+
+    >>> format_score(0.1 + 0.2), format_score(2 / 3)
+    ('0.3', '0.6666666667')
+    """
+    value = float(f"{float(score):.10g}")
     return str(int(value)) if value.is_integer() else repr(value)
 
 
@@ -127,50 +141,189 @@ class GoalSpec:
         return cls.from_json(json.loads(path.read_text()))
 
 
+def write_goal(prompts, texts, placement: str, separator: str = "\n\n") -> pa.Array:
+    """Write each row's goal text into its prompt: THE goal layout of rapref, used by relabeling (whole columns) and,
+    through `goal_prompt`, by training, generation, diagnosis and the demo (one row).
+
+    `system`: the goal becomes the system message (in front of an existing one, separated by `separator`).
+    `user` / `user-suffix`: the goal is written before / after the first user turn's text (or the string prompt).
+    """
+    prompts = _one_chunk(prompts)
+    texts = _one_chunk(texts)
+    if pa.types.is_string(prompts.type) or pa.types.is_large_string(prompts.type):
+        if placement == "user":
+            return pc.binary_join_element_wise(texts, prompts, separator)
+        if placement == "user-suffix":
+            return pc.binary_join_element_wise(prompts, texts, separator)
+        raise ValueError("system placement needs conversational prompts; rapref converts string prompts first")
+    if not pa.types.is_list(prompts.type) and not pa.types.is_large_list(prompts.type):
+        raise TypeError(f"prompt column must be strings or message lists, got {prompts.type}")
+    if placement == "system":
+        return _with_system_goal(prompts, texts, separator)
+    return _with_user_goal(prompts, texts, placement, separator)
+
+
+def _one_chunk(array):
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _offsets(lists: pa.Array) -> np.ndarray:
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def _replace_content(messages: pa.StructArray, content: pa.Array) -> pa.StructArray:
+    names = [messages.type.field(i).name for i in range(messages.type.num_fields)]
+    fields = [content if name == "content" else messages.field(name) for name in names]
+    return pa.StructArray.from_arrays(fields, names=names)
+
+
+def _with_user_goal(prompts: pa.Array, texts: pa.Array, placement: str, separator: str) -> pa.Array:
+    messages = prompts.flatten()  # (M,) structs
+    parents = pc.list_parent_indices(prompts)  # (M,) row of each message
+    is_user = pc.equal(messages.field("role"), "user").to_numpy(zero_copy_only=False)
+    parents_np = parents.to_numpy()
+    user_rows, first = np.unique(parents_np[is_user], return_index=True)
+    if len(user_rows) != len(prompts):
+        raise ValueError("every conversational prompt needs a user turn to carry the goal")
+    target = np.zeros(len(messages), dtype=bool)
+    target[np.flatnonzero(is_user)[first]] = True
+    row_text = pc.take(texts, parents)
+    content = messages.field("content")
+    joined = (pc.binary_join_element_wise(row_text, content, separator) if placement == "user"
+              else pc.binary_join_element_wise(content, row_text, separator))
+    new_content = pc.if_else(pa.array(target), joined, content)
+    return pa.ListArray.from_arrays(pa.array(_offsets(prompts), pa.int32()), _replace_content(messages, new_content))
+
+
+def _with_system_goal(prompts: pa.Array, texts: pa.Array, separator: str) -> pa.Array:
+    messages = prompts.flatten()
+    offsets = _offsets(prompts)
+    n, m = len(prompts), len(messages)
+    roles = messages.field("role").to_numpy(zero_copy_only=False)
+    starts = offsets[:-1]
+    nonempty = offsets[1:] > starts
+    has_system = np.zeros(n, dtype=bool)
+    has_system[nonempty] = roles[starts[nonempty]] == "system"
+    parents = pc.list_parent_indices(prompts)
+    if has_system.any():  # rows that open with a system message: the goal goes in front of its content
+        first_system = np.zeros(m, dtype=bool)
+        first_system[starts[has_system]] = True
+        content = messages.field("content")
+        joined = pc.binary_join_element_wise(pc.take(texts, parents), content, separator)
+        messages = _replace_content(messages, pc.if_else(pa.array(first_system), joined, content))
+    # Other rows: a new system message is inserted in front.
+    insert = ~has_system
+    new_system = _system_messages(messages.type, pc.filter(texts, pa.array(insert)))
+    shift = np.cumsum(insert)  # inserted messages up to and including each row
+    new_offsets = offsets + np.concatenate([[0], shift])
+    gather = np.empty(m + int(insert.sum()), dtype=np.int64)
+    gather[np.arange(m) + shift[parents.to_numpy()]] = np.arange(m)
+    gather[new_offsets[:-1][insert]] = m + np.arange(int(insert.sum()))
+    values = pa.concat_arrays([messages, new_system]).take(pa.array(gather))
+    return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values)
+
+
+def _system_messages(struct_type: pa.StructType, texts: pa.Array) -> pa.StructArray:
+    k = len(texts)
+    fields, names = [], []
+    for i in range(struct_type.num_fields):
+        f = struct_type.field(i)
+        names.append(f.name)
+        if f.name == "role":
+            fields.append(pa.array(["system"] * k, f.type))
+        elif f.name == "content":
+            fields.append(texts.cast(f.type))
+        else:
+            fields.append(pa.nulls(k, f.type))
+    return pa.StructArray.from_arrays(fields, names=names)
+
+
+def goal_prompt(prompt, spec: GoalSpec | None, goal: float | dict | None):
+    """One prompt (a string or a message list) with `goal` written in `spec`'s placement; no goal -> unchanged.
+
+    A string prompt with the `system` placement becomes a one-turn conversation, as `rapref augment` stores it.
+    The input is never mutated.
+    """
+    if spec is None or goal is None:
+        return prompt if isinstance(prompt, str) else [dict(m) for m in prompt]
+    if isinstance(prompt, str) and spec.placement == "system":
+        prompt = [{"role": "user", "content": prompt}]
+    column = pa.array([prompt])
+    out = write_goal(column, pa.array([spec.text(goal)], pa.string()), spec.placement, spec.separator).to_pylist()[0]
+    if isinstance(out, str):
+        return out
+    return [{k: v for k, v in m.items() if v is not None or k in ("role", "content")} for m in out]
+
+
+def split_goal(text: str, spec: GoalSpec | None) -> tuple[str, str, str]:
+    """The inverse of the user-turn layout: (before, instruction, after) of a user turn or string prompt, the goal
+    and its separator in `before` (`user`) or `after` (`user-suffix`). Text without a goal is all instruction.
+
+    >>> spec = GoalSpec(placement="user", header="Goal:", line="{score}")
+    >>> split_goal(goal_prompt("Sort: c a b", spec, 9), spec)
+    ('Goal:\\n9\\n\\n', 'Sort: c a b', '')
+    """
+    if spec is None or spec.placement == "system":
+        return "", text, ""
+    lo, hi = (format_score(s) for s in spec.scale)
+    header = spec.header.format(lo=lo, hi=hi)
+    if spec.placement == "user" and text.startswith(header):
+        cut = text.find(spec.separator, len(header))
+        if cut >= 0:
+            cut += len(spec.separator)
+            return text[:cut], text[cut:], ""
+    if spec.placement == "user-suffix":
+        cut = text.rfind(spec.separator + header)
+        if cut >= 0:
+            return "", text[:cut], text[cut:]
+    return "", text, ""
+
+
 def apply_goal_to_text(prompt: str, goal_text: str, placement: str, separator: str = "\n\n") -> str:
-    """Standard (string) prompts: `user` prepends the goal, `user-suffix` appends it."""
-    if placement == "user":
-        return goal_text + separator + prompt
-    if placement == "user-suffix":
-        return prompt + separator + goal_text
-    raise ValueError(f"placement {placement!r} needs conversational prompts (message lists)")
+    """A string prompt with an already written goal text (`write_goal` on one row)."""
+    return write_goal(pa.array([prompt]), pa.array([goal_text]), placement, separator).to_pylist()[0]
 
 
 def apply_goal_to_messages(messages: list[dict], goal_text: str, placement: str, separator: str = "\n\n") -> list:
-    """Conversational prompts. Returns a new list; the input is never mutated.
-
-    `system`: the goal becomes the system message (prepended to an existing one, separated by a blank line).
-    `user` / `user-suffix`: the goal is written into the first user turn.
-    """
-    out = [dict(m) for m in messages]
-    if placement == "system":
-        if out and out[0]["role"] == "system":
-            out[0]["content"] = goal_text + separator + out[0]["content"]
-        else:
-            out.insert(0, {"role": "system", "content": goal_text})
-        return out
-    for message in out:
-        if message["role"] == "user":
-            message["content"] = apply_goal_to_text(message["content"], goal_text, placement, separator)
-            return out
-    raise ValueError("prompt has no user turn to carry the goal")
+    """A message list with an already written goal text (`write_goal` on one row). The input is not mutated."""
+    out = write_goal(pa.array([messages]), pa.array([goal_text]), placement, separator).to_pylist()[0]
+    return [{k: v for k, v in m.items() if v is not None or k in ("role", "content")} for m in out]
 
 
 def scale_field(value) -> tuple[float, float]:
-    """Parse a scale given as '1-10', '0,4', '1:5' or a pair of numbers."""
+    """Parse a scale given as '1-10', '0,4', '1:5' or a pair of numbers; the low end must come first."""
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(-?[\d.]+)\s*[-,:]\s*(-?[\d.]+)\s*", value)
         if not match:
             raise ValueError(f"cannot read a score scale from {value!r}; write it as LOW-HIGH, e.g. 1-10")
-        return (float(match.group(1)), float(match.group(2)))
-    lo, hi = value
-    return (float(lo), float(hi))
+        lo, hi = float(match.group(1)), float(match.group(2))
+    else:
+        lo, hi = (float(v) for v in value)
+    if not lo < hi:
+        raise ValueError(f"score scale {value!r}: the low end must come first and be below the high end "
+                         f"(e.g. {format_score(min(lo, hi))}-{format_score(max(lo, hi))})")
+    return (lo, hi)
+
+
+def check_goals(goals, spec: GoalSpec) -> list[float]:
+    """Goals requested at inference must lie on the scale the policy was trained with."""
+    lo, hi = spec.scale
+    outside = [g for g in goals if not lo <= float(g) <= hi]
+    if outside:
+        raise ValueError(f"goal {format_score(outside[0])} lies outside the policy's score scale "
+                         f"{format_score(lo)}-{format_score(hi)}")
+    return [float(g) for g in goals]
 
 
 __all__ = [
     "PLACEMENTS",
     "GoalSpec",
     "format_score",
+    "write_goal",
+    "goal_prompt",
+    "split_goal",
+    "check_goals",
     "apply_goal_to_text",
     "apply_goal_to_messages",
     "scale_field",

@@ -56,39 +56,75 @@ def _read_file(path: Path) -> list[dict]:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()
+            return _table_rows(pq.read_table(path), path)
         except (pa.ArrowInvalid, OSError) as err:
             raise InputError(f"{path}: not a readable Parquet file ({err})") from None
     if suffix == ".csv":
         import pyarrow.csv as pcsv
 
         try:
-            return pcsv.read_csv(path).to_pylist()
+            return _table_rows(pcsv.read_csv(path), path)
         except (pa.ArrowInvalid, OSError) as err:
             raise InputError(f"{path}: not a readable CSV file ({str(err).splitlines()[0]})") from None
     raise InputError(f"{path}: unknown file type {path.suffix!r}; expected .jsonl, .json, .parquet or .csv")
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Every row of a JSONL file (.jsonl or .jsonl.gz); errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    return list(_read_jsonl(path))
+
+
 def _read_jsonl(path: Path) -> Iterator[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with opener(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"{path}:{line_no}: not valid UTF-8 (byte {err.start + 1} of the line)") from None
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{line_no}: malformed JSON line ({err.msg} at column {err.colno})") from None
+            row = parse_json(line, f"{path}:{line_no}")
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
             yield row
 
 
+def parse_json(text: str, where: str):
+    """json.loads that refuses duplicate keys (JSON would keep the last one silently) and absurd nesting."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as err:
+        line = f" line {err.lineno}" if err.lineno > 1 else ""
+        raise InputError(f"{where}: malformed JSON ({err.msg} at{line} column {err.colno})") from None
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested too deeply to be a data row") from None
+    except _DuplicateKey as err:
+        raise InputError(f"{where}: duplicate key {err.args[0]!r} in one JSON object (which one is meant?)") from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple]) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _read_json(path: Path) -> list[dict]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}:{err.lineno}: malformed JSON ({err.msg})") from None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not valid UTF-8 (byte {err.start + 1})") from None
+    data = parse_json(text, str(path))
     if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()) and data:
         lengths = {len(v) for v in data.values()}
         if len(lengths) != 1:
@@ -98,6 +134,14 @@ def _read_json(path: Path) -> list[dict]:
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
         return data
     raise InputError(f"{path}: expected a list of objects or an object of equal-length lists")
+
+
+def _table_rows(table: pa.Table, path: Path) -> list[dict]:
+    names = table.column_names
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(f"{path}: column {duplicates[0]!r} appears more than once (which one is meant?)")
+    return table.to_pylist()
 
 
 def _read_dir(path: Path, split: str | None) -> dict[str, list[dict]]:
@@ -180,11 +224,18 @@ def parse_score(value) -> float | None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, directory: bool = False):
-    """Yield a temporary sibling path; on success it replaces `path` in one rename, on failure it is removed."""
+    """Yield a temporary sibling path (`.NAME.XXXX`); on success it replaces `path` in one rename, on failure or
+    interruption (KeyboardInterrupt, SIGTERM through the CLI) it is removed. Created with the user's umask, like any
+    file the user writes. Callers that replace folders check ownership first (`rapref.outputs.claim_output`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) if directory else \
-        Path(tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)[1])
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    else:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(handle)
+        tmp = Path(name)
+    os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
     try:
         yield tmp
         if directory and path.exists():
@@ -198,6 +249,12 @@ def atomic_path(path: str | Path, directory: bool = False):
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _remove(path: Path) -> None:

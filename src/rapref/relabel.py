@@ -11,7 +11,7 @@ Input table (what every schema loader produces, see `rapref.schemas`):
     (struct of named float scores, for multi-attribute goals).
 
 >>> import pyarrow as pa
->>> from rapref.goals import GoalSpec
+>>> from rapref.goals import GoalSpec, write_goal
 >>> pairs = pa.table({"source_id": ["a"], "prompt": ["Hi"], "chosen": ["Hello!"], "rejected": ["Go away."],
 ...                   "score_chosen": [9.0], "score_rejected": [3.0]})
 >>> out, stats = relabel(pairs, GoalSpec(placement="user", header="Goal:", line="{score}"))
@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rapref.goals import GoalSpec
+from rapref.goals import GoalSpec, write_goal
 
 TIE_POLICIES = ("keep", "drop")
 MODES = ("relabeled", "half", "original", "duplicated")
@@ -148,7 +148,7 @@ def _copy(pairs: pa.Table, spec: GoalSpec, which: str, multi: bool) -> pa.Table:
 def _assemble(pairs, spec, texts, chosen, rejected, copy, goal, score_chosen, score_rejected) -> pa.Table:
     n = pairs.num_rows
     return pa.table({
-        "prompt": with_goal(pairs["prompt"], texts, spec.placement, spec.separator),
+        "prompt": write_goal(pairs["prompt"], texts, spec.placement, spec.separator),
         "chosen": chosen,
         "rejected": rejected,
         "source_id": pairs["source_id"],
@@ -178,99 +178,3 @@ def _multi_goal_texts(attrs: pa.ChunkedArray, spec: GoalSpec) -> tuple[pa.Array,
 
 def _scalar_goal(goal, spec: GoalSpec) -> float:
     return float(goal) if not isinstance(goal, dict) else float(np.mean([goal[a] for a in spec.attributes]))
-
-
-# --- prompts: strings or message lists ---------------------------------------------------------------------------
-
-
-def with_goal(prompts, texts, placement: str, separator: str = "\n\n") -> pa.Array:
-    """Write each row's goal text into its prompt (the vectorised form of `goals.apply_goal_to_*`)."""
-    prompts = _one_chunk(prompts)
-    texts = _one_chunk(texts)
-    if pa.types.is_string(prompts.type) or pa.types.is_large_string(prompts.type):
-        if placement == "user":
-            return pc.binary_join_element_wise(texts, prompts, separator)
-        if placement == "user-suffix":
-            return pc.binary_join_element_wise(prompts, texts, separator)
-        raise ValueError("system placement needs conversational prompts; rapref converts string prompts first")
-    if not pa.types.is_list(prompts.type) and not pa.types.is_large_list(prompts.type):
-        raise TypeError(f"prompt column must be strings or message lists, got {prompts.type}")
-    if placement == "system":
-        return _with_system_goal(prompts, texts, separator)
-    return _with_user_goal(prompts, texts, placement, separator)
-
-
-def _one_chunk(array):
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-
-
-def _offsets(lists: pa.Array) -> np.ndarray:
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
-    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-
-
-def _replace_content(messages: pa.StructArray, content: pa.Array) -> pa.StructArray:
-    names = [messages.type.field(i).name for i in range(messages.type.num_fields)]
-    fields = [content if name == "content" else messages.field(name) for name in names]
-    return pa.StructArray.from_arrays(fields, names=names)
-
-
-def _with_user_goal(prompts: pa.Array, texts: pa.Array, placement: str, separator: str) -> pa.Array:
-    messages = prompts.flatten()  # (M,) structs
-    parents = pc.list_parent_indices(prompts)  # (M,) row of each message
-    is_user = pc.equal(messages.field("role"), "user").to_numpy(zero_copy_only=False)
-    parents_np = parents.to_numpy()
-    user_rows, first = np.unique(parents_np[is_user], return_index=True)
-    if len(user_rows) != len(prompts):
-        raise ValueError("every conversational prompt needs a user turn to carry the goal")
-    target = np.zeros(len(messages), dtype=bool)
-    target[np.flatnonzero(is_user)[first]] = True
-    row_text = pc.take(texts, parents)
-    content = messages.field("content")
-    joined = (pc.binary_join_element_wise(row_text, content, separator) if placement == "user"
-              else pc.binary_join_element_wise(content, row_text, separator))
-    new_content = pc.if_else(pa.array(target), joined, content)
-    return pa.ListArray.from_arrays(pa.array(_offsets(prompts), pa.int32()), _replace_content(messages, new_content))
-
-
-def _with_system_goal(prompts: pa.Array, texts: pa.Array, separator: str) -> pa.Array:
-    messages = prompts.flatten()
-    offsets = _offsets(prompts)
-    n, m = len(prompts), len(messages)
-    roles = messages.field("role").to_numpy(zero_copy_only=False)
-    starts = offsets[:-1]
-    nonempty = offsets[1:] > starts
-    has_system = np.zeros(n, dtype=bool)
-    has_system[nonempty] = roles[starts[nonempty]] == "system"
-    parents = pc.list_parent_indices(prompts)
-    if has_system.any():  # rows that open with a system message: the goal goes in front of its content
-        first_system = np.zeros(m, dtype=bool)
-        first_system[starts[has_system]] = True
-        content = messages.field("content")
-        joined = pc.binary_join_element_wise(pc.take(texts, parents), content, separator)
-        messages = _replace_content(messages, pc.if_else(pa.array(first_system), joined, content))
-    # Other rows: a new system message is inserted in front.
-    insert = ~has_system
-    new_system = _system_messages(messages.type, pc.filter(texts, pa.array(insert)))
-    shift = np.cumsum(insert)  # inserted messages up to and including each row
-    new_offsets = offsets + np.concatenate([[0], shift])
-    gather = np.empty(m + int(insert.sum()), dtype=np.int64)
-    gather[np.arange(m) + shift[parents.to_numpy()]] = np.arange(m)
-    gather[new_offsets[:-1][insert]] = m + np.arange(int(insert.sum()))
-    values = pa.concat_arrays([messages, new_system]).take(pa.array(gather))
-    return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), values)
-
-
-def _system_messages(struct_type: pa.StructType, texts: pa.Array) -> pa.StructArray:
-    k = len(texts)
-    fields, names = [], []
-    for i in range(struct_type.num_fields):
-        f = struct_type.field(i)
-        names.append(f.name)
-        if f.name == "role":
-            fields.append(pa.array(["system"] * k, f.type))
-        elif f.name == "content":
-            fields.append(texts.cast(f.type))
-        else:
-            fields.append(pa.nulls(k, f.type))
-    return pa.StructArray.from_arrays(fields, names=names)

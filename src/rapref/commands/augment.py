@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--goal-line", default=DEFAULT_LINE, help="one line per goal score; {name} and {score}")
     g.add_argument("--goal-style", choices=STYLES, default="digits",
                    help="how a score looks: digits (8), thermometer (#######...), opaque (<g8>)")
-    g.add_argument("--scale", type=scale_field, help="declared score scale LOW-HIGH (default per schema)")
+    g.add_argument("--scale", type=_scale, help="declared score scale LOW-HIGH (default per schema)")
     r = p.add_argument_group("relabeling")
     r.add_argument("--ties", choices=TIE_POLICIES, default="keep", help="pairs with equal scores (default keep)")
     r.add_argument("--min-gap", type=float, default=0.0, help="drop pairs whose score gap is below this")
@@ -58,6 +58,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--score-mapping", choices=("quantile", "min-max"), default="quantile",
                    help="multi-sample: map reward-model scores onto the scale (fitted on train only)")
     s.add_argument("--goal-precision", type=int, default=0, help="multi-sample: decimals of mapped scores")
+
+
+def _scale(text: str):
+    try:
+        return scale_field(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def config_from_args(args) -> "AugmentConfig":

@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = DemoConfig()
     p.add_argument("--out", default=d.out, help="run folder (finished stages are reused)")
     p.add_argument("--quick", action="store_true", help="one small seed: every stage in under a minute")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over: empty an earlier demo run folder instead of reusing its finished stages")
     p.add_argument("--seeds", type=_seeds, default=d.seeds, help="evaluation seeds, e.g. 1,2,3")
     p.add_argument("--goal-style", choices=STYLES, default=d.goal_style, help="how the goal looks to the model")
     p.add_argument("--start-goal-fraction", type=float, default=d.start_goal_fraction,
@@ -64,4 +66,4 @@ def run(args):
         selection = select_hyperparameters(cfg, {"dpo_lr": [1e-4, 3e-4], "beta": [0.1, 0.5]}, seeds=(101, 102))
         print(f"rapref demo --select-hparams: chose {selection['chosen']} ({selection['criterion']})")
         return selection
-    return main(cfg)
+    return main(cfg, overwrite=args.overwrite)

@@ -27,6 +27,7 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="first N prompts only")
     p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace an output file that rapref generate wrote")
 
 
 def run_generate(args):
@@ -36,7 +37,7 @@ def run_generate(args):
                               num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size)
     rows = main(GenerateConfig(model=args.model, prompts=args.prompts, out=args.out, split=args.split,
                                goals=args.goals, no_goal=args.no_goal, sampling=sampling, backend=args.backend,
-                               limit=args.limit))
+                               limit=args.limit, overwrite=args.overwrite))
     print(f"rapref generate: {len(rows)} samples -> {args.out}")
 
 
@@ -48,18 +49,27 @@ def add_judge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--against", help="pairwise: win rate of GENERATIONS against this generation set")
     p.add_argument("--cache", help="score cache file (default OUT/cache.jsonl)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a reward model's own code to run")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder that rapref judge wrote "
+                   "(its score cache is kept: scores are keyed by content)")
 
 
 def run_judge(args):
     from rapref.evaluate.judge import JudgeConfig, main
 
     result = main(JudgeConfig(generations=args.generations, scorer=args.scorer, out=args.out, against=args.against,
-                              cache=args.cache, trust_remote_code=args.trust_remote_code))
-    line = f"rapref judge: n={result['n']} mean={result['mean']:.4f} ± {result['stderr']:.4f} (stderr)"
+                              cache=args.cache, trust_remote_code=args.trust_remote_code,
+                              overwrite=args.overwrite))
+    line = f"rapref judge: n={result['n']} mean={result['mean']:.4f}{_pm(result['stderr'])}"
     if "pairwise" in result:
         pw = result["pairwise"]
-        line += f"; win rate {pw['win_rate']:.3f} ± {pw['stderr']:.3f} over {pw['n']} (ties = 1/2)"
+        clustered = f", clustered by {pw['prompts']} prompts" if "prompts" in pw else ""
+        line += (f"; win rate {pw['win_rate']:.3f}{_pm(pw['stderr'])} over {pw['n']} matched (prompt, goal, sample)"
+                 f"{clustered}; ties = 1/2")
     print(line)
+
+
+def _pm(stderr) -> str:
+    return "" if stderr is None else f" ± {stderr:.4f} (stderr)"
 
 
 def add_diagnose_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,6 +85,7 @@ def add_diagnose_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--band", type=float, default=5.0, help="unlearning: high-quality threshold (score >= band)")
     p.add_argument("--scale", default="1-10", help="implicit-relabel: goal scale LOW-HIGH")
     p.add_argument("--limit", type=int)
+    p.add_argument("--overwrite", action="store_true", help="replace an output that rapref diagnose wrote")
 
 
 def run_diagnose(args):
@@ -83,7 +94,8 @@ def run_diagnose(args):
 
     result = main(DiagnoseConfig(kind=args.kind, out=args.out, policy=args.policy, reference=args.reference,
                                  dpo=args.dpo, data=args.data, split=args.split, scores=args.scores, beta=args.beta,
-                                 band=args.band, scale=scale_field(args.scale), limit=args.limit))
+                                 band=args.band, scale=scale_field(args.scale), limit=args.limit,
+                                 overwrite=args.overwrite))
     print(f"rapref diagnose {args.kind}: written to {args.out}")
     return result
 

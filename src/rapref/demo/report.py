@@ -16,6 +16,7 @@ import numpy as np
 from rapref.evaluate.diagnose import markdown_table
 from rapref.evaluate.judge import win_rate
 from rapref.io import atomic_path, write_json_atomic
+from rapref.stats import t_interval
 
 ARM_LABELS = {
     "sft": "SFT start (no goal)",
@@ -28,15 +29,9 @@ ARM_LABELS = {
 
 
 def seed_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% t-interval half-width over seeds (0 width for one seed)."""
-    from scipy.stats import t
-
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    """Mean and 95% t-interval over seeds (`rapref.stats.t_interval`); NaN bounds for one seed."""
+    mean, low, high = t_interval(values)
+    return mean, (float("nan") if low is None else low), (float("nan") if high is None else high)
 
 
 def paired_win_rate(results: list[dict], arm: str, baseline: str) -> dict:

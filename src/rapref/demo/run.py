@@ -19,7 +19,18 @@ from pathlib import Path
 
 from rapref.demo.world import WorldConfig, build_world, corpus, judge_agreement
 from rapref.goals import GoalSpec
-from rapref.io import write_json_atomic, write_jsonl_atomic
+from rapref.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from rapref.outputs import claim_output, empty_output, mark_output
+
+STAGE_DONE = ".done"  # written last into a stage folder: the stage counts as done only when it is there
+
+
+def stage_done(folder: Path) -> bool:
+    return (folder / STAGE_DONE).is_file()
+
+
+def mark_stage_done(folder: Path) -> None:
+    write_json_atomic(folder / STAGE_DONE, {"done": True})
 
 ARMS = {  # arm -> (data mode, goal at evaluation)
     "sft": (None, None),
@@ -97,18 +108,20 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
 
     stage("start model")
     base, sft = root / "base", root / "sft"
-    if not (base / "config.json").is_file():
+    if not stage_done(base):
         from rapref.tiny import build_tiny
 
         build_tiny(base, corpus(world), vocab_size=160, seed=seed, hidden_size=cfg.hidden_size,
                    num_layers=cfg.num_layers, max_length=256,
                    extra_tokens=[spec.render_score(s) for s in range(1, 11)] if spec.style == "opaque" else ())
+        mark_stage_done(base)
     from rapref.demo.sft import run_sft, sft_examples
 
-    if not (sft / "model.safetensors").is_file():
+    if not stage_done(sft):
         run_sft(str(base), sft_examples(world.train_rows, spec, cfg.start_goal_fraction, seed), str(sft),
                 epochs=cfg.sft_epochs, lr=cfg.sft_lr, batch_size=64, seed=seed)
         spec.save(sft)
+        mark_stage_done(sft)
     finish("start model")
 
     stage("arms")
@@ -117,13 +130,15 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
         if mode is None or arm not in cfg.arms:
             continue
         arm_dirs[arm] = root / "arms" / arm
-        if not (arm_dirs[arm] / "model.safetensors").is_file():
+        if not stage_done(arm_dirs[arm]):
             _train_arm(cfg, sft, root / "data" / mode, arm_dirs[arm], seed)
+            mark_stage_done(arm_dirs[arm])
     arm_dirs["goal-sft"] = root / "arms" / "goal-sft"
-    if "goal-sft" in cfg.arms and not (arm_dirs["goal-sft"] / "model.safetensors").is_file():
+    if "goal-sft" in cfg.arms and not stage_done(arm_dirs["goal-sft"]):
         run_sft(str(sft), sft_examples(world.train_rows, spec, 1.0, seed + 1), str(arm_dirs["goal-sft"]),
                 epochs=1.0, lr=cfg.sft_lr / 3, batch_size=64, seed=seed)
         spec.save(arm_dirs["goal-sft"])
+        mark_stage_done(arm_dirs["goal-sft"])
     finish("arms")
 
     stage("generate + judge")
@@ -150,7 +165,7 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
 
 
 def _augment(source: Path, out: Path, mode: str, spec: GoalSpec, seed: int) -> None:
-    if (out / "summary.json").is_file():
+    if stage_done(out):
         return
     from rapref.augment import AugmentConfig, main
     from rapref.relabel import RelabelOptions
@@ -159,13 +174,14 @@ def _augment(source: Path, out: Path, mode: str, spec: GoalSpec, seed: int) -> N
     main(AugmentConfig(source=str(source), out=str(out), schema="ultrafeedback", placement=spec.placement,
                        header=spec.header, line=spec.line, style=spec.style, relabel=RelabelOptions(mode=mode, seed=seed),
                        schema_options=SchemaOptions(seed=seed, test_size=0, exclude_sources=()), overwrite=True))
+    mark_stage_done(out)
 
 
 def _train_arm(cfg: DemoConfig, start: Path, data: Path, out: Path, seed: int) -> dict:
     from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
     from rapref.train.run import main
 
-    return main(TrainConfig(
+    return main(overwrite=True, cfg=TrainConfig(  # a stage left unfinished by a kill is trained again
         output_dir=str(out), seed=seed, model=ModelArgs(name_or_path=str(start)),
         data=DataArgs(path=str(data), max_prompt_length=96),
         algorithm=AlgorithmArgs(name="dpo", beta=cfg.beta),
@@ -188,19 +204,18 @@ def _generate_and_judge(cfg: DemoConfig, model: Path, root: Path, name: str, goa
                                 sampling=SamplingConfig(max_new_tokens=16, temperature=cfg.temperature, seed=seed,
                                                         batch_size=128)))
     result = judge(JudgeConfig(generations=str(gen_path), scorer="python:rapref.demo.world:true_reward",
-                               out=str(root / "judge" / name)))
-    scores = [json.loads(line) for line in (root / "judge" / name / "scores.jsonl").read_text().splitlines()]
+                               out=str(root / "judge" / name), overwrite=True))  # cached scores make this free
+    scores = read_jsonl(root / "judge" / name / "scores.jsonl")
     result["per_prompt"] = {f"{s['prompt_id']}@{s['goal']}": s["score"] for s in scores}
     return result
 
 
 def _probe(cfg: DemoConfig, root: Path, arm_dirs: dict, spec: GoalSpec) -> dict:
     """Change in log p of held-out chosen / rejected responses vs the SFT start (C2), by judged-score band."""
-    import pyarrow.parquet as pq
-
+    from rapref.augment import read_split
     from rapref.evaluate.logprobs import LogProbModel, unlearning_probe
 
-    pairs = pq.read_table(root / "data" / "heldout" / "train.parquet").to_pylist()
+    pairs = read_split(root / "data" / "heldout", "train").to_pylist()
     reference = LogProbModel(str(arm_dirs["sft"]), batch_size=64)
     rows = []
     for arm, (mode, goal) in ARMS.items():
@@ -213,10 +228,10 @@ def _probe(cfg: DemoConfig, root: Path, arm_dirs: dict, spec: GoalSpec) -> dict:
 
 
 def _data_stats(root: Path, world) -> dict:
-    summary = json.loads((root / "data" / "relabeled" / "summary.json").read_text())
-    import pyarrow.parquet as pq
+    from rapref.augment import read_split
 
-    original = pq.read_table(root / "data" / "original" / "train.parquet")
+    summary = json.loads((root / "data" / "relabeled" / "summary.json").read_text())
+    original = read_split(root / "data" / "original", "train")
     chosen, rejected = original["score_chosen"].to_pylist(), original["score_rejected"].to_pylist()
     n = len(chosen)
     return {
@@ -279,12 +294,13 @@ def select_world(cfg: DemoConfig, fractions=(0.5, 0.75, 1.0), seed: int = 101) -
         world = build_world(replace(cfg.world, seed=seed))
         write_jsonl_atomic(root / "world" / "test.jsonl", world.test_rows)
         _augment(root / "world" / "test.jsonl", root / "data" / "heldout", "original", spec, seed)
-        if not (root / "sft" / "model.safetensors").is_file():
+        if not stage_done(root / "sft"):
             build_tiny(root / "base", corpus(world), vocab_size=160, seed=seed, hidden_size=cfg.hidden_size,
                        num_layers=cfg.num_layers, max_length=256)
             run_sft(str(root / "base"), sft_examples(world.train_rows, spec, fraction, seed), str(root / "sft"),
                     epochs=cfg.sft_epochs, lr=cfg.sft_lr, batch_size=64, seed=seed)
             spec.save(root / "sft")
+            mark_stage_done(root / "sft")
         sweep = _generate_and_judge(trial, root / "sft", root, "sweep", [1.0, 4.0, 7.0, 10.0], seed)
         plain = _generate_and_judge(trial, root / "sft", root, "none", None, seed)
         trials.append({"start_goal_fraction": fraction, "start_spearman_rho": _spearman(sweep),
@@ -297,15 +313,17 @@ def select_world(cfg: DemoConfig, fractions=(0.5, 0.75, 1.0), seed: int = 101) -
     return selection
 
 
-def main(cfg: DemoConfig) -> dict:
+def main(cfg: DemoConfig, overwrite: bool = False) -> dict:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from rapref.demo.report import write_report
 
     if cfg.quick:
         cfg = quick_config(cfg)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output(cfg.out, "demo", overwrite=overwrite, reuse=True)  # finished stages of an earlier run are reused
+    if overwrite and out.is_dir() and any(out.iterdir()):
+        empty_output(out)
+    mark_output(out, "demo")
     write_json_atomic(out / "config.json", asdict(cfg))
     start = time.perf_counter()
     results = []

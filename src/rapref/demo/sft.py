@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import random
 
-from rapref.evaluate.generate import conditioned_prompt
-from rapref.goals import GoalSpec
+from rapref.goals import GoalSpec, goal_prompt
 
 
 def sft_examples(rows: list[dict], spec: GoalSpec, goal_fraction: float, seed: int) -> list[dict]:
@@ -19,8 +18,8 @@ def sft_examples(rows: list[dict], spec: GoalSpec, goal_fraction: float, seed: i
     for row in rows:
         for completion in row["completions"]:
             goal = completion["overall_score"] if rng.random() < goal_fraction else None
-            examples.append({"prompt": conditioned_prompt(row["instruction"], spec if goal else None, goal),
-                             "completion": [{"role": "assistant", "content": completion["response"]}]})
+            examples.append({"prompt": goal_prompt(row["instruction"], spec if goal else None, goal),
+                             "completion": completion["response"]})
     rng.shuffle(examples)
     return examples
 
@@ -29,17 +28,20 @@ def run_sft(model_dir: str, examples: list[dict], out: str, *, epochs: float, lr
             seed: int) -> dict:
     import datasets
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+
+    from rapref.models import load_model, load_tokenizer
+    from rapref.prompting import to_trl_example
 
     on_gpu = torch.cuda.is_available()
     args = SFTConfig(output_dir=out, num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,
                      lr_scheduler_type="cosine", warmup_steps=0.05, seed=seed, bf16=False,
                      gradient_checkpointing=False, use_cpu=not on_gpu, report_to="none", save_strategy="no",
                      logging_steps=10, disable_tqdm=True, max_length=128)
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args,
-                         train_dataset=datasets.Dataset.from_list(examples),
-                         processing_class=AutoTokenizer.from_pretrained(model_dir))
+    tokenizer = load_tokenizer(model_dir)
+    examples = [to_trl_example(e, tokenizer) for e in examples]  # the prompt form training and generation share
+    trainer = SFTTrainer(model=load_model(model_dir), args=args, train_dataset=datasets.Dataset.from_list(examples),
+                         processing_class=tokenizer)
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)

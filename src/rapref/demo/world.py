@@ -55,7 +55,7 @@ def true_reward(row_or_prompt, text: str) -> float:
     >>> true_reward("sort: c a b", "a b c"), true_reward("sort: c a b", "a c"), true_reward("sort: c a b", "")
     (1.0, 0.3333333333333333, 0.0)
     """
-    from rapref.evaluate.generate import instruction_text
+    from rapref.prompting import instruction_text
 
     prompt = row_or_prompt if isinstance(row_or_prompt, str) else instruction_text(row_or_prompt["prompt"])
     target, answer = ideal(prompt), text.split()

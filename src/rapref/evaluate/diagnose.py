@@ -10,15 +10,15 @@ Each writes `<name>.json`, `<name>.md` and, where there is a curve or bars, `<na
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from rapref.evaluate.generate import load_prompts, model_goal_spec
-from rapref.io import InputError, atomic_path, write_json_atomic, write_jsonl_atomic
+from rapref.io import InputError, atomic_path, read_jsonl, write_json_atomic, write_jsonl_atomic
+from rapref.outputs import claim_output, claim_output_file, mark_output
+from rapref.stats import summary
 
 
 @dataclass
@@ -35,6 +35,7 @@ class DiagnoseConfig:
     band: float = 5.0  # unlearning: score threshold of "high-quality" responses (the paper: >= 5 of 10)
     scale: tuple[float, float] = (1, 10)  # implicit-relabel: goal scale
     limit: int | None = None
+    overwrite: bool = False
 
 
 def controllability(rows: list[dict]) -> dict:
@@ -49,9 +50,7 @@ def controllability(rows: list[dict]) -> dict:
     for r in rows:
         by_goal[float(r["goal"])].append(float(r["score"]))
     rho, p_value = spearmanr([r["goal"] for r in rows], [r["score"] for r in rows])
-    curve = [{"goal": g, "n": len(v), "mean": float(np.mean(v)),
-              "stderr": float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0}
-             for g, v in sorted(by_goal.items())]
+    curve = [{"goal": g, **summary(v)} for g, v in sorted(by_goal.items())]
     return {"spearman_rho": float(rho), "p_value": float(p_value), "n": len(rows), "curve": curve}
 
 
@@ -63,7 +62,7 @@ def plot_curve(curve: list[dict], path: Path, title: str, ylabel: str = "achieve
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     goals = [c["goal"] for c in curve]
-    ax.errorbar(goals, [c["mean"] for c in curve], yerr=[1.96 * c["stderr"] for c in curve], marker="o",
+    ax.errorbar(goals, [c["mean"] for c in curve], yerr=[_half_width(c["stderr"]) for c in curve], marker="o",
                 capsize=3)
     ax.set_xlabel("goal given at inference")
     ax.set_ylabel(ylabel)
@@ -81,12 +80,17 @@ def plot_unlearning(rows: list[dict], path: Path) -> None:
     labels = [f"{r['policy']}\n{r['condition']}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows)), 3.5))
     ax.bar(range(len(rows)), [r["mean_delta_logp"] for r in rows],
-           yerr=[1.96 * r["stderr"] for r in rows], capsize=3)
+           yerr=[_half_width(r["stderr"]) for r in rows], capsize=3)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(rows)), labels, fontsize=7)
     ax.set_ylabel("change in log p vs start")
     ax.set_title("held-out high-quality rejected responses")
     _save(fig, path)
+
+
+def _half_width(stderr) -> float:
+    """95% normal half-width of an error bar; none (NaN, not drawn) where there is no standard error."""
+    return float("nan") if stderr is None else 1.96 * stderr
 
 
 def _save(fig, path: Path) -> None:
@@ -100,7 +104,7 @@ def _save(fig, path: Path) -> None:
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
     def cell(v):
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
+        return f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
@@ -108,11 +112,17 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def main(cfg: DiagnoseConfig) -> dict:
-    out = Path(cfg.out)
+    inputs = (cfg.data, cfg.scores, cfg.policy, cfg.reference, cfg.dpo)
+    if cfg.kind == "implicit-relabel":
+        out = claim_output_file(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs,
+                                owned_keys=("implicit_reward_chosen", "implicit_reward_rejected"))
+    else:
+        out = claim_output(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs)
+        mark_output(out, "diagnose")
     if cfg.kind == "controllability":
         if not cfg.scores:
             raise InputError("controllability needs --scores (a judged goal sweep, scores.jsonl)")
-        rows = [json.loads(line) for line in Path(cfg.scores).read_text().splitlines() if line.strip()]
+        rows = read_jsonl(cfg.scores)
         result = controllability(rows)
         plot_curve(result["curve"], out / "controllability.png",
                    f"controllability (Spearman rho {result['spearman_rho']:.2f})")

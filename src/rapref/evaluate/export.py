@@ -15,7 +15,8 @@ import shlex
 import time
 import uuid
 
-from rapref.evaluate.generate import instruction_text, read_generations
+from rapref.evaluate.generate import read_generations
+from rapref.prompting import instruction_text
 from rapref.goals import GoalSpec
 from rapref.io import write_json_atomic, write_jsonl_atomic
 

@@ -14,8 +14,12 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, apply_goal_to_messages
-from rapref.io import InputError, read_rows, write_jsonl_atomic
+from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, check_goals
+from rapref.io import InputError, read_jsonl, read_rows, write_jsonl_atomic
+from rapref.outputs import claim_output_file
+from rapref.prompting import goal_prompt
+
+GENERATION_KEYS = ("prompt_id", "goal", "sample", "text", "sampling")  # what marks a file as rapref's generations
 
 
 @dataclass
@@ -39,20 +43,21 @@ class GenerateConfig:
     sampling: SamplingConfig = None
     backend: str = "auto"  # auto (vLLM when installed and a GPU is present), transformers, vllm
     limit: int | None = None
+    overwrite: bool = False
 
     def __post_init__(self):
         self.sampling = self.sampling or SamplingConfig()
+        if self.goals is not None and self.no_goal:
+            raise InputError("--goals and --no-goal contradict each other: a goal sweep needs a goal-conditioned "
+                             "policy, --no-goal samples a plain one")
 
 
 def load_prompts(source: str, split: str = "test", limit: int | None = None) -> list[dict]:
     """Prompt rows {prompt_id, prompt, ...}; prompts are strings or message lists without any goal."""
-    path = Path(source)
-    if path.is_dir() and (path / "summary.json").is_file():  # a `rapref augment` folder
-        import pyarrow.parquet as pq
+    from rapref.augment import is_augment_folder, read_split
 
-        if not (path / f"{split}.parquet").is_file():
-            raise InputError(f"{source}: no split {split!r} in this augment folder")
-        table = pq.read_table(path / f"{split}.parquet")
+    if is_augment_folder(source):
+        table = read_split(source, split)
         rows = [{"prompt_id": r["source_id"], "prompt": r["prompt"], "chosen": r["chosen"],
                  "rejected": r["rejected"], "score_chosen": r["score_chosen"], "score_rejected": r["score_rejected"]}
                 for r in table.to_pylist()]
@@ -68,21 +73,6 @@ def load_prompts(source: str, split: str = "test", limit: int | None = None) -> 
     return rows[:limit] if limit else rows
 
 
-def conditioned_prompt(prompt, spec: GoalSpec | None, goal: float | None):
-    """The prompt the policy sees: the goal written in the trained placement, as messages."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    if spec is None or goal is None:
-        return messages
-    return apply_goal_to_messages(messages, spec.text(goal), spec.placement, spec.separator)
-
-
-def instruction_text(prompt) -> str:
-    """The instruction of a prompt: the string itself, or the last user turn of a message list."""
-    if isinstance(prompt, str):
-        return prompt
-    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
-
-
 def model_goal_spec(model_dir: str, no_goal: bool) -> GoalSpec | None:
     if no_goal:
         return None
@@ -93,26 +83,28 @@ def model_goal_spec(model_dir: str, no_goal: bool) -> GoalSpec | None:
 
 
 def main(cfg: GenerateConfig) -> list[dict]:
+    out = claim_output_file(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts,),
+                            owned_keys=GENERATION_KEYS)
     spec = model_goal_spec(cfg.model, cfg.no_goal)
+    goals = [None] if spec is None else check_goals(cfg.goals or [spec.top], spec)
     prompts = load_prompts(cfg.prompts, cfg.split, cfg.limit)
-    goals = [None] if spec is None else (cfg.goals or [spec.top])
     jobs = [(row, goal, k) for goal in goals for row in prompts for k in range(cfg.sampling.num_samples)]
-    texts = generate_texts(cfg.model, [conditioned_prompt(r["prompt"], spec, g) for r, g, _ in jobs], cfg.sampling,
+    texts = generate_texts(cfg.model, [goal_prompt(r["prompt"], spec, g) for r, g, _ in jobs], cfg.sampling,
                            cfg.backend)
     settings = asdict(cfg.sampling)
     rows = [{"prompt_id": row["prompt_id"], "goal": goal, "sample": k, "prompt": row["prompt"], "text": text,
              "model": cfg.model, "sampling": settings,
              **{key: row[key] for key in ("constraints", "answer", "key") if key in row}}
             for (row, goal, k), text in zip(jobs, texts)]
-    write_jsonl_atomic(cfg.out, rows)
+    write_jsonl_atomic(out, rows)
     return rows
 
 
-def generate_texts(model_dir: str, conversations: list[list[dict]], sampling: SamplingConfig,
-                   backend: str = "auto") -> list[str]:
+def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, backend: str = "auto") -> list[str]:
+    """One sampled response per goal-conditioned prompt (string or messages), in the trained prompt form."""
     if backend == "vllm" or (backend == "auto" and _vllm_usable()):
-        return _generate_vllm(model_dir, conversations, sampling)
-    return _generate_transformers(model_dir, conversations, sampling)
+        return _generate_vllm(model_dir, prompts, sampling)
+    return _generate_transformers(model_dir, prompts, sampling)
 
 
 def _vllm_usable() -> bool:
@@ -123,51 +115,56 @@ def _vllm_usable() -> bool:
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
 
-def _generate_transformers(model_dir, conversations, sampling: SamplingConfig) -> list[str]:
+def batch_prompt_ids(tokenizer, prompts: list) -> list[list[int]]:
+    """The prompt token ids the model is fed: exactly those training conditioned on (`rapref.prompting`)."""
+    from rapref.prompting import prompt_ids
+
+    return [prompt_ids(tokenizer, p) for p in prompts]
+
+
+def _generate_transformers(model_dir, prompts, sampling: SamplingConfig) -> list[str]:
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(model_dir)
-    except OSError as err:
-        raise InputError(f"{model_dir}: cannot load the model ({str(err).splitlines()[0]})") from None
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).eval()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    from rapref.models import device, load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir, padding_side="left")
+    model = load_model(model_dir).to(device()).eval()
+    ids = batch_prompt_ids(tokenizer, prompts)
     texts = []
-    for start in tqdm(range(0, len(conversations), sampling.batch_size), desc="Generating", unit="batch"):
-        batch = conversations[start:start + sampling.batch_size]
-        rendered = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in batch]
-        inputs = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    for start in tqdm(range(0, len(ids), sampling.batch_size), desc="Generating", unit="batch"):
+        batch = tokenizer.pad({"input_ids": ids[start:start + sampling.batch_size]}, padding=True,
+                              return_tensors="pt").to(device())
         torch.manual_seed(sampling.seed + start)  # each batch's draws follow from the seed alone
         with torch.no_grad():
             output = model.generate(
-                **inputs, max_new_tokens=sampling.max_new_tokens, do_sample=sampling.temperature > 0,
+                **batch, max_new_tokens=sampling.max_new_tokens, do_sample=sampling.temperature > 0,
                 temperature=sampling.temperature if sampling.temperature > 0 else None, top_p=sampling.top_p,
                 pad_token_id=tokenizer.pad_token_id, use_cache=True)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]  # (B, T_new)
+        new_tokens = output[:, batch["input_ids"].shape[1]:]  # (B, T_new)
         texts += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [t.strip() for t in texts]
 
 
-def _generate_vllm(model_dir, conversations, sampling: SamplingConfig) -> list[str]:  # pragma: no cover - GPU only
+def _generate_vllm(model_dir, prompts, sampling: SamplingConfig) -> list[str]:  # pragma: no cover - GPU only
     from vllm import LLM, SamplingParams
+
+    from rapref.models import load_tokenizer
 
     llm = LLM(model=model_dir, seed=sampling.seed)
     params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                             top_p=sampling.top_p, seed=sampling.seed)
-    outputs = llm.chat(conversations, params, use_tqdm=True)
+    ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)  # the same tokens as training and transformers
+    outputs = llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=True)
     return [o.outputs[0].text.strip() for o in outputs]
 
 
 def read_generations(path: str) -> list[dict]:
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"{path}: no such generations file")
-    rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(path)
     if not rows:
         raise InputError(f"{path}: no generations")
+    missing = [k for k in ("prompt_id", "text") if k not in rows[0]]
+    if missing:
+        raise InputError(f"{path}:1: not a generations file (no {', '.join(map(repr, missing))}); "
+                         "write one with `rapref generate`")
     return rows

@@ -6,20 +6,24 @@
 Writes `scores.jsonl` (one row per sample) and `aggregate.json` (n, mean, standard error, by goal; and for pairwise
 mode the win rate with ties as half and its standard error). Scores are cached by a content hash of
 (scorer, prompt, text), so judging the same text again costs nothing.
+
+Pairwise mode compares like with like: rows are matched on (prompt, goal, sample), and with several samples per
+prompt the standard error is clustered by prompt (`rapref.stats.summary`); one comparison reports none.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from rapref.evaluate.generate import read_generations
 from rapref.evaluate.scorers import Scorer, build_scorer
-from rapref.io import write_json_atomic, write_jsonl_atomic
+from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
+from rapref.outputs import claim_output, mark_output, output_lock
+from rapref.stats import summary
 
 
 @dataclass
@@ -30,6 +34,7 @@ class JudgeConfig:
     against: str | None = None  # pairwise: the other generation set
     cache: str | None = None  # default: <out>/cache.jsonl
     trust_remote_code: bool = False
+    overwrite: bool = False
 
 
 class ScoreCache:
@@ -39,10 +44,8 @@ class ScoreCache:
         self.path = path
         self.scores: dict[str, float] = {}
         if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    self.scores[entry["key"]] = entry["score"]
+            for entry in read_jsonl(path):
+                self.scores[entry["key"]] = entry["score"]
 
     @staticmethod
     def key(scorer_id: str, prompt, text: str) -> str:
@@ -67,52 +70,67 @@ def score_rows(rows: list[dict], scorer: Scorer, cache: ScoreCache) -> list[floa
     return [cache.scores[k] for k in keys]
 
 
-def mean_and_stderr(values: list[float]) -> dict:
-    n = len(values)
-    mean = sum(values) / n if n else float("nan")
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return {"n": n, "mean": mean, "stderr": math.sqrt(var / n) if n else float("nan")}
-
-
-def win_rate(a: list[float], b: list[float]) -> dict:
-    """Win rate of a over b on matched samples: win 1, tie 0.5, loss 0; stderr of that mean.
+def win_rate(a: list[float], b: list[float], clusters: list | None = None) -> dict:
+    """Win rate of a over b on matched samples: win 1, tie 0.5, loss 0; the standard error of that mean, clustered
+    by `clusters` (the prompt of each comparison) when given; None for a single comparison.
 
     >>> win_rate([3, 2, 1, 5], [1, 2, 4, 0])["win_rate"]
     0.625
     """
     outcomes = [1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b, strict=True)]
-    stats = mean_and_stderr(outcomes)
+    stats = summary(outcomes, clusters)
     return {"n": stats["n"], "win_rate": stats["mean"], "stderr": stats["stderr"],
-            "wins": outcomes.count(1.0), "ties": outcomes.count(0.5), "losses": outcomes.count(0.0)}
+            "wins": outcomes.count(1.0), "ties": outcomes.count(0.5), "losses": outcomes.count(0.0),
+            **({"prompts": stats["clusters"]} if "clusters" in stats else {})}
 
 
 def aggregate(rows: list[dict], scores: list[float]) -> dict:
     by_goal = defaultdict(list)
     for row, score in zip(rows, scores):
         by_goal["none" if row.get("goal") is None else f"{row['goal']:g}"].append(score)
-    return {**mean_and_stderr(scores), "by_goal": {g: mean_and_stderr(v) for g, v in by_goal.items()}}
+    return {**summary(scores), "by_goal": {g: summary(v) for g, v in by_goal.items()}}
 
 
 def main(cfg: JudgeConfig) -> dict:
-    out = Path(cfg.out)
-    scorer = build_scorer(cfg.scorer, cfg.trust_remote_code)
-    cache = ScoreCache(Path(cfg.cache) if cfg.cache else out / "cache.jsonl")
+    out = claim_output(cfg.out, "judge", overwrite=cfg.overwrite, inputs=(cfg.generations, cfg.against))
     rows = read_generations(cfg.generations)
-    scores = score_rows(rows, scorer, cache)
-    write_jsonl_atomic(out / "scores.jsonl", [{**r, "score": s, "scorer": scorer.id} for r, s in zip(rows, scores)])
-    result = {"scorer": scorer.id, "generations": cfg.generations, **aggregate(rows, scores)}
-    if cfg.against:
-        other = read_generations(cfg.against)
-        other_scores = dict(zip([_match_key(r) for r in other], score_rows(other, scorer, cache)))
-        mine = {_match_key(r): s for r, s in zip(rows, scores)}
-        shared = [k for k in mine if k in other_scores]
-        if not shared:
-            raise ValueError(f"{cfg.generations} and {cfg.against} share no (prompt_id, sample) to compare")
-        result["pairwise"] = {"against": cfg.against, **win_rate([mine[k] for k in shared],
-                                                                 [other_scores[k] for k in shared])}
-    write_json_atomic(out / "aggregate.json", result)
+    other = read_generations(cfg.against) if cfg.against else None
+    scorer = build_scorer(cfg.scorer, cfg.trust_remote_code)
+    with output_lock(out):
+        mark_output(out, "judge")
+        cache = ScoreCache(Path(cfg.cache) if cfg.cache else out / "cache.jsonl")
+        scores = score_rows(rows, scorer, cache)
+        write_jsonl_atomic(out / "scores.jsonl",
+                           [{**r, "score": s, "scorer": scorer.id} for r, s in zip(rows, scores)])
+        result = {"scorer": scorer.id, "generations": cfg.generations, **aggregate(rows, scores)}
+        if other is not None:
+            result["pairwise"] = {"against": cfg.against,
+                                  **pairwise(rows, scores, other, score_rows(other, scorer, cache), cfg)}
+        write_json_atomic(out / "aggregate.json", result)
     return result
 
 
-def _match_key(row: dict) -> tuple:
-    return (str(row["prompt_id"]), row.get("sample", 0))
+def pairwise(rows, scores, other, other_scores, cfg: JudgeConfig) -> dict:
+    """Win rate on the rows both sets share, matched on (prompt, goal, sample)."""
+    mine = _keyed(rows, scores, cfg.generations)
+    theirs = _keyed(other, other_scores, cfg.against)
+    shared = [k for k in mine if k in theirs]
+    if not shared:
+        raise InputError(f"{cfg.generations} and {cfg.against} share no (prompt_id, goal, sample) to compare; "
+                         "a goal sweep is compared goal by goal, so generate the baseline with the same goals "
+                         "(or compare a --no-goal baseline with one goal of the sweep)")
+    result = win_rate([mine[k] for k in shared], [theirs[k] for k in shared], clusters=[k[0] for k in shared])
+    return {**result, "unmatched": len(mine) - len(shared), "matched_on": ["prompt_id", "goal", "sample"]}
+
+
+def _keyed(rows: list[dict], scores: list[float], path: str) -> dict:
+    """{(prompt_id, goal, sample): score}. A plain (no-goal) set keyed with goal None matches a set with one goal."""
+    goals = {r.get("goal") for r in rows}
+    single_goal = len(goals) == 1
+    keyed = {}
+    for row, score in zip(rows, scores):
+        key = (str(row["prompt_id"]), None if single_goal else row.get("goal"), row.get("sample", 0))
+        if key in keyed:
+            raise InputError(f"{path}: two rows for prompt {key[0]!r}, goal {row.get('goal')}, sample {key[2]}")
+        keyed[key] = score
+    return keyed

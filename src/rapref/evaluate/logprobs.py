@@ -1,8 +1,8 @@
 """Log-probabilities of responses under a policy: the unlearning probe, implicit-reward accuracy, and relabeling
 with a DPO policy's implicit reward (no judge scores needed).
 
-log p(y | x) sums the log-probabilities of the response tokens after the chat-templated prompt, exactly the
-quantity DPO moves.
+log p(y | x) sums the log-probabilities of the response tokens after the prompt, tokenized exactly as TRL's
+DPOTrainer tokenizes them (`rapref.prompting.tokenize_pair`): the quantity DPO moves.
 """
 
 from __future__ import annotations
@@ -11,30 +11,24 @@ from collections import defaultdict
 
 import numpy as np
 
-from rapref.evaluate.generate import conditioned_prompt
 from rapref.goals import GoalSpec
-from rapref.train.lengths import chat_ids
+from rapref.prompting import goal_prompt, response_text, tokenize_pair
+from rapref.stats import summary
 
 
 class LogProbModel:
     """A causal LM and its tokenizer, scoring log p(response | prompt) in batches."""
 
     def __init__(self, model_dir: str, batch_size: int = 8):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from rapref.models import device, load_model, load_tokenizer
 
-        from rapref.io import InputError
-
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            self.model = AutoModelForCausalLM.from_pretrained(model_dir)
-        except OSError as err:
-            raise InputError(f"{model_dir}: cannot load the model ({str(err).splitlines()[0]})") from None
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model.to(self.device).eval()
+        self.tokenizer = load_tokenizer(model_dir)
+        self.device = device()
+        self.model = load_model(model_dir).to(self.device).eval()
         self.batch_size, self.path = batch_size, model_dir
 
-    def logprobs(self, prompts: list[list[dict]], responses: list[str]) -> np.ndarray:
+    def logprobs(self, prompts: list, responses: list[str]) -> np.ndarray:
+        """log p(response | prompt) for goal-conditioned prompts (strings or message lists)."""
         import torch
 
         out = []
@@ -42,10 +36,9 @@ class LogProbModel:
             ids, masks = [], []
             for prompt, response in zip(prompts[start:start + self.batch_size],
                                         responses[start:start + self.batch_size]):
-                prompt_ids = chat_ids(self.tokenizer, prompt, add_generation_prompt=True)
-                full = chat_ids(self.tokenizer, prompt + [{"role": "assistant", "content": response}])
-                ids.append(full)
-                masks.append([0] * len(prompt_ids) + [1] * (len(full) - len(prompt_ids)))
+                prompt_ids, completion_ids = tokenize_pair(self.tokenizer, prompt, response)
+                ids.append(prompt_ids + completion_ids)
+                masks.append([0] * len(prompt_ids) + [1] * len(completion_ids))
             width = max(map(len, ids))
             pad = self.tokenizer.pad_token_id or 0
             input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=self.device)  # (B, T)
@@ -58,10 +51,6 @@ class LogProbModel:
         return np.array(out)
 
 
-def _text(response) -> str:
-    return response if isinstance(response, str) else response[-1]["content"]
-
-
 def unlearning_probe(pairs: list[dict], policy: LogProbModel, reference: LogProbModel, spec: GoalSpec | None,
                      conditions: tuple[str, ...], band_threshold: float, label: str) -> list[dict]:
     """Change in log p of held-out chosen and rejected responses, policy minus reference, by score band.
@@ -72,21 +61,20 @@ def unlearning_probe(pairs: list[dict], policy: LogProbModel, reference: LogProb
     results = []
     for condition in conditions:
         for role in ("chosen", "rejected"):
-            responses = [_text(p[role]) for p in pairs]
+            responses = [response_text(p[role]) for p in pairs]
             scores = [p[f"score_{role}"] for p in pairs]
             goals = [None if condition == "none" or spec is None else (s if condition == "own" else spec.top)
                      for s in scores]
-            prompts = [conditioned_prompt(p["prompt"], spec, g) for p, g in zip(pairs, goals)]
-            plain = [conditioned_prompt(p["prompt"], None, None) for p in pairs]
+            prompts = [goal_prompt(p["prompt"], spec, g) for p, g in zip(pairs, goals)]
+            plain = [p["prompt"] for p in pairs]
             delta = policy.logprobs(prompts, responses) - reference.logprobs(plain, responses)
             bands = defaultdict(list)
             for score, d in zip(scores, delta):
                 bands[f">= {band_threshold:g}" if score >= band_threshold else f"< {band_threshold:g}"].append(d)
             for band, values in bands.items():
+                stats = summary(values)
                 results.append({"policy": label, "condition": condition, "response": role, "band": band,
-                                "n": len(values), "mean_delta_logp": float(np.mean(values)),
-                                "stderr": float(np.std(values, ddof=1) / np.sqrt(len(values)))
-                                if len(values) > 1 else 0.0})
+                                "n": stats["n"], "mean_delta_logp": stats["mean"], "stderr": stats["stderr"]})
     return results
 
 
@@ -94,18 +82,17 @@ def implicit_rewards(pairs: list[dict], policy: LogProbModel, reference: LogProb
                      spec: GoalSpec | None = None, goal: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """beta * log(pi / pi_ref) for chosen and rejected, both models given the same (goal-conditioned) prompt, as in
     training."""
-    prompts = [conditioned_prompt(p["prompt"], spec, goal) for p in pairs]
+    prompts = [goal_prompt(p["prompt"], spec, goal) for p in pairs]
     rewards = []
     for role in ("chosen", "rejected"):
-        responses = [_text(p[role]) for p in pairs]
+        responses = [response_text(p[role]) for p in pairs]
         rewards.append(beta * (policy.logprobs(prompts, responses) - reference.logprobs(prompts, responses)))
     return rewards[0], rewards[1]
 
 
 def implicit_reward_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> dict:
-    wins = (chosen > rejected).astype(float)
-    return {"n": len(wins), "accuracy": float(wins.mean()),
-            "stderr": float(wins.std(ddof=1) / np.sqrt(len(wins))) if len(wins) > 1 else 0.0}
+    stats = summary((chosen > rejected).astype(float))
+    return {"n": stats["n"], "accuracy": stats["mean"], "stderr": stats["stderr"]}
 
 
 def implicit_relabel_rows(pairs: list[dict], chosen: np.ndarray, rejected: np.ndarray, scale, method="quantile"):

@@ -67,16 +67,18 @@ class PythonScorer(Scorer):
 @register_scorer("reward-model")
 class RewardModelScorer(Scorer):
     def __init__(self, path: str, trust_remote_code: bool = False, batch_size: int = 8, **_):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from rapref.models import ModelArgs, load_model, load_tokenizer
 
         if not path:
             raise InputError("scorer reward-model: give its path, e.g. reward-model:runs/rm")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(path,
-                                                                            trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise InputError(f"scorer reward-model:{path}: cannot load ({str(err).splitlines()[0]})") from None
+        args = ModelArgs(name_or_path=path, trust_remote_code=trust_remote_code)
+        self.tokenizer = load_tokenizer(args)
+        self.model, info = load_model(args, kind="reward-model", output_loading_info=True)
+        untrained = sorted(set(info.get("missing_keys") or ()))
+        if untrained:  # e.g. a causal LM loaded as a classifier: its score head would be random
+            raise InputError(f"scorer reward-model:{path}: not a trained reward model; the weights "
+                             f"{', '.join(untrained[:3])}{' ...' if len(untrained) > 3 else ''} are missing and "
+                             "would be initialised at random")
         self.model.eval()
         self.batch_size, self.id = batch_size, f"reward-model:{path}"
         if self.tokenizer.pad_token is None:

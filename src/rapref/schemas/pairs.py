@@ -6,6 +6,7 @@ Texts may be strings or chat message lists; chosen/rejected lists may repeat the
 
 from __future__ import annotations
 
+from rapref.io import InputError
 from rapref.schemas.base import (
     Drops,
     Loaded,
@@ -62,6 +63,8 @@ def _load(rows_by_split, options: SchemaOptions, drops: Drops, score_columns, de
     conversational = None
     for split, rows in splits.items():
         require_columns(rows, columns, drops.source)
+        if rows and conversational is None:
+            _require_prompt_column(rows, options, is_messages(rows[0][1].get(options.chosen_column)), drops.source)
         out = pairs.setdefault(split, [])
         for source_id, row in rows:
             if conversational is None:
@@ -77,6 +80,17 @@ def _load(rows_by_split, options: SchemaOptions, drops: Drops, score_columns, de
             pair.update(source_id=source_id, score_chosen=r_w, score_rejected=r_l)
             out.append(pair)
     return Loaded(pairs=pairs, scale=scale, drops=drops, notes=notes)
+
+
+def _require_prompt_column(rows, options: SchemaOptions, conversational: bool, source: str) -> None:
+    """Plain-text pairs need the prompt column; so does any explicitly named one. A name found in no row is a typo,
+    not a list of rows with missing prompts."""
+    if conversational and options.prompt_column == "prompt":
+        return  # message lists may carry the user turn inside chosen / rejected
+    if not any(options.prompt_column in row for _, row in rows):
+        columns = sorted({c for _, row in rows[:100] for c in row})
+        raise InputError(f"{source}: no such column {options.prompt_column!r} (--prompt-column); "
+                         f"the columns are {', '.join(map(repr, columns))}")
 
 
 def _pair_from_row(row, source_id, options: SchemaOptions, drops: Drops, conversational: bool) -> dict | None:

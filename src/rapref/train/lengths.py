@@ -11,37 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from rapref.goals import GoalSpec, format_score
+from rapref.goals import GoalSpec, split_goal
+from rapref.prompting import prompt_ids, tokenize_pair
 
 
 def prompt_length(tokenizer, prompt) -> int:
-    if isinstance(prompt, str):
-        return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    return len(chat_ids(tokenizer, prompt, add_generation_prompt=True))
-
-
-def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
-    """Token ids of a chat-templated conversation (apply_chat_template returns a list or an encoding by version)."""
-    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
-    return list(out["input_ids"] if hasattr(out, "keys") else out)
-
-
-def split_instruction(text: str, spec: GoalSpec | None) -> tuple[str, str, str]:
-    """(before, instruction, after): the parts of a user turn around the instruction; the goal stays outside."""
-    if spec is None or spec.placement == "system":
-        return "", text, ""
-    lo, hi = (format_score(s) for s in spec.scale)
-    header = spec.header.format(lo=lo, hi=hi)
-    if spec.placement == "user" and text.startswith(header):
-        cut = text.find(spec.separator, len(header))
-        if cut >= 0:
-            cut += len(spec.separator)
-            return text[:cut], text[cut:], ""
-    if spec.placement == "user-suffix":
-        cut = text.rfind(spec.separator + header)
-        if cut >= 0:
-            return "", text[:cut], text[cut:]
-    return "", text, ""
+    """Tokens of a prompt as TRL tokenizes it (`rapref.prompting`)."""
+    return len(prompt_ids(tokenizer, prompt))
 
 
 def fit_prompt(prompt, tokenizer, spec: GoalSpec | None, max_prompt_length: int):
@@ -56,7 +32,7 @@ def fit_prompt(prompt, tokenizer, spec: GoalSpec | None, max_prompt_length: int)
         if user_index is None:
             return prompt, "dropped"
         text = prompt[user_index]["content"]
-    before, instruction, after = split_instruction(text, spec)
+    before, instruction, after = split_goal(text, spec)
     ids = tokenizer(instruction, add_special_tokens=False)["input_ids"]
     keep = len(ids) - (length - max_prompt_length)
     for _ in range(4):  # re-tokenising can merge differently at the cut; a few tries settle it
@@ -88,10 +64,10 @@ def fit_dataset(dataset, tokenizer, spec: GoalSpec | None, max_prompt_length: in
         example["_fit"] = status
         truncated = False
         if max_length and status != "dropped":
-            room = max_length - prompt_length(tokenizer, prompt)
             for column in completion_columns:
-                if column in example and _completion_length(tokenizer, example[column]) > room:
-                    truncated = True
+                if column in example:
+                    ids, completion = tokenize_pair(tokenizer, prompt, example[column])
+                    truncated = truncated or len(ids) + len(completion) > max_length
         example["_truncated"] = truncated
         return example
 
@@ -101,8 +77,3 @@ def fit_dataset(dataset, tokenizer, spec: GoalSpec | None, max_prompt_length: in
                    "dropped": statuses.get("dropped", 0), "responses_truncated": sum(fitted["_truncated"])})
     fitted = fitted.filter(lambda e: e["_fit"] != "dropped").remove_columns(["_fit", "_truncated"])
     return fitted, dict(counts)
-
-
-def _completion_length(tokenizer, completion) -> int:
-    text = completion if isinstance(completion, str) else "".join(m["content"] for m in completion)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 2

@@ -6,52 +6,61 @@
 
 The run folder receives the model and tokenizer, `rapref_train.json` (resolved config, git hash, package versions,
 length-fitting counts), `rapref_goal.json` (goal wording and placement, for `rapref generate`) and `metrics.jsonl`.
+`rapref_train.json` is written last: a folder without it holds an unfinished run.
+
+`output_dir` follows rapref's output rule (`rapref.outputs`): a folder rapref did not write is never used, an earlier
+run is replaced only with `--overwrite` and continued with `--resume` (from the newest complete checkpoint: one that
+a kill interrupted while it was being written is skipped).
+
+Prompts reach TRL in the form generation uses (`rapref.prompting`): conversations when the tokenizer has a chat
+template, plain text otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
+from rapref.models import load_model, load_tokenizer
+from rapref.outputs import claim_output, empty_output, mark_output
+from rapref.prompting import ensure_chat_template, is_conversation, to_trl_example
 from rapref.provenance import provenance
-from rapref.train.config import TrainConfig, to_dict, trl_config_class
+from rapref.train.algorithms import ALGORITHMS
+from rapref.train.config import TrainConfig, to_dict
 from rapref.train.lengths import fit_dataset
-from rapref.train.losses import with_conservative_dpo
 
 TRAIN_SETTINGS_FILE = "rapref_train.json"
 
 
-def main(cfg: TrainConfig, resume: bool = False) -> dict:
+def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
     import torch
 
     cfg.validate()
+    out = Path(cfg.output_dir)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate, rank 0 owns the folder
+        claim_output(out, "train", overwrite=overwrite, reuse=resume, inputs=(cfg.data.path, cfg.model.name_or_path))
     spec = _goal_spec(cfg.data.path)
     tokenizer = load_tokenizer(cfg.model)
-    splits = load_splits(cfg.data)
-    length_counts = {}
-    max_length = cfg.training.get("max_length", 1024)
-    for name in list(splits):
-        splits[name], length_counts[name] = fit_dataset(splits[name], tokenizer, spec, cfg.data.max_prompt_length,
-                                                        max_length)
-        if len(splits[name]) == 0:
-            raise InputError(f"{cfg.data.path}: every {name} example was dropped by the length fit "
-                             f"({length_counts[name]}); raise data.max_prompt_length")
-    if cfg.algorithm.name == "kto":
-        splits = {name: to_unpaired(ds) for name, ds in splits.items()}
+    splits, length_counts, installed = prepare_splits(cfg, tokenizer, spec)
+    checkpoint = _last_complete_checkpoint(out) if resume else None
+    if resume and not checkpoint:
+        print(f"rapref train: --resume: no complete checkpoint in {out}, starting from the beginning", flush=True)
     model = load_model(cfg.model)
     _warn_low_precision_weights(cfg)
     args = trl_args(cfg, on_gpu=torch.cuda.is_available())
     trainer = build_trainer(cfg, args, model, tokenizer, splits)
+    if trainer.accelerator.is_main_process:
+        if overwrite and not resume and out.is_dir() and any(out.iterdir()):
+            empty_output(out)  # an earlier rapref run, replaced as asked
+        mark_output(out, "train")
     if args.disable_tqdm:  # quiet runs: metrics go to metrics.jsonl, not printed dicts
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    checkpoint = resume and _last_checkpoint(cfg.output_dir)
-    if resume and not checkpoint:
-        print(f"rapref train: --resume: no checkpoint in {cfg.output_dir}, starting from the beginning")
-    trainer.train(resume_from_checkpoint=checkpoint or None)
+    trainer.train(resume_from_checkpoint=checkpoint)
     accel = trainer.accelerator
     print(f"rapref train: rank {accel.process_index}/{accel.num_processes} trained {trainer.state.global_step} steps",
           flush=True)
@@ -61,17 +70,41 @@ def main(cfg: TrainConfig, resume: bool = False) -> dict:
     result = {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
               "last_loss": losses[-1] if losses else None, "length_fit": length_counts,
               "world_size": trainer.accelerator.num_processes,
-              "train_examples": len(splits["train"])}
+              "train_examples": len(splits["train"]), "resumed_from": checkpoint,
+              "chat_template_installed": installed}
     if trainer.accelerator.is_main_process:
-        out = Path(cfg.output_dir)
         tokenizer.save_pretrained(out)
         if spec is not None:
             spec.save(out)
         write_jsonl_atomic(out / "metrics.jsonl", history)
-        write_json_atomic(out / TRAIN_SETTINGS_FILE, {"config": to_dict(cfg), "result": result,
+        write_json_atomic(out / TRAIN_SETTINGS_FILE, {"config": to_dict(cfg), "result": result,  # last: "done"
                                                       "trl_args": args.to_dict(), "provenance": provenance()})
         print(f"rapref train: saved model and settings to {out}", flush=True)
     return result
+
+
+def prepare_splits(cfg: TrainConfig, tokenizer, spec: GoalSpec | None):
+    """The data exactly as TRL receives it: prompts in the model's form (`rapref.prompting`, installing the plain
+    chat template where conversational data meets a tokenizer without one), goal-safe lengths, KTO unpairing.
+    Returns (splits, length-fit counts, whether a template was installed)."""
+    splits = load_splits(cfg.data)
+    installed = ensure_chat_template(tokenizer, is_conversation(splits["train"][0]["prompt"]))
+    if installed:
+        print("rapref train: the tokenizer has no chat template; conversational data is rendered with rapref's plain "
+              "template, saved with the model so generation uses it too", flush=True)
+    length_counts = {}
+    max_length = cfg.training.get("max_length", 1024)
+    for name in list(splits):
+        splits[name] = splits[name].map(to_trl_example, fn_kwargs={"tokenizer": tokenizer},
+                                        desc=f"Prompt form ({name})")
+        splits[name], length_counts[name] = fit_dataset(splits[name], tokenizer, spec, cfg.data.max_prompt_length,
+                                                        max_length)
+        if len(splits[name]) == 0:
+            raise InputError(f"{cfg.data.path}: every {name} example was dropped by the length fit "
+                             f"({length_counts[name]}); raise data.max_prompt_length")
+    if ALGORITHMS[cfg.algorithm.name].unpaired:
+        splits = {name: to_unpaired(ds) for name, ds in splits.items()}
+    return splits, length_counts, installed
 
 
 def _warn_low_precision_weights(cfg: TrainConfig) -> None:
@@ -110,23 +143,21 @@ def load_splits(data) -> dict:
 def load_dataset_folder(path: str) -> dict:
     """Splits of a dataset folder, read fresh from disk.
 
-    Folders written by `rapref augment` are read straight from their Parquet files: `datasets.load_dataset` caches
-    local files by path and modification time, and would hand back stale rows after an `--overwrite` in the same
-    second. Other folders (`save_to_disk`, plain data files) and hub ids go through `datasets`.
+    Folders written by `rapref augment` are read straight from their Parquet files (`rapref.augment.read_split`).
+    Other folders (`save_to_disk`, plain data files) and hub ids go through `datasets`.
     """
     import datasets
-    import pyarrow.parquet as pq
 
-    from rapref.augment import SPLIT_FILES
+    from rapref.augment import augment_splits, read_split
 
     folder = Path(path)
-    ours = {split: folder / name for split, name in SPLIT_FILES.items() if (folder / name).is_file()}
+    ours = augment_splits(folder)
     if ours:
-        return {split: datasets.Dataset(pq.read_table(file)) for split, file in ours.items()}
+        return {split: datasets.Dataset(read_split(folder, split)) for split in ours}
     if (folder / "dataset_dict.json").is_file() or (folder / "dataset_info.json").is_file():
         loaded = datasets.load_from_disk(str(folder))
         return {"train": loaded} if isinstance(loaded, datasets.Dataset) else dict(loaded)
-    if not folder.exists() and "/" not in path:
+    if not folder.exists() and (path.startswith((".", "/")) or path.count("/") != 1):
         raise InputError(f"{path}: no such dataset folder")
     try:
         return dict(datasets.load_dataset(path))
@@ -134,79 +165,36 @@ def load_dataset_folder(path: str) -> dict:
         raise InputError(f"{path}: cannot load the dataset ({str(err).splitlines()[0]})") from None
 
 
-def load_tokenizer(model_args):
-    from transformers import AutoTokenizer
-
-    kwargs = {"trust_remote_code": model_args.trust_remote_code}
-    if model_args.gguf_file:
-        kwargs["gguf_file"] = model_args.gguf_file
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.name_or_path, **kwargs)
-    except OSError as err:
-        raise InputError(f"{model_args.name_or_path}: cannot load a tokenizer ({str(err).splitlines()[0]})") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_model(model_args):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    dtype = "float32" if model_args.dtype == "auto" else model_args.dtype
-    kwargs = {"dtype": getattr(torch, dtype), "trust_remote_code": model_args.trust_remote_code}
-    if model_args.attn_implementation:
-        kwargs["attn_implementation"] = model_args.attn_implementation
-    if model_args.gguf_file:
-        kwargs["gguf_file"] = model_args.gguf_file
-    try:
-        return AutoModelForCausalLM.from_pretrained(model_args.name_or_path, **kwargs)
-    except OSError as err:
-        raise InputError(f"{model_args.name_or_path}: cannot load the model ({str(err).splitlines()[0]})") from None
+# Checkpoints are saved by default, so that a long run can be resumed after a crash; tiny runs rarely reach them.
+CHECKPOINT_DEFAULTS = {"save_strategy": "steps", "save_steps": 200, "save_total_limit": 2}
 
 
 def trl_args(cfg: TrainConfig, on_gpu: bool):
     """Map our recipe onto the TRL config class; fp32 without checkpointing on CPU unless the recipe says otherwise."""
-    algo = cfg.algorithm
+    algorithm = ALGORITHMS[cfg.algorithm.name]
     defaults = {"bf16": on_gpu, "gradient_checkpointing": on_gpu, "report_to": "none", "logging_steps": 1,
-                "save_strategy": "no", "use_cpu": not on_gpu}
-    kwargs = {**defaults, **cfg.training, "output_dir": cfg.output_dir, "seed": cfg.seed, "beta": algo.beta}
-    if algo.name == "dpo":
-        loss_type, loss_weights = with_conservative_dpo(algo.loss_type, algo.loss_weights, algo.label_smoothing)
-        kwargs.update(loss_type=loss_type, loss_weights=loss_weights, label_smoothing=algo.label_smoothing)
-    elif algo.name == "simpo":
-        kwargs.update(loss_type="simpo", cpo_alpha=0.0, simpo_gamma=algo.simpo_gamma,
-                      label_smoothing=algo.label_smoothing)
-    elif algo.name == "cpo":
-        kwargs.update(loss_type="sigmoid", cpo_alpha=algo.cpo_alpha, label_smoothing=algo.label_smoothing)
-    elif algo.name == "kto":
-        kwargs.update(desirable_weight=algo.desirable_weight, undesirable_weight=algo.undesirable_weight)
-    return trl_config_class(algo.name)(**kwargs)
+                "use_cpu": not on_gpu, **CHECKPOINT_DEFAULTS}
+    kwargs = {**defaults, **cfg.training, "output_dir": cfg.output_dir, "seed": cfg.seed, "beta": cfg.algorithm.beta,
+              **algorithm.trl_kwargs(cfg.algorithm)}
+    try:
+        return algorithm.config_class()(**kwargs)
+    except (ValueError, TypeError) as err:  # TRL's and transformers' own checks, as one line
+        raise InputError(f"recipe: {str(err).strip().splitlines()[0]}") from None
 
 
 def build_trainer(cfg: TrainConfig, args, model, tokenizer, splits):
+    algorithm = ALGORITHMS[cfg.algorithm.name]
     peft_config = None
     if cfg.lora.enabled:
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                                  target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
-    common = {"args": args, "train_dataset": splits["train"], "eval_dataset": splits.get("eval"),
-              "processing_class": tokenizer}
-    name = cfg.algorithm.name
-    if name in ("dpo", "kto"):
-        from trl import DPOTrainer, KTOTrainer
-
-        ref = None if peft_config is not None else load_model(cfg.model)
-        cls = DPOTrainer if name == "dpo" else KTOTrainer
-        return cls(model=model, ref_model=ref, peft_config=peft_config, **common)
-    if name in ("simpo", "cpo"):
-        from trl.experimental.cpo import CPOTrainer
-
-        return CPOTrainer(model=model, peft_config=peft_config, **common)
-    from trl.experimental.orpo import ORPOTrainer
-
-    return ORPOTrainer(model=model, peft_config=peft_config, **common)
+    kwargs = {"model": model, "args": args, "train_dataset": splits["train"], "eval_dataset": splits.get("eval"),
+              "processing_class": tokenizer, "peft_config": peft_config}
+    if algorithm.reference_model:
+        kwargs["ref_model"] = None if peft_config is not None else load_model(cfg.model)
+    return algorithm.trainer_class()(**kwargs)
 
 
 def to_unpaired(dataset):
@@ -224,10 +212,39 @@ def to_unpaired(dataset):
     return dataset.map(split_pairs, batched=True, remove_columns=dataset.column_names, desc="Unpairing for KTO")
 
 
-def _last_checkpoint(output_dir: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def _last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest `checkpoint-N` whose write finished (trainer state and weights present and readable); a checkpoint
+    cut short by a kill is skipped with a note."""
+    if not output_dir.is_dir():
+        return None
+    candidates = sorted((p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
+                        key=lambda p: int(p.name[11:]), reverse=True)
+    for folder in candidates:
+        if _checkpoint_complete(folder):
+            return str(folder)
+        print(f"rapref train: --resume: skipping {folder.name}, its write did not finish", flush=True)
+    return None
 
-    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+
+def _checkpoint_complete(folder: Path) -> bool:
+    """Trainer state readable, and every weight file present and readable (safetensors headers parse)."""
+    state = folder / "trainer_state.json"
+    weights = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")
+               and p.name.startswith(("model", "pytorch_model", "adapter_model"))]
+    if not state.is_file() or not weights:
+        return False
+    try:
+        json.loads(state.read_text())
+        from safetensors import safe_open
+
+        for file in weights:
+            if file.suffix == ".safetensors":
+                with safe_open(str(file), framework="pt") as handle:
+                    for key in handle.keys():
+                        handle.get_slice(key)
+    except Exception:  # noqa: BLE001 - any unreadable part means the write did not finish
+        return False
+    return True
 
 
 def read_train_settings(model_dir: str | Path) -> dict:

