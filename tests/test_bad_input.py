@@ -92,7 +92,7 @@ def test_hub_dataset_offline(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     code, err = run(["HuggingFaceH4/ultrafeedback_binarized", "--split", "train_prefs", "--out",
                      tmp_path / "out"], capsys)
-    assert_one_line_error(code, err, "HuggingFaceH4/ultrafeedback_binarized", "hub", "Offline?")
+    assert_one_line_error(code, err, "HuggingFaceH4/ultrafeedback_binarized", "hub", "offline")
 
 
 def test_undetectable_schema(tmp_path, capsys):

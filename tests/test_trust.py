@@ -298,12 +298,15 @@ def test_broken_yaml_is_one_line(tmp_path, capsys):
     one_line_error(capsys, ["train", "--config", str(recipe)], "not valid YAML")
 
 
-def test_a_missing_local_model_is_reported_at_once(tmp_path, capsys, relabeled_dir):
+def test_a_missing_local_model_is_reported_at_once(tmp_path, capsys, relabeled_dir, tiny_model_dir):
     start = time.perf_counter()
     one_line_error(capsys, ["train", "model.name_or_path=runs/no-such-model", f"data.path={relabeled_dir}",
                             f"output_dir={tmp_path / 'run'}"], "no such local folder")
     one_line_error(capsys, ["train", f"model.name_or_path={tmp_path / 'gone'}", f"data.path={relabeled_dir}",
                             f"output_dir={tmp_path / 'run'}"], "no such model folder")
+    one_line_error(capsys, ["train", f"model.name_or_path={tiny_model_dir}", "data.path=runs/no-such-data",
+                            f"output_dir={tmp_path / 'run2'}"], "no such local dataset folder")
+    one_line_error(capsys, ["augment", "runs/no-such-data", "--out", str(tmp_path / "d")], "no such local file")
     assert time.perf_counter() - start < 20
 
 

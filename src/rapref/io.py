@@ -37,8 +37,24 @@ def read_rows(source: str, split: str | None = None, revision: str | None = None
     if path.is_dir():
         return _read_dir(path, split)
     if looks_like_hub_id(source):
+        if hub_offline():
+            raise InputError(f"{source}: no such local file or folder, and the Hugging Face hub cannot be reached "
+                             "to download it (offline)")
         return _read_hub(source, split, revision)
     raise InputError(f"{source}: no such file or folder")
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face hub cannot be used: HF_HUB_OFFLINE set, or huggingface.co unreachable (3 s)."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return True
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=3.0):
+            return False
+    except OSError:
+        return True
 
 
 def looks_like_hub_id(source: str) -> bool:

@@ -10,11 +10,10 @@ on the hub (which retries for about 50 seconds offline).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rapref.io import InputError
+from rapref.io import InputError, hub_offline
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -45,19 +44,9 @@ def check_source(name_or_path: str) -> None:
     parts = name_or_path.split("/")
     if name_or_path.startswith((".", "/", "~")) or len(parts) > 2 or not all(parts):  # cannot be a hub id
         raise InputError(f"{name_or_path}: no such model folder")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not hub_reachable():
+    if hub_offline():
         raise InputError(f"{name_or_path}: no such local folder, and the Hugging Face hub cannot be reached to "
                          "download it (offline)")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _kwargs(args: ModelArgs) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
-import os
 import re
 import types
 import typing
@@ -137,9 +136,9 @@ def _check_integrations(training: dict) -> None:
             raise ValueError(f"training.report_to={name}: the {package!r} package is not installed "
                              f"(pip install {package}), or use report_to=none")
     if training.get("push_to_hub"):
-        from rapref.models import hub_reachable
+        from rapref.io import hub_offline
 
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or not hub_reachable():
+        if hub_offline():
             raise ValueError("training.push_to_hub=true but the Hugging Face hub cannot be reached (offline); "
                              "train without it and upload the folder later")
 

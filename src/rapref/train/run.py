@@ -157,8 +157,12 @@ def load_dataset_folder(path: str) -> dict:
     if (folder / "dataset_dict.json").is_file() or (folder / "dataset_info.json").is_file():
         loaded = datasets.load_from_disk(str(folder))
         return {"train": loaded} if isinstance(loaded, datasets.Dataset) else dict(loaded)
-    if not folder.exists() and (path.startswith((".", "/")) or path.count("/") != 1):
+    from rapref.io import hub_offline, looks_like_hub_id
+
+    if not folder.exists() and not looks_like_hub_id(path):
         raise InputError(f"{path}: no such dataset folder")
+    if not folder.exists() and hub_offline():
+        raise InputError(f"{path}: no such local dataset folder, and the Hugging Face hub cannot be reached (offline)")
     try:
         return dict(datasets.load_dataset(path))
     except Exception as err:  # noqa: BLE001 - shown as one line
