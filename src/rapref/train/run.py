@@ -80,7 +80,18 @@ def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dic
         write_json_atomic(out / TRAIN_SETTINGS_FILE, {"config": to_dict(cfg), "result": result,  # last: "done"
                                                       "trl_args": args.to_dict(), "provenance": provenance()})
         print(f"rapref train: saved model and settings to {out}", flush=True)
+    _end_process_group()
     return result
+
+
+def _end_process_group() -> None:
+    """Tear down torch.distributed before the interpreter exits: a gloo group left to interpreter shutdown can abort
+    a rank ("terminate called without an active exception") after training finished."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def prepare_splits(cfg: TrainConfig, tokenizer, spec: GoalSpec | None):
