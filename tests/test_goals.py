@@ -1,6 +1,6 @@
 import pytest
 
-from rapref.goals import GoalSpec, apply_goal_to_messages, apply_goal_to_text, format_score, scale_field
+from rapref.goals import GoalSpec, apply_goal, format_score, scale_field
 
 AUTHORS = ("You are an assistant that generates responses for the instruction while implicitly achieving the "
            "following target scores (on a scale of 1-10, where 1 is lowest and 10 is highest):\nOverall score: 8.")
@@ -26,14 +26,14 @@ def test_multi_attribute_goal_names_each_score():
 
 
 def test_placements_on_text_and_messages():
-    assert apply_goal_to_text("Q", "G", "user") == "G\n\nQ"
-    assert apply_goal_to_text("Q", "G", "user-suffix") == "Q\n\nG"
+    assert apply_goal("Q", "G", "user") == "G\n\nQ"
+    assert apply_goal("Q", "G", "user-suffix") == "Q\n\nG"
     msgs = [{"role": "user", "content": "Q"}]
-    assert apply_goal_to_messages(msgs, "G", "system") == [{"role": "system", "content": "G"}, msgs[0]]
-    assert apply_goal_to_messages(msgs, "G", "user") == [{"role": "user", "content": "G\n\nQ"}]
+    assert apply_goal(msgs, "G", "system") == [{"role": "system", "content": "G"}, msgs[0]]
+    assert apply_goal(msgs, "G", "user") == [{"role": "user", "content": "G\n\nQ"}]
     assert msgs == [{"role": "user", "content": "Q"}]  # not mutated
     with_system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q"}]
-    assert apply_goal_to_messages(with_system, "G", "system")[0] == {"role": "system", "content": "G\n\nBe brief."}
+    assert apply_goal(with_system, "G", "system")[0] == {"role": "system", "content": "G\n\nBe brief."}
 
 
 def test_bad_settings_are_rejected():

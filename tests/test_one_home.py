@@ -55,36 +55,33 @@ def test_stages_do_not_reach_into_generate_for_prompt_helpers():
     assert offenders(r"from rapref\.evaluate\.generate import .*(conditioned_prompt|instruction_text)", ()) == []
 
 
-def test_an_import_error_inside_rapref_is_not_hidden(monkeypatch):
-    """A broken import in rapref is a bug to show, not "command not available"."""
+def _failing_train_import(monkeypatch, error: ImportError) -> None:
+    """Make importing `rapref.commands.train` raise `error`, as a broken module or a missing package would."""
     import importlib
-
-    from rapref import cli
 
     real = importlib.import_module
 
-    def broken(name, *args, **kwargs):
+    def fake(name, *args, **kwargs):
         if name == "rapref.commands.train":
-            raise ImportError("cannot import name 'gone' from 'rapref.train.run'", name="rapref.train.run")
+            raise error
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(importlib, "import_module", broken)
+    monkeypatch.setattr(importlib, "import_module", fake)
+
+
+def test_an_import_error_inside_rapref_is_not_hidden(monkeypatch):
+    """A broken import in rapref is a bug to show, not "command not available"."""
+    from rapref import cli
+
+    _failing_train_import(monkeypatch, ImportError("cannot import name 'gone' from 'rapref.train.run'",
+                                                   name="rapref.train.run"))
     with pytest.raises(ImportError, match="gone"):
         cli.build_parser()
 
 
 def test_a_missing_third_party_package_makes_its_command_unavailable(monkeypatch, capsys):
-    import importlib
-
     from rapref import cli
 
-    real = importlib.import_module
-
-    def missing(name, *args, **kwargs):
-        if name == "rapref.commands.train":
-            raise ModuleNotFoundError("No module named 'trl'", name="trl")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib, "import_module", missing)
+    _failing_train_import(monkeypatch, ModuleNotFoundError("No module named 'trl'", name="trl"))
     assert cli.main(["train"]) == 2
     assert "not available" in capsys.readouterr().err

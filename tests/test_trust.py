@@ -250,6 +250,15 @@ def test_a_kill_leaves_no_temporaries(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "pairs.jsonl"]
 
 
+def test_the_sweep_only_removes_rapref_temporaries(tmp_path):
+    """A user's file that merely looks like a sibling of the output (`.data.bak`) is never swept."""
+    src = pairs_file(tmp_path)
+    (tmp_path / ".data.bak").write_text("mine")
+    (tmp_path / ".data.rapref-x1y2z3").mkdir()  # what a SIGKILLed run leaves
+    assert cli(["augment", str(src), "--out", str(tmp_path / "data")]) == 0
+    assert (tmp_path / ".data.bak").read_text() == "mine" and not (tmp_path / ".data.rapref-x1y2z3").exists()
+
+
 def test_outputs_follow_the_users_umask(tmp_path):
     src = pairs_file(tmp_path)
     old = os.umask(0o022)

@@ -249,8 +249,13 @@ def goal_prompt(prompt, spec: GoalSpec | None, goal: float | dict | None):
         return prompt if isinstance(prompt, str) else [dict(m) for m in prompt]
     if isinstance(prompt, str) and spec.placement == "system":
         prompt = [{"role": "user", "content": prompt}]
-    column = pa.array([prompt])
-    out = write_goal(column, pa.array([spec.text(goal)], pa.string()), spec.placement, spec.separator).to_pylist()[0]
+    return apply_goal(prompt, spec.text(goal), spec.placement, spec.separator)
+
+
+def apply_goal(prompt, goal_text: str, placement: str, separator: str = "\n\n"):
+    """One prompt (string or message list) with an already written goal text: `write_goal` on a one-row column.
+    Message keys Arrow had to fill with nulls (present in no message of this prompt) are dropped again."""
+    out = write_goal(pa.array([prompt]), pa.array([goal_text], pa.string()), placement, separator).to_pylist()[0]
     if isinstance(out, str):
         return out
     return [{k: v for k, v in m.items() if v is not None or k in ("role", "content")} for m in out]
@@ -278,17 +283,6 @@ def split_goal(text: str, spec: GoalSpec | None) -> tuple[str, str, str]:
         if cut >= 0:
             return "", text[:cut], text[cut:]
     return "", text, ""
-
-
-def apply_goal_to_text(prompt: str, goal_text: str, placement: str, separator: str = "\n\n") -> str:
-    """A string prompt with an already written goal text (`write_goal` on one row)."""
-    return write_goal(pa.array([prompt]), pa.array([goal_text]), placement, separator).to_pylist()[0]
-
-
-def apply_goal_to_messages(messages: list[dict], goal_text: str, placement: str, separator: str = "\n\n") -> list:
-    """A message list with an already written goal text (`write_goal` on one row). The input is not mutated."""
-    out = write_goal(pa.array([messages]), pa.array([goal_text]), placement, separator).to_pylist()[0]
-    return [{k: v for k, v in m.items() if v is not None or k in ("role", "content")} for m in out]
 
 
 def scale_field(value) -> tuple[float, float]:
@@ -324,8 +318,7 @@ __all__ = [
     "goal_prompt",
     "split_goal",
     "check_goals",
-    "apply_goal_to_text",
-    "apply_goal_to_messages",
+    "apply_goal",
     "scale_field",
     "GOAL_SETTINGS_FILE",
 ]

@@ -238,24 +238,27 @@ def parse_score(value) -> float | None:
 # --- writing -----------------------------------------------------------------------------------------------------
 
 
+TEMP_TAG = "rapref-"  # temporaries are `.NAME.rapref-XXXX`: recognisably rapref's, so a later run may sweep them
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, directory: bool = False):
-    """Yield a temporary sibling path (`.NAME.XXXX`); on success it replaces `path` in one rename, on failure or
+    """Yield a temporary sibling path (`.NAME.rapref-XXXX`); on success it replaces `path` in one rename, on failure or
     interruption (KeyboardInterrupt, SIGTERM through the CLI) it is removed. Created with the user's umask, like any
     file the user writes. Callers that replace folders check ownership first (`rapref.outputs.claim_output`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{TEMP_TAG}", dir=path.parent))
     else:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.{TEMP_TAG}", dir=path.parent)
         os.close(handle)
         tmp = Path(name)
     os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
     try:
         yield tmp
         if directory and path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = path.with_name(f".{path.name}.{TEMP_TAG}old")
             _remove(old)
             os.replace(path, old)
             os.replace(tmp, path)

@@ -20,7 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
-from rapref.io import InputError, write_json_atomic
+from rapref.io import TEMP_TAG, InputError, write_json_atomic
 
 MARKER = ".rapref"
 
@@ -54,9 +54,7 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
     if not is_rapref_output(out):
         raise InputError(f"{out}: folder is not empty and was not written by rapref; choose a new folder "
                          "(rapref never replaces folders it did not write, even with --overwrite)")
-    if overwrite:
-        return out
-    if reuse:
+    if overwrite or reuse:
         return out
     raise InputError(f"{out}: already holds a rapref `{_command_of(out)}` output; pass --overwrite to replace it")
 
@@ -115,11 +113,10 @@ def output_lock(out: str | Path):
 
 
 def sweep_stale_temporaries(out: Path) -> int:
-    """Remove `.NAME.*` temporaries next to `out` left by a run that was killed (we hold the lock, so none is live)."""
+    """Remove the temporaries next to `out` that a killed run left (`io.atomic_path` names them `.NAME.rapref-*`;
+    we hold the lock, so none is live). Nothing else is touched, however it is named."""
     removed = 0
-    for sibling in out.parent.glob(f".{out.name}.*"):
-        if sibling.name == f".{out.name}.lock":
-            continue
+    for sibling in out.parent.glob(f".{out.name}.{TEMP_TAG}*"):
         if sibling.is_dir():
             shutil.rmtree(sibling, ignore_errors=True)
         else:

@@ -70,11 +70,6 @@ def instruction_text(prompt) -> str:
     return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
 
 
-def conditioned_input(prompt, spec: GoalSpec | None, goal, tokenizer):
-    """The goal written into the prompt in the trained placement, then put in the model's form."""
-    return model_input(goal_prompt(prompt, spec, goal), tokenizer)
-
-
 def prompt_ids(tokenizer, prompt) -> list[int]:
     """Token ids of a prompt as TRL tokenizes it (with the generation prompt of a chat template): what training
     conditions on and what generation feeds the model."""

@@ -11,7 +11,7 @@ Input table (what every schema loader produces, see `rapref.schemas`):
     (struct of named float scores, for multi-attribute goals).
 
 >>> import pyarrow as pa
->>> from rapref.goals import GoalSpec, write_goal
+>>> from rapref.goals import GoalSpec
 >>> pairs = pa.table({"source_id": ["a"], "prompt": ["Hi"], "chosen": ["Hello!"], "rejected": ["Go away."],
 ...                   "score_chosen": [9.0], "score_rejected": [3.0]})
 >>> out, stats = relabel(pairs, GoalSpec(placement="user", header="Goal:", line="{score}"))
