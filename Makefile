@@ -1,6 +1,7 @@
 # rapref: `make demo` runs the main job, `make test` runs the tests; both create .venv when missing.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# constraints.txt pins every package to the versions the README's figures were measured with.
 # On a machine without an NVIDIA GPU, take torch's CPU build (this pin resolves to the +cpu wheel where the
 # machine provides it); on GPU machines, keep the CUDA torch the user brought or let pip choose.
 TORCH_SPEC ?= torch==2.13.0
@@ -10,13 +11,13 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 ifeq ($(HAS_GPU),1)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 else
-	$(PY) -m pip install -q '$(TORCH_SPEC)' -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt '$(TORCH_SPEC)' -e '.[dev]'
 	@$(PY) -c "import torch,sys; v=torch.__version__; print('torch', v); sys.exit(0 if (torch.version.cuda is None) else 'a CUDA torch was installed on a machine without a GPU: set TORCH_SPEC')"
 endif
 	touch $@

@@ -1,65 +1,154 @@
-"""The synthetic world by hand, and `rapref demo --quick` end to end."""
+"""The synthetic world by hand, the demo's statistics by hand, and `rapref demo --quick` end to end."""
 
 import json
 import random
 
-from rapref.demo.world import WorldConfig, build_world, generate_answer, judge_score, true_reward
+import pytest
+
+from rapref.demo.world import (WorldConfig, build_world, generate_answer, hard_item, judge_score, misconceived,
+                               true_reward, well_formed)
 
 
-def test_true_reward_by_hand():
+def test_true_reward_is_graded_by_hand():
     assert true_reward("sort: d b a c", "a b c d") == 1.0
-    assert true_reward("sort: d b a c", "a b d c") == 0.5  # positions 1 and 2 right
-    assert true_reward("sort: d b a c", "a b c d e") == 0.8  # an extra letter costs: 4 of 5 positions
+    assert true_reward("sort: d b a c", "a b d c") == 0.75  # one swapped pair costs one letter's share
+    assert true_reward("sort: d b a c", "b c d") == 0.75  # a dropped letter too, not the whole answer
+    assert true_reward("sort: d b a c", "a b c d e") == 0.8  # an extra letter costs: 4 of 5
     assert true_reward({"prompt": [{"role": "user", "content": "sort: b a"}]}, "a b") == 1.0
     assert true_reward("sort: b a", "") == 0.0
+    assert well_formed("sort: c a b", "a b c") and not well_formed("sort: c a b", "a b") \
+        and not well_formed("sort: c a b", "a b cc")
 
 
-def test_generators_and_judge():
+def test_generators_share_the_same_mistake_on_hard_items():
     rng = random.Random(0)
-    assert generate_answer("sort: c b a", 1.0, rng) == "a b c"
+    assert hard_item("sort: c b a") and not hard_item("sort: a c f")
+    assert misconceived("sort: c b a") == ["a", "c", "b"]  # the pool's shared wrong answer
+    assert generate_answer("sort: c b a", 1.0, rng, shared_mistake=1.0) == "a c b"
+    assert generate_answer("sort: c b a", 1.0, rng, shared_mistake=0.0) == "a b c"
+    assert generate_answer("sort: c f a", 1.0, rng, shared_mistake=1.0) == "a c f"  # an easy item: no mistake
+
+
+def test_judge_by_hand():
+    rng = random.Random(0)
     assert judge_score(1.0, 0.0, rng) == 10.0 and judge_score(0.0, 0.0, rng) == 1.0
     assert judge_score(0.5, 0.0, rng) == 6.0  # 1 + 9 * 0.5 = 5.5, rounded half to even -> 6
+    assert judge_score(0.6, 0.0, rng, extra_letters=2, length_bias=1.0) == 8.0  # 6.4 + 2 points of length bias
 
 
-def test_world_is_deterministic_and_shaped_like_ultrafeedback():
-    cfg = WorldConfig(n_train_prompts=30, n_test_prompts=10, seed=4)
+def test_world_is_deterministic_and_its_scores_carry_information():
+    cfg = WorldConfig(n_train_prompts=300, n_test_prompts=10, seed=4)
     a, b = build_world(cfg), build_world(cfg)
     assert a.train_rows == b.train_rows and len(a.test_rows) == 10
     row = a.train_rows[0]
     assert set(row) == {"source", "instruction", "completions"} and len(row["completions"]) == 4
-    assert {"response", "overall_score", "annotations"} <= set(row["completions"][0])
-    train_prompts = {r["instruction"] for r in a.train_rows}
-    assert not train_prompts & {r["instruction"] for r in a.test_rows}
+    assert not {r["instruction"] for r in a.train_rows} & {r["instruction"] for r in a.test_rows}
+    # on hard items the pool's most common answer is the shared mistake, and the judge ranks the right one higher
+    hard = [r for r in a.train_rows if hard_item(r["instruction"])]
+    assert len(hard) > 100
+    right, wrong = [], []
+    for r in hard:
+        for c in r["completions"]:
+            (right if c["response"].split() == sorted(r["instruction"].split()[1:]) else
+             wrong if c["response"].split() == misconceived(r["instruction"]) else []).append(c["overall_score"])
+    assert len(wrong) > len(right) > 50 and sum(right) / len(right) > sum(wrong) / len(wrong) + 1
 
 
-def test_quick_demo_end_to_end(tmp_path, capsys):
+def test_symbol_tokenizer_and_suppressed_tokens(tmp_path):
+    from rapref.demo.run import DemoConfig, build_base
+    from rapref.demo.world import corpus
+    from rapref.models import load_model, load_tokenizer
+
+    cfg = DemoConfig(hidden_size=16, num_layers=1)
+    world = build_world(WorldConfig(n_train_prompts=50, n_test_prompts=5, seed=1))
+    build_base(tmp_path, world, cfg.goal_spec(), cfg, seed=1)
+    tokenizer, model = load_tokenizer(tmp_path), load_model(tmp_path)
+    assert len(tokenizer) < 40  # the symbols that occur, not a 256-byte alphabet
+    for text in corpus(world, cfg.goal_spec()):
+        assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"], text
+    allowed = set(range(len(tokenizer))) - set(model.generation_config.suppress_tokens)
+    assert {tokenizer.decode([i]) for i in allowed} == set("abcdefghijkl") | {tokenizer.eos_token}
+
+    from rapref.evaluate.generate import SamplingConfig, generate_texts
+
+    texts = generate_texts(str(tmp_path), ["sort: c a b"] * 64, SamplingConfig(max_new_tokens=6, temperature=1.0),
+                           backend="transformers")  # an untrained model samples only answer symbols
+    assert all(set(t.split()) <= set("abcdefghijkl") for t in texts)
+
+
+def test_paired_statistics_and_verdicts_by_hand():
+    from rapref.demo.report import paired, verdict
+
+    def seed(a, b):
+        return {"evaluations": {"T0.7": {"x": {"per_prompt": dict(enumerate(a))},
+                                         "y": {"per_prompt": dict(enumerate(b))}}}}
+
+    results = [seed([1.0, 0.5], [0.5, 0.5]), seed([0.6, 0.6], [0.5, 0.5]), seed([0.7, 0.5], [0.5, 0.5])]
+    ci = paired(results, "T0.7", "x", "y")
+    assert ci["per_seed"] == [0.25, 0.1, 0.1]
+    assert ci["mean"] == pytest.approx(0.15) and ci["low"] == pytest.approx(0.15 - 4.302653 * 0.05, abs=1e-5)
+    assert verdict({"mean": 0.1, "low": 0.02, "high": 0.2}) == "holds"
+    assert verdict({"mean": -0.1, "low": -0.2, "high": -0.02}) == "fails (reversed)"
+    assert verdict({"mean": 0.0, "low": -0.005, "high": 0.005}).startswith("fails (no gain")
+    assert verdict({"mean": 0.0, "low": -0.05, "high": 0.05}) == "inconclusive at this precision (±0.050)"
+
+
+def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
     from rapref.cli import main
 
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "true reward on held-out prompts" in printed and "C1:" in printed and "C4:" in printed
+    assert printed.startswith("SMOKE RUN") and "verdicts (paired" not in printed and "holds" not in printed
     report = json.loads((out / "report.json").read_text())
-    assert {row["arm"] for row in report["table"]} == {"sft", "dpo", "dpo-dup", "relabeled", "half-relabeled",
-                                                       "goal-sft"}
-    assert set(report["claims"]) == {"C1", "C2", "C3", "C4"}
-    assert all(0 <= row["true_reward"] <= 1 for row in report["table"])
-    for name in ("report.md", "controllability.png", "unlearning.png", "rewards.png"):
+    assert report["smoke_run"] and "claims" not in report
+    assert [row["arm"] for row in report["arms"]] == ["start", "start@10", "goal-sft@10", "sft-epoch", "dpo",
+                                                      "dpo-dup", "relabeled@10", "half@10", "positive@10"]
+    assert (out / "report.md").read_text().startswith("# rapref demo") and "SMOKE RUN" in (out / "report.md").read_text()
+    for name in ("report.md", "controllability.png", "differences.png"):
         assert (out / name).stat().st_size > 500, name
     seed = out / "seed-1"
-    for stage in ("world/train.jsonl", "data/relabeled/data/train-00000-of-00001.parquet", "sft/model.safetensors",
-                  "arms/relabeled/rapref_goal.json", "gen/relabeled-sweep.jsonl", "judge/relabeled/scores.jsonl"):
+    for stage in ("world/prompts.jsonl", "data/positive/data/train-00000-of-00001.parquet", "start/model.safetensors",
+                  "arms/relabeled/rapref_goal.json", "gen/relabeled@10.T0.7.jsonl", "judge/dpo.greedy/scores.jsonl"):
         assert (seed / stage).exists(), stage
-    sweep = [json.loads(line) for line in (seed / "gen" / "relabeled-sweep.jsonl").read_text().splitlines()]
-    assert {r["goal"] for r in sweep} == {1.0, 5.0, 10.0}
-    # a second run reuses every finished stage
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
-    # a stage without its completion marker (a kill before it finished) is done again; finished ones are not
+    generations = [json.loads(line) for line in (seed / "gen" / "dpo.T0.7.jsonl").read_text().splitlines()]
+    assert len(generations) == 2 * 40 and {g["sample"] for g in generations} == {0, 1}  # every prompt, 2 samples
+    # a second run reuses every finished stage; a stage without its marker (killed midway) is done again
     arm = seed / "arms" / "dpo"
     (arm / ".done").unlink()
-    (arm / "half-written.tmp").write_text("x")
     (seed / "results.json").unlink()
-    sft_mtime = (seed / "sft" / "model.safetensors").stat().st_mtime_ns
+    start_mtime = (seed / "start" / "model.safetensors").stat().st_mtime_ns
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    assert (arm / ".done").is_file() and not (arm / "half-written.tmp").exists()
-    assert (seed / "sft" / "model.safetensors").stat().st_mtime_ns == sft_mtime
+    assert (arm / ".done").is_file()
+    assert (seed / "start" / "model.safetensors").stat().st_mtime_ns == start_mtime
+    # other settings into the same folder are refused, not mixed with the old stages
+    assert main(["demo", "--quick", "--out", str(out), "--judge-noise", "2"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+    # the README's results block is generated from a run folder's report, never typed; a smoke run is refused
+    import importlib.util
+    from dataclasses import replace
+
+    from rapref.demo.report import build
+    from rapref.demo.run import DemoConfig, quick_config
+    from rapref.provenance import provenance
+
+    spec = importlib.util.spec_from_file_location("readme_results", "scripts/readme_results.py")
+    readme_results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme_results)
+    with pytest.raises(SystemExit, match="smoke run"):
+        readme_results.main([str(out), "--readme", str(tmp_path / "README.md")])
+    cfg = replace(quick_config(DemoConfig(out=str(out))), quick=False)
+    report = build(cfg, [json.loads((seed / "results.json").read_text())])
+    report.update(wall_seconds=65.0, config=json.loads(json.dumps(cfg.__dict__, default=lambda o: o.__dict__)),
+                  provenance=provenance(), smoke_run=False)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "report.json").write_text(json.dumps(report))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{readme_results.START}\nold figures\n{readme_results.END}\ntail\n")
+    assert readme_results.main([str(tmp_path / "full"), "--readme", str(readme), "--check"]) == 1
+    assert readme_results.main([str(tmp_path / "full"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old figures" not in text and text.endswith("tail\n") and "1 min 5 s" in text
+    assert f"trl {report['provenance']['packages']['trl']}" in text and "inconclusive (one seed)" in text
+    assert readme_results.main([str(tmp_path / "full"), "--readme", str(readme), "--check"]) == 0

@@ -156,7 +156,8 @@ def test_unlearning_probe_matches_direct_logprobs(trained_dir, tiny_model_dir):
     own_rejected = next(r for r in rows if r["condition"] == "own" and r["response"] == "rejected")
     expected = (direct(trained_dir, [{"role": "system", "content": spec.text(6)},
                                      {"role": "user", "content": pair["prompt"]}], "Maybe 7?")
-                - direct(tiny_model_dir, [{"role": "user", "content": pair["prompt"]}], "Maybe 7?"))
+                - direct(tiny_model_dir, [{"role": "system", "content": spec.text(6)},
+                                          {"role": "user", "content": pair["prompt"]}], "Maybe 7?"))
     assert own_rejected["band"] == ">= 5" and own_rejected["mean_delta_logp"] == pytest.approx(expected, abs=1e-4)
 
 

@@ -114,6 +114,14 @@ def test_half_mode_keeps_the_input_size_and_is_seeded():
     assert set(a["source_id"].to_pylist()) != set(c["source_id"].to_pylist())
 
 
+def test_positive_mode_keeps_only_the_positive_copies():
+    full, _ = relabel(string_pairs(), GoalSpec(placement="user", **SPEC))
+    out, stats = relabel(string_pairs(), GoalSpec(placement="user", **SPEC), RelabelOptions(mode="positive"))
+    assert out.num_rows == string_pairs().num_rows == stats["rows_out"]
+    assert out["copy"].to_pylist() == ["positive"] * out.num_rows
+    assert out.to_pylist() == full.filter(pa.compute.equal(full["copy"], "positive")).to_pylist()
+
+
 def test_original_and_duplicated_modes_carry_no_goal():
     out, _ = relabel(string_pairs(), GoalSpec(placement="user"), RelabelOptions(mode="duplicated"))
     assert out.num_rows == 4 and out["prompt"].to_pylist() == ["P0", "P1", "P0", "P1"]

@@ -121,7 +121,7 @@ def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, s
         "notes": notes + [f"{k}: {v}" for k, v in loaded.extra.items()],
         "provenance": provenance(),
     }
-    return out_tables, spec if cfg.relabel.mode in ("relabeled", "half") else None, summary
+    return out_tables, spec if cfg.relabel.mode in ("relabeled", "half", "positive") else None, summary
 
 
 def hold_out(pairs: list[dict], test_size, seed: int) -> tuple[list[dict], list[dict], str]:

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from rapref.goals import GoalSpec, write_goal
 
 TIE_POLICIES = ("keep", "drop")
-MODES = ("relabeled", "half", "original", "duplicated")
+MODES = ("relabeled", "half", "positive", "original", "duplicated")
 OUTPUT_COLUMNS = ["prompt", "chosen", "rejected", "source_id", "copy", "goal", "score_chosen", "score_rejected"]
 
 
@@ -41,6 +41,7 @@ class RelabelOptions:
     ties: str = "keep"  # keep: the two copies share a goal and cancel out, as the authors kept them
     min_gap: float = 0.0  # drop pairs whose |r_w - r_l| is below this
     mode: str = "relabeled"  # relabeled | half (a seeded half relabeled: output as large as the input)
+    # | positive (positive copies only: no flipped pairs, output as large as the input)
     # | original (the plain pairs, no goal: the DPO baseline) | duplicated (original pairs twice: same steps)
     seed: int = 0
 
@@ -87,8 +88,7 @@ def relabel(pairs: pa.Table, spec: GoalSpec, options: RelabelOptions = RelabelOp
 
     multi = "attributes_chosen" in pairs.column_names and len(spec.attributes) > 1
     positive = _copy(pairs, spec, "positive", multi)
-    negative = _copy(pairs, spec, "negative", multi)
-    out = pa.concat_tables([positive, negative])
+    out = positive if options.mode == "positive" else pa.concat_tables([positive, _copy(pairs, spec, "negative", multi)])
     stats["rows_out"] = out.num_rows
     return out, stats
 

@@ -42,6 +42,29 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512, extra_tokens: 
     return fast
 
 
+def train_symbol_tokenizer(corpus: Iterable[str]):
+    """A tokenizer over exactly the symbols that occur in `corpus`: each word of two or more lowercase letters
+    (`sort`, `target`, the chat roles), each number and each other non-space character is one token; whitespace is not a token
+    (decoding joins tokens with one space). A model built on it cannot spend probability on symbols it never saw.
+
+    >>> tok = train_symbol_tokenizer(["sort: c a b", "a b c"])
+    >>> tok.convert_ids_to_tokens(tok("sort: c a b")["input_ids"]), tok.decode(tok("a b c")["input_ids"])
+    (['sort', ':', 'c', 'a', 'b'], 'a b c')
+    """
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<|unk|>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[a-z]{2,}|[0-9]+|\S"), behavior="isolated")])
+    trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS + ["<|unk|>"], show_progress=False)
+    tokenizer.train_from_iterator(list(corpus) + ["system user assistant"], trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<|pad|>", eos_token="<|im_end|>",
+                                   unk_token="<|unk|>", bos_token=None)
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
 def tiny_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, max_length: int = 512,
                seed: int = 0):
     """A randomly initialised Llama-style causal LM sized to the tokenizer."""

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--min-gap", type=float, default=0.0, help="drop pairs whose score gap is below this")
     r.add_argument("--mode", choices=MODES, default="relabeled",
                    help="relabeled (default); half: a seeded half relabeled, output as large as the input (the "
-                        "paper's data-size control); original: plain pairs, no goal (the DPO baseline); duplicated: "
+                        "paper's data-size control); positive: the positive copies only, no flipped pairs; original: plain pairs, no goal (the DPO baseline); duplicated: "
                         "the original pairs twice (same number of steps as relabeled)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--test-size", type=float,

@@ -14,56 +14,61 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from rapref.demo.run import DemoConfig
     from rapref.goals import STYLES
 
-    d = DemoConfig()
-    p.add_argument("--out", default=d.out, help="run folder (finished stages are reused)")
-    p.add_argument("--quick", action="store_true", help="one small seed: every stage in under a minute")
+    d, w = DemoConfig(), DemoConfig().world
+    p.add_argument("--out", default=d.out, help="run folder; finished stages of an earlier run are reused")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run of every stage in under a minute; its numbers mean nothing (no verdicts)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over: empty an earlier demo run folder instead of reusing its finished stages")
-    p.add_argument("--seeds", type=_seeds, default=d.seeds, help="evaluation seeds, e.g. 1,2,3")
-    p.add_argument("--goal-style", choices=STYLES, default=d.goal_style, help="how the goal looks to the model")
-    p.add_argument("--start-goal-fraction", type=float, default=d.start_goal_fraction,
-                   help="share of SFT examples carrying their judge score as a goal (0: the start never saw goals)")
-    p.add_argument("--judge-noise", type=float, default=d.world.judge_noise, help="judge noise (score points)")
-    p.add_argument("--train-prompts", type=int, default=d.world.n_train_prompts)
-    p.add_argument("--test-prompts", type=int, default=d.world.n_test_prompts)
-    p.add_argument("--pool", default=",".join(map(str, d.world.generator_skills)),
-                   help="generator skills (probability of each right letter), comma-separated")
-    p.add_argument("--beta", type=float, default=d.beta)
-    p.add_argument("--dpo-lr", type=float, default=d.dpo_lr)
-    p.add_argument("--dpo-epochs", type=float, default=d.dpo_epochs)
-    p.add_argument("--select-world", action="store_true",
-                   help="instead of the demo: measure, on validation seed 101, whether starts fine-tuned with "
-                        "0.5 / 0.75 / 1.0 of their examples goal-conditioned read goals; writes OUT/world-selection.json")
+    p.add_argument("--seeds", type=_seeds, default=d.seeds, help="evaluation seeds, e.g. 1,2,3,4,5")
+    p.add_argument("--workers", type=int, default=d.workers, help="seeds trained in parallel, one thread each")
+    world = p.add_argument_group("the world (probe where an effect appears or vanishes)")
+    world.add_argument("--goal-style", choices=STYLES, default=d.goal_style, help="how the goal looks to the model")
+    world.add_argument("--start-goal-fraction", type=float, default=d.start_goal_fraction,
+                       help="share of the start's SFT examples that carry their judge score as a goal (0: the "
+                            "start never saw goals)")
+    world.add_argument("--judge-noise", type=float, default=w.judge_noise, help="judge noise, score points")
+    world.add_argument("--judge-length-bias", type=float, default=w.judge_length_bias,
+                       help="score points the judge adds per letter beyond the ideal length (a systematic bias)")
+    world.add_argument("--shared-mistake", type=float, default=w.shared_mistake,
+                       help="probability that a generator makes the shared mistake on a hard item")
+    world.add_argument("--train-prompts", type=int, default=w.n_train_prompts)
+    world.add_argument("--test-prompts", type=int, default=w.n_test_prompts)
+    world.add_argument("--pool", default=",".join(map(str, w.generator_skills)),
+                       help="generator skills (probability of keeping each letter), comma-separated")
+    train = p.add_argument_group("training (defaults chosen by --select-hparams)")
+    train.add_argument("--beta", type=float, default=d.beta)
+    train.add_argument("--dpo-lr", type=float, default=d.dpo_lr, help="DPO and DPO-duplicated arms")
+    train.add_argument("--relabeled-lr", type=float, default=d.relabeled_lr,
+                       help="relabeled, half-relabeled and positive-copies arms")
+    train.add_argument("--extra-sft-lr", type=float, default=d.extra_sft_lr, help="the +1 SFT epoch arms")
     p.add_argument("--select-hparams", action="store_true",
-                   help="instead of the demo: choose DPO learning rate and beta on validation seeds 101-102 by the "
-                        "plain-DPO arm's true reward (how the defaults were fixed); writes OUT/selection.json")
+                   help="instead of the demo: choose each arm family's learning rate on validation seeds 101-102 "
+                        "by improvement over the start (answers must stay well-formed); writes OUT/selection.json")
 
 
 def config_from_args(args):
     from rapref.demo.run import DemoConfig
 
     d = DemoConfig()
-    world = replace(d.world, judge_noise=args.judge_noise, n_train_prompts=args.train_prompts,
-                    n_test_prompts=args.test_prompts,
-                    generator_skills=tuple(float(s) for s in args.pool.split(",")))
-    return replace(d, out=args.out, quick=args.quick, seeds=args.seeds, goal_style=args.goal_style,
-                   start_goal_fraction=args.start_goal_fraction, world=world, beta=args.beta, dpo_lr=args.dpo_lr,
-                   dpo_epochs=args.dpo_epochs)
+    world = replace(d.world, judge_noise=args.judge_noise, judge_length_bias=args.judge_length_bias,
+                    shared_mistake=args.shared_mistake, n_train_prompts=args.train_prompts,
+                    n_test_prompts=args.test_prompts, generator_skills=tuple(float(s) for s in args.pool.split(",")))
+    return replace(d, out=args.out, quick=args.quick, seeds=args.seeds, workers=args.workers,
+                   goal_style=args.goal_style, start_goal_fraction=args.start_goal_fraction, world=world,
+                   beta=args.beta, dpo_lr=args.dpo_lr, relabeled_lr=args.relabeled_lr, extra_sft_lr=args.extra_sft_lr)
 
 
 def run(args):
     from rapref.demo.run import main, select_hyperparameters
 
     cfg = config_from_args(args)
-    if args.select_world:
-        from rapref.demo.run import select_world
-
-        selection = select_world(cfg)
-        for trial in selection["trials"]:
-            print(trial)
-        return selection
     if args.select_hparams:
-        selection = select_hyperparameters(cfg, {"dpo_lr": [1e-4, 3e-4], "beta": [0.1, 0.5]}, seeds=(101, 102))
+        selection = select_hyperparameters(cfg)
+        for trial in selection["trials"]:
+            print(f"{trial['family']:>9} lr {trial['lr']:<7g} improvement over start "
+                  f"{trial['improvement_over_start']:+.3f} (per seed {trial['per_seed']}), well-formed >= "
+                  f"{trial['min_well_formed']:.2f}")
         print(f"rapref demo --select-hparams: chose {selection['chosen']} ({selection['criterion']})")
         return selection
     return main(cfg, overwrite=args.overwrite)

@@ -1,232 +1,242 @@
-"""Aggregate the demo's seeds into `report.json`, `report.md`, PNG plots and a printed table; judge claims C1-C4.
+"""Pair the demo's arms seed by seed into `report.json`, `report.md`, plots and a printed table, with verdicts.
 
-Uncertainty: each seed is a whole new world, start model and training run, and seeds differ far more than prompts
-within a seed, so every verdict uses a 95% t-interval over evaluation seeds (of the per-seed win rate, difference
-or correlation). The pooled win rate over all paired per-prompt comparisons (ties count one half) is shown as a
-description, with its within-seed 95% interval. A claim "holds" when its seed interval clears the no-effect line,
-"is reversed" when it clears it the other way, and is "inconclusive" otherwise.
+Statistics: every arm answers the same held-out prompts with the same sampling seeds, so arms are compared by paired
+differences. Per evaluation seed, the difference of two arms is the mean over prompts of (reward of arm - reward of
+baseline); a claim's 95% t-interval is taken over those per-seed differences (each seed is a new world, start and
+training run, the unit that varies most). Verdicts, from that interval at the primary decoding (T 0.7):
+"holds" when it lies above 0, "fails" when it lies below 0 or below +NEGLIGIBLE (no gain worth the name), and
+"inconclusive at this precision" otherwise.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
+from rapref.demo.arms import ARMS, BY_NAME, CLAIMS, SWEPT
+from rapref.demo.run import DECODINGS, PRIMARY
 from rapref.evaluate.diagnose import markdown_table
-from rapref.evaluate.judge import win_rate
 from rapref.io import atomic_path, write_json_atomic
 from rapref.stats import t_interval
 
-ARM_LABELS = {
-    "sft": "SFT start (no goal)",
-    "dpo": "DPO, original pairs",
-    "dpo-dup": "DPO, original pairs x2 (same steps)",
-    "relabeled": "DPO, relabeled, goal = 10",
-    "half-relabeled": "DPO, half relabeled, goal = 10",
-    "goal-sft": "goal-conditioned SFT, goal = 10",
-}
+NEGLIGIBLE = 0.01  # true-reward points: a gain whose whole interval lies below this is no gain
+MONOTONE_TOLERANCE = 0.02  # a goal sweep is monotone when no step down exceeds this
 
 
-def seed_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% t-interval over seeds (`rapref.stats.t_interval`); NaN bounds for one seed."""
+def interval(values: list[float]) -> dict:
     mean, low, high = t_interval(values)
-    return mean, (float("nan") if low is None else low), (float("nan") if high is None else high)
+    return {"mean": mean, "low": low, "high": high, "per_seed": [round(v, 4) for v in values]}
 
 
-def paired_win_rate(results: list[dict], arm: str, baseline: str) -> dict:
-    """Pooled win rate over all seeds' paired prompts, plus the per-seed win rates and their t-interval."""
-    pooled, per_seed = [], []
-    for seed in results:
-        mine = {k.split("@")[0]: v for k, v in seed["rewards"][arm]["per_prompt"].items()}
-        theirs = {k.split("@")[0]: v for k, v in seed["rewards"][baseline]["per_prompt"].items()}
-        pairs = [(mine[pid], theirs[pid]) for pid in sorted(mine.keys() & theirs.keys())]
-        per_seed.append(win_rate([x for x, _ in pairs], [y for _, y in pairs])["win_rate"])
-        pooled += pairs
-    outcome = win_rate([x for x, _ in pooled], [y for _, y in pooled])
-    outcome["per_seed"] = per_seed
-    _, low, high = seed_interval(per_seed)
-    outcome["low"], outcome["high"] = max(low, 0.0), min(high, 1.0)  # a win rate lies in [0, 1]
-    return outcome
-
-
-def verdict(low: float, high: float, null: float) -> str:
-    if np.isnan(low):
+def verdict(ci: dict, negligible: float = NEGLIGIBLE) -> str:
+    if ci["low"] is None:
         return "inconclusive (one seed)"
-    if low > null:
+    if ci["low"] > 0:
         return "holds"
-    if high < null:
-        return "reversed"
-    return "inconclusive"
+    if ci["high"] < 0:
+        return "fails (reversed)"
+    if ci["high"] < negligible:
+        return f"fails (no gain above {negligible:g})"
+    return f"inconclusive at this precision (±{(ci['high'] - ci['low']) / 2:.3f})"
 
 
-def probe_value(seed: dict, arm: str, condition: str, response: str = "rejected", high: bool = True):
-    for row in seed["probe"]["rows"]:
-        if (row["policy"], row["condition"], row["response"]) == (arm, condition, response) and \
-                row["band"].startswith(">=") == high:
-            return row["mean_delta_logp"]
-    return None
+def paired(results: list[dict], decoding: str, arm: str, baseline: str) -> dict:
+    diffs = []
+    for seed in results:
+        mine, theirs = (seed["evaluations"][decoding][a]["per_prompt"] for a in (arm, baseline))
+        assert mine.keys() == theirs.keys(), "arms must be evaluated on the same prompts"
+        diffs.append(float(np.mean([mine[p] - theirs[p] for p in mine])))
+    return interval(diffs)
+
+
+def monotone(curve: dict[str, float]) -> bool:
+    values = [curve[g] for g in sorted(curve, key=float)]
+    return all(b >= a - MONOTONE_TOLERANCE for a, b in zip(values, values[1:]))
+
+
+def spearman(curve: dict[str, float]) -> float:
+    from scipy.stats import spearmanr
+
+    goals = sorted(curve, key=float)
+    return float(spearmanr([float(g) for g in goals], [curve[g] for g in goals])[0])
+
+
+def checks(cfg, seed: dict) -> dict:
+    """Is this world one where the paper's question means something? Printed for every seed."""
+    start_sweep = seed["sweeps"]["start@10"]
+    evaluation = seed["evaluations"]
+    return {
+        "seed": seed["seed"],
+        "start_reads_goals": monotone(start_sweep) and spearman(start_sweep) > 0,
+        "start_sweep_spearman": spearman(start_sweep),
+        "dpo_improves_on_start": evaluation[PRIMARY]["dpo"]["mean"] > evaluation[PRIMARY]["start"]["mean"],
+        "dpo_minus_start": evaluation[PRIMARY]["dpo"]["mean"] - evaluation[PRIMARY]["start"]["mean"],
+        "start_greedy": evaluation["greedy"]["start"]["mean"],
+        "chosen_answers": seed["data"]["heldout_chosen_true_reward"],
+        "greedy_start_below_chosen": evaluation["greedy"]["start"]["mean"] < seed["data"]["heldout_chosen_true_reward"],
+    }
+
+
+def unlearning(seed: dict, arm: str, band: float) -> dict | None:
+    """Mean change in log p vs the start: high-quality rejected, chosen, and rejected minus chosen."""
+    row = seed["probe"]["arms"].get(arm)
+    key = f">= {band:g}"
+    if not row or f"rejected {key}" not in row:
+        return None
+    chosen = np.mean([v for k, v in row.items() if k.startswith("chosen")])  # every held-out chosen response
+    return {"rejected_hq": row[f"rejected {key}"], "chosen": float(chosen),
+            "difference": row[f"rejected {key}"] - float(chosen)}
 
 
 def build(cfg, results: list[dict]) -> dict:
-    arms = list(ARM_LABELS)
-    table = []
-    for arm in arms:
-        mean, low, high = seed_interval([r["rewards"][arm]["mean"] for r in results])
-        row = {"arm": arm, "label": ARM_LABELS[arm], "true_reward": mean, "ci_low": low, "ci_high": high,
-               "n_per_seed": results[0]["rewards"][arm]["n"]}
-        if arm != "dpo":
-            row["win_rate_vs_dpo"] = paired_win_rate(results, arm, "dpo")
-        for condition in ("none", "own"):
-            values = [probe_value(r, arm, condition) for r in results]
-            if arm != "sft" and all(v is not None for v in values):
-                row[f"dlogp_high_rejected_{condition}"] = seed_interval(values)
-        table.append(row)
-    sweep_curve = _curve(results, "sweep")
-    rhos = [_spearman(r["sweep"]) for r in results]
-    rho, rho_low, rho_high = seed_interval(rhos)
-    by_arm = {row["arm"]: row for row in table}
-    c2_diffs = [probe_value(r, "relabeled", "own") - probe_value(r, "dpo", "none") for r in results]
-    c2 = seed_interval(c2_diffs)
-    claims = {
-        "C1": {"statement": "asked for the top score, DPO on relabeled data beats DPO on the original pairs",
-               "win_rate": by_arm["relabeled"]["win_rate_vs_dpo"],
-               "verdict": verdict(by_arm["relabeled"]["win_rate_vs_dpo"]["low"],
-                                  by_arm["relabeled"]["win_rate_vs_dpo"]["high"], 0.5)},
-        "C2": {"statement": "held-out high-quality rejected responses (judged >= %g) lose less log-probability "
-                            "than under DPO (relabeled policy asked with the response's own score)" % cfg.band,
-               "difference_in_dlogp": {"mean": c2[0], "low": c2[1], "high": c2[2]},
-               "verdict": verdict(c2[1], c2[2], 0.0)},
-        "C3": {"statement": "it beats DPO with as many gradient steps (duplicated data); half-relabeled beats DPO",
-               "relabeled_vs_dpo_dup": paired_win_rate(results, "relabeled", "dpo-dup"),
-               "half_vs_dpo": by_arm["half-relabeled"]["win_rate_vs_dpo"]},
-        "C4": {"statement": "achieved true reward rises with the goal given at inference",
-               "spearman_rho": {"mean": rho, "low": rho_low, "high": rho_high, "per_seed": rhos},
-               "curve": sweep_curve, "verdict": verdict(rho_low, rho_high, 0.0)},
-    }
-    c3a, c3b = claims["C3"]["relabeled_vs_dpo_dup"], claims["C3"]["half_vs_dpo"]
-    claims["C3"]["verdict"] = (f"vs duplicated: {verdict(c3a['low'], c3a['high'], 0.5)}; "
-                               f"half vs DPO: {verdict(c3b['low'], c3b['high'], 0.5)}")
-    data = {k: float(np.mean([r["data"][k] for r in results])) for k in
-            ("spearman_judge_vs_true", "tie_fraction", "rejected_high_quality_fraction", "mean_score_chosen",
-             "mean_score_rejected", "mean_gap", "mean_true_reward_of_pool", "pairs")}
-    start_curve = _curve(results, "sft_sweep") if results[0].get("sft_sweep") else None
-    start_rho = float(np.mean([_spearman(r["sft_sweep"]) for r in results])) if start_curve else None
-    return {"table": table, "claims": claims, "data": data, "start_sweep_curve": start_curve,
-            "start_spearman_rho": start_rho,
-            "seeds": [r["seed"] for r in results], "timings_s": [r["timings_s"] for r in results]}
+    arms = []
+    for arm in ARMS:
+        row = {"arm": arm.name, "label": arm.label}
+        for d in DECODINGS:
+            evals = [r["evaluations"][d.name][arm.name] for r in results]
+            row[d.name] = {**interval([e["mean"] for e in evals]),
+                           "well_formed": float(np.mean([e["well_formed"] for e in evals])),
+                           "mean_length": float(np.mean([e["mean_length"] for e in evals])),
+                           "minus_start": paired(results, d.name, arm.name, "start"),
+                           "minus_dpo": paired(results, d.name, arm.name, "dpo")}
+        arms.append(row)
+    sweeps = {arm: {g: interval([r["sweeps"][arm][g] for r in results]) for g in results[0]["sweeps"][arm]}
+              for arm in SWEPT}
+    probe = {}
+    for arm in ARMS:
+        values = [unlearning(r, arm.name, cfg.band) for r in results]
+        if all(values):
+            probe[arm.name] = {k: interval([v[k] for v in values]) for k in values[0]}
+    report = {"seeds": [r["seed"] for r in results], "primary_decoding": PRIMARY, "arms": arms, "sweeps": sweeps,
+              "unlearning": probe, "checks": [checks(cfg, r) for r in results],
+              "n_prompts": results[0]["evaluations"][PRIMARY]["start"]["n_prompts"],
+              "data": {k: float(np.mean([r["data"][k] for r in results])) for k in
+                       ("spearman_judge_vs_true", "hard_item_fraction", "tie_fraction", "mean_score_chosen",
+                        "mean_score_rejected", "mean_true_reward_of_pool", "heldout_chosen_true_reward", "pairs")},
+              "timings_s": [r["timings_s"] for r in results]}
+    if not cfg.quick:
+        report["claims"] = claims(cfg, results, probe)
+    return report
 
 
-def _curve(results, key):
-    goals = sorted({float(k.split("@")[1]) for k in results[0][key]["per_prompt"]})
-    curve = []
-    for goal in goals:
-        per_seed = [float(np.mean([v for k, v in r[key]["per_prompt"].items() if float(k.split("@")[1]) == goal]))
-                    for r in results]
-        mean, low, high = seed_interval(per_seed)
-        curve.append({"goal": goal, "mean": mean, "low": low, "high": high})
-    return curve
+def claims(cfg, results, probe) -> list[dict]:
+    out = []
+    for claim in CLAIMS:
+        ci = paired(results, PRIMARY, claim.arm, claim.baseline)
+        out.append({"name": claim.name, "statement": claim.statement, "difference": f"{claim.arm} - {claim.baseline}",
+                    **ci, "verdict": verdict(ci)})
+    if "relabeled@10" in probe and "dpo" in probe:
+        diffs = [a - b for a, b in zip(probe["relabeled@10"]["difference"]["per_seed"],
+                                       probe["dpo"]["difference"]["per_seed"])]
+        ci = interval(diffs)
+        out.append({"name": "C2", "statement": f"held-out high-quality rejected responses (judged >= {cfg.band:g}) "
+                                               "lose less log-probability, beyond what chosen ones lose, under "
+                                               "relabeled DPO than under DPO (start asked with the same goal)",
+                    "difference": "relabeled (rejected - chosen) - dpo (rejected - chosen), nats",
+                    **ci, "verdict": verdict(ci, negligible=0.0)})
+    rhos = interval([spearman(r["sweeps"]["relabeled@10"]) for r in results])
+    out.append({"name": "C4", "statement": "the relabeled policy's true reward rises with the goal asked for",
+                "difference": "Spearman rho of goal vs reward", **rhos, "verdict": verdict(rhos, negligible=0.0)})
+    return out
 
 
-def _spearman(sweep: dict) -> float:
-    from scipy.stats import spearmanr
-
-    items = [(float(k.split("@")[1]), v) for k, v in sweep["per_prompt"].items()]
-    rho, _ = spearmanr([g for g, _ in items], [v for _, v in items])
-    return float(rho)
-
-
-def _fmt_ci(mean, low, high, digits=3):
-    if np.isnan(low):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def _bracket(low, high) -> str:
-    return "" if np.isnan(low) else f"[{low:.2f}, {high:.2f}]"
-
-
-def reading(report: dict) -> str:
-    """Plain sentences on what the table says, including what does not favour the method."""
-    rows = {r["arm"]: r for r in report["table"]}
-    best = max(report["table"], key=lambda r: r["true_reward"])
-    below = [r["label"] for r in report["table"] if r["arm"] != "sft"
-             and r["true_reward"] < rows["sft"]["true_reward"]]
-    text = f"Highest mean true reward: {best['label']} ({best['true_reward']:.3f})."
-    if below:
-        text += f" Below the SFT start ({rows['sft']['true_reward']:.3f}): {', '.join(below)}."
-    return text
+def _ci(ci: dict, digits: int = 3, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    if ci["low"] is None:
+        return f"{ci['mean']:{sign}.{digits}f}"
+    return f"{ci['mean']:{sign}.{digits}f} [{ci['low']:{sign}.{digits}f}, {ci['high']:{sign}.{digits}f}]"
 
 
 def markdown(cfg, report: dict, wall_seconds: float) -> str:
-    rows = []
-    for row in report["table"]:
-        wr = row.get("win_rate_vs_dpo")
-        none, own = row.get("dlogp_high_rejected_none"), row.get("dlogp_high_rejected_own")
-        rows.append({"arm": row["label"], "true reward (95% CI over seeds)":
-                     _fmt_ci(row["true_reward"], row["ci_low"], row["ci_high"]),
-                     "win rate vs DPO: pooled [seed 95% CI]": "-" if wr is None else
-                     f"{wr['win_rate']:.3f} {_bracket(wr['low'], wr['high'])}",
-                     "Δ log p, high-quality rejected, no goal": "-" if none is None else _fmt_ci(*none, 2),
-                     "… asked with its own score": "-" if own is None else _fmt_ci(*own, 2)})
-    columns = list(rows[0])
-    claims = "\n".join(f"- **{name}** ({c['statement']}): **{c['verdict']}**" for name, c in report["claims"].items())
-    c4 = report["claims"]["C4"]
-    curve = " · ".join(f"{p['goal']:g}: {p['mean']:.2f}" for p in c4["curve"])
-    start = report.get("start_sweep_curve")
-    start_line = ("" if not start else "\nThe SFT start, before any preference training, asked for each goal: "
-                  + " · ".join(f"{p['goal']:g}: {p['mean']:.2f}" for p in start) + ".\n")
+    smoke = ("**SMOKE RUN (`--quick`): a tiny world and model that cannot learn the task. The numbers below only show "
+             "that every stage ran; they mean nothing, and no verdict is drawn.**\n\n") if cfg.quick else ""
+    verdicts = ""
+    if "claims" in report:
+        rows = [{"claim": c["name"], "statement": c["statement"], "paired difference [95% CI over seeds]":
+                 _ci(c, 3, True), "verdict": c["verdict"]} for c in report["claims"]]
+        verdicts = "## Verdicts\n\n" + markdown_table(rows, list(rows[0])) + "\n\n" + (
+            f"Paired over {len(report['seeds'])} evaluation seeds (each a new world, start and training run); per "
+            f"seed, {report['n_prompts']} held-out prompts x 2 samples at {PRIMARY}, every arm on the same prompts "
+            f"and sampling seeds. Holds: the 95% t-interval lies above 0; fails: below 0, or below +{NEGLIGIBLE} "
+            "(no gain worth the name); otherwise inconclusive at this precision.\n\n")
+    arm_rows = []
+    for row in report["arms"]:
+        p = row[PRIMARY]
+        arm_rows.append({"arm": row["label"], f"true reward {PRIMARY}": _ci(p), "minus start": _ci(p["minus_start"], 3, True),
+                         "minus DPO": _ci(p["minus_dpo"], 3, True), "T1.0": f"{row['T1.0']['mean']:.3f}",
+                         "greedy": f"{row['greedy']['mean']:.3f}",
+                         "well-formed T1.0 / T0.7": f"{row['T1.0']['well_formed']:.2f} / {p['well_formed']:.2f}",
+                         "length T1.0": f"{row['T1.0']['mean_length']:.2f}"})
+    check_rows = [{"seed": c["seed"], "start reads goals (sweep monotone)": f"{'yes' if c['start_reads_goals'] else 'NO'}"
+                   f" (rho {c['start_sweep_spearman']:.2f})", "DPO - start": f"{c['dpo_minus_start']:+.3f}"
+                   + ("" if c["dpo_improves_on_start"] else " NO"),
+                   "greedy start vs chosen answers": f"{c['start_greedy']:.3f} vs {c['chosen_answers']:.3f}"
+                   + ("" if c["greedy_start_below_chosen"] else " NO")} for c in report["checks"]]
+    goals = list(report["sweeps"]["relabeled@10"])
+    sweep_rows = [{"arm": BY_NAME[a].label, **{f"{float(g):g}": f"{report['sweeps'][a][g]['mean']:.2f}" for g in goals}}
+                  for a in SWEPT]
+    probe_rows = [{"arm": BY_NAME[a].label, f"rejected judged >= {cfg.band:g}": _ci(v["rejected_hq"], 2, True),
+                   "chosen": _ci(v["chosen"], 2, True), "rejected - chosen": _ci(v["difference"], 2, True)}
+                  for a, v in report["unlearning"].items()]
     d = report["data"]
-    start_rho = report.get("start_spearman_rho")
-    start_reads = ("" if start_rho is None else
-                   f"On these evaluation seeds the start's goal-vs-reward Spearman rho is {start_rho:.2f}"
-                   + (" (it reads goals)." if start_rho >= 0.3 else
-                      " (below 0.3: here the start does not reliably read goals, so the paper's premise is weak)."))
+    minutes = sum(sum(t.values()) for t in report["timings_s"]) / 60
+    full = "" if not report.get("full_run_wall_seconds") else \
+        f"; the run that computed every seed took {report['full_run_wall_seconds'] / 60:.1f} min"
     return f"""# rapref demo: reward-augmented DPO in a synthetic sorting world
 
-Evaluation seeds {report['seeds']}; {report['table'][0]['n_per_seed']} held-out prompts per seed; the stages took
-{sum(sum(t.values()) for t in report['timings_s']) / 60:.1f} min (this invocation: {wall_seconds / 60:.1f} min; finished
-stages are reused). True reward is the fraction of letters in the right place (0-1), measured on sampled
-answers (temperature {cfg.temperature}).
+{smoke}{verdicts}## Arms
 
-{markdown_table(rows, columns)}
+{markdown_table(arm_rows, list(arm_rows[0]))}
 
-{reading(report)}
+True reward: longest common subsequence of answer and ideal over the longer (0-1). Means and 95% t-intervals over
+seeds; "minus start" / "minus DPO" are the paired differences. T1.0 and greedy are the same prompts sampled at
+temperature 1 and decoded greedily; well-formed = as many single letters as the prompt has.
 
-Δ log p: change in the log-probability of held-out rejected responses judged >= {cfg.band:g}, relative to the SFT
-start (more negative = more unlearning). Win rates pool the paired per-prompt comparisons of all seeds (ties = 1/2);
-the bracket is the 95% t-interval of the per-seed win rates, which the verdicts use: seeds differ far more than
-prompts do.
+## Checks, per seed
 
-## Claims
-{claims}
+{markdown_table(check_rows, list(check_rows[0]))}
 
-Controllability (C4), relabeled policy, mean true reward per goal: {curve}
-(Spearman's rho {_fmt_ci(c4['spearman_rho']['mean'], c4['spearman_rho']['low'], c4['spearman_rho']['high'])}).
-{start_line}
-## The world and why it is the default
-Goal style `{cfg.goal_style}`, start model fine-tuned with the judge's score as goal on
-{cfg.start_goal_fraction:.0%} of its examples, judge noise {cfg.world.judge_noise} points. The paper's instruct models
-read "Overall score: 10" as language and know 10 > 9; the default was chosen on validation seed 101 as the smallest
-goal fraction whose start reads goals (Spearman rho >= 0.3 between goal and true reward) while still answering
-without one (`rapref demo --select-world`, docs/demo-world-selection.json), not by which arm wins. {start_reads}
-Change `--goal-style` (opaque, thermometer) and `--start-goal-fraction` to see where the effect appears or vanishes.
+The start must read goals (its sweep rises with the goal, no step down above {MONOTONE_TOLERANCE}), plain DPO must
+improve on it, and the start's greedy answers must fall short of the chosen answers: otherwise preferences could
+only sharpen the start and the world could not test the paper.
 
-Data (means over seeds): {d['pairs']:.0f} pairs; judge vs true reward Spearman {d['spearman_judge_vs_true']:.2f};
-ties {d['tie_fraction']:.1%}; rejected judged >= 5: {d['rejected_high_quality_fraction']:.1%}; mean judged score
-chosen {d['mean_score_chosen']:.2f}, rejected {d['mean_score_rejected']:.2f} (gap {d['mean_gap']:.2f}).
+## Goal sweeps (controllability, C4)
+
+Mean true reward per goal asked for, {cfg.sweep_prompts} held-out prompts, one sample at T 0.7, mean over seeds:
+
+{markdown_table(sweep_rows, list(sweep_rows[0]))}
+
+## Unlearning probe (C2)
+
+Change in log p of held-out responses, policy minus start, nats, with the start asked with the same goal as the
+policy (goal-conditioned arms: the response's own judged score; the others: no goal):
+
+{markdown_table(probe_rows, list(probe_rows[0]))}
+
+## The world
+
+Judge vs true reward Spearman {d['spearman_judge_vs_true']:.2f}; hard items (a shared misconception applies)
+{d['hard_item_fraction']:.0%}; {d['pairs']:.0f} training pairs, ties {d['tie_fraction']:.1%}; mean judged score chosen
+{d['mean_score_chosen']:.2f}, rejected {d['mean_score_rejected']:.2f}; pool true reward
+{d['mean_true_reward_of_pool']:.3f}, held-out chosen answers {d['heldout_chosen_true_reward']:.3f}. Judge noise
+{cfg.world.judge_noise}, length bias {cfg.world.judge_length_bias}, shared-mistake rate {cfg.world.shared_mistake},
+goal style `{cfg.goal_style}`, start goal fraction {cfg.start_goal_fraction}.
 
 ## Settings
-beta {cfg.beta}, DPO learning rate {cfg.dpo_lr}, {cfg.dpo_epochs:g} epoch(s), batch {cfg.batch_size}; SFT
-{cfg.sft_epochs:g} epochs at {cfg.sft_lr}; model hidden size {cfg.hidden_size}, {cfg.num_layers} layers. All arms share
-these; they were fixed on validation seeds 101-102 by the DPO baseline's validation reward (see README), never on
-the evaluation seeds.
 
-Reproduce: `rapref demo --out {cfg.out}`{' --quick' if cfg.quick else ''}
+Learning rates (chosen on validation seeds 101-102 by improvement over the start, answers well-formed; see
+`rapref demo --select-hparams`): extra SFT epoch {cfg.extra_sft_lr}, DPO {cfg.dpo_lr}, relabeled family
+{cfg.relabeled_lr}; beta {cfg.beta}, batch {cfg.batch_size}, one epoch; start: {cfg.sft_epochs:g} SFT epochs at
+{cfg.sft_lr}, model hidden size {cfg.hidden_size}, {cfg.num_layers} layers. Stage time {minutes:.1f} min over all
+seeds; this invocation {wall_seconds / 60:.1f} min wall ({cfg.workers} workers){full}.
+
+Reproduce: `rapref demo --out {cfg.out}{' --quick' if cfg.quick else ''}`
 """
 
 
-def plots(report: dict, results: list[dict], out: Path) -> None:
+def plots(report: dict, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -238,62 +248,60 @@ def plots(report: dict, results: list[dict], out: Path) -> None:
             fig.savefig(tmp, format="png", dpi=120)
         plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for key, label in (("C4", "relabeled DPO"), ("start", "SFT start")):
-        curve = report["claims"]["C4"]["curve"] if key == "C4" else report.get("start_sweep_curve")
-        if curve:
-            ax.plot([p["goal"] for p in curve], [p["mean"] for p in curve], marker="o", label=label)
-    dpo = next(r for r in report["table"] if r["arm"] == "dpo")["true_reward"]
-    ax.axhline(dpo, ls="--", color="gray", label="DPO (no goal)")
-    ax.set_xlabel("goal given at inference")
-    ax.set_ylabel("true reward")
-    ax.set_title("controllability")
-    ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm, curve in report["sweeps"].items():
+        goals = sorted(curve, key=float)
+        means = [curve[g]["mean"] for g in goals]
+        low = [curve[g]["low"] if curve[g]["low"] is not None else curve[g]["mean"] for g in goals]
+        high = [curve[g]["high"] if curve[g]["high"] is not None else curve[g]["mean"] for g in goals]
+        x = [float(g) for g in goals]
+        ax.plot(x, means, marker="o", label=BY_NAME[arm].label, lw=1.2)
+        ax.fill_between(x, low, high, alpha=0.15)
+    ax.set_xlabel("goal asked for")
+    ax.set_ylabel("true reward (T 0.7)")
+    ax.set_title("goal sweeps, 95% CI over seeds")
+    ax.legend(fontsize=7)
     save(fig, "controllability.png")
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    labels, values = [], []
-    for row in report["table"]:
-        for condition in ("none", "own"):
-            value = row.get(f"dlogp_high_rejected_{condition}")
-            if value:
-                labels.append(f"{row['arm']}\n{condition}")
-                values.append(value)
-    ax.bar(range(len(values)), [v[0] for v in values],
-           yerr=[[v[0] - v[1] if not np.isnan(v[1]) else 0 for v in values],
-                 [v[2] - v[0] if not np.isnan(v[2]) else 0 for v in values]], capsize=3)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(range(len(values)), labels, fontsize=7)
-    ax.set_ylabel("Δ log p vs SFT start")
-    ax.set_title("held-out high-quality rejected responses")
-    save(fig, "unlearning.png")
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    arms = list(ARM_LABELS)
-    data = [[v for r in results for v in r["rewards"][arm]["per_prompt"].values()] for arm in arms]
-    ax.boxplot(data, showmeans=True)
-    ax.set_xticks(range(1, len(arms) + 1), arms, fontsize=8)
-    ax.set_ylabel("true reward per prompt")
-    ax.set_title("reward distributions per arm")
-    save(fig, "rewards.png")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    labels = [row["label"] for row in report["arms"]]
+    for ax, key, title in ((axes[0], "minus_start", "arm - start"), (axes[1], "minus_dpo", "arm - DPO")):
+        cis = [row[PRIMARY][key] for row in report["arms"]]
+        y = np.arange(len(cis))[::-1]
+        means = [c["mean"] for c in cis]
+        err = [[c["mean"] - c["low"] if c["low"] is not None else 0 for c in cis],
+               [c["high"] - c["mean"] if c["high"] is not None else 0 for c in cis]]
+        ax.errorbar(means, y, xerr=err, fmt="o", capsize=3)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_title(f"paired difference, {title} ({PRIMARY})")
+        ax.set_yticks(y, labels, fontsize=7)
+    save(fig, "differences.png")
 
 
-def print_table(report: dict) -> None:
+def print_table(report: dict, quick: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="rapref demo: true reward on held-out prompts")
-    for column in ("arm", "true reward [95% CI over seeds]", "win rate vs DPO [seed CI]"):
-        table.add_column(column)
-    for row in report["table"]:
-        wr = row.get("win_rate_vs_dpo")
-        table.add_row(row["label"], _fmt_ci(row["true_reward"], row["ci_low"], row["ci_high"]),
-                      "-" if wr is None else f"{wr['win_rate']:.3f} {_bracket(wr['low'], wr['high'])}")
     console = Console()
+    if "claims" in report:
+        table = Table(title=f"rapref demo: verdicts (paired over seeds {report['seeds']}, {PRIMARY})")
+        for column in ("claim", "difference", "paired [95% CI]", "verdict"):
+            table.add_column(column)
+        for c in report["claims"]:
+            table.add_row(c["name"], c["difference"], _ci(c, 3, True), c["verdict"])
+        console.print(table)
+    table = Table(title="true reward on held-out prompts" + (" (SMOKE RUN: meaningless)" if quick else ""))
+    for column in ("arm", f"{PRIMARY} [CI]", "minus start", "minus DPO", "T1.0", "greedy", "well-formed T1.0"):
+        table.add_column(column)
+    for row in report["arms"]:
+        p = row[PRIMARY]
+        table.add_row(row["label"], _ci(p), _ci(p["minus_start"], 3, True), _ci(p["minus_dpo"], 3, True),
+                      f"{row['T1.0']['mean']:.3f}", f"{row['greedy']['mean']:.3f}", f"{row['T1.0']['well_formed']:.2f}")
     console.print(table)
-    console.print(reading(report))
-    for name, claim in report["claims"].items():
-        console.print(f"{name}: {claim['verdict']}  ({claim['statement']})")
+    for c in report["checks"]:
+        console.print(f"seed {c['seed']}: start reads goals: {'yes' if c['start_reads_goals'] else 'NO'}; "
+                      f"DPO - start {c['dpo_minus_start']:+.3f}; greedy start {c['start_greedy']:.3f} vs chosen "
+                      f"answers {c['chosen_answers']:.3f}")
 
 
 def write_report(cfg, results: list[dict], out: Path, wall_seconds: float) -> dict:
@@ -302,14 +310,17 @@ def write_report(cfg, results: list[dict], out: Path, wall_seconds: float) -> di
     from rapref.provenance import provenance
 
     report = build(cfg, results)
-    report["wall_seconds"] = wall_seconds
-    report["config"] = asdict(cfg)
-    report["provenance"] = provenance()
+    timing = out / "timing.json"
+    full_run = json.loads(timing.read_text())["full_run_wall_seconds"] if timing.is_file() else None
+    report.update(wall_seconds=wall_seconds, full_run_wall_seconds=full_run, config=asdict(cfg),
+                  provenance=provenance(), smoke_run=cfg.quick)
     write_json_atomic(out / "report.json", report)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(markdown(cfg, report, wall_seconds))
-    plots(report, results, out)
-    print_table(report)
+    plots(report, out)
+    print_table(report, cfg.quick)
+    minutes, seconds = divmod(round(wall_seconds), 60)
+    print(f"rapref demo: {minutes} min {seconds} s on {cfg.workers} worker(s); report in {out / 'report.md'}")
     return report
 
 

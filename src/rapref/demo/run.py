@@ -1,28 +1,34 @@
-"""`rapref demo`: the whole pipeline on the synthetic sorting world, on CPU, for several seeds.
+"""`rapref demo`: the whole pipeline on the synthetic sorting world, on CPU, for several evaluation seeds.
 
-    rapref demo                      # default world, 3 evaluation seeds, ~10 minutes on 2 cores
-    rapref demo --quick              # one small seed, under a minute: a smoke run of every stage
-    rapref demo --goal-style opaque --start-goal-fraction 0 --judge-noise 2   # probe where the effect goes
+    rapref demo                      # 5 evaluation seeds, every arm, about 10 minutes on 2 cores
+    rapref demo --quick              # a smoke run of every stage in under a minute (its numbers mean nothing)
+    rapref demo --select-hparams     # how the learning rates were chosen: validation seeds 101-102
+    rapref demo --judge-length-bias 0.5 --shared-mistake 0.3 --goal-style opaque   # probe where an effect goes
 
-Per seed, stages hand files to each other in `OUT/seed-N/` and a finished stage is skipped when its output exists:
-world/ (raw UltraFeedback-schema rows) -> data/<mode>/ (`rapref augment`) -> base/ (tiny model) -> sft/ (the start)
--> arms/<arm>/ (`rapref train`) -> gen/<arm>.jsonl (`rapref generate`) -> judge/<arm>/ (`rapref judge`, true reward)
--> probe.json (log-probabilities of held-out responses). `report.py` then aggregates the seeds.
+Per seed, stages hand files to each other in `OUT/seed-N/`, and a finished stage (marked `.done`) is skipped when the
+run is repeated: world/ (raw UltraFeedback-schema rows, held-out prompts) -> data/<mode>/ (`rapref augment`) -> base/
+(tiny model, tokenizer over the symbols that occur) -> start/ (SFT on the pool) -> arms/<arm>/ (`rapref train`, or one
+more SFT epoch) -> gen/<arm>.<decoding>.jsonl (`rapref generate`) -> judge/ (`rapref judge`, true reward) ->
+results.json. Seeds run in parallel worker processes, one thread each; `report.py` then pairs the arms seed by seed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from rapref.demo.world import WorldConfig, build_world, corpus, judge_agreement
+from rapref.demo.arms import ARMS, BY_NAME, FAMILIES, SWEPT, Arm
+from rapref.demo.world import WorldConfig, build_world, corpus, judge_agreement, true_reward, well_formed
 from rapref.goals import GoalSpec
 from rapref.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from rapref.outputs import claim_output, empty_output, mark_output
 
 STAGE_DONE = ".done"  # written last into a stage folder: the stage counts as done only when it is there
+SCORER = "python:rapref.demo.world:true_reward"
+VALIDATION_SEEDS = (101, 102)
 
 
 def stage_done(folder: Path) -> bool:
@@ -32,305 +38,391 @@ def stage_done(folder: Path) -> bool:
 def mark_stage_done(folder: Path) -> None:
     write_json_atomic(folder / STAGE_DONE, {"done": True})
 
-ARMS = {  # arm -> (data mode, goal at evaluation)
-    "sft": (None, None),
-    "dpo": ("original", None),
-    "dpo-dup": ("duplicated", None),
-    "relabeled": ("relabeled", "top"),
-    "half-relabeled": ("half", "top"),
-    "goal-sft": (None, "top"),
-}
+
+@dataclass(frozen=True)
+class Decoding:
+    name: str
+    temperature: float
+    samples: int
+
+
+DECODINGS = (Decoding("T0.7", 0.7, 2), Decoding("T1.0", 1.0, 2), Decoding("greedy", 0.0, 1))
+PRIMARY = "T0.7"  # the decoding the verdicts use, fixed before any run (the paper samples; 0.7 is rapref's default)
 
 
 @dataclass
 class DemoConfig:
     out: str = "runs/demo"
-    seeds: tuple[int, ...] = (1, 2, 3)  # evaluation seeds; hyperparameters were chosen on validation seeds 101-102
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)  # evaluation seeds; learning rates were chosen on VALIDATION_SEEDS
     world: WorldConfig = field(default_factory=WorldConfig)
     goal_style: str = "digits"  # digits | thermometer | opaque
-    start_goal_fraction: float = 0.75  # share of SFT examples that carry their judge score as a goal
+    start_goal_fraction: float = 0.75  # share of the start's SFT examples that carry their judge score as a goal
     hidden_size: int = 96
     num_layers: int = 3
     sft_epochs: float = 4.0
     sft_lr: float = 3e-3
-    beta: float = 0.5
-    dpo_lr: float = 3e-4
-    dpo_epochs: float = 1.0
+    # learning rates per family, chosen by `rapref demo --select-hparams` (docs/demo-hparam-selection.json)
+    extra_sft_lr: float = 3e-3  # the +1 SFT epoch arms ("sft" family)
+    dpo_lr: float = 1e-4  # "dpo" family
+    relabeled_lr: float = 3e-5  # "relabeled" family
+    beta: float = 0.1  # TRL's default, for every DPO arm
     batch_size: int = 32
-    temperature: float = 0.7
     sweep_goals: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
-    band: float = 5.0  # "high-quality" rejected responses: judged score >= band
+    sweep_prompts: int = 200  # held-out prompts per goal in the sweeps (one sample each, T 0.7)
+    band: float = 8.0  # "high-quality" responses: judged score >= band (unlearning probe)
+    workers: int = 2  # seeds trained in parallel, one thread each
     quick: bool = False
-    arms: tuple[str, ...] = tuple(ARMS)  # a subset (e.g. sft, dpo) serves hyperparameter selection
 
     def goal_spec(self) -> GoalSpec:
         return GoalSpec(scale=(1, 10), placement="system", header="target {lo}-{hi}:", line="{score}",
                         style=self.goal_style)
 
+    def learning_rate(self, family: str) -> float:
+        return {"sft": self.extra_sft_lr, "dpo": self.dpo_lr, "relabeled": self.relabeled_lr}[family]
+
 
 def quick_config(cfg: DemoConfig) -> DemoConfig:
-    world = replace(cfg.world, n_train_prompts=240, n_test_prompts=40)
-    return replace(cfg, seeds=cfg.seeds[:1], world=world, hidden_size=48, num_layers=2, sft_epochs=1.0,
-                   sweep_goals=(1, 5, 10), quick=True)
+    """A smoke run: every stage on a small world and model. The model is too small and short-trained to learn the
+    task, so the numbers mean nothing and no verdict is printed."""
+    world = replace(cfg.world, n_train_prompts=200, n_test_prompts=40)
+    return replace(cfg, seeds=cfg.seeds[:1], world=world, hidden_size=32, num_layers=1, sft_epochs=1.0,
+                   sweep_goals=(1, 10), sweep_prompts=20, quick=True)
+
+
+class Seed:
+    """One evaluation (or validation) seed: its world, data, start, arms and measurements under `root`."""
+
+    def __init__(self, cfg: DemoConfig, seed: int, root: Path, progress=None):
+        self.cfg, self.seed, self.root, self.spec = cfg, seed, root, cfg.goal_spec()
+        self.progress = progress or (lambda text: None)
+        self.timings: dict[str, float] = {}
+
+    def timed(self, name, fn, *args):
+        self.progress(f"seed {self.seed}: {name}")
+        start = time.perf_counter()
+        result = fn(*args)
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 2)
+        return result
+
+    # -- data and start ------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        self.world = self.timed("world", self._world)
+        self.timed("augment", self._augment_all)
+        self.timed("start", self._start)
+
+    def _world(self):
+        world = build_world(replace(self.cfg.world, seed=self.seed))
+        folder = self.root / "world"
+        if not stage_done(folder):
+            write_jsonl_atomic(folder / "train.jsonl", world.train_rows)
+            write_jsonl_atomic(folder / "test.jsonl", world.test_rows)
+            # every held-out prompt is evaluated: no pair filter decides which prompts count
+            write_jsonl_atomic(folder / "prompts.jsonl", [{"prompt_id": f"test-{i}", "prompt": r["instruction"]}
+                                                          for i, r in enumerate(world.test_rows)])
+            mark_stage_done(folder)
+        return world
+
+    def _augment_all(self) -> None:
+        modes = {arm.data for arm in ARMS if arm.kind == "dpo"}
+        for mode in sorted(modes):
+            self._augment(self.root / "world" / "train.jsonl", self.root / "data" / mode, mode)
+        self._augment(self.root / "world" / "test.jsonl", self.root / "data" / "heldout", "original")
+
+    def _augment(self, source: Path, out: Path, mode: str) -> None:
+        if stage_done(out):
+            return
+        from rapref.augment import AugmentConfig, main
+        from rapref.relabel import RelabelOptions
+        from rapref.schemas import SchemaOptions
+
+        spec = self.spec
+        main(AugmentConfig(source=str(source), out=str(out), schema="ultrafeedback", placement=spec.placement,
+                           header=spec.header, line=spec.line, style=spec.style,
+                           relabel=RelabelOptions(mode=mode, seed=self.seed),
+                           schema_options=SchemaOptions(seed=self.seed, test_size=0, exclude_sources=()),
+                           overwrite=True))
+        mark_stage_done(out)
+
+    def _start(self) -> None:
+        from rapref.demo.sft import run_sft, sft_examples
+
+        base, start = self.root / "base", self.root / "start"
+        if not stage_done(base):
+            build_base(base, self.world, self.spec, self.cfg, self.seed)
+            mark_stage_done(base)
+        if not stage_done(start):
+            run_sft(str(base), sft_examples(self.world.train_rows, self.spec, self.cfg.start_goal_fraction, self.seed),
+                    str(start), epochs=self.cfg.sft_epochs, lr=self.cfg.sft_lr, batch_size=64, seed=self.seed)
+            self.spec.save(start)
+            mark_stage_done(start)
+
+    # -- arms ----------------------------------------------------------------------------------------------------
+    def train(self, arm: Arm, lr: float, folder: Path | None = None) -> Path:
+        folder = folder or self.root / arm.folder
+        if arm.kind == "start" or stage_done(folder):
+            return self.root / "start" if arm.kind == "start" else folder
+        self.timed(f"train {arm.name.split('@')[0]}", self._train, arm, lr, folder)
+        return folder
+
+    def _train(self, arm: Arm, lr: float, folder: Path) -> None:
+        start = self.root / "start"
+        if arm.kind == "sft":
+            from rapref.demo.sft import run_sft, sft_examples
+
+            fraction = 1.0 if arm.data == "goal" else 0.0
+            run_sft(str(start), sft_examples(self.world.train_rows, self.spec, fraction, self.seed + 1), str(folder),
+                    epochs=1.0, lr=lr, batch_size=64, seed=self.seed)
+            self.spec.save(folder)
+        else:
+            from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
+            from rapref.train.run import main
+
+            main(overwrite=True, cfg=TrainConfig(  # a stage left unfinished by a kill is trained again
+                output_dir=str(folder), seed=self.seed, model=ModelArgs(name_or_path=str(start)),
+                data=DataArgs(path=str(self.root / "data" / arm.data), max_prompt_length=48),
+                algorithm=AlgorithmArgs(name="dpo", beta=self.cfg.beta),
+                training={"learning_rate": lr, "num_train_epochs": 1.0,
+                          "per_device_train_batch_size": self.cfg.batch_size, "max_length": 64,
+                          "lr_scheduler_type": "cosine", "warmup_steps": 0.1, "disable_tqdm": True,
+                          "logging_steps": 10, "save_strategy": "no"},
+            ))
+        mark_stage_done(folder)
+
+    # -- evaluation ----------------------------------------------------------------------------------------------
+    def evaluate(self, name: str, model: Path, goal: bool, decoding: Decoding) -> dict:
+        """Sample every held-out prompt, judge with the true reward; per-prompt means and shape rates."""
+        rows = self._generate_and_judge(f"{name}.{decoding.name}", model, [self.spec.top] if goal else None,
+                                        decoding.temperature, decoding.samples, limit=None)
+        per_prompt: dict[str, list[float]] = {}
+        for row in rows:
+            per_prompt.setdefault(row["prompt_id"], []).append(row["score"])
+        n = len(rows)
+        return {"n_prompts": len(per_prompt), "samples": decoding.samples,
+                "mean": sum(r["score"] for r in rows) / n,
+                "per_prompt": {pid: sum(v) / len(v) for pid, v in per_prompt.items()},
+                "well_formed": sum(well_formed(r["prompt"], r["text"]) for r in rows) / n,
+                "mean_length": sum(len(r["text"].split()) for r in rows) / n}
+
+    def sweep(self, name: str, model: Path) -> dict:
+        """Mean true reward per goal over the first `sweep_prompts` held-out prompts (one sample, T 0.7)."""
+        rows = self._generate_and_judge(f"{name}.sweep", model, list(self.cfg.sweep_goals), 0.7, 1,
+                                        limit=self.cfg.sweep_prompts)
+        by_goal: dict[float, list[float]] = {}
+        for row in rows:
+            by_goal.setdefault(row["goal"], []).append(row["score"])
+        return {str(g): sum(v) / len(v) for g, v in sorted(by_goal.items())}
+
+    def _generate_and_judge(self, name, model, goals, temperature, samples, limit) -> list[dict]:
+        from rapref.evaluate.generate import GenerateConfig, SamplingConfig
+        from rapref.evaluate.generate import main as generate
+        from rapref.evaluate.judge import JudgeConfig
+        from rapref.evaluate.judge import main as judge
+
+        gen_path = self.root / "gen" / f"{name}.jsonl"
+        if not gen_path.is_file():  # the same sampling seed for every arm: paired draws
+            generate(GenerateConfig(model=str(model), prompts=str(self.root / "world" / "prompts.jsonl"),
+                                    out=str(gen_path), goals=goals, no_goal=goals is None, backend="transformers",
+                                    limit=limit, sampling=SamplingConfig(max_new_tokens=12, temperature=temperature,
+                                                                         num_samples=samples, seed=self.seed,
+                                                                         batch_size=2048)))
+        judge_dir = self.root / "judge" / name
+        if not (judge_dir / "scores.jsonl").is_file():
+            judge(JudgeConfig(generations=str(gen_path), scorer=SCORER, out=str(judge_dir), overwrite=True))
+        return read_jsonl(judge_dir / "scores.jsonl")
+
+    def probe(self, models: dict[str, Path]) -> dict:
+        """Unlearning (C2): change in log p of held-out chosen and rejected responses, policy minus start, the start
+        asked with the same goal as the policy (the response's own score for goal-conditioned arms)."""
+        from rapref.augment import read_split
+        from rapref.evaluate.logprobs import LogProbModel, unlearning_probe
+
+        pairs = read_split(self.root / "data" / "heldout", "train").to_pylist()
+        reference = LogProbModel(str(self.root / "start"), batch_size=256)
+        result = {}
+        for arm in ARMS:
+            if arm.kind == "start" or arm.name not in models:
+                continue
+            condition = "own" if arm.goal or arm.data == "goal" else "none"
+            rows = unlearning_probe(pairs, LogProbModel(str(models[arm.name]), batch_size=256), reference,
+                                    self.spec if condition == "own" else None, (condition,), self.cfg.band, arm.name)
+            result[arm.name] = {f"{r['response']} {r['band']}": r["mean_delta_logp"] for r in rows}
+            result[arm.name]["condition"] = condition
+        return {"arms": result, "heldout_pairs": len(pairs), "band": self.cfg.band}
+
+    def data_stats(self) -> dict:
+        from rapref.augment import read_split
+        from rapref.prompting import instruction_text, response_text
+
+        summary = json.loads((self.root / "data" / "relabeled" / "summary.json").read_text())
+        original = read_split(self.root / "data" / "original", "train")
+        chosen, rejected = original["score_chosen"].to_pylist(), original["score_rejected"].to_pylist()
+        heldout = read_split(self.root / "data" / "heldout", "train").to_pylist()
+        n = len(chosen)
+        return {
+            **judge_agreement(self.world),
+            "pairs": n, "dropped_by_reason": summary["dropped_by_reason"],
+            "tie_fraction": sum(a == b for a, b in zip(chosen, rejected)) / n,
+            "mean_score_chosen": sum(chosen) / n, "mean_score_rejected": sum(rejected) / n,
+            # the level preferences point to: the true reward of the held-out chosen answers
+            "heldout_chosen_true_reward": sum(true_reward(instruction_text(p["prompt"]), response_text(p["chosen"]))
+                                              for p in heldout) / len(heldout),
+        }
+
+
+def build_base(folder: Path, world, spec: GoalSpec, cfg: DemoConfig, seed: int) -> None:
+    """The tiny model on a tokenizer over the symbols that occur; sampling can only emit tokens that occur in
+    answers (the others are suppressed in the saved generation config, which every arm inherits)."""
+    from rapref.tiny import train_symbol_tokenizer, tiny_model
+
+    tokenizer = train_symbol_tokenizer(corpus(world, spec))
+    model = tiny_model(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, max_length=64, seed=seed)
+    answer_ids = {tokenizer.eos_token_id}
+    for row in world.train_rows:
+        for completion in row["completions"]:
+            answer_ids.update(tokenizer(completion["response"], add_special_tokens=False)["input_ids"])
+    model.generation_config.suppress_tokens = sorted(set(range(len(tokenizer))) - answer_ids)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
-    """Every stage for one seed; returns the seed's measurements (also saved as OUT/seed-N/results.json)."""
+    """Every stage for one evaluation seed; returns its measurements (saved as OUT/seed-N/results.json)."""
     root = Path(cfg.out) / f"seed-{seed}"
     done = root / "results.json"
     if done.is_file():
         return json.loads(done.read_text())
-    timings: dict[str, float] = {}
-
-    def stage(name):
-        if progress:
-            progress(f"seed {seed}: {name}")
-        timings[name] = time.perf_counter()
-
-    def finish(name):
-        timings[name] = round(time.perf_counter() - timings[name], 2)
-
-    spec = cfg.goal_spec()
-    world_cfg = replace(cfg.world, seed=seed)
-    stage("world")
-    world = build_world(world_cfg)
-    for split, rows in (("train", world.train_rows), ("test", world.test_rows)):
-        path = root / "world" / f"{split}.jsonl"
-        if not path.is_file():
-            write_jsonl_atomic(path, rows)
-    finish("world")
-
-    stage("augment")
-    for mode in ("relabeled", "original", "duplicated", "half"):
-        _augment(root / "world" / "train.jsonl", root / "data" / mode, mode, spec, seed)
-    _augment(root / "world" / "test.jsonl", root / "data" / "heldout", "original", spec, seed)
-    finish("augment")
-
-    stage("start model")
-    base, sft = root / "base", root / "sft"
-    if not stage_done(base):
-        from rapref.tiny import build_tiny
-
-        build_tiny(base, corpus(world), vocab_size=160, seed=seed, hidden_size=cfg.hidden_size,
-                   num_layers=cfg.num_layers, max_length=256,
-                   extra_tokens=[spec.render_score(s) for s in range(1, 11)] if spec.style == "opaque" else ())
-        mark_stage_done(base)
-    from rapref.demo.sft import run_sft, sft_examples
-
-    if not stage_done(sft):
-        run_sft(str(base), sft_examples(world.train_rows, spec, cfg.start_goal_fraction, seed), str(sft),
-                epochs=cfg.sft_epochs, lr=cfg.sft_lr, batch_size=64, seed=seed)
-        spec.save(sft)
-        mark_stage_done(sft)
-    finish("start model")
-
-    stage("arms")
-    arm_dirs = {"sft": sft}
-    for arm, (mode, _) in ARMS.items():
-        if mode is None or arm not in cfg.arms:
-            continue
-        arm_dirs[arm] = root / "arms" / arm
-        if not stage_done(arm_dirs[arm]):
-            _train_arm(cfg, sft, root / "data" / mode, arm_dirs[arm], seed)
-            mark_stage_done(arm_dirs[arm])
-    arm_dirs["goal-sft"] = root / "arms" / "goal-sft"
-    if "goal-sft" in cfg.arms and not stage_done(arm_dirs["goal-sft"]):
-        run_sft(str(sft), sft_examples(world.train_rows, spec, 1.0, seed + 1), str(arm_dirs["goal-sft"]),
-                epochs=1.0, lr=cfg.sft_lr / 3, batch_size=64, seed=seed)
-        spec.save(arm_dirs["goal-sft"])
-        mark_stage_done(arm_dirs["goal-sft"])
-    finish("arms")
-
-    stage("generate + judge")
-    rewards = {}
-    for arm, (_, goal) in ARMS.items():
-        if arm in cfg.arms:
-            goals = [spec.top] if goal == "top" else None
-            rewards[arm] = _generate_and_judge(cfg, arm_dirs[arm], root, arm, goals, seed)
-    full = set(cfg.arms) == set(ARMS)
-    sweep = _generate_and_judge(cfg, arm_dirs["relabeled"], root, "relabeled-sweep", list(cfg.sweep_goals), seed) \
-        if full else None
-    sft_sweep = _generate_and_judge(cfg, sft, root, "sft-sweep", list(cfg.sweep_goals), seed) \
-        if full and cfg.start_goal_fraction > 0 else None
-    finish("generate + judge")
-
-    stage("probe")
-    probe = _probe(cfg, root, arm_dirs, spec) if full else None
-    finish("probe")
-
-    results = {"seed": seed, "rewards": rewards, "sweep": sweep, "sft_sweep": sft_sweep, "probe": probe,
-               "data": _data_stats(root, world), "timings_s": timings}
+    s = Seed(cfg, seed, root, progress)
+    s.prepare()
+    models = {arm.name: s.train(arm, cfg.learning_rate(arm.family) if arm.family else 0.0) for arm in ARMS}
+    evaluations = {d.name: {arm.name: s.timed(f"evaluate {d.name}", s.evaluate, arm.name, models[arm.name], arm.goal,
+                                              d) for arm in ARMS} for d in DECODINGS}
+    sweeps = {name: s.timed("sweep", s.sweep, name, models[name]) for name in SWEPT}
+    probe = s.timed("probe", s.probe, models)
+    results = {"seed": seed, "evaluations": evaluations, "sweeps": sweeps, "probe": probe, "data": s.data_stats(),
+               "timings_s": s.timings}
     write_json_atomic(done, results)
     return results
 
 
-def _augment(source: Path, out: Path, mode: str, spec: GoalSpec, seed: int) -> None:
-    if stage_done(out):
-        return
-    from rapref.augment import AugmentConfig, main
-    from rapref.relabel import RelabelOptions
-    from rapref.schemas import SchemaOptions
+def _worker(job):
+    """One seed in a worker process: one thread, progress lines to the parent's queue."""
+    fn, cfg, seed, queue = job
+    import torch
 
-    main(AugmentConfig(source=str(source), out=str(out), schema="ultrafeedback", placement=spec.placement,
-                       header=spec.header, line=spec.line, style=spec.style, relabel=RelabelOptions(mode=mode, seed=seed),
-                       schema_options=SchemaOptions(seed=seed, test_size=0, exclude_sources=()), overwrite=True))
-    mark_stage_done(out)
+    torch.set_num_threads(1)
+    return fn(cfg, seed, progress=(lambda text: queue.put(text)) if queue is not None else None)
 
 
-def _train_arm(cfg: DemoConfig, start: Path, data: Path, out: Path, seed: int) -> dict:
-    from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
-    from rapref.train.run import main
+def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
+    """`fn(cfg, seed, progress)` for every seed, `cfg.workers` at a time, with a progress bar."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
-    return main(overwrite=True, cfg=TrainConfig(  # a stage left unfinished by a kill is trained again
-        output_dir=str(out), seed=seed, model=ModelArgs(name_or_path=str(start)),
-        data=DataArgs(path=str(data), max_prompt_length=96),
-        algorithm=AlgorithmArgs(name="dpo", beta=cfg.beta),
-        training={"learning_rate": cfg.dpo_lr, "num_train_epochs": cfg.dpo_epochs,
-                  "per_device_train_batch_size": cfg.batch_size, "max_length": 128, "lr_scheduler_type": "cosine",
-                  "warmup_steps": 0.1, "disable_tqdm": True, "logging_steps": 10},
-    ))
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    workers = max(1, min(cfg.workers, len(seeds)))
+    results = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} seeds"),
+                  TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task(label, total=len(seeds))
+        if workers == 1:
+            import torch
 
-def _generate_and_judge(cfg: DemoConfig, model: Path, root: Path, name: str, goals, seed: int) -> dict:
-    from rapref.evaluate.generate import GenerateConfig, SamplingConfig
-    from rapref.evaluate.generate import main as generate
-    from rapref.evaluate.judge import JudgeConfig
-    from rapref.evaluate.judge import main as judge
-
-    gen_path = root / "gen" / f"{name}.jsonl"
-    if not gen_path.is_file():
-        generate(GenerateConfig(model=str(model), prompts=str(root / "data" / "heldout"), split="train",
-                                out=str(gen_path), goals=goals, no_goal=goals is None, backend="transformers",
-                                sampling=SamplingConfig(max_new_tokens=16, temperature=cfg.temperature, seed=seed,
-                                                        batch_size=128)))
-    result = judge(JudgeConfig(generations=str(gen_path), scorer="python:rapref.demo.world:true_reward",
-                               out=str(root / "judge" / name), overwrite=True))  # cached scores make this free
-    scores = read_jsonl(root / "judge" / name / "scores.jsonl")
-    result["per_prompt"] = {f"{s['prompt_id']}@{s['goal']}": s["score"] for s in scores}
-    return result
-
-
-def _probe(cfg: DemoConfig, root: Path, arm_dirs: dict, spec: GoalSpec) -> dict:
-    """Change in log p of held-out chosen / rejected responses vs the SFT start (C2), by judged-score band."""
-    from rapref.augment import read_split
-    from rapref.evaluate.logprobs import LogProbModel, unlearning_probe
-
-    pairs = read_split(root / "data" / "heldout", "train").to_pylist()
-    reference = LogProbModel(str(arm_dirs["sft"]), batch_size=64)
-    rows = []
-    for arm, (mode, goal) in ARMS.items():
-        if arm == "sft":
-            continue
-        conditions = ("own", "top", "none") if goal else ("none",)
-        rows += unlearning_probe(pairs, LogProbModel(str(arm_dirs[arm]), batch_size=64), reference,
-                                 spec if goal else None, conditions, cfg.band, arm)
-    return {"rows": rows, "heldout_pairs": len(pairs)}
+            torch.set_num_threads(1)
+            for seed in seeds:
+                results[seed] = fn(cfg, seed, progress=lambda text: bar.update(task, description=f"{label}: {text}"))
+                bar.advance(task)
+        else:
+            context = mp.get_context("spawn")
+            with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+                queue = manager.Queue()
+                futures = {pool.submit(_worker, (fn, cfg, seed, queue)): seed for seed in seeds}
+                pending = set(futures)
+                while pending:
+                    while not queue.empty():
+                        bar.update(task, description=f"{label}: {queue.get()}")
+                    for future in [f for f in pending if f.done()]:
+                        results[futures[future]] = future.result()
+                        pending.discard(future)
+                        bar.advance(task)
+                    time.sleep(0.2)
+    return [results[seed] for seed in seeds]
 
 
-def _data_stats(root: Path, world) -> dict:
-    from rapref.augment import read_split
-
-    summary = json.loads((root / "data" / "relabeled" / "summary.json").read_text())
-    original = read_split(root / "data" / "original", "train")
-    chosen, rejected = original["score_chosen"].to_pylist(), original["score_rejected"].to_pylist()
-    n = len(chosen)
-    return {
-        **judge_agreement(world),
-        "pairs": n, "dropped_by_reason": summary["dropped_by_reason"],
-        "tie_fraction": sum(a == b for a, b in zip(chosen, rejected)) / n,
-        "rejected_high_quality_fraction": sum(r >= 5 for r in rejected) / n,
-        "mean_score_chosen": sum(chosen) / n, "mean_score_rejected": sum(rejected) / n,
-        "mean_gap": sum(a - b for a, b in zip(chosen, rejected)) / n,
-    }
-
-
-def select_hyperparameters(cfg: DemoConfig, grid: dict[str, list], seeds=(101, 102)) -> dict:
-    """Pick shared hyperparameters on validation seeds by the DPO baseline's mean true reward.
-
-    Only the SFT start and the plain-DPO arm are trained, so the choice cannot favour the relabeled arms.
-    """
-    import itertools
-
-    scores = []
-    for values in itertools.product(*grid.values()):
-        setting = dict(zip(grid, values))
-        name = "-".join(f"{k}{v:g}" for k, v in setting.items())
-        trial = replace(cfg, out=str(Path(cfg.out) / name), seeds=tuple(seeds), arms=("sft", "dpo"), **setting)
-        # the start does not depend on the DPO settings: share it across trials
-        rewards = []
-        for seed in seeds:
-            shared = Path(cfg.out) / "shared" / f"seed-{seed}"
-            target = Path(trial.out) / f"seed-{seed}"
-            for stage_dir in ("world", "data", "base", "sft"):
-                if (shared / stage_dir).is_dir() and not (target / stage_dir).exists():
-                    target.mkdir(parents=True, exist_ok=True)
-                    (target / stage_dir).symlink_to((shared / stage_dir).resolve())
-            result = run_seed(trial, seed)
-            for stage_dir in ("world", "data", "base", "sft"):
-                if not (shared / stage_dir).exists() and (target / stage_dir).is_dir():
-                    shared.mkdir(parents=True, exist_ok=True)
-                    (shared / stage_dir).symlink_to((target / stage_dir).resolve())
-            rewards.append(result["rewards"]["dpo"]["mean"])
-        scores.append({**setting, "dpo_validation_reward": float(sum(rewards) / len(rewards)), "per_seed": rewards})
-    best = max(scores, key=lambda s: s["dpo_validation_reward"])
-    selection = {"criterion": "mean true reward of the plain-DPO arm on validation seeds", "seeds": list(seeds),
-                 "trials": scores, "chosen": {k: best[k] for k in grid}}
-    write_json_atomic(Path(cfg.out) / "selection.json", selection)
-    return selection
-
-
-def select_world(cfg: DemoConfig, fractions=(0.5, 0.75, 1.0), seed: int = 101) -> dict:
-    """How faithfully each start mirrors the paper's instruct models, on a validation seed: does the start read goals
-    (Spearman's rho of goal vs true reward over a sweep) and still answer without one? No preference arm is trained.
-    """
-    from rapref.demo.report import _spearman
-    from rapref.demo.sft import run_sft, sft_examples
-    from rapref.tiny import build_tiny
-
+def select_seed(cfg: DemoConfig, seed: int, progress=None, grid: dict | None = None) -> dict:
+    """Validation seed: train each family's selecting arm at every learning rate; improvement over the start."""
+    grid = grid or LR_GRID
+    root = Path(cfg.out) / f"seed-{seed}"
+    s = Seed(cfg, seed, root, progress)
+    s.prepare()
+    decoding = next(d for d in DECODINGS if d.name == PRIMARY)
+    start = s.evaluate("start", root / "start", False, decoding)
     trials = []
-    for fraction in fractions:
-        trial = replace(cfg, out=str(Path(cfg.out) / f"fraction-{fraction:g}"), start_goal_fraction=fraction)
-        root, spec = Path(trial.out), trial.goal_spec()
-        world = build_world(replace(cfg.world, seed=seed))
-        write_jsonl_atomic(root / "world" / "test.jsonl", world.test_rows)
-        _augment(root / "world" / "test.jsonl", root / "data" / "heldout", "original", spec, seed)
-        if not stage_done(root / "sft"):
-            build_tiny(root / "base", corpus(world), vocab_size=160, seed=seed, hidden_size=cfg.hidden_size,
-                       num_layers=cfg.num_layers, max_length=256)
-            run_sft(str(root / "base"), sft_examples(world.train_rows, spec, fraction, seed), str(root / "sft"),
-                    epochs=cfg.sft_epochs, lr=cfg.sft_lr, batch_size=64, seed=seed)
-            spec.save(root / "sft")
-            mark_stage_done(root / "sft")
-        sweep = _generate_and_judge(trial, root / "sft", root, "sweep", [1.0, 4.0, 7.0, 10.0], seed)
-        plain = _generate_and_judge(trial, root / "sft", root, "none", None, seed)
-        trials.append({"start_goal_fraction": fraction, "start_spearman_rho": _spearman(sweep),
-                       "reward_by_goal": {g: v["mean"] for g, v in sweep["by_goal"].items()},
-                       "reward_without_goal": plain["mean"]})
-    selection = {"seed": seed, "rule": "the smallest fraction whose start reads goals (rho >= 0.3) and answers "
-                                       "without a goal at least as well as the pool's mean true reward minus 0.2",
-                 "trials": trials}
-    write_json_atomic(Path(cfg.out) / "world-selection.json", selection)
+    for family, arm_name in FAMILIES.items():
+        arm = BY_NAME[arm_name]
+        for lr in grid[family]:
+            name = f"{arm.name.split('@')[0]}-lr{lr:g}"
+            model = s.train(arm, lr, root / "select" / name)
+            result = s.evaluate(name, model, arm.goal, decoding)
+            trials.append({"family": family, "arm": arm.name, "lr": lr, "reward": result["mean"],
+                           "improvement_over_start": result["mean"] - start["mean"],
+                           "well_formed": result["well_formed"]})
+    return {"seed": seed, "start": {"reward": start["mean"], "well_formed": start["well_formed"]}, "trials": trials}
+
+
+DPO_GRID = (3e-6, 1e-5, 3e-5, 1e-4, 3e-4)
+LR_GRID = {"sft": (3e-4, 1e-3, 3e-3), "dpo": DPO_GRID, "relabeled": DPO_GRID}
+MIN_WELL_FORMED = 0.95
+
+
+def select_hyperparameters(cfg: DemoConfig, seeds=VALIDATION_SEEDS) -> dict:
+    """Per family, the learning rate with the largest mean improvement over the start on validation seeds (T 0.7),
+    among those whose answers stay well-formed (>= MIN_WELL_FORMED on every seed). Never by which arm wins."""
+    out = claim_output(cfg.out, "demo --select-hparams", overwrite=False, reuse=True)
+    mark_output(out, "demo --select-hparams")
+    per_seed = run_seeds(select_seed, cfg, list(seeds), "select")
+    chosen, table = {}, []
+    for family, grid in LR_GRID.items():
+        for lr in grid:
+            trials = [t for r in per_seed for t in r["trials"] if t["family"] == family and t["lr"] == lr]
+            entry = {"family": family, "arm": FAMILIES[family], "lr": lr,
+                     "improvement_over_start": sum(t["improvement_over_start"] for t in trials) / len(trials),
+                     "min_well_formed": min(t["well_formed"] for t in trials),
+                     "per_seed": [round(t["improvement_over_start"], 4) for t in trials]}
+            table.append(entry)
+        eligible = [e for e in table if e["family"] == family and e["min_well_formed"] >= MIN_WELL_FORMED]
+        chosen[family] = max(eligible, key=lambda e: e["improvement_over_start"])["lr"] if eligible else None
+    selection = {"criterion": f"mean improvement of the family's arm over the start on validation seeds "
+                              f"({PRIMARY}), answers well-formed >= {MIN_WELL_FORMED} on every seed",
+                 "seeds": list(seeds), "grid": LR_GRID, "trials": table, "chosen": chosen,
+                 "per_seed_start": [r["start"] for r in per_seed]}
+    write_json_atomic(out / "selection.json", selection)
     return selection
 
 
 def main(cfg: DemoConfig, overwrite: bool = False) -> dict:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from rapref.demo.report import write_report
 
     if cfg.quick:
         cfg = quick_config(cfg)
+        print("SMOKE RUN (--quick): every stage runs on a tiny world and model that cannot learn the task; its "
+              "numbers mean nothing and no verdict is drawn.", flush=True)
     out = claim_output(cfg.out, "demo", overwrite=overwrite, reuse=True)  # finished stages of an earlier run are reused
     if overwrite and out.is_dir() and any(out.iterdir()):
         empty_output(out)
     mark_output(out, "demo")
-    write_json_atomic(out / "config.json", asdict(cfg))
+    previous = out / "config.json"
+    if previous.is_file() and json.loads(previous.read_text()) != json.loads(json.dumps(asdict(cfg))):
+        from rapref.io import InputError
+
+        raise InputError(f"{out}: holds a demo run with other settings (config.json); pass --overwrite to start "
+                         "over, or choose another --out")
+    write_json_atomic(previous, asdict(cfg))
+    fresh = not any((out / f"seed-{seed}" / "results.json").is_file() for seed in cfg.seeds)
     start = time.perf_counter()
-    results = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=False) as bar:
-        task = bar.add_task("demo", total=None)
-        for seed in cfg.seeds:
-            results.append(run_seed(cfg, seed, progress=lambda text: bar.update(task, description=text)))
-        bar.update(task, description="report")
-    report = write_report(cfg, results, out, wall_seconds=time.perf_counter() - start)
-    return report
+    results = run_seeds(run_seed, cfg, list(cfg.seeds), "demo")
+    wall = time.perf_counter() - start
+    if fresh:  # the time of a run that computed every seed, kept when later invocations reuse its stages
+        write_json_atomic(out / "timing.json", {"full_run_wall_seconds": wall, "workers": cfg.workers})
+    return write_report(cfg, results, out, wall_seconds=wall)

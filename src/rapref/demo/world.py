@@ -1,14 +1,21 @@
-"""A synthetic world with a known true reward, shaped like UltraFeedback.
+"""A synthetic world with a known true reward, shaped like UltraFeedback, in which the scores carry information.
 
-Task: sort a few letters. The prompt is `sort: f c a e`, the ideal answer `a c e f`. The true reward grades an answer
-on many levels: the fraction of positions holding the right letter (a wrong-length answer is compared position by
-position over the longer of the two, so extra or missing letters cost).
+Task: sort a few letters. The prompt is `sort: f c a e`, the ideal answer `a c e f`.
 
-Data like UltraFeedback: a pool of generators of different skill writes several completions per prompt (a generator of
-skill s keeps each letter of the ideal answer with probability s, else writes a random letter); a noisy judge scores
-each completion 1-10 (1 + 9 * true reward + Gaussian noise, rounded and clipped) and rates four aspects 1-5 the same
-way. The rows are written in the raw `ultrafeedback` schema, so `rapref augment` runs the paper's preprocessing on them
-(chosen = best judged, rejected = a seeded random other: rejected responses are often good and gaps often small).
+Generators share systematic mistakes, as real models share misconceptions: a few pairs of letters that sit next to
+each other in the alphabet (`MISCONCEPTIONS`, e.g. "c comes after d") are written in the wrong order by every
+generator with probability `shared_mistake` whenever both letters are in the prompt (a *hard item*). On a hard item
+the pool's most common answer is therefore wrong, so a model fine-tuned on the pool (the start) makes the same
+mistake even when decoding greedily: only the scores reveal the fix. On top, each generator of skill s slips
+independently: each letter is kept with probability s, else replaced by a random one.
+
+The true reward is graded: the longest common subsequence of answer and ideal over the longer of the two, so one
+slip, one swapped pair or one dropped letter costs one letter's share (0.8 for five letters), never the whole answer.
+
+A judge scores each completion 1-10: 1 + 9 * true reward + Gaussian noise (`judge_noise` points) + an optional
+systematic bias toward longer answers (`judge_length_bias` points per letter beyond the ideal length), rounded and
+clipped; four aspects are rated 1-5 the same way. Rows are written in the raw `ultrafeedback` schema, so
+`rapref augment` runs the paper's preprocessing on them (chosen = best judged, rejected = a seeded random other).
 """
 
 from __future__ import annotations
@@ -19,17 +26,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ALPHABET = "abcdefghij"
+ALPHABET = "abcdefghijkl"
+MISCONCEPTIONS = (("b", "c"), ("d", "e"), ("g", "h"), ("j", "k"))  # (x, y): the ideal order is x y, the shared mistake y x
 
 
 @dataclass
 class WorldConfig:
-    n_train_prompts: int = 1000
-    n_test_prompts: int = 200
+    n_train_prompts: int = 1500
+    n_test_prompts: int = 600
     letters: int = 5  # letters per prompt
     completions_per_prompt: int = 4
-    generator_skills: tuple[float, ...] = (0.95, 0.85, 0.75, 0.6, 0.45, 0.3)  # the pool
+    generator_skills: tuple[float, ...] = (0.99, 0.97, 0.95, 0.9, 0.8, 0.6, 0.4, 0.15)  # the pool: P(each letter kept)
+    shared_mistake: float = 0.6  # P(a generator writes a misconception pair in the wrong order) on a hard item
     judge_noise: float = 1.0  # std of the judge's Gaussian noise, in score points (1-10 scale)
+    judge_length_bias: float = 0.0  # score points the judge adds per letter beyond the ideal length
     seed: int = 0
 
 
@@ -49,28 +59,70 @@ def _letters(prompt: str) -> list[str]:
     return match.group(1).split() if match else []
 
 
-def true_reward(row_or_prompt, text: str) -> float:
-    """Fraction of positions right, over the longer of answer and ideal (0 to 1). A `rapref judge` python scorer.
-
-    >>> true_reward("sort: c a b", "a b c"), true_reward("sort: c a b", "a c"), true_reward("sort: c a b", "")
-    (1.0, 0.3333333333333333, 0.0)
-    """
+def _prompt_text(row_or_prompt) -> str:
     from rapref.prompting import instruction_text
 
-    prompt = row_or_prompt if isinstance(row_or_prompt, str) else instruction_text(row_or_prompt["prompt"])
-    target, answer = ideal(prompt), text.split()
+    return row_or_prompt if isinstance(row_or_prompt, str) else instruction_text(row_or_prompt["prompt"])
+
+
+def lcs(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence.
+
+    >>> lcs(list("abcde"), list("abdce")), lcs([], list("ab"))
+    (4, 0)
+    """
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def true_reward(row_or_prompt, text: str) -> float:
+    """Longest common subsequence of answer and ideal over the longer of the two (0 to 1). A `rapref judge` scorer.
+
+    >>> true_reward("sort: c a b", "a b c"), true_reward("sort: c a b", "a c"), true_reward("sort: c a b", "b a c")
+    (1.0, 0.6666666666666666, 0.6666666666666666)
+    """
+    target, answer = ideal(_prompt_text(row_or_prompt)), text.split()
     width = max(len(target), len(answer))
-    if width == 0:
-        return 0.0
-    return sum(a == b for a, b in zip(target, answer)) / width
+    return lcs(target, answer) / width if width else 0.0
 
 
-def generate_answer(prompt: str, skill: float, rng: random.Random) -> str:
-    return " ".join(letter if rng.random() < skill else rng.choice(ALPHABET) for letter in ideal(prompt))
+def well_formed(row_or_prompt, text: str) -> bool:
+    """An answer of single letters from the alphabet, as many as the prompt has."""
+    answer = text.split()
+    return len(answer) == len(_letters(_prompt_text(row_or_prompt))) and all(w in ALPHABET and len(w) == 1
+                                                                             for w in answer)
 
 
-def judge_score(reward: float, noise: float, rng: random.Random) -> float:
-    return float(min(10, max(1, round(1 + 9 * reward + rng.gauss(0, noise)))))
+def hard_item(prompt: str) -> bool:
+    """Does the prompt hold both letters of a misconception pair?"""
+    letters = set(_letters(prompt))
+    return any(x in letters and y in letters for x, y in MISCONCEPTIONS)
+
+
+def misconceived(prompt: str) -> list[str]:
+    """The pool's shared wrong answer: the ideal order with every misconception pair swapped."""
+    answer = ideal(prompt)
+    for x, y in MISCONCEPTIONS:
+        if x in answer and y in answer:
+            i = answer.index(x)
+            answer[i], answer[i + 1] = answer[i + 1], answer[i]
+    return answer
+
+
+def generate_answer(prompt: str, skill: float, rng: random.Random, shared_mistake: float = 0.0) -> str:
+    base = misconceived(prompt) if hard_item(prompt) and rng.random() < shared_mistake else ideal(prompt)
+    return " ".join(letter if rng.random() < skill else rng.choice(ALPHABET) for letter in base)
+
+
+def judge_score(reward: float, noise: float, rng: random.Random, extra_letters: int = 0,
+                length_bias: float = 0.0) -> float:
+    raw = 1 + 9 * reward + rng.gauss(0, noise) + length_bias * max(0, extra_letters)
+    return float(min(10, max(1, round(raw))))
 
 
 def aspect_rating(reward: float, noise: float, rng: random.Random) -> str:
@@ -97,11 +149,12 @@ def build_world(cfg: WorldConfig) -> World:
         completions = []
         for _ in range(cfg.completions_per_prompt):
             skill = rng.choice(cfg.generator_skills)
-            text = generate_answer(prompt, skill, rng)
+            text = generate_answer(prompt, skill, rng, cfg.shared_mistake)
             reward = true_reward(prompt, text)
+            extra = len(text.split()) - cfg.letters
             completions.append({
                 "model": f"gen-{skill:.2f}", "response": text, "true_reward": reward,
-                "overall_score": judge_score(reward, cfg.judge_noise, rng),
+                "overall_score": judge_score(reward, cfg.judge_noise, rng, extra, cfg.judge_length_bias),
                 "annotations": {a: {"Rating": aspect_rating(reward, cfg.judge_noise, rng)}
                                 for a in ("helpfulness", "honesty", "instruction_following", "truthfulness")},
             })
@@ -110,11 +163,11 @@ def build_world(cfg: WorldConfig) -> World:
     return world
 
 
-def corpus(world: World) -> list[str]:
-    """Text for training the demo's tokenizer: prompts, answers, and goal texts of every style."""
-    texts = [r["instruction"] for r in world.train_rows[:200]]
-    texts += [c["response"] for r in world.train_rows[:200] for c in r["completions"]]
-    texts += [" ".join(ALPHABET), "sort:", "target 1-10:", "#########", ".........", "0 1 2 3 4 5 6 7 8 9 10"]
+def corpus(world: World, spec) -> list[str]:
+    """Every text the demo's models see: prompts, answers and the goal text of every score (tokenizer training)."""
+    texts = [r["instruction"] for r in world.train_rows + world.test_rows]
+    texts += [c["response"] for r in world.train_rows for c in r["completions"]]
+    texts += [spec.text(score) for score in range(1, 11)] + [" ".join(ALPHABET)]
     return texts
 
 
@@ -125,5 +178,6 @@ def judge_agreement(world: World) -> dict:
     scores = [c["overall_score"] for r in world.train_rows for c in r["completions"]]
     rewards = [c["true_reward"] for r in world.train_rows for c in r["completions"]]
     rho, _ = spearmanr(scores, rewards)
+    hard = [hard_item(r["instruction"]) for r in world.train_rows]
     return {"spearman_judge_vs_true": float(rho), "completions": len(scores),
-            "mean_true_reward_of_pool": float(np.mean(rewards))}
+            "mean_true_reward_of_pool": float(np.mean(rewards)), "hard_item_fraction": float(np.mean(hard))}

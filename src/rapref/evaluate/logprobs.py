@@ -56,7 +56,9 @@ def unlearning_probe(pairs: list[dict], policy: LogProbModel, reference: LogProb
     """Change in log p of held-out chosen and rejected responses, policy minus reference, by score band.
 
     conditions: "own" (goal = the response's own score), "top" (goal = top of the scale), "none" (no goal).
-    The reference is the start model, always asked with no goal. Returns one row per (condition, response, band).
+    The reference (the start model) is asked with the same prompt, goal included, as the policy: the change then
+    measures what training did under that goal, as DPO's implicit reward does, and not how the start reads goals.
+    Returns one row per (condition, response, band).
     """
     results = []
     for condition in conditions:
@@ -66,8 +68,7 @@ def unlearning_probe(pairs: list[dict], policy: LogProbModel, reference: LogProb
             goals = [None if condition == "none" or spec is None else (s if condition == "own" else spec.top)
                      for s in scores]
             prompts = [goal_prompt(p["prompt"], spec, g) for p, g in zip(pairs, goals)]
-            plain = [p["prompt"] for p in pairs]
-            delta = policy.logprobs(prompts, responses) - reference.logprobs(plain, responses)
+            delta = policy.logprobs(prompts, responses) - reference.logprobs(prompts, responses)
             bands = defaultdict(list)
             for score, d in zip(scores, delta):
                 bands[f">= {band_threshold:g}" if score >= band_threshold else f"< {band_threshold:g}"].append(d)
