@@ -42,10 +42,11 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512, extra_tokens: 
     return fast
 
 
-def train_symbol_tokenizer(corpus: Iterable[str]):
+def train_symbol_tokenizer(corpus: Iterable[str], extra_tokens: Iterable[str] = ()):
     """A tokenizer over exactly the symbols that occur in `corpus`: each word of two or more lowercase letters
     (`sort`, `target`, the chat roles), each number and each other non-space character is one token; whitespace is not a token
     (decoding joins tokens with one space). A model built on it cannot spend probability on symbols it never saw.
+    `extra_tokens` become atomic tokens (opaque goal tags like "<g7>").
 
     >>> tok = train_symbol_tokenizer(["sort: c a b", "a b c"])
     >>> tok.convert_ids_to_tokens(tok("sort: c a b")["input_ids"]), tok.decode(tok("a b c")["input_ids"])
@@ -62,6 +63,8 @@ def train_symbol_tokenizer(corpus: Iterable[str]):
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<|pad|>", eos_token="<|im_end|>",
                                    unk_token="<|unk|>", bos_token=None)
     fast.chat_template = CHATML_TEMPLATE
+    if extra_tokens:
+        fast.add_tokens(list(extra_tokens))
     return fast
 
 

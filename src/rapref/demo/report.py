@@ -22,7 +22,7 @@ from rapref.io import atomic_path, write_json_atomic
 from rapref.stats import t_interval
 
 NEGLIGIBLE = 0.01  # true-reward points: a gain whose whole interval lies below this is no gain
-MONOTONE_TOLERANCE = 0.02  # a goal sweep is monotone when no step down exceeds this
+MONOTONE_TOLERANCE = 0.02  # a goal sweep is monotone when no step down exceeds this and two paired standard errors
 
 
 def interval(values: list[float]) -> dict:
@@ -51,26 +51,41 @@ def paired(results: list[dict], decoding: str, arm: str, baseline: str) -> dict:
     return interval(diffs)
 
 
-def monotone(curve: dict[str, float]) -> bool:
-    values = [curve[g] for g in sorted(curve, key=float)]
-    return all(b >= a - MONOTONE_TOLERANCE for a, b in zip(values, values[1:]))
+def curve(sweep: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean true reward per goal of a sweep ({goal: {prompt_id: reward}})."""
+    return {g: float(np.mean(list(v.values()))) for g, v in sorted(sweep.items(), key=lambda item: float(item[0]))}
 
 
-def spearman(curve: dict[str, float]) -> float:
+def steps_down(sweep: dict[str, dict[str, float]]) -> list[str]:
+    """Steps from one goal to the next where reward falls by more than sampling noise allows: below 0 by more than
+    two paired standard errors (the same prompts at both goals) and by more than MONOTONE_TOLERANCE."""
+    goals = sorted(sweep, key=float)
+    found = []
+    for a, b in zip(goals, goals[1:]):
+        diffs = np.array([sweep[b][p] - sweep[a][p] for p in sweep[a]])
+        stderr = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+        if diffs.mean() < -max(2 * stderr, MONOTONE_TOLERANCE):
+            found.append(f"{float(a):g}->{float(b):g}: {diffs.mean():+.3f}")
+    return found
+
+
+def spearman(sweep: dict[str, dict[str, float]]) -> float:
     from scipy.stats import spearmanr
 
-    goals = sorted(curve, key=float)
-    return float(spearmanr([float(g) for g in goals], [curve[g] for g in goals])[0])
+    means = curve(sweep)
+    return float(spearmanr([float(g) for g in means], list(means.values()))[0])
 
 
 def checks(cfg, seed: dict) -> dict:
     """Is this world one where the paper's question means something? Printed for every seed."""
     start_sweep = seed["sweeps"]["start@10"]
     evaluation = seed["evaluations"]
+    down = steps_down(start_sweep)
     return {
         "seed": seed["seed"],
-        "start_reads_goals": monotone(start_sweep) and spearman(start_sweep) > 0,
+        "start_reads_goals": not down and spearman(start_sweep) > 0,
         "start_sweep_spearman": spearman(start_sweep),
+        "start_sweep_steps_down": down,
         "dpo_improves_on_start": evaluation[PRIMARY]["dpo"]["mean"] > evaluation[PRIMARY]["start"]["mean"],
         "dpo_minus_start": evaluation[PRIMARY]["dpo"]["mean"] - evaluation[PRIMARY]["start"]["mean"],
         "start_greedy": evaluation["greedy"]["start"]["mean"],
@@ -80,14 +95,14 @@ def checks(cfg, seed: dict) -> dict:
 
 
 def unlearning(seed: dict, arm: str, band: float) -> dict | None:
-    """Mean change in log p vs the start: high-quality rejected, chosen, and rejected minus chosen."""
+    """Mean change in log p vs the start of held-out responses judged >= band: rejected ones, chosen ones, and
+    rejected minus chosen (what is lost for being rejected, beyond the drift every good answer sees)."""
     row = seed["probe"]["arms"].get(arm)
     key = f">= {band:g}"
-    if not row or f"rejected {key}" not in row:
+    if not row or f"rejected {key}" not in row or f"chosen {key}" not in row:
         return None
-    chosen = np.mean([v for k, v in row.items() if k.startswith("chosen")])  # every held-out chosen response
-    return {"rejected_hq": row[f"rejected {key}"], "chosen": float(chosen),
-            "difference": row[f"rejected {key}"] - float(chosen)}
+    return {"rejected_hq": row[f"rejected {key}"], "chosen_hq": row[f"chosen {key}"],
+            "difference": row[f"rejected {key}"] - row[f"chosen {key}"]}
 
 
 def build(cfg, results: list[dict]) -> dict:
@@ -102,7 +117,7 @@ def build(cfg, results: list[dict]) -> dict:
                            "minus_start": paired(results, d.name, arm.name, "start"),
                            "minus_dpo": paired(results, d.name, arm.name, "dpo")}
         arms.append(row)
-    sweeps = {arm: {g: interval([r["sweeps"][arm][g] for r in results]) for g in results[0]["sweeps"][arm]}
+    sweeps = {arm: {g: interval([curve(r["sweeps"][arm])[g] for r in results]) for g in results[0]["sweeps"][arm]}
               for arm in SWEPT}
     probe = {}
     for arm in ARMS:
@@ -128,9 +143,8 @@ def claims(cfg, results, probe) -> list[dict]:
         out.append({"name": claim.name, "statement": claim.statement, "difference": f"{claim.arm} - {claim.baseline}",
                     **ci, "verdict": verdict(ci)})
     if "relabeled@10" in probe and "dpo" in probe:
-        diffs = [a - b for a, b in zip(probe["relabeled@10"]["difference"]["per_seed"],
-                                       probe["dpo"]["difference"]["per_seed"])]
-        ci = interval(diffs)
+        ci = interval([unlearning(r, "relabeled@10", cfg.band)["difference"] - unlearning(r, "dpo", cfg.band)["difference"]
+                       for r in results])
         out.append({"name": "C2", "statement": f"held-out high-quality rejected responses (judged >= {cfg.band:g}) "
                                                "lose less log-probability, beyond what chosen ones lose, under "
                                                "relabeled DPO than under DPO (start asked with the same goal)",
@@ -170,7 +184,7 @@ def markdown(cfg, report: dict, wall_seconds: float) -> str:
                          "well-formed T1.0 / T0.7": f"{row['T1.0']['well_formed']:.2f} / {p['well_formed']:.2f}",
                          "length T1.0": f"{row['T1.0']['mean_length']:.2f}"})
     check_rows = [{"seed": c["seed"], "start reads goals (sweep monotone)": f"{'yes' if c['start_reads_goals'] else 'NO'}"
-                   f" (rho {c['start_sweep_spearman']:.2f})", "DPO - start": f"{c['dpo_minus_start']:+.3f}"
+                   f" (rho {c['start_sweep_spearman']:.2f}{'; down ' + ', '.join(c['start_sweep_steps_down']) if c['start_sweep_steps_down'] else ''})", "DPO - start": f"{c['dpo_minus_start']:+.3f}"
                    + ("" if c["dpo_improves_on_start"] else " NO"),
                    "greedy start vs chosen answers": f"{c['start_greedy']:.3f} vs {c['chosen_answers']:.3f}"
                    + ("" if c["greedy_start_below_chosen"] else " NO")} for c in report["checks"]]
@@ -178,7 +192,8 @@ def markdown(cfg, report: dict, wall_seconds: float) -> str:
     sweep_rows = [{"arm": BY_NAME[a].label, **{f"{float(g):g}": f"{report['sweeps'][a][g]['mean']:.2f}" for g in goals}}
                   for a in SWEPT]
     probe_rows = [{"arm": BY_NAME[a].label, f"rejected judged >= {cfg.band:g}": _ci(v["rejected_hq"], 2, True),
-                   "chosen": _ci(v["chosen"], 2, True), "rejected - chosen": _ci(v["difference"], 2, True)}
+                   f"chosen judged >= {cfg.band:g}": _ci(v["chosen_hq"], 2, True),
+                   "rejected - chosen": _ci(v["difference"], 2, True)}
                   for a, v in report["unlearning"].items()]
     d = report["data"]
     minutes = sum(sum(t.values()) for t in report["timings_s"]) / 60
@@ -198,8 +213,8 @@ temperature 1 and decoded greedily; well-formed = as many single letters as the 
 
 {markdown_table(check_rows, list(check_rows[0]))}
 
-The start must read goals (its sweep rises with the goal, no step down above {MONOTONE_TOLERANCE}), plain DPO must
-improve on it, and the start's greedy answers must fall short of the chosen answers: otherwise preferences could
+The start must read goals (its sweep rises with the goal: Spearman rho > 0 and no step down larger than two paired
+standard errors and {MONOTONE_TOLERANCE}), plain DPO must improve on it, and the start's greedy answers must fall short of the chosen answers: otherwise preferences could
 only sharpen the start and the world could not test the paper.
 
 ## Goal sweeps (controllability, C4)
@@ -210,8 +225,9 @@ Mean true reward per goal asked for, {cfg.sweep_prompts} held-out prompts, one s
 
 ## Unlearning probe (C2)
 
-Change in log p of held-out responses, policy minus start, nats, with the start asked with the same goal as the
-policy (goal-conditioned arms: the response's own judged score; the others: no goal):
+Change in log p of held-out responses judged >= {cfg.band:g}, policy minus start, nats, with the start asked with the
+same goal as the policy (goal-conditioned arms: the response's own judged score; the others: no goal). "Rejected -
+chosen" is what a good answer loses for having been rejected, beyond the drift every good answer sees:
 
 {markdown_table(probe_rows, list(probe_rows[0]))}
 

@@ -204,13 +204,13 @@ class Seed:
                 "mean_length": sum(len(r["text"].split()) for r in rows) / n}
 
     def sweep(self, name: str, model: Path) -> dict:
-        """Mean true reward per goal over the first `sweep_prompts` held-out prompts (one sample, T 0.7)."""
+        """True reward per goal and prompt over the first `sweep_prompts` held-out prompts (one sample, T 0.7)."""
         rows = self._generate_and_judge(f"{name}.sweep", model, list(self.cfg.sweep_goals), 0.7, 1,
                                         limit=self.cfg.sweep_prompts)
-        by_goal: dict[float, list[float]] = {}
-        for row in rows:
-            by_goal.setdefault(row["goal"], []).append(row["score"])
-        return {str(g): sum(v) / len(v) for g, v in sorted(by_goal.items())}
+        by_goal: dict[str, dict[str, float]] = {}
+        for row in sorted(rows, key=lambda r: r["goal"]):
+            by_goal.setdefault(str(row["goal"]), {})[row["prompt_id"]] = row["score"]
+        return by_goal
 
     def _generate_and_judge(self, name, model, goals, temperature, samples, limit) -> list[dict]:
         from rapref.evaluate.generate import GenerateConfig, SamplingConfig
@@ -274,7 +274,8 @@ def build_base(folder: Path, world, spec: GoalSpec, cfg: DemoConfig, seed: int) 
     answers (the others are suppressed in the saved generation config, which every arm inherits)."""
     from rapref.tiny import train_symbol_tokenizer, tiny_model
 
-    tokenizer = train_symbol_tokenizer(corpus(world, spec))
+    tags = [spec.render_score(s) for s in range(1, 11)] if spec.style == "opaque" else ()
+    tokenizer = train_symbol_tokenizer(corpus(world, spec), extra_tokens=tags)
     model = tiny_model(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, max_length=64, seed=seed)
     answer_ids = {tokenizer.eos_token_id}
     for row in world.train_rows:
@@ -304,12 +305,23 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
     return results
 
 
+def _quiet() -> None:
+    """The demo shows one progress bar; the libraries' own bars and notices would bury it."""
+    import datasets
+    import torch
+    from transformers.utils import logging
+
+    os.environ["TQDM_DISABLE"] = "1"
+    datasets.disable_progress_bars()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    torch.set_num_threads(1)
+
+
 def _worker(job):
     """One seed in a worker process: one thread, progress lines to the parent's queue."""
     fn, cfg, seed, queue = job
-    import torch
-
-    torch.set_num_threads(1)
+    _quiet()
     return fn(cfg, seed, progress=(lambda text: queue.put(text)) if queue is not None else None)
 
 
@@ -327,9 +339,7 @@ def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
                   TimeElapsedColumn(), transient=False) as bar:
         task = bar.add_task(label, total=len(seeds))
         if workers == 1:
-            import torch
-
-            torch.set_num_threads(1)
+            _quiet()
             for seed in seeds:
                 results[seed] = fn(cfg, seed, progress=lambda text: bar.update(task, description=f"{label}: {text}"))
                 bar.advance(task)
