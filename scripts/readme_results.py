@@ -40,12 +40,15 @@ def results_markdown(report: dict, run_folder: str) -> str:
     improves = sum(c["dpo_improves_on_start"] for c in checks)
     below = sum(c["greedy_start_below_chosen"] for c in checks)
     n = len(checks)
+    misses = "; ".join(f"seed {c['seed']}: {', '.join(c['start_sweep_steps_down'])}" for c in checks
+                       if c["start_sweep_steps_down"])
     cfg = report["config"]
+    commit = report.get("full_run_git_hash") or report["provenance"]["git_hash"] or "unknown"
     minutes, seconds = divmod(round(report.get("full_run_wall_seconds") or report["wall_seconds"]), 60)
     return f"""{START}
 `rapref demo` on {len(report['seeds'])} evaluation seeds ({', '.join(map(str, report['seeds']))}), {report['n_prompts']}
 held-out prompts x 2 samples per seed at {primary}; wall time **{minutes} min {seconds} s** with {cfg['workers']} workers
-on this project's 2-core CPU machine. Run at commit `{(report['provenance']['git_hash'] or 'unknown')[:10]}` with
+on this project's 2-core CPU machine. Run at commit `{commit[:10]}` with
 Python {report['provenance']['python']}, {versions}.
 
 | claim | statement | paired difference [95% CI over seeds] | verdict |
@@ -56,7 +59,8 @@ Python {report['provenance']['python']}, {versions}.
 |---|---:|---|---|---:|---:|---:|
 {arms}
 
-Checks (per seed): the start reads goals on {reads}/{n} seeds, plain DPO improves on the start on {improves}/{n}, the
+Checks (per seed): the start reads goals on {reads}/{n} seeds{f" (steps down beyond noise: {misses})" if misses else ""},
+Spearman rho of its sweep {min(c["start_sweep_spearman"] for c in checks):.2f} or more; plain DPO improves on the start on {improves}/{n}, the
 start's greedy answers fall short of the chosen answers on {below}/{n}. Learning rates (chosen on validation seeds
 101-102, `docs/demo-hparam-selection.json`): DPO {cfg['dpo_lr']:g}, relabeled family {cfg['relabeled_lr']:g}, extra
 SFT epoch {cfg['extra_sft_lr']:g}; beta {cfg['beta']:g}.

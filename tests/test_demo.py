@@ -152,3 +152,15 @@ def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
     assert "old figures" not in text and text.endswith("tail\n") and "1 min 5 s" in text
     assert f"trl {report['provenance']['packages']['trl']}" in text and "inconclusive (one seed)" in text
     assert readme_results.main([str(tmp_path / "full"), "--readme", str(readme), "--check"]) == 0
+
+
+def test_a_sweep_step_down_counts_only_beyond_sampling_noise():
+    from rapref.demo.report import steps_down
+
+    rng = random.Random(0)
+    prompts = [str(i) for i in range(200)]
+    flat = {g: {p: rng.choice([0.4, 0.6]) for p in prompts} for g in ("1", "2")}  # same level, noisy draws
+    rising = {"1": {p: 0.4 for p in prompts}, "2": {p: 0.8 for p in prompts}}
+    falling = {"1": {p: 0.8 for p in prompts}, "2": {p: 0.7 for p in prompts}}
+    assert steps_down(rising) == [] and steps_down(falling) == ["1->2: -0.100"]
+    assert steps_down(flat) == []  # a dip within two paired standard errors is noise

@@ -19,7 +19,7 @@ from rapref.demo.arms import ARMS, BY_NAME, CLAIMS, SWEPT
 from rapref.demo.run import DECODINGS, PRIMARY
 from rapref.evaluate.diagnose import markdown_table
 from rapref.io import atomic_path, write_json_atomic
-from rapref.stats import t_interval
+from rapref.stats import summary, t_interval
 
 NEGLIGIBLE = 0.01  # true-reward points: a gain whose whole interval lies below this is no gain
 MONOTONE_TOLERANCE = 0.02  # a goal sweep is monotone when no step down exceeds this and two paired standard errors
@@ -62,10 +62,9 @@ def steps_down(sweep: dict[str, dict[str, float]]) -> list[str]:
     goals = sorted(sweep, key=float)
     found = []
     for a, b in zip(goals, goals[1:]):
-        diffs = np.array([sweep[b][p] - sweep[a][p] for p in sweep[a]])
-        stderr = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
-        if diffs.mean() < -max(2 * stderr, MONOTONE_TOLERANCE):
-            found.append(f"{float(a):g}->{float(b):g}: {diffs.mean():+.3f}")
+        step = summary([sweep[b][p] - sweep[a][p] for p in sweep[a]])
+        if step["mean"] < -max(2 * (step["stderr"] or 0.0), MONOTONE_TOLERANCE):
+            found.append(f"{float(a):g}->{float(b):g}: {step['mean']:+.3f}")
     return found
 
 
@@ -257,29 +256,33 @@ def plots(report: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     def save(fig, name):
         with atomic_path(out / name) as tmp:
-            fig.tight_layout()
+            fig.tight_layout(rect=(0, 0.05, 1, 1))  # room for the caption below
             fig.savefig(tmp, format="png", dpi=120)
         plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for arm, curve in report["sweeps"].items():
-        goals = sorted(curve, key=float)
-        means = [curve[g]["mean"] for g in goals]
-        low = [curve[g]["low"] if curve[g]["low"] is not None else curve[g]["mean"] for g in goals]
-        high = [curve[g]["high"] if curve[g]["high"] is not None else curve[g]["mean"] for g in goals]
+    seeds = len(report["seeds"])
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for arm, sweep in report["sweeps"].items():
+        goals = sorted(sweep, key=float)
+        means = [sweep[g]["mean"] for g in goals]
+        low = [max(0.0, sweep[g]["low"]) if sweep[g]["low"] is not None else sweep[g]["mean"] for g in goals]
+        high = [min(1.0, sweep[g]["high"]) if sweep[g]["high"] is not None else sweep[g]["mean"] for g in goals]
         x = [float(g) for g in goals]
-        ax.plot(x, means, marker="o", label=BY_NAME[arm].label, lw=1.2)
+        ax.plot(x, means, marker="o", label=BY_NAME[arm].label.replace("asked for 10", "asked for the goal"), lw=1.2)
         ax.fill_between(x, low, high, alpha=0.15)
-    ax.set_xlabel("goal asked for")
-    ax.set_ylabel("true reward (T 0.7)")
-    ax.set_title("goal sweeps, 95% CI over seeds")
-    ax.legend(fontsize=7)
+    ax.set_ylim(0, 1)  # the true reward's range
+    ax.set_xlabel("goal asked for (judge scale 1-10)")
+    ax.set_ylabel("true reward, T 0.7 (0-1)")
+    ax.set_title("goal sweeps: mean over seeds")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.text(0.01, 0.01, f"shaded: 95% t-interval over {seeds} seeds, clipped to [0, 1]", fontsize=7)
     save(fig, "controllability.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
     labels = [row["label"] for row in report["arms"]]
     for ax, key, title in ((axes[0], "minus_start", "arm - start"), (axes[1], "minus_dpo", "arm - DPO")):
         cis = [row[PRIMARY][key] for row in report["arms"]]
@@ -289,8 +292,12 @@ def plots(report: dict, out: Path) -> None:
                [c["high"] - c["mean"] if c["high"] is not None else 0 for c in cis]]
         ax.errorbar(means, y, xerr=err, fmt="o", capsize=3)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_title(f"paired difference, {title} ({PRIMARY})")
+        ax.set_title(f"{title} ({PRIMARY})", fontsize=10)
+        ax.set_xlabel("paired difference in true reward")
+        ax.xaxis.set_major_locator(MaxNLocator(5))  # no overlapping tick labels
         ax.set_yticks(y, labels, fontsize=7)
+    fig.text(0.01, 0.01, f"points: mean over {seeds} seeds of the per-seed paired difference (same prompts and sampling "
+                         "seeds); bars: 95% t-interval over seeds", fontsize=7)
     save(fig, "differences.png")
 
 
@@ -327,8 +334,9 @@ def write_report(cfg, results: list[dict], out: Path, wall_seconds: float) -> di
 
     report = build(cfg, results)
     timing = out / "timing.json"
-    full_run = json.loads(timing.read_text())["full_run_wall_seconds"] if timing.is_file() else None
-    report.update(wall_seconds=wall_seconds, full_run_wall_seconds=full_run, config=asdict(cfg),
+    full_run = json.loads(timing.read_text()) if timing.is_file() else {}
+    report.update(wall_seconds=wall_seconds, full_run_wall_seconds=full_run.get("full_run_wall_seconds"),
+                  full_run_git_hash=full_run.get("git_hash"), config=asdict(cfg),
                   provenance=provenance(), smoke_run=cfg.quick)
     write_json_atomic(out / "report.json", report)
     with atomic_path(out / "report.md") as tmp:

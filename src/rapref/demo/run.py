@@ -434,5 +434,8 @@ def main(cfg: DemoConfig, overwrite: bool = False) -> dict:
     results = run_seeds(run_seed, cfg, list(cfg.seeds), "demo")
     wall = time.perf_counter() - start
     if fresh:  # the time of a run that computed every seed, kept when later invocations reuse its stages
-        write_json_atomic(out / "timing.json", {"full_run_wall_seconds": wall, "workers": cfg.workers})
+        from rapref.provenance import git_hash
+
+        write_json_atomic(out / "timing.json", {"full_run_wall_seconds": wall, "workers": cfg.workers,
+                                                "git_hash": git_hash()})
     return write_report(cfg, results, out, wall_seconds=wall)
