@@ -23,7 +23,7 @@ def write_prompts(path, n=3):
 
 def test_goal_reaches_the_model_in_the_saved_placement(tmp_path, trained_dir, monkeypatch):
     seen = []
-    monkeypatch.setattr(gen, "generate_texts", lambda model, prompts, sampling, backend: seen.extend(prompts) or
+    monkeypatch.setattr(gen, "generate_texts", lambda model, prompts, sampling, backend, **_: seen.extend(prompts) or
                         ["x"] * len(prompts))
     prompts = write_prompts(tmp_path / "p.jsonl", 2)
     gen.main(gen.GenerateConfig(model=str(trained_dir), prompts=str(prompts), out=str(tmp_path / "g.jsonl")))
@@ -202,20 +202,23 @@ def test_implicit_relabel_feeds_augment(tmp_path, trained_dir, tiny_model_dir, c
     assert json.loads((tmp_path / "aug" / "summary.json").read_text())["rows_kept"] == 6
 
 
-def test_exports_round_trip(tmp_path, trained_dir, capsys):
+def test_exports_from_rapref_prompt_files(tmp_path, trained_dir, capsys):
+    """Generations from rapref's own prompt files (no benchmark fields): the prompt id is the question id, no
+    `dataset` is invented, and token_len needs a tokenizer (the policy's, or --tokenizer)."""
     gens = tmp_path / "g.jsonl"
     gens.write_text("".join(json.dumps({"prompt_id": str(i), "goal": 10.0, "prompt": [
         {"role": "user", "content": f"Q{i}"}], "text": f"A{i}"}) + "\n" for i in range(3)))
     assert cli(["export", "alpaca-eval", str(gens), "--name", "m", "--out", str(tmp_path / "ae.json")]) == 0
     alpaca = json.loads((tmp_path / "ae.json").read_text())
-    assert alpaca[1] == {"instruction": "Q1", "output": "A1", "generator": "m", "dataset": "helpful_base"}
-    for fmt in ("mt-bench", "arena-hard"):
-        assert cli(["export", fmt, str(gens), "--name", "m", "--out", str(tmp_path / f"{fmt}.jsonl")]) == 0
-        rows = [json.loads(line) for line in (tmp_path / f"{fmt}.jsonl").read_text().splitlines()]
-        assert set(rows[0]) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
-        assert rows[2]["question_id"] == 2 and rows[2]["model_id"] == "m"
-        turn = rows[2]["choices"][0]["turns"][0]
-        assert turn == "A2" if fmt == "mt-bench" else turn == {"content": "A2", "token_len": 1}
+    assert alpaca[1] == {"instruction": "Q1", "output": "A1", "generator": "m"}
+    assert cli(["export", "mt-bench", str(gens), "--name", "m", "--out", str(tmp_path / "mt.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "mt.jsonl").read_text().splitlines()]
+    assert rows[2]["question_id"] == 2 and rows[2]["choices"] == [{"index": 0, "turns": ["A2"]}]
+    capsys.readouterr()
+    assert cli(["export", "arena-hard", str(gens), "--name", "m", "--out", str(tmp_path / "ah.jsonl")]) == 2
+    assert "--tokenizer" in capsys.readouterr().err
+    assert cli(["export", "arena-hard", str(gens), "--name", "m", "--tokenizer", str(trained_dir), "--out",
+                str(tmp_path / "ah.jsonl")]) == 0
     capsys.readouterr()
     assert cli(["export", "lm-eval", str(trained_dir)]) == 0
     command = capsys.readouterr().out

@@ -1,8 +1,12 @@
-"""The `rapref` command: parses flags, builds a config, calls the stage's `main(cfg)`.
+"""rapref: reward-augmented preference alignment (arXiv 2410.08067) from data to evaluation.
 
-    rapref augment INPUT --out DIR      relabel scored preference data
-    rapref train --config RECIPE.yaml   train a goal-conditioned policy with TRL
-    rapref demo                         the whole pipeline on a synthetic world, on CPU
+A typical run, each command handing files to the next:
+
+    rapref augment scored.jsonl --out runs/data                       relabel scored pairs with goals
+    rapref train --config recipe.yaml                                 train with DPO or another TRL loss
+    rapref generate runs/train --prompts runs/data --out gen.jsonl     sample, asking for the top score
+    rapref judge gen.jsonl --scorer reward-model:RM --out runs/judge  score and compare
+    rapref demo                                                       all of it on a synthetic world, on CPU
 
 Bad input ends with one line naming file, row and field (exit code 2), never a traceback
 (set RAPREF_DEBUG=1 to see one).
@@ -20,6 +24,8 @@ from rapref.io import InputError
 
 # name -> (module, its add-arguments function, its run function, help)
 COMMANDS = {
+    "model": ("rapref.commands.model", "add_arguments", "run",
+              "make a tiny local model to try rapref on, or merge a LoRA run into a full model"),
     "augment": ("rapref.commands.augment", "add_arguments", "run",
                 "relabel scored preference pairs into goal-conditioned pairs"),
     "train": ("rapref.commands.train", "add_arguments", "run",
@@ -29,23 +35,85 @@ COMMANDS = {
     "judge": ("rapref.commands.evaluate", "add_judge_arguments", "run_judge",
               "score generations with a registered scorer; pairwise win rates"),
     "diagnose": ("rapref.commands.evaluate", "add_diagnose_arguments", "run_diagnose",
-                 "unlearning probe, implicit-reward accuracy, controllability"),
+                 "measure unlearning, implicit-reward accuracy and controllability of a trained policy"),
     "export": ("rapref.commands.evaluate", "add_export_arguments", "run_export",
-               "AlpacaEval / MT-Bench / Arena-Hard answer files; an lm-eval command with the goal"),
+               "write answers for the AlpacaEval / MT-Bench / Arena-Hard judges; print an lm-eval command"),
     "demo": ("rapref.commands.demo", "add_arguments", "run",
              "the main job: a controlled reproduction on a synthetic world, on CPU"),
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every flag's help ends with its default (unless it already speaks of one, or there is none)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "default" in text.lower() or default in (None, False, argparse.SUPPRESS) or \
+                action.option_strings == [] and action.nargs in ("*", "+"):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})"
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with rapref's error style: one line naming the flag, exit code 2 (no usage dump)."""
+    """argparse with rapref's error style: one line naming the flag, exit code 2 (no usage dump), and a suggestion
+    for a mistyped flag or command."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)} (see {self.prog} --help)\n")
+
+    def _suggestion(self, message: str) -> str:
+        import difflib
+        import re
+
+        known = [o for action in self._all_actions() for o in action.option_strings]
+        if message.startswith("unrecognized arguments:"):
+            flags = [w for w in message.split(":", 1)[1].split() if w.startswith("-")]
+            for flag in flags:
+                close = difflib.get_close_matches(flag.split("=")[0], known, n=1, cutoff=0.6)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        match = re.search(r"invalid choice: '([^']+)'", message)
+        if match:
+            choices = [c for action in self._all_actions() for c in (action.choices or [])]
+            close = difflib.get_close_matches(match.group(1), [str(c) for c in choices], n=1, cutoff=0.6)
+            if close:
+                return f"; did you mean {close[0]!r}?"
+        return ""
+
+    def _all_actions(self):
+        """This parser's actions and its subcommands' (extra flags of a subcommand reach the top parser)."""
+        for action in self._actions:
+            yield action
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from sub._actions
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """--quiet and --log-level on a command, or on each action of a command that has actions (`rapref model tiny`)."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if nested:
+        for child in nested[0].choices.values():
+            _add_output_flags(child)
+        return
+    group = parser.add_argument_group("output")
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress bars or notices: only results and errors (for scripts)")
+    group.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
+                       help="how much the libraries underneath (transformers, datasets, TRL) report")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = Parser(prog="rapref", description=__doc__.split("\n\n")[0])
+    from rapref import __version__
+
+    parser = Parser(prog="rapref", description=__doc__.split("\n\nBad input")[0])
+    parser.add_argument("--version", action="version", version=f"rapref {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     runners = {}
     for name, (module_name, add_arguments, run, help_text) in COMMANDS.items():
@@ -58,6 +126,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
             runners[name] = _missing(name, err)  # a stage whose third-party dependency is not installed
             continue
         getattr(module, add_arguments)(sub)
+        _add_output_flags(sub)
         runners[name] = getattr(module, run)
     return parser, runners
 
@@ -88,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     signal.signal(signal.SIGTERM, _terminate)  # a kill cleans up like Ctrl-C: temporaries removed, locks released
+    from rapref.progress import configure
+
+    configure(quiet=getattr(args, "quiet", False), log_level=getattr(args, "log_level", "warning"))
     try:
         runners[args.command](args)
     except (InputError, FileNotFoundError, ValueError) as err:

@@ -95,6 +95,19 @@ def load_model(model, kind: str = "causal-lm", output_loading_info: bool = False
         raise InputError(f"{args.name_or_path}: cannot load the model ({_first_line(err)})") from None
 
 
+def load_merged_lora(run: str):
+    """A LoRA run's base model with its adapter folded into the weights (peft's `merge_and_unload`)."""
+    import torch
+    from peft import AutoPeftModelForCausalLM
+
+    check_source(run)
+    try:
+        model = AutoPeftModelForCausalLM.from_pretrained(run, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{run}: cannot load the LoRA run ({_first_line(err)})") from None
+    return model.merge_and_unload()
+
+
 def device() -> str:
     import torch
 

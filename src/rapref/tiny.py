@@ -87,12 +87,28 @@ def tiny_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads:
     return model
 
 
+def tiny_reward_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, seed: int = 0):
+    """A randomly initialised Llama-style sequence classifier with one score output (a reward model's shape)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 4,
+                         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+                         num_labels=1, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=None)
+    torch.manual_seed(seed)
+    return LlamaForSequenceClassification(config)
+
+
 def build_tiny(folder: str | Path, corpus: Iterable[str], vocab_size: int = 512, seed: int = 0,
-               extra_tokens: Iterable[str] = (), **model_kwargs) -> Path:
-    """Train a tokenizer on `corpus`, build a tiny model, save both to `folder`; returns the folder."""
+               extra_tokens: Iterable[str] = (), kind: str = "causal-lm", **model_kwargs) -> Path:
+    """Train a tokenizer on `corpus`, build a tiny model (causal LM or reward model), save both to `folder`."""
     folder = Path(folder)
     tokenizer = train_tokenizer(corpus, vocab_size=vocab_size, extra_tokens=extra_tokens)
-    model = tiny_model(tokenizer, seed=seed, **model_kwargs)
+    build = tiny_model if kind == "causal-lm" else tiny_reward_model
+    if kind != "causal-lm":
+        model_kwargs.pop("max_length", None)
+    model = build(tokenizer, seed=seed, **model_kwargs)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

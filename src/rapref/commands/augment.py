@@ -33,17 +33,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="relabeled (default); half: a seeded half relabeled, output as large as the input (the "
                         "paper's data-size control); positive: the positive copies only, no flipped pairs; original: plain pairs, no goal (the DPO baseline); duplicated: "
                         "the original pairs twice (same number of steps as relabeled)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="seed of every random choice (rejected pick, test split, half mode)")
     r.add_argument("--test-size", type=float,
                    help="prompts held out for test when the input has no test split: a count or a fraction "
                         "(default min(2000, 10%% of prompts))")
     r.add_argument("--strict", action="store_true", help="stop at the first bad row instead of counting a drop")
     c = p.add_argument_group("columns (schema `pairs`)")
-    c.add_argument("--prompt-column", default="prompt")
-    c.add_argument("--chosen-column", default="chosen")
-    c.add_argument("--rejected-column", default="rejected")
-    c.add_argument("--score-chosen-column")
-    c.add_argument("--score-rejected-column")
+    c.add_argument("--prompt-column", default="prompt", help="pairs schema: column holding the prompt")
+    c.add_argument("--chosen-column", default="chosen", help="pairs schema: column holding the chosen response")
+    c.add_argument("--rejected-column", default="rejected", help="pairs schema: column holding the rejected response")
+    c.add_argument("--score-chosen-column", help="pairs schema: column holding the chosen score (default: score_chosen)")
+    c.add_argument("--score-rejected-column", help="pairs schema: column holding the rejected score (default: score_rejected)")
     s = p.add_argument_group("schema options")
     s.add_argument("--no-consistency-filter", action="store_true",
                    help="ultrafeedback: keep pairs whose chosen mean aspect rating is below the rejected's")

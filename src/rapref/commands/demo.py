@@ -32,12 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="score points the judge adds per letter beyond the ideal length (a systematic bias)")
     world.add_argument("--shared-mistake", type=float, default=w.shared_mistake,
                        help="probability that a generator makes the shared mistake on a hard item")
-    world.add_argument("--train-prompts", type=int, default=w.n_train_prompts)
-    world.add_argument("--test-prompts", type=int, default=w.n_test_prompts)
+    world.add_argument("--train-prompts", type=int, default=w.n_train_prompts, help="training prompts per seed")
+    world.add_argument("--test-prompts", type=int, default=w.n_test_prompts, help="held-out prompts per seed")
     world.add_argument("--pool", default=",".join(map(str, w.generator_skills)),
                        help="generator skills (probability of keeping each letter), comma-separated")
     train = p.add_argument_group("training (defaults chosen by --select-hparams)")
-    train.add_argument("--beta", type=float, default=d.beta)
+    train.add_argument("--beta", type=float, default=d.beta, help="DPO beta of every preference arm")
     train.add_argument("--dpo-lr", type=float, default=d.dpo_lr, help="DPO and DPO-duplicated arms")
     train.add_argument("--relabeled-lr", type=float, default=d.relabeled_lr,
                        help="relabeled, half-relabeled and positive-copies arms")

@@ -13,20 +13,22 @@ def _floats(text: str) -> list[float]:
 
 
 def add_generate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a folder written by `rapref train` (its goal settings are reused)")
-    p.add_argument("--prompts", required=True, help="prompt file (JSONL with `prompt`) or a `rapref augment` folder")
+    p.add_argument("model", help="a folder written by `rapref train`, or its Hub id (its goal settings are reused)")
+    p.add_argument("--prompts", required=True,
+                   help="prompt file (JSONL with `prompt`), a `rapref augment` folder, or a benchmark's question file "
+                        "(MT-Bench / Arena-Hard question.jsonl, AlpacaEval JSON)")
     p.add_argument("--split", default="test", help="split of an augment folder (default: test, unconditioned)")
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--goals", type=_floats, help="goal sweep, e.g. 1,2,3,4,5,6,7,8,9,10 (default: top score)")
     p.add_argument("--no-goal", action="store_true", help="sample without a goal (plain policies)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature; 0 decodes greedily")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
+    p.add_argument("--num-samples", type=int, default=1, help="answers per prompt and goal")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives every policy the same draws")
     p.add_argument("--limit", type=int, help="first N prompts only")
-    p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto")
+    p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto", help="auto: vLLM when installed and a GPU is present, else transformers")
     p.add_argument("--overwrite", action="store_true", help="replace an output file that rapref generate wrote")
 
 
@@ -38,7 +40,9 @@ def run_generate(args):
     rows = main(GenerateConfig(model=args.model, prompts=args.prompts, out=args.out, split=args.split,
                                goals=args.goals, no_goal=args.no_goal, sampling=sampling, backend=args.backend,
                                limit=args.limit, overwrite=args.overwrite))
-    print(f"rapref generate: {len(rows)} samples -> {args.out}")
+    from rapref.progress import say
+
+    say(f"rapref generate: {len(rows)} samples -> {args.out}")
 
 
 def add_judge_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,18 +77,20 @@ def _pm(stderr) -> str:
 
 
 def add_diagnose_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=("unlearning", "accuracy", "controllability", "implicit-relabel"))
+    p.add_argument("kind", choices=("unlearning", "accuracy", "controllability", "implicit-relabel"), help="what to measure")
     p.add_argument("--out", required=True, help="output folder (a JSONL file for implicit-relabel)")
     p.add_argument("--policy", help="goal-conditioned policy folder (implicit-relabel: the DPO policy)")
     p.add_argument("--reference", help="the start (SFT / reference) model folder")
     p.add_argument("--dpo", help="unlearning: a plain-DPO policy to compare")
     p.add_argument("--data", help="held-out pairs: a `rapref augment` folder or a pairs file")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="split of an augment folder")
     p.add_argument("--scores", help="controllability: scores.jsonl of a judged goal sweep")
     p.add_argument("--beta", type=float, default=0.1, help="implicit reward scale")
     p.add_argument("--band", type=float, default=5.0, help="unlearning: high-quality threshold (score >= band)")
     p.add_argument("--scale", default="1-10", help="implicit-relabel: goal scale LOW-HIGH")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--score-range", help="controllability: the scorer's range LOW-HIGH, e.g. 0-1 (plot axis and "
+                                         "interval clipping; default: unbounded)")
+    p.add_argument("--limit", type=int, help="first N pairs only")
     p.add_argument("--overwrite", action="store_true", help="replace an output that rapref diagnose wrote")
 
 
@@ -95,6 +101,7 @@ def run_diagnose(args):
     result = main(DiagnoseConfig(kind=args.kind, out=args.out, policy=args.policy, reference=args.reference,
                                  dpo=args.dpo, data=args.data, split=args.split, scores=args.scores, beta=args.beta,
                                  band=args.band, scale=scale_field(args.scale), limit=args.limit,
+                                 score_range=scale_field(args.score_range) if args.score_range else None,
                                  overwrite=args.overwrite))
     print(f"rapref diagnose {args.kind}: written to {args.out}")
     return result
@@ -103,11 +110,13 @@ def run_diagnose(args):
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     from rapref.evaluate.export import FORMATS
 
-    p.add_argument("format", choices=FORMATS)
+    p.add_argument("format", choices=FORMATS, help="the benchmark whose answer file to write")
     p.add_argument("source", help="generations JSONL (lm-eval: the trained model folder)")
     p.add_argument("--out", help="output file")
     p.add_argument("--name", default="rapref-model", help="model name written into the files")
     p.add_argument("--tasks", default="ifeval", help="lm-eval: task list")
+    p.add_argument("--goal", type=float, help="the goal to export from a goal sweep (one file per goal)")
+    p.add_argument("--tokenizer", help="arena-hard: tokenizer that counts token_len (default: the policy's)")
 
 
 def run_export(args):
@@ -116,4 +125,4 @@ def run_export(args):
 
     if args.format != "lm-eval" and not args.out:
         raise InputError(f"export {args.format} needs --out")
-    print(main(args.format, args.source, args.out, args.name, args.tasks))
+    print(main(args.format, args.source, args.out, args.name, args.tasks, args.goal, args.tokenizer))

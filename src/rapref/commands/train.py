@@ -5,8 +5,33 @@ from __future__ import annotations
 import argparse
 
 
+def recipe_reference() -> str:
+    """Every recipe section and key with its default, for `rapref train --help`."""
+    import dataclasses
+
+    from rapref.train.config import TrainConfig
+
+    lines = ["recipe sections and keys (defaults); override any with SECTION.KEY=VALUE:"]
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(TrainConfig(), f.name)
+        if dataclasses.is_dataclass(value):
+            lines.append(f"  {f.name}:")
+            lines += [f"    {k}: {v!r}" for k, v in dataclasses.asdict(value).items()]
+        elif f.name == "training":
+            lines.append("  training:  any field of the TRL config class of the algorithm (DPOConfig, CPOConfig, "
+                         "ORPOConfig, KTOConfig), e.g. learning_rate, num_train_epochs, per_device_train_batch_size,"
+                         " max_length, push_to_hub")
+        else:
+            lines.append(f"  {f.name}: {value!r}")
+    lines.append("see the resolved recipe: rapref train --config RECIPE --show-config")
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = recipe_reference()
     p.add_argument("--config", help="recipe YAML (model, data, algorithm, lora, training sections)")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the resolved recipe (defaults, YAML and overrides merged, validated) and exit")
     p.add_argument("--resume", action="store_true",
                    help="continue a run in output_dir from its newest complete checkpoint")
     p.add_argument("--overwrite", action="store_true",
@@ -19,9 +44,18 @@ def run(args) -> dict:
     from rapref.train.config import load_config
     from rapref.train.run import main
 
+    if args.show_config:
+        import yaml
+
+        from rapref.train.config import to_dict
+
+        print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
+        return {}
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in output_dir, --overwrite replaces it: choose one")
+    from rapref.progress import say
+
     result = main(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
-    print(f"rapref train: {result['steps']} steps on {result['world_size']} process(es); "
-          f"loss {result['first_loss']} -> {result['last_loss']}")
+    say(f"rapref train: {result['steps']} steps on {result['world_size']} process(es); "
+        f"loss {result['first_loss']} -> {result['last_loss']}")
     return result

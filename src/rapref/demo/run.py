@@ -14,6 +14,8 @@ results.json. Seeds run in parallel worker processes, one thread each; `report.p
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import time
@@ -97,8 +99,8 @@ class Seed:
         self.progress = progress or (lambda text: None)
         self.timings: dict[str, float] = {}
 
-    def timed(self, name, fn, *args):
-        self.progress(f"seed {self.seed}: {name}")
+    def timed(self, name, fn, *args, detail: str = ""):
+        self.progress(f"seed {self.seed}: {name}{' ' + detail if detail else ''}")
         start = time.perf_counter()
         result = fn(*args)
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 2)
@@ -174,19 +176,23 @@ class Seed:
                     epochs=1.0, lr=lr, batch_size=64, seed=self.seed)
             self.spec.save(folder)
         else:
-            from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
-            from rapref.train.run import main
-
-            main(overwrite=True, cfg=TrainConfig(  # a stage left unfinished by a kill is trained again
-                output_dir=str(folder), seed=self.seed, model=ModelArgs(name_or_path=str(start)),
-                data=DataArgs(path=str(self.root / "data" / arm.data), max_prompt_length=48),
-                algorithm=AlgorithmArgs(name="dpo", beta=self.cfg.beta),
-                training={"learning_rate": lr, "num_train_epochs": 1.0,
-                          "per_device_train_batch_size": self.cfg.batch_size, "max_length": 64,
-                          "lr_scheduler_type": "cosine", "warmup_steps": 0.1, "disable_tqdm": True,
-                          "logging_steps": 10, "save_strategy": "no"},
-            ))
+            with contextlib.redirect_stdout(io.StringIO()):  # the demo reports its own stages
+                self._train_dpo(arm, lr, folder, start)
         mark_stage_done(folder)
+
+    def _train_dpo(self, arm: Arm, lr: float, folder: Path, start: Path) -> None:
+        from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
+        from rapref.train.run import main
+
+        main(overwrite=True, cfg=TrainConfig(  # a stage left unfinished by a kill is trained again
+            output_dir=str(folder), seed=self.seed, model=ModelArgs(name_or_path=str(start)),
+            data=DataArgs(path=str(self.root / "data" / arm.data), max_prompt_length=48),
+            algorithm=AlgorithmArgs(name="dpo", beta=self.cfg.beta),
+            training={"learning_rate": lr, "num_train_epochs": 1.0,
+                      "per_device_train_batch_size": self.cfg.batch_size, "max_length": 64,
+                      "lr_scheduler_type": "cosine", "warmup_steps": 0.1, "disable_tqdm": True,
+                      "logging_steps": 10, "save_strategy": "no"},
+        ))
 
     # -- evaluation ----------------------------------------------------------------------------------------------
     def evaluate(self, name: str, model: Path, goal: bool, decoding: Decoding) -> dict:
@@ -296,8 +302,8 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
     s.prepare()
     models = {arm.name: s.train(arm, cfg.learning_rate(arm.family) if arm.family else 0.0) for arm in ARMS}
     evaluations = {d.name: {arm.name: s.timed(f"evaluate {d.name}", s.evaluate, arm.name, models[arm.name], arm.goal,
-                                              d) for arm in ARMS} for d in DECODINGS}
-    sweeps = {name: s.timed("sweep", s.sweep, name, models[name]) for name in SWEPT}
+                                              d, detail=arm.name) for arm in ARMS} for d in DECODINGS}
+    sweeps = {name: s.timed("sweep", s.sweep, name, models[name], detail=name) for name in SWEPT}
     probe = s.timed("probe", s.probe, models)
     results = {"seed": seed, "evaluations": evaluations, "sweeps": sweeps, "probe": probe, "data": s.data_stats(),
                "timings_s": s.timings}
@@ -306,11 +312,15 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
 
 
 def _quiet() -> None:
-    """The demo shows one progress bar; the libraries' own bars and notices would bury it."""
+    """The demo shows one progress bar; the libraries' own bars, notices and deprecation warnings would bury it."""
+    import warnings
+
     import datasets
     import torch
     from transformers.utils import logging
 
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
     os.environ["TQDM_DISABLE"] = "1"
     datasets.disable_progress_bars()
     logging.set_verbosity_error()
@@ -326,23 +336,39 @@ def _worker(job):
 
 
 def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
-    """`fn(cfg, seed, progress)` for every seed, `cfg.workers` at a time, with a progress bar."""
+    """`fn(cfg, seed, progress)` for every seed, `cfg.workers` at a time. In a terminal a progress bar (stage, seeds
+    done, time left); in a log file one line per stage with the time elapsed; nothing with --quiet."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
+    from contextlib import nullcontext
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from rapref.progress import interactive, quiet
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     workers = max(1, min(cfg.workers, len(seeds)))
     results = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} seeds"),
-                  TimeElapsedColumn(), transient=False) as bar:
-        task = bar.add_task(label, total=len(seeds))
+    start = time.monotonic()
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} seeds"),
+                   TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()) \
+        if interactive() and not quiet() else None
+    with bar or nullcontext():
+        task = bar.add_task(label, total=len(seeds)) if bar else None
+
+        def report(text: str | None = None, advance: bool = False) -> None:
+            if bar:
+                bar.update(task, description=f"{label}: {text}" if text else None, advance=int(advance))
+            elif not quiet() and text:
+                minutes, seconds = divmod(int(time.monotonic() - start), 60)
+                print(f"[{minutes:02d}:{seconds:02d}] {label}: {text} ({len(results)}/{len(seeds)} seeds done)",
+                      flush=True)
+
         if workers == 1:
             _quiet()
             for seed in seeds:
-                results[seed] = fn(cfg, seed, progress=lambda text: bar.update(task, description=f"{label}: {text}"))
-                bar.advance(task)
+                results[seed] = fn(cfg, seed, progress=report)
+                report(f"seed {seed} done", advance=True)
         else:
             context = mp.get_context("spawn")
             with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
@@ -351,11 +377,11 @@ def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
                 pending = set(futures)
                 while pending:
                     while not queue.empty():
-                        bar.update(task, description=f"{label}: {queue.get()}")
+                        report(queue.get())
                     for future in [f for f in pending if f.done()]:
                         results[futures[future]] = future.result()
                         pending.discard(future)
-                        bar.advance(task)
+                        report(f"seed {futures[future]} done", advance=True)
                     time.sleep(0.2)
     return [results[seed] for seed in seeds]
 

@@ -34,6 +34,7 @@ class DiagnoseConfig:
     beta: float = 0.1
     band: float = 5.0  # unlearning: score threshold of "high-quality" responses (the paper: >= 5 of 10)
     scale: tuple[float, float] = (1, 10)  # implicit-relabel: goal scale
+    score_range: tuple[float, float] | None = None  # controllability: the scorer's range (plot axis, clipping)
     limit: int | None = None
     overwrite: bool = False
 
@@ -54,20 +55,31 @@ def controllability(rows: list[dict]) -> dict:
     return {"spearman_rho": float(rho), "p_value": float(p_value), "n": len(rows), "curve": curve}
 
 
-def plot_curve(curve: list[dict], path: Path, title: str, ylabel: str = "achieved score") -> None:
+def plot_curve(curve: list[dict], path: Path, title: str, ylabel: str = "achieved score",
+               score_range: tuple[float, float] | None = None) -> None:
+    """Mean achieved score per goal with 95% intervals; with a known score range the axis spans it and the
+    intervals are clipped to it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
     goals = [c["goal"] for c in curve]
-    ax.errorbar(goals, [c["mean"] for c in curve], yerr=[_half_width(c["stderr"]) for c in curve], marker="o",
-                capsize=3)
+    means = [c["mean"] for c in curve]
+    half = [_half_width(c["stderr"]) for c in curve]
+    low, high = [m - h for m, h in zip(means, half)], [m + h for m, h in zip(means, half)]
+    if score_range:
+        low, high = [max(score_range[0], v) for v in low], [min(score_range[1], v) for v in high]
+        ax.set_ylim(*score_range)
+    ax.errorbar(goals, means, yerr=[[m - v for m, v in zip(means, low)], [v - m for m, v in zip(means, high)]],
+                marker="o", capsize=3)
     ax.set_xlabel("goal given at inference")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    fig.text(0.01, 0.01, "mean per goal; bars: 95% normal interval (1.96 standard errors over samples)"
+             + (f", clipped to {score_range[0]:g}-{score_range[1]:g}" if score_range else ""), fontsize=7)
     _save(fig, path)
 
 
@@ -77,14 +89,16 @@ def plot_unlearning(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['policy']}\n{r['condition']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows)), 3.5))
-    ax.bar(range(len(rows)), [r["mean_delta_logp"] for r in rows],
-           yerr=[_half_width(r["stderr"]) for r in rows], capsize=3)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(range(len(rows)), labels, fontsize=7)
-    ax.set_ylabel("change in log p vs start")
-    ax.set_title("held-out high-quality rejected responses")
+    labels = [f"{r['policy']}, goal: {r['condition']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.45 * len(rows)))
+    y = list(range(len(rows)))[::-1]
+    ax.barh(y, [r["mean_delta_logp"] for r in rows], xerr=[_half_width(r["stderr"]) for r in rows], capsize=3)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("change in log p vs the reference (nats)")
+    ax.set_title(f"held-out high-quality rejected responses ({rows[0]['band']})", fontsize=10)
+    fig.text(0.01, 0.01, "bars: mean over responses; whiskers: 95% normal interval (1.96 standard errors)",
+             fontsize=7)
     _save(fig, path)
 
 
@@ -97,7 +111,7 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.05, 1, 1))  # room for the caption
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
 
@@ -125,7 +139,7 @@ def main(cfg: DiagnoseConfig) -> dict:
         rows = read_jsonl(cfg.scores)
         result = controllability(rows)
         plot_curve(result["curve"], out / "controllability.png",
-                   f"controllability (Spearman rho {result['spearman_rho']:.2f})")
+                   f"controllability (Spearman rho {result['spearman_rho']:.2f})", score_range=cfg.score_range)
         _write(out, "controllability", result,
                f"Spearman rho = {result['spearman_rho']:.3f} (p = {result['p_value']:.2g}, n = {result['n']})\n\n"
                + markdown_table(result["curve"], ["goal", "n", "mean", "stderr"]))

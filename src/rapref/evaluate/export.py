@@ -3,10 +3,13 @@
     rapref export alpaca-eval runs/gen.jsonl --name my-model --out model_outputs.json
     rapref export mt-bench runs/gen.jsonl --name my-model --out my-model.jsonl      (FastChat llm_judge answers)
     rapref export arena-hard runs/gen.jsonl --name my-model --out my-model.jsonl    (arena-hard-auto answers)
+    rapref export mt-bench sweep.jsonl --goal 10 --name my-model-g10 --out g10.jsonl (one goal of a sweep)
     rapref export lm-eval runs/train                                                (prints the command)
 
-For benchmarks the prompts come from the benchmark: generate with `--prompts` pointing at its questions, keeping
-their ids (AlpacaEval `instruction`, MT-Bench / Arena-Hard `question_id`).
+The prompts come from the benchmark's own question file (`rapref generate --prompts question.jsonl`), whose ids and
+fields the generations carry back: MT-Bench and Arena-Hard `question_id` (and every turn, the second asked with the
+first answer in context), AlpacaEval `instruction` and `dataset`. Arena-Hard's `token_len` is counted with the
+policy's tokenizer (`--tokenizer` to count with another). A goal sweep is exported one goal per file.
 """
 
 from __future__ import annotations
@@ -18,42 +21,63 @@ import uuid
 from rapref.evaluate.generate import read_generations
 from rapref.prompting import instruction_text
 from rapref.goals import GoalSpec
-from rapref.io import write_json_atomic, write_jsonl_atomic
+from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
 
 FORMATS = ("alpaca-eval", "mt-bench", "arena-hard", "lm-eval")
 
 
+def select_goal(rows: list[dict], goal: float | None, source: str = "generations") -> list[dict]:
+    """The rows of one goal. A benchmark answer file holds one model's answers, so a goal sweep is exported one goal
+    at a time (`--goal`), never merged."""
+    goals = sorted({r.get("goal") for r in rows}, key=lambda g: (g is None, g))
+    if goal is None:
+        if len(goals) > 1:
+            raise InputError(f"{source}: a goal sweep ({', '.join(format(g, 'g') for g in goals if g is not None)}); "
+                             "export one goal per file with --goal G")
+        return rows
+    picked = [r for r in rows if r.get("goal") is not None and float(r["goal"]) == float(goal)]
+    if not picked:
+        raise InputError(f"{source}: no generations at goal {goal:g} (goals: {goals})")
+    return picked
+
+
 def alpaca_eval(rows: list[dict], name: str) -> list[dict]:
-    """AlpacaEval 2.0 `model_outputs.json`: a list of {instruction, output, generator, dataset}."""
-    return [{"instruction": instruction_text(r["prompt"]), "output": r["text"], "generator": name,
-             "dataset": r.get("dataset", "helpful_base")} for r in rows]
-
-
-def mt_bench(rows: list[dict], name: str) -> list[dict]:
-    """FastChat llm_judge answer file: one line per question, turns in order (single-turn generations: one turn).
-
-    Rows sharing a `question_id` (or prompt_id) with a `turn` field become one multi-turn answer.
-    """
-    grouped: dict[str, list] = {}
-    for r in rows:
-        qid = r.get("question_id", r["prompt_id"])
-        grouped.setdefault(qid, []).append(r)
+    """AlpacaEval 2.0 `model_outputs.json`: a list of {instruction, output, generator, dataset}, with the source's
+    own instruction and dataset (AlpacaEval matches outputs to its references by instruction)."""
     out = []
-    for qid, items in grouped.items():
-        items = sorted(items, key=lambda r: r.get("turn", 0))
-        out.append({"question_id": _maybe_int(qid), "answer_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{qid}").hex,
-                    "model_id": name, "choices": [{"index": 0, "turns": [r["text"] for r in items]}],
-                    "tstamp": time.time()})
+    for r in rows:
+        item = {"instruction": r.get("instruction") or instruction_text(r["prompt"]), "output": r["text"],
+                "generator": name}
+        if r.get("dataset") is not None:
+            item["dataset"] = r["dataset"]
+        out.append(item)
     return out
 
 
-def arena_hard(rows: list[dict], name: str, tokenizer=None) -> list[dict]:
-    """arena-hard-auto answer file: turns are {content, token_len}."""
+def mt_bench(rows: list[dict], name: str) -> list[dict]:
+    """FastChat llm_judge answer file: one line per question with the source's `question_id`, one choice per sample,
+    each holding the answers to the question's turns in order."""
+    questions: dict = {}
+    for r in rows:
+        qid = r.get("question_id", _maybe_int(r["prompt_id"]))
+        questions.setdefault(str(qid), (qid, {}))[1].setdefault(r.get("sample", 0), []).append(r)
+    out = []
+    for key, (qid, samples) in questions.items():
+        choices = [{"index": k, "turns": [r["text"] for r in sorted(items, key=lambda r: r.get("turn", 0))]}
+                   for k, items in sorted(samples.items())]
+        out.append({"question_id": qid, "answer_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{key}").hex,
+                    "model_id": name, "choices": choices, "tstamp": time.time()})
+    return out
+
+
+def arena_hard(rows: list[dict], name: str, tokenizer) -> list[dict]:
+    """arena-hard-auto answer file: turns are {content, token_len}, token_len counted in tokens of `tokenizer`."""
     out = []
     for answer in mt_bench(rows, name):
-        turns = [{"content": t, "token_len": len(tokenizer(t)["input_ids"]) if tokenizer else len(t.split())}
-                 for t in answer["choices"][0]["turns"]]
-        out.append({**answer, "choices": [{"index": 0, "turns": turns}]})
+        choices = [{"index": c["index"], "turns": [{"content": t, "token_len": len(tokenizer(t, add_special_tokens=False)
+                                                                                  ["input_ids"])}
+                                                   for t in c["turns"]]} for c in answer["choices"]]
+        out.append({**answer, "choices": choices})
     return out
 
 
@@ -78,16 +102,22 @@ def _maybe_int(value):
         return value
 
 
-def main(fmt: str, source: str, out: str | None, name: str, tasks: str = "ifeval") -> str:
+def main(fmt: str, source: str, out: str | None, name: str, tasks: str = "ifeval", goal: float | None = None,
+         tokenizer: str | None = None) -> str:
     if fmt == "lm-eval":
-        return lm_eval_command(source, tasks)
-    rows = read_generations(source)
+        return lm_eval_command(source, tasks, goal)
+    rows = select_goal(read_generations(source), goal, source)
     if fmt == "alpaca-eval":
         write_json_atomic(out, alpaca_eval(rows, name))
     elif fmt == "mt-bench":
         write_jsonl_atomic(out, mt_bench(rows, name))
     elif fmt == "arena-hard":
-        write_jsonl_atomic(out, arena_hard(rows, name))
+        from rapref.models import load_tokenizer
+
+        tokenizer = tokenizer or rows[0].get("model")
+        if not tokenizer:
+            raise InputError(f"{source}: no `model` field to count token_len with; pass --tokenizer PATH")
+        write_jsonl_atomic(out, arena_hard(rows, name, load_tokenizer(tokenizer)))
     else:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
     return out

@@ -11,7 +11,7 @@ training and inference cannot silently disagree. Output: one JSONL row per (prom
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, check_goals
@@ -52,8 +52,17 @@ class GenerateConfig:
                              "policy, --no-goal samples a plain one")
 
 
+# Fields of benchmark question files carried into the generations, so `rapref export` can write them back.
+SOURCE_FIELDS = ("question_id", "category", "cluster", "dataset", "instruction", "constraints", "answer", "key")
+
+
 def load_prompts(source: str, split: str = "test", limit: int | None = None) -> list[dict]:
-    """Prompt rows {prompt_id, prompt, ...}; prompts are strings or message lists without any goal."""
+    """Prompt rows {prompt_id, prompt, turns, ...}; prompts are strings or message lists without any goal.
+
+    Besides rapref's own files (`prompt`, optional `prompt_id`) and `rapref augment` folders, the benchmarks' own
+    question files are read as they are: MT-Bench `question.jsonl` (`question_id`, `turns`: strings),
+    Arena-Hard (`question_id`, `turns`: {content}) and AlpacaEval (`instruction`, `dataset`).
+    """
     from rapref.augment import is_augment_folder, read_split
 
     if is_augment_folder(source):
@@ -62,24 +71,55 @@ def load_prompts(source: str, split: str = "test", limit: int | None = None) -> 
                  "rejected": r["rejected"], "score_chosen": r["score_chosen"], "score_rejected": r["score_rejected"]}
                 for r in table.to_pylist()]
     else:
-        rows = [dict(r, prompt_id=str(r.get("prompt_id", i))) for i, r in
-                enumerate(next(iter(read_rows(source).values())))]
+        rows = [_prompt_row(source, i, r) for i, r in enumerate(next(iter(read_rows(source).values())))]
     if not rows:
         raise InputError(f"{source}: no prompts")
     for i, row in enumerate(rows):
         prompt = row.get("prompt")
         if not prompt or (isinstance(prompt, str) and not prompt.strip()):
-            raise InputError(f"{source}: row {i}, field 'prompt': empty or missing")
+            raise InputError(f"{source}: row {i}, field 'prompt': empty or missing (a prompt file needs `prompt`; "
+                             "benchmark files need `turns` (MT-Bench, Arena-Hard) or `instruction` (AlpacaEval))")
     return rows[:limit] if limit else rows
 
 
-def model_goal_spec(model_dir: str, no_goal: bool) -> GoalSpec | None:
+def _prompt_row(source: str, i: int, row: dict) -> dict:
+    if "prompt" not in row and isinstance(row.get("turns"), list):  # MT-Bench / Arena-Hard questions
+        turns = [t.get("content") if isinstance(t, dict) else t for t in row["turns"]]
+        if not turns or not all(isinstance(t, str) and t.strip() for t in turns):
+            raise InputError(f"{source}: row {i}, field 'turns': every turn must be non-empty text")
+        qid = row.get("question_id", i)
+        return {**row, "prompt_id": str(qid), "question_id": qid, "prompt": turns[0], "turns": turns}
+    if "prompt" not in row and "instruction" in row:  # AlpacaEval
+        return {**row, "prompt_id": str(row.get("prompt_id", i)), "prompt": row["instruction"]}
+    return dict(row, prompt_id=str(row.get("prompt_id", i)))
+
+
+def model_goal_spec(model: str, no_goal: bool) -> GoalSpec | None:
+    """The goal settings saved with the model: a local folder or a Hub id (`rapref_goal.json` in the repo)."""
     if no_goal:
         return None
-    if not (Path(model_dir) / GOAL_SETTINGS_FILE).is_file():
-        raise InputError(f"{model_dir}: no {GOAL_SETTINGS_FILE} (goal wording and placement); this model was not "
+    folder = Path(model)
+    if not folder.exists():
+        from rapref.io import hub_offline, looks_like_hub_id
+
+        if not looks_like_hub_id(model):
+            raise InputError(f"{model}: no such model folder")
+        if hub_offline():
+            raise InputError(f"{model}: no such local folder, and the Hugging Face hub cannot be reached (offline)")
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            folder = Path(hf_hub_download(model, GOAL_SETTINGS_FILE)).parent
+        except EntryNotFoundError:
+            folder = Path("/nonexistent")
+        except Exception as err:  # noqa: BLE001 - network, auth, missing repo: one line
+            raise InputError(f"{model}: cannot read {GOAL_SETTINGS_FILE} from the Hub "
+                             f"({str(err).splitlines()[0]})") from None
+    if not (folder / GOAL_SETTINGS_FILE).is_file():
+        raise InputError(f"{model}: no {GOAL_SETTINGS_FILE} (goal wording and placement); this model was not "
                          "trained by `rapref train` on relabeled data. Pass --no-goal to sample it unconditioned.")
-    return GoalSpec.load(model_dir)
+    return GoalSpec.load(folder)
 
 
 def main(cfg: GenerateConfig) -> list[dict]:
@@ -89,22 +129,38 @@ def main(cfg: GenerateConfig) -> list[dict]:
     goals = [None] if spec is None else check_goals(cfg.goals or [spec.top], spec)
     prompts = load_prompts(cfg.prompts, cfg.split, cfg.limit)
     jobs = [(row, goal, k) for goal in goals for row in prompts for k in range(cfg.sampling.num_samples)]
-    texts = generate_texts(cfg.model, [goal_prompt(r["prompt"], spec, g) for r, g, _ in jobs], cfg.sampling,
-                           cfg.backend)
     settings = asdict(cfg.sampling)
-    rows = [{"prompt_id": row["prompt_id"], "goal": goal, "sample": k, "prompt": row["prompt"], "text": text,
-             "model": cfg.model, "sampling": settings,
-             **{key: row[key] for key in ("constraints", "answer", "key") if key in row}}
-            for (row, goal, k), text in zip(jobs, texts)]
+    conversations = [row["prompt"] for row, _, _ in jobs]
+    rows, turn = [], 0
+    active = list(range(len(jobs)))
+    while active:  # turn by turn: a later turn (MT-Bench) is asked with the earlier answers in context
+        sampling = replace(cfg.sampling, seed=cfg.sampling.seed + turn)
+        texts = generate_texts(cfg.model, [goal_prompt(conversations[i], spec, jobs[i][1]) for i in active],
+                               sampling, cfg.backend, description=f"Generating turn {turn + 1}" if turn else
+                               "Generating")
+        answers = dict(zip(active, texts))
+        for i, text in answers.items():
+            row, goal, k = jobs[i]
+            rows.append({"prompt_id": row["prompt_id"], "goal": goal, "sample": k, "turn": turn,
+                         "prompt": conversations[i], "text": text, "model": cfg.model, "sampling": settings,
+                         **{key: row[key] for key in SOURCE_FIELDS if key in row}})
+        turn += 1
+        active = [i for i in active if len(jobs[i][0].get("turns", ())) > turn]
+        for i in active:
+            history = conversations[i] if isinstance(conversations[i], list) else \
+                [{"role": "user", "content": conversations[i]}]
+            conversations[i] = history + [{"role": "assistant", "content": answers[i]},
+                                          {"role": "user", "content": jobs[i][0]["turns"][turn]}]
     write_jsonl_atomic(out, rows)
     return rows
 
 
-def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, backend: str = "auto") -> list[str]:
+def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, backend: str = "auto",
+                   description: str = "Generating") -> list[str]:
     """One sampled response per goal-conditioned prompt (string or messages), in the trained prompt form."""
     if backend == "vllm" or (backend == "auto" and _vllm_usable()):
         return _generate_vllm(model_dir, prompts, sampling)
-    return _generate_transformers(model_dir, prompts, sampling)
+    return _generate_transformers(model_dir, prompts, sampling, description)
 
 
 def _vllm_usable() -> bool:
@@ -122,17 +178,17 @@ def batch_prompt_ids(tokenizer, prompts: list) -> list[list[int]]:
     return [prompt_ids(tokenizer, p) for p in prompts]
 
 
-def _generate_transformers(model_dir, prompts, sampling: SamplingConfig) -> list[str]:
+def _generate_transformers(model_dir, prompts, sampling: SamplingConfig, description: str) -> list[str]:
     import torch
-    from tqdm.auto import tqdm
 
     from rapref.models import device, load_model, load_tokenizer
+    from rapref.progress import track
 
     tokenizer = load_tokenizer(model_dir, padding_side="left")
     model = load_model(model_dir).to(device()).eval()
     ids = batch_prompt_ids(tokenizer, prompts)
     texts = []
-    for start in tqdm(range(0, len(ids), sampling.batch_size), desc="Generating", unit="batch"):
+    for start in track(range(0, len(ids), sampling.batch_size), description, unit="batch"):
         batch = tokenizer.pad({"input_ids": ids[start:start + sampling.batch_size]}, padding=True,
                               return_tensors="pt").to(device())
         torch.manual_seed(sampling.seed + start)  # each batch's draws follow from the seed alone

@@ -60,13 +60,20 @@ class ScoreCache:
                 handle.write(json.dumps({"key": key, "score": score}) + "\n")
 
 
+SCORE_CHUNK = 512  # generations scored (and cached) per step
+
+
 def score_rows(rows: list[dict], scorer: Scorer, cache: ScoreCache) -> list[float]:
     keys = [cache.key(scorer.id, r["prompt"], r["text"]) for r in rows]
     todo = {k: i for i, k in enumerate(keys) if k not in cache.scores}
     if todo:
+        from rapref.progress import track
+
         idx = list(todo.values())
-        fresh = scorer.score([rows[i] for i in idx], [rows[i]["text"] for i in idx])
-        cache.add({keys[i]: float(s) for i, s in zip(idx, fresh)})
+        chunks = [idx[start:start + SCORE_CHUNK] for start in range(0, len(idx), SCORE_CHUNK)]
+        for chunk in track(chunks, f"Judging ({scorer.id})", unit="chunk"):  # cached as it goes: a kill loses little
+            fresh = scorer.score([rows[i] for i in chunk], [rows[i]["text"] for i in chunk])
+            cache.add({keys[i]: float(s) for i, s in zip(chunk, fresh)})
     return [cache.scores[k] for k in keys]
 
 
@@ -120,17 +127,19 @@ def pairwise(rows, scores, other, other_scores, cfg: JudgeConfig) -> dict:
                          "a goal sweep is compared goal by goal, so generate the baseline with the same goals "
                          "(or compare a --no-goal baseline with one goal of the sweep)")
     result = win_rate([mine[k] for k in shared], [theirs[k] for k in shared], clusters=[k[0] for k in shared])
-    return {**result, "unmatched": len(mine) - len(shared), "matched_on": ["prompt_id", "goal", "sample"]}
+    return {**result, "unmatched": len(mine) - len(shared), "matched_on": ["prompt_id", "goal", "sample", "turn"]}
 
 
 def _keyed(rows: list[dict], scores: list[float], path: str) -> dict:
-    """{(prompt_id, goal, sample): score}. A plain (no-goal) set keyed with goal None matches a set with one goal."""
+    """{(prompt_id, goal, sample, turn): score}. A plain (no-goal) set keyed with goal None matches a set with one goal."""
     goals = {r.get("goal") for r in rows}
     single_goal = len(goals) == 1
     keyed = {}
     for row, score in zip(rows, scores):
-        key = (str(row["prompt_id"]), None if single_goal else row.get("goal"), row.get("sample", 0))
+        key = (str(row["prompt_id"]), None if single_goal else row.get("goal"), row.get("sample", 0),
+               row.get("turn", 0))
         if key in keyed:
-            raise InputError(f"{path}: two rows for prompt {key[0]!r}, goal {row.get('goal')}, sample {key[2]}")
+            raise InputError(f"{path}: two rows for prompt {key[0]!r}, goal {row.get('goal')}, sample {key[2]}, "
+                             f"turn {key[3]}")
         keyed[key] = score
     return keyed

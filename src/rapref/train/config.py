@@ -265,3 +265,8 @@ def _suggest(key: str, names) -> str:
 
 def to_dict(cfg: TrainConfig) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict) -> TrainConfig:
+    """A `TrainConfig` from `to_dict`'s output (e.g. the `config` saved in rapref_train.json)."""
+    return _build(TrainConfig, data, "")

@@ -26,9 +26,11 @@ from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
 from rapref.models import load_model, load_tokenizer
 from rapref.outputs import claim_output, empty_output, mark_output
+from rapref.progress import say
 from rapref.prompting import ensure_chat_template, is_conversation, to_trl_example
 from rapref.provenance import provenance
 from rapref.train.algorithms import ALGORITHMS
+from rapref.train.card import write_model_card
 from rapref.train.config import TrainConfig, to_dict
 from rapref.train.lengths import fit_dataset
 
@@ -47,7 +49,7 @@ def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dic
     splits, length_counts, installed = prepare_splits(cfg, tokenizer, spec)
     checkpoint = _last_complete_checkpoint(out) if resume else None
     if resume and not checkpoint:
-        print(f"rapref train: --resume: no complete checkpoint in {out}, starting from the beginning", flush=True)
+        say(f"rapref train: --resume: no complete checkpoint in {out}, starting from the beginning")
     model = load_model(cfg.model)
     _warn_low_precision_weights(cfg)
     args = trl_args(cfg, on_gpu=torch.cuda.is_available())
@@ -56,14 +58,16 @@ def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dic
         if overwrite and not resume and out.is_dir() and any(out.iterdir()):
             empty_output(out)  # an earlier rapref run, replaced as asked
         mark_output(out, "train")
+        if spec is not None:
+            spec.save(out)  # before the first checkpoint: every save carries the goal settings
+    _attach_artefacts(trainer, cfg, spec, tokenizer)
     if args.disable_tqdm:  # quiet runs: metrics go to metrics.jsonl, not printed dicts
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=checkpoint)
     accel = trainer.accelerator
-    print(f"rapref train: rank {accel.process_index}/{accel.num_processes} trained {trainer.state.global_step} steps",
-          flush=True)
+    say(f"rapref train: trained {trainer.state.global_step} steps on {accel.num_processes} process(es)")
     trainer.save_model(cfg.output_dir)
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
@@ -76,12 +80,47 @@ def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dic
         tokenizer.save_pretrained(out)
         if spec is not None:
             spec.save(out)
+        write_model_card(out, cfg, spec, result, _hub_name(cfg))
         write_jsonl_atomic(out / "metrics.jsonl", history)
         write_json_atomic(out / TRAIN_SETTINGS_FILE, {"config": to_dict(cfg), "result": result,  # last: "done"
                                                       "trl_args": args.to_dict(), "provenance": provenance()})
-        print(f"rapref train: saved model and settings to {out}", flush=True)
+        say(f"rapref train: saved model, tokenizer, goal settings and model card to {out}")
+    if args.push_to_hub:  # after every file above is in the folder: the upload carries them all
+        trainer.create_model_card = lambda *a, **k: write_model_card(out, cfg, spec, result, _hub_name(cfg))
+        trainer.push_to_hub(commit_message="rapref train")
+        say(f"rapref train: pushed {out} to the Hub as {trainer.hub_model_id}")
     _end_process_group()
     return result
+
+
+def _hub_name(cfg: TrainConfig) -> str:
+    hub_id = cfg.training.get("hub_model_id")
+    return hub_id or Path(cfg.output_dir).name
+
+
+def _attach_artefacts(trainer, cfg: TrainConfig, spec: GoalSpec | None, tokenizer) -> None:
+    """Every save carries what the model needs to be used: our model card replaces TRL's generic one, and each
+    checkpoint folder receives the tokenizer, `rapref_goal.json` and the card. In a log file, training prints
+    periodic `step i/N, time left` lines."""
+    from transformers import TrainerCallback
+
+    from rapref.progress import interactive, trainer_callback
+
+    trainer.create_model_card = lambda *a, **k: write_model_card(Path(cfg.output_dir), cfg, spec, None,
+                                                                 _hub_name(cfg))
+
+    class CheckpointArtefacts(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                tokenizer.save_pretrained(folder)
+                if spec is not None:
+                    spec.save(folder)
+                write_model_card(folder, cfg, spec, None, _hub_name(cfg))
+
+    trainer.add_callback(CheckpointArtefacts())
+    if not interactive():
+        trainer.add_callback(trainer_callback(f"rapref train ({cfg.algorithm.name})"))
 
 
 def _end_process_group() -> None:
@@ -101,8 +140,8 @@ def prepare_splits(cfg: TrainConfig, tokenizer, spec: GoalSpec | None):
     splits = load_splits(cfg.data)
     installed = ensure_chat_template(tokenizer, is_conversation(splits["train"][0]["prompt"]))
     if installed:
-        print("rapref train: the tokenizer has no chat template; conversational data is rendered with rapref's plain "
-              "template, saved with the model so generation uses it too", flush=True)
+        say("rapref train: the tokenizer has no chat template; conversational data is rendered with rapref's plain "
+            "template, saved with the model so generation uses it too")
     length_counts = {}
     max_length = cfg.training.get("max_length", 1024)
     for name in list(splits):
@@ -187,8 +226,12 @@ CHECKPOINT_DEFAULTS = {"save_strategy": "steps", "save_steps": 200, "save_total_
 def trl_args(cfg: TrainConfig, on_gpu: bool):
     """Map our recipe onto the TRL config class; fp32 without checkpointing on CPU unless the recipe says otherwise."""
     algorithm = ALGORITHMS[cfg.algorithm.name]
+    from rapref.progress import interactive, quiet
+
     defaults = {"bf16": on_gpu, "gradient_checkpointing": on_gpu, "report_to": "none", "logging_steps": 1,
-                "use_cpu": not on_gpu, **CHECKPOINT_DEFAULTS}
+                "use_cpu": not on_gpu, **CHECKPOINT_DEFAULTS,
+                # the Trainer's tqdm bar in a terminal; in a log file rapref's periodic progress lines instead
+                "disable_tqdm": quiet() or not interactive()}
     kwargs = {**defaults, **cfg.training, "output_dir": cfg.output_dir, "seed": cfg.seed, "beta": cfg.algorithm.beta,
               **algorithm.trl_kwargs(cfg.algorithm)}
     try:
@@ -237,7 +280,7 @@ def _last_complete_checkpoint(output_dir: Path) -> str | None:
     for folder in candidates:
         if _checkpoint_complete(folder):
             return str(folder)
-        print(f"rapref train: --resume: skipping {folder.name}, its write did not finish", flush=True)
+        say(f"rapref train: --resume: skipping {folder.name}, its write did not finish")
     return None
 
 

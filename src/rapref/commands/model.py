@@ -1,0 +1,97 @@
+"""`rapref model`: models to work with.
+
+    rapref model tiny --out runs/tiny                    a tiny local model + tokenizer with a chat template
+    rapref model merge runs/lora --out runs/merged       a LoRA run merged into a full model folder
+
+`tiny` needs no download: it trains a tokenizer on a small built-in corpus and builds a randomly initialised Llama-style
+model, enough to try every command in the README on a CPU. `merge` folds the adapter into the base weights and keeps
+what rapref needs next to the model: the tokenizer, `rapref_goal.json` and the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tiny = sub.add_parser("tiny", help="a tiny local model to try rapref on (no download)",
+                          description="a tiny local model to try rapref on (no download)")
+    tiny.add_argument("--out", required=True, help="model folder to write")
+    tiny.add_argument("--hidden-size", type=int, default=64, help="model width")
+    tiny.add_argument("--layers", type=int, default=2, help="transformer layers")
+    tiny.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    tiny.add_argument("--kind", choices=("causal-lm", "reward-model"), default="causal-lm",
+                      help="a policy to train, or a reward model (random score head) to try `rapref judge` with")
+    merge = sub.add_parser("merge", help="merge a LoRA run into a full model folder",
+                           description="merge a LoRA run (rapref train with lora.enabled) into a full model folder")
+    merge.add_argument("run", help="a `rapref train` output folder holding a LoRA adapter")
+    merge.add_argument("--out", required=True, help="full model folder to write")
+    card = sub.add_parser("card", help="print a run's model card (written again from rapref_train.json)",
+                          description="print a run's model card, written again from its rapref_train.json")
+    card.add_argument("run", help="a `rapref train` output folder")
+    for parser in (tiny, merge):
+        parser.add_argument("--overwrite", action="store_true", help="replace a folder rapref wrote earlier")
+
+
+def run(args) -> Path:
+    from rapref.outputs import claim_output, empty_output, mark_output
+    from rapref.progress import say
+
+    if args.action == "card":
+        return print_card(Path(args.run))
+    out = claim_output(args.out, f"model {args.action}", overwrite=args.overwrite,
+                       inputs=(args.run,) if args.action == "merge" else ())
+    if args.overwrite and out.is_dir() and any(out.iterdir()):
+        empty_output(out)
+    if args.action == "tiny":
+        from rapref.tiny import DEFAULT_CORPUS, build_tiny
+
+        build_tiny(out, DEFAULT_CORPUS, vocab_size=512, seed=args.seed, hidden_size=args.hidden_size,
+                   num_layers=args.layers, kind=args.kind)
+        mark_output(out, "model tiny")
+        what = "reward model" if args.kind == "reward-model" else "model"
+        say(f"rapref model tiny: a tiny Llama-style {what} and tokenizer (with a chat template) in {out}; "
+            "randomly initialised, for trying rapref out")
+        return out
+    merge_lora(Path(args.run), out)
+    mark_output(out, "model merge")
+    say(f"rapref model merge: {args.run} merged into a full model in {out}")
+    return out
+
+
+def merge_lora(run: Path, out: Path) -> None:
+    """Base model + adapter -> one full model folder, with the tokenizer and rapref's settings beside it."""
+    from rapref.goals import GOAL_SETTINGS_FILE
+    from rapref.io import InputError
+    from rapref.models import load_merged_lora, load_tokenizer
+
+    if not (run / "adapter_config.json").is_file():
+        raise InputError(f"{run}: no adapter_config.json; this is not a LoRA run (a full model needs no merge)")
+    load_merged_lora(str(run)).save_pretrained(out)
+    load_tokenizer(str(run)).save_pretrained(out)
+    for name in (GOAL_SETTINGS_FILE, "README.md", "rapref_train.json"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, out / name)
+
+
+def print_card(run: Path) -> Path:
+    """Write the model card again from the run's saved settings (an older run gets today's card) and print it."""
+    import json
+
+    from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
+    from rapref.io import InputError
+    from rapref.train.card import write_model_card
+    from rapref.train.config import from_dict
+    from rapref.train.run import TRAIN_SETTINGS_FILE
+
+    settings = run / TRAIN_SETTINGS_FILE
+    if not settings.is_file():
+        raise InputError(f"{run}: no {TRAIN_SETTINGS_FILE}; not a finished `rapref train` run")
+    saved = json.loads(settings.read_text())
+    spec = GoalSpec.load(run) if (run / GOAL_SETTINGS_FILE).is_file() else None
+    write_model_card(run, from_dict(saved["config"]), spec, saved.get("result"), run.name)
+    print((run / "README.md").read_text(), end="")
+    return run / "README.md"
