@@ -7,6 +7,7 @@ Texts may be strings or chat message lists; chosen/rejected lists may repeat the
 from __future__ import annotations
 
 from rapref.io import InputError
+from rapref.progress import track
 from rapref.schemas.base import (
     Drops,
     Loaded,
@@ -66,7 +67,7 @@ def _load(rows_by_split, options: SchemaOptions, drops: Drops, score_columns, de
         if rows and conversational is None:
             _require_prompt_column(rows, options, is_messages(rows[0][1].get(options.chosen_column)), drops.source)
         out = pairs.setdefault(split, [])
-        for source_id, row in rows:
+        for source_id, row in track(rows, f"Reading {split} rows", unit="row"):
             if conversational is None:
                 conversational = is_messages(row.get(options.chosen_column))
             pair = _pair_from_row(row, source_id, options, drops, conversational)

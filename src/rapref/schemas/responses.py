@@ -17,6 +17,7 @@ from itertools import combinations
 import numpy as np
 
 from rapref.io import parse_score
+from rapref.progress import track
 from rapref.schemas.base import (
     Drops,
     Loaded,
@@ -73,7 +74,7 @@ def load_ultrafeedback(rows_by_split, options: SchemaOptions, drops: Drops) -> L
     for split, rows in splits.items():
         require_columns(rows, ["instruction", "completions"], drops.source)
         out = pairs.setdefault(split, [])
-        for source_id, row in rows:
+        for source_id, row in track(rows, f"Reading {split} rows", unit="row"):
             if row.get("source") in options.exclude_sources:
                 drops.drop("excluded_source", source_id, "source", str(row.get("source")))
                 continue
@@ -133,7 +134,7 @@ def load_nectar(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
     for split, rows in splits.items():
         require_columns(rows, ["prompt", "answers"], drops.source)
         out = pairs.setdefault(split, [])
-        for source_id, row in rows:
+        for source_id, row in track(rows, f"Reading {split} rows", unit="row"):
             prompt, answers = row.get("prompt"), row.get("answers")
             if not check_text(prompt, drops, source_id, "prompt"):
                 continue
@@ -178,7 +179,7 @@ def load_helpsteer2(rows_by_split, options: SchemaOptions, drops: Drops) -> Load
     for split, rows in splits.items():
         require_columns(rows, ["prompt", "response", *HS2_ATTRIBUTES], drops.source)
         groups: dict[str, list[dict]] = {}
-        for source_id, row in rows:
+        for source_id, row in track(rows, f"Reading {split} rows", unit="row"):
             if not (check_text(row.get("prompt"), drops, source_id, "prompt")
                     and check_text(row.get("response"), drops, source_id, "response")):
                 continue
@@ -217,7 +218,7 @@ def load_multi_sample(rows_by_split, options: SchemaOptions, drops: Drops) -> Lo
     raw: dict[str, list[tuple[str, str, list[dict]]]] = {}
     for split, rows in splits.items():
         require_columns(rows, ["prompt", "all_generated_responses", "all_rm_scores"], drops.source)
-        for source_id, row in rows:
+        for source_id, row in track(rows, f"Reading {split} rows", unit="row"):
             prompt, texts, scores = row.get("prompt"), row.get("all_generated_responses"), row.get("all_rm_scores")
             if not check_text(prompt, drops, source_id, "prompt"):
                 continue
