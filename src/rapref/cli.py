@@ -38,6 +38,8 @@ COMMANDS = {
                  "measure unlearning, implicit-reward accuracy and controllability of a trained policy"),
     "export": ("rapref.commands.evaluate", "add_export_arguments", "run_export",
                "write answers for the AlpacaEval / MT-Bench / Arena-Hard judges; print an lm-eval command"),
+    "onpolicy": ("rapref.commands.onpolicy", "add_arguments", "run",
+                 "the on-policy loop: sample K answers per prompt, judge, pair, relabel, train; repeat"),
     "demo": ("rapref.commands.demo", "add_arguments", "run",
              "the main job: a controlled reproduction on a synthetic world, on CPU"),
 }

