@@ -1,6 +1,6 @@
 """`rapref demo`: the whole pipeline on the synthetic sorting world, on CPU, for several evaluation seeds.
 
-    rapref demo                      # 5 evaluation seeds, every arm, about 10 minutes on 2 cores
+    rapref demo                      # 5 evaluation seeds, every arm, about 7 minutes on 2 cores
     rapref demo --quick              # a smoke run of every stage in under a minute (its numbers mean nothing)
     rapref demo --select-hparams     # how the learning rates were chosen: validation seeds 101-102
     rapref demo --judge-length-bias 0.5 --shared-mistake 0.3 --goal-style opaque   # probe where an effect goes
