@@ -53,7 +53,8 @@ class GenerateConfig:
 
 
 # Fields of benchmark question files carried into the generations, so `rapref export` can write them back.
-SOURCE_FIELDS = ("question_id", "category", "cluster", "dataset", "instruction", "constraints", "answer", "key")
+SOURCE_FIELDS = ("question_id", "category", "cluster", "dataset", "instruction", "constraints", "answer", "key",
+                 "instruction_id_list", "kwargs")  # the last two: IFEval / IFBench checkers
 
 
 def load_prompts(source: str, split: str = "test", limit: int | None = None) -> list[dict]:

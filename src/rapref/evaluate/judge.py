@@ -110,6 +110,8 @@ def main(cfg: JudgeConfig) -> dict:
         write_jsonl_atomic(out / "scores.jsonl",
                            [{**r, "score": s, "scorer": scorer.id} for r, s in zip(rows, scores)])
         result = {"scorer": scorer.id, "generations": cfg.generations, **aggregate(rows, scores)}
+        if hasattr(scorer, "aggregate"):  # a scorer's own measures (e.g. prompt- and instruction-level accuracy)
+            result["scorer_aggregate"] = scorer.aggregate(rows, [r["text"] for r in rows])
         if other is not None:
             result["pairwise"] = {"against": cfg.against,
                                   **pairwise(rows, scores, other, score_rows(other, scorer, cache), cfg)}
