@@ -66,3 +66,23 @@ def test_refusals_are_one_line(tmp_path, capsys):
                         "kwargs": [{"relation": "less than", "num_sentences": 3}]}
         with pytest.raises(InputError, match="every instruction needs data this machine lacks"):
             scorer.score([only_missing], ["a b."])
+
+
+def test_composed_prompts_are_seeded_disjoint_and_checkable(tmp_path):
+    from rapref.evaluate.ifprompts import base_tasks, compose
+    from rapref.evaluate.scorers import build_scorer
+
+    train, again = compose(40, "train", seed=3), compose(40, "train", seed=3)
+    test = compose(40, "test", seed=3)
+    assert train == again and train != compose(40, "train", seed=4)
+    assert not set(base_tasks("train")) & set(base_tasks("test"))
+    assert not {r["base_task"] for r in train} & {r["base_task"] for r in test}
+    for row in train:
+        assert row["prompt"].startswith(row["base_task"]) and 1 <= len(row["instruction_id_list"]) <= 3
+        assert len(row["kwargs"]) == len(row["instruction_id_list"])
+    scorer = build_scorer("if-official:ifeval")
+    scores = scorer.score(train, ["a short answer"] * len(train))
+    assert all(1 <= s <= 10 for s in scores) and scorer.unavailable == {}  # only checkers that run here are used
+    out = tmp_path / "p.jsonl"
+    assert cli(["prompts", "--split", "test", "--n", "5", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 5

@@ -38,6 +38,8 @@ COMMANDS = {
                  "measure unlearning, implicit-reward accuracy and controllability of a trained policy"),
     "export": ("rapref.commands.evaluate", "add_export_arguments", "run_export",
                "write answers for the AlpacaEval / MT-Bench / Arena-Hard judges; print an lm-eval command"),
+    "prompts": ("rapref.commands.prompts", "add_arguments", "run",
+                "compose IFEval-style prompts from the official instruction registry (train / test, disjoint)"),
     "onpolicy": ("rapref.commands.onpolicy", "add_arguments", "run",
                  "the on-policy loop: sample K answers per prompt, judge, pair, relabel, train; repeat"),
     "demo": ("rapref.commands.demo", "add_arguments", "run",

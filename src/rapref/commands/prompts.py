@@ -1,0 +1,28 @@
+"""Flags of `rapref prompts` (composition is `rapref.evaluate.ifprompts`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", choices=("train", "test"), required=True,
+                   help="train and test prompts come from disjoint topics")
+    p.add_argument("--n", type=int, default=250, help="prompts to compose")
+    p.add_argument("--seed", type=int, default=0, help="composition seed")
+    p.add_argument("--max-instructions", type=int, default=3, help="instructions per prompt (1 to this)")
+    p.add_argument("--out", required=True, help="JSONL file to write (IFEval's layout)")
+    p.add_argument("--overwrite", action="store_true", help="replace a file rapref prompts wrote")
+
+
+def run(args):
+    from rapref.evaluate.ifprompts import compose
+    from rapref.io import write_jsonl_atomic
+    from rapref.outputs import claim_output_file
+    from rapref.progress import say
+
+    out = claim_output_file(args.out, "prompts", overwrite=args.overwrite, owned_keys=("instruction_id_list",))
+    rows = compose(args.n, args.split, args.seed, args.max_instructions)
+    write_jsonl_atomic(out, rows)
+    say(f"rapref prompts: {len(rows)} {args.split} prompts (IFEval's instruction registry) -> {out}")
+    return rows

@@ -1,0 +1,93 @@
+"""IFEval-style prompts composed offline from the official instruction registry (if-verifiable).
+
+    rapref prompts --split train --n 250 --seed 0 --out runs/if_train.jsonl
+    rapref prompts --split test --n 200 --seed 1 --out runs/if_test.jsonl
+
+A prompt is a base task ("Write a short story about a lighthouse.") followed by one to three instructions; each
+instruction's class writes its own text and arguments (`build_description`, seeded), exactly as IFEval's were made,
+so the rows carry IFEval's layout (`key`, `prompt`, `instruction_id_list`, `kwargs`) and `--scorer
+if-official:ifeval` checks them. Conflicting instructions (the registry's own conflict table) never share a prompt,
+and instructions whose checkers cannot run on this machine (nltk data missing) are not used. Train and test take
+their topics from disjoint halves, so no base task is shared; the public benchmark prompts are never used here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+
+from rapref.io import InputError
+
+FORMS = ("a short story", "a poem", "a letter to a friend", "a product description", "a blog post", "a speech",
+         "a dialogue between two people", "an advertisement", "a short essay", "a news report", "a recipe",
+         "a set of travel tips", "a job posting", "a diary entry", "a riddle and its answer")
+TOPICS = ("a lighthouse keeper", "the first day of spring", "a lost umbrella", "learning to swim", "a city at night",
+          "a village bakery", "an old bicycle", "a rainy weekend", "a mountain trail", "a school science fair",
+          "a friendly robot", "the ocean tides", "a night train", "a garden in winter", "a chess tournament",
+          "a new neighbour", "a forgotten song", "a desert sunrise", "a museum visit", "a broken clock",
+          "a kite festival", "a library card", "a river crossing", "a snowstorm", "a street market",
+          "a paper airplane", "a family dinner", "a music lesson", "a moving day", "a quiet island",
+          "a hot air balloon", "a birthday surprise", "a lost dog", "a coffee shop", "a solar eclipse",
+          "a community garden", "a football match", "an antique map", "a power outage", "a long flight")
+
+
+def _registry(benchmark: str):
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # if-verifiable tries nltk.download at import; it fails here
+            import importlib
+
+            return importlib.import_module(f"if_verifiable.{benchmark}.instructions_registry")
+    except ImportError:
+        raise InputError("composing IFEval prompts needs the if-verifiable package: pip install 'rapref[ifeval]'") \
+            from None
+
+
+def usable_instructions(registry) -> list[str]:
+    """Instruction ids whose checker runs on this machine (a checker needing missing nltk data does not)."""
+    usable = []
+    for instruction, cls in registry.INSTRUCTION_DICT.items():
+        checker = cls(instruction)
+        random.seed(0)
+        checker.build_description(**({"prompt_to_repeat": "Say hi."} if "repeat_prompt" in instruction else {}))
+        try:
+            checker.check_following("A probe answer. It has two sentences.")
+        except LookupError:
+            continue
+        usable.append(instruction)
+    return usable
+
+
+def base_tasks(split: str) -> list[str]:
+    if split not in ("train", "test"):
+        raise InputError(f"split must be train or test, got {split!r}")
+    topics = TOPICS[0::2] if split == "train" else TOPICS[1::2]  # disjoint halves
+    return [f"Write {form} about {topic}." for topic in topics for form in FORMS]
+
+
+def compose(n: int, split: str, seed: int = 0, max_instructions: int = 3) -> list[dict]:
+    """`n` prompts in IFEval's layout, deterministic in (split, seed), from IFEval's instruction registry."""
+    registry = _registry("ifeval")
+    instructions = usable_instructions(registry)
+    conflicts = getattr(registry, "INSTRUCTION_CONFLICTS", {})
+    tasks = base_tasks(split)
+    rng = random.Random(f"{split}:{seed}")
+    rows = []
+    for i in range(n):
+        task = rng.choice(tasks)
+        chosen: list[str] = []
+        for _ in range(rng.randint(1, max_instructions)):
+            options = [x for x in instructions if x not in chosen
+                       and not any(x in conflicts.get(c, ()) or c in conflicts.get(x, ()) for c in chosen)]
+            if options:
+                chosen.append(rng.choice(options))
+        texts, kwargs = [], []
+        for instruction in chosen:
+            checker = registry.INSTRUCTION_DICT[instruction](instruction)
+            random.seed(rng.randrange(2**32))  # the registry's classes draw their arguments from `random`
+            extra = {"prompt_to_repeat": task} if "repeat_prompt" in instruction else {}
+            texts.append(checker.build_description(**extra))
+            kwargs.append({**(checker.get_instruction_args() or {})})
+        rows.append({"key": f"{split}-{seed}-{i}", "prompt": " ".join([task, *texts]),
+                     "instruction_id_list": chosen, "kwargs": kwargs, "base_task": task})
+    return rows
