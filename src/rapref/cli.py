@@ -42,6 +42,8 @@ COMMANDS = {
                 "compose IFEval-style prompts from the official instruction registry (train / test, disjoint)"),
     "onpolicy": ("rapref.commands.onpolicy", "add_arguments", "run",
                  "the on-policy loop: sample K answers per prompt, judge, pair, relabel, train; repeat"),
+    "experiment": ("rapref.commands.experiment", "add_arguments", "run",
+                   "the real-model experiment: on-policy IFEval pairs, DPO vs relabeled arms, verdicts"),
     "demo": ("rapref.commands.demo", "add_arguments", "run",
              "the main job: a controlled reproduction on a synthetic world, on CPU"),
 }

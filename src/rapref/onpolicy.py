@@ -48,6 +48,7 @@ class OnPolicyConfig:
     batch_size: int = 16
     seed: int = 0
     split: str = "test"  # for augment-folder prompts
+    test_size: float = 0  # prompts whose pairs are held out (data/<mode>/ test split), e.g. for the unlearning probe
 
     def __post_init__(self):
         if self.samples < 2:
@@ -76,6 +77,20 @@ def main(cfg: OnPolicyConfig) -> dict:
 
 def run_iteration(cfg: OnPolicyConfig, policy: str, root: Path, iteration: int) -> dict:
     seed = cfg.seed + iteration - 1
+    scores = collect_pairs(cfg, policy, root, seed)
+    trained = root / "policy"
+    if not (trained / "rapref_train.json").is_file():
+        _train(cfg, policy, root / "data" / cfg.train_mode, trained, seed)
+    rows = read_jsonl(scores)
+    summary = json.loads((root / "data" / cfg.train_mode / "summary.json").read_text())
+    return {"iteration": iteration, "policy_in": policy, "policy_out": str(trained), "samples": len(rows),
+            "mean_score": sum(r["score"] for r in rows) / len(rows),
+            "pairs": summary.get("rows_out", {}), "train": json.loads((trained / "rapref_train.json").read_text())
+            ["result"]}
+
+
+def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int) -> Path:
+    """Sample, judge, group and augment (every mode) under `root`; returns the judged scores file."""
     samples = root / "samples.jsonl"
     if not samples.is_file():
         _generate(cfg, policy, samples, seed)
@@ -93,15 +108,7 @@ def run_iteration(cfg: OnPolicyConfig, policy: str, root: Path, iteration: int) 
         data = root / "data" / mode
         if not (data / "summary.json").is_file():
             _augment(cfg, grouped, data, mode, seed)
-    trained = root / "policy"
-    if not (trained / "rapref_train.json").is_file():
-        _train(cfg, policy, root / "data" / cfg.train_mode, trained, seed)
-    rows = read_jsonl(scores)
-    summary = json.loads((root / "data" / cfg.train_mode / "summary.json").read_text())
-    return {"iteration": iteration, "policy_in": policy, "policy_out": str(trained), "samples": len(rows),
-            "mean_score": sum(r["score"] for r in rows) / len(rows),
-            "pairs": summary.get("rows_out", {}), "train": json.loads((trained / "rapref_train.json").read_text())
-            ["result"]}
+    return scores
 
 
 def multi_sample_rows(scored: list[dict]) -> list[dict]:
@@ -137,7 +144,8 @@ def _augment(cfg: OnPolicyConfig, source: Path, out: Path, mode: str, seed: int)
     say(f"  augment: {mode}")
     augment(AugmentConfig(source=str(source), out=str(out), schema="multi-sample", placement=cfg.placement,
                           relabel=RelabelOptions(mode=mode, seed=seed), overwrite=True,
-                          schema_options=SchemaOptions(seed=seed, test_size=0, pairing=cfg.pairing, scale=cfg.scale,
+                          schema_options=SchemaOptions(seed=seed, test_size=cfg.test_size, pairing=cfg.pairing,
+                                                       scale=cfg.scale,
                                                        score_mapping=cfg.score_mapping)))
 
 

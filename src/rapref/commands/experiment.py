@@ -1,0 +1,32 @@
+"""Flags of `rapref experiment` (the experiment is `rapref.experiment`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from rapref.experiment import ExperimentConfig
+
+    d = ExperimentConfig(model="", out="")
+    p.add_argument("name", choices=("ifeval",), help="which experiment")
+    p.add_argument("--model", required=True, help="the start: a model folder (e.g. from `rapref model smollm2`)")
+    p.add_argument("--out", required=True, help="run folder (finished stages are reused)")
+    p.add_argument("--quick", action="store_true", help="every stage on a handful of prompts: a smoke run")
+    p.add_argument("--train-prompts", type=int, default=d.train_prompts, help="training prompts")
+    p.add_argument("--test-prompts", type=int, default=d.test_prompts, help="held-out test prompts")
+    p.add_argument("--samples", type=int, default=d.samples, help="on-policy samples per training prompt")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="longest answer, in tokens")
+    p.add_argument("--seed", type=int, default=d.seed, help="prompt, sampling and training seed")
+    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE", help="training overrides, as `rapref train`")
+
+
+def run(args):
+    from rapref.experiment import ExperimentConfig, main
+
+    d = ExperimentConfig(model="", out="")
+    training = {**d.training, **dict(o.split("=", 1) for o in args.overrides)}
+    return main(ExperimentConfig(model=args.model, out=args.out, train_prompts=args.train_prompts,
+                                 test_prompts=args.test_prompts, samples=args.samples,
+                                 max_new_tokens=args.max_new_tokens, seed=args.seed, training=training,
+                                 quick=args.quick))

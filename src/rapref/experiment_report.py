@@ -1,0 +1,96 @@
+"""Tables, paired intervals and verdicts of `rapref experiment ifeval` (report.json, report.md, printed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rapref.evaluate.diagnose import markdown_table
+from rapref.io import atomic_path, write_json_atomic
+from rapref.progress import say
+from rapref.stats import summary, t_interval
+
+CLAIMS = (("C1", "relabeled DPO asked for 10 beats DPO", "relabeled@10", "dpo"),
+          ("C1-start", "relabeled DPO asked for 10 beats the start asked for 10", "relabeled@10", "start@10"),
+          ("C3-steps", "relabeled DPO beats DPO on duplicated pairs (same steps)", "relabeled@10", "dpo-dup"),
+          ("C3-half", "half-relabeled DPO beats DPO", "half@10", "dpo"),
+          ("dpo-works", "DPO improves on the start", "dpo", "start"))
+
+
+def paired(evaluations: dict, arm: str, baseline: str, key: str = "per_prompt") -> dict:
+    """Mean over held-out prompts of (arm - baseline), with a 95% t-interval over prompts (one training seed: the
+    interval does not include training variance)."""
+    mine, theirs = evaluations[arm][key], evaluations[baseline][key]
+    diffs = [mine[p] - theirs[p] for p in mine if p in theirs]
+    mean, low, high = t_interval(diffs)
+    return {"mean": mean, "low": low, "high": high, "n": len(diffs)}
+
+
+def verdict(ci: dict, smoke: bool) -> str:
+    if smoke:
+        return "none (smoke run)"
+    if ci["low"] is None:
+        return "inconclusive (one prompt)"
+    return "holds" if ci["low"] > 0 else "fails (reversed)" if ci["high"] < 0 else \
+        f"inconclusive at this precision (±{(ci['high'] - ci['low']) / 2:.2f})"
+
+
+def write_report(cfg, out: Path, evaluations: dict, sweep: dict, probe: dict, timings: dict) -> dict:
+    from scipy.stats import spearmanr
+
+    from rapref.provenance import provenance
+
+    arms = []
+    for arm, ev in evaluations.items():
+        scores = list(ev["per_prompt"].values())
+        arms.append({"arm": arm, "score": summary(scores)["mean"],
+                     "prompt_level_strict": ev["checkers"].get("prompt_level_strict"),
+                     "instruction_level_strict": ev["checkers"].get("instruction_level_strict"),
+                     "minus_start": paired(evaluations, arm, "start"), "minus_dpo": paired(evaluations, arm, "dpo")})
+    claims = [{"name": n, "statement": s, "difference": f"{a} - {b}", **paired(evaluations, a, b),
+               "verdict": verdict(paired(evaluations, a, b), cfg.quick)} for n, s, a, b in CLAIMS]
+    goals = sorted(sweep, key=float)
+    pairs = [(float(g), v) for g in goals for v in sweep[g]]
+    rho = float(spearmanr([g for g, _ in pairs], [v for _, v in pairs])[0]) if len(goals) > 1 else float("nan")
+    claims.append({"name": "C4", "statement": "the relabeled policy's score rises with the goal asked for",
+                   "difference": "Spearman rho (goal, score)", "mean": rho, "low": None, "high": None,
+                   "verdict": "none (smoke run)" if cfg.quick else ("rises" if rho > 0 else "does not rise")})
+    report = {"smoke_run": cfg.quick, "arms": arms, "claims": claims,
+              "sweep": {g: float(np.mean(v)) for g, v in sweep.items()}, "probe": probe, "timings_s": timings,
+              "config": {k: v for k, v in cfg.__dict__.items()}, "provenance": provenance()}
+    write_json_atomic(out / "report.json", report)
+
+    def ci(c):
+        return "-" if c["mean"] is None else f"{c['mean']:+.2f}" + ("" if c["low"] is None else
+                                                                    f" [{c['low']:+.2f}, {c['high']:+.2f}]")
+
+    rows = [{"arm": a["arm"], "score (1-10)": f"{a['score']:.2f}", "prompt-level strict":
+             "-" if a["prompt_level_strict"] is None else f"{a['prompt_level_strict']:.3f}",
+             "instruction-level strict": "-" if a["instruction_level_strict"] is None else
+             f"{a['instruction_level_strict']:.3f}", "minus start": ci(a["minus_start"]),
+             "minus DPO": ci(a["minus_dpo"])} for a in arms]
+    claim_rows = [{"claim": c["name"], "statement": c["statement"], "paired [95% CI over prompts]": ci(c),
+                   "verdict": c["verdict"]} for c in claims]
+    smoke = "**SMOKE RUN (`--quick`): the numbers mean nothing.**\n\n" if cfg.quick else ""
+    text = f"""# rapref experiment ifeval
+
+{smoke}Start `{cfg.model}`; {cfg.train_prompts} training prompts x {cfg.samples} on-policy samples, {cfg.test_prompts}
+held-out test prompts (IFEval-style, official checkers, strict); one training seed ({cfg.seed}).
+
+## Verdicts
+
+{markdown_table(claim_rows, list(claim_rows[0]))}
+
+## Arms
+
+{markdown_table(rows, list(rows[0]))}
+
+Goal sweep of the relabeled policy (mean score per goal): {', '.join(f"{float(g):g}: {np.mean(sweep[g]):.2f}" for g in goals)}.
+
+Stage times (s): {', '.join(f'{k} {v}' for k, v in timings.items())}.
+"""
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(text)
+    say(text)
+    return report

