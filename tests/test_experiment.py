@@ -49,3 +49,12 @@ def test_quick_experiment_on_smollm2(tmp_path):
     assert len(report["arms"]) == 6 and all(1 <= a["score"] <= 10 for a in report["arms"])
     text = json.loads((out / "eval" / "relabeled@10.jsonl").read_text().splitlines()[0])["text"]
     assert len(text.split()) > 3  # a real model writes words
+
+
+def test_other_settings_into_the_same_folder_are_refused(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / ".rapref").write_text('{"command": "experiment ifeval"}')
+    (out / "config.json").write_text('{"model": "something else"}')
+    assert cli(["experiment", "ifeval", "--model", str(tiny_model_dir), "--out", str(out), "--quick"]) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -74,7 +74,12 @@ def main(cfg: ExperimentConfig) -> dict:
             "nothing and no verdict is drawn.")
     out = claim_output(cfg.out, "experiment ifeval", overwrite=False, reuse=True, inputs=(cfg.model,))
     mark_output(out, "experiment ifeval")
-    write_json_atomic(out / "config.json", asdict(cfg))
+    saved = out / "config.json"
+    if saved.is_file() and json.loads(saved.read_text()) != json.loads(json.dumps(asdict(cfg))):
+        from rapref.io import InputError
+
+        raise InputError(f"{out}: holds an experiment with other settings (config.json); choose another --out")
+    write_json_atomic(saved, asdict(cfg))
     timings: dict[str, float] = {}
 
     def stage(name, fn, *args):
