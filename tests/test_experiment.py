@@ -11,7 +11,14 @@ pytest.importorskip("if_verifiable")
 
 def test_quick_experiment_runs_every_stage(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "exp"
-    assert cli(["experiment", "ifeval", "--model", str(tiny_model_dir), "--out", str(out), "--quick"]) == 0
+    ifbench = tmp_path / "ifbench_test.jsonl"  # IFBench's layout (`rapref prompts --split ifbench-test` writes it)
+    ifbench.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"key": "0", "prompt": "Say hi.", "instruction_id_list": ["count:word_count_range"],
+         "kwargs": [{"min_words": 1, "max_words": 5}]},
+        {"key": "1", "prompt": "Say bye.", "instruction_id_list": ["format:no_whitespace"], "kwargs": [{}]}]))
+    argv = ["experiment", "ifeval", "--model", str(tiny_model_dir), "--out", str(out), "--quick", "--ifbench-prompts",
+            str(ifbench)]
+    assert cli(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("SMOKE RUN")
     report = json.loads((out / "report.json").read_text())
@@ -21,7 +28,7 @@ def test_quick_experiment_runs_every_stage(tmp_path, tiny_model_dir, capsys):
     for stage in ("prompts/train.jsonl", "prompts/test.jsonl", "pairs/samples.jsonl", "pairs/judge/scores.jsonl",
                   "pairs/data/relabeled/summary.json", "pairs/data/half/summary.json", "arms/dpo/rapref_train.json",
                   "arms/relabeled-merged/rapref_goal.json", "eval/relabeled@10.jsonl", "eval/start@10.jsonl",
-                  "eval/relabeled-sweep.jsonl", "report.md"):
+                  "eval/relabeled-sweep.jsonl", "eval/ifbench-relabeled@10.jsonl", "report.md"):
         assert (out / stage).exists(), stage
     train = {json.loads(line)["base_task"] for line in (out / "prompts/train.jsonl").read_text().splitlines()}
     test = {json.loads(line)["base_task"] for line in (out / "prompts/test.jsonl").read_text().splitlines()}
@@ -30,8 +37,9 @@ def test_quick_experiment_runs_every_stage(tmp_path, tiny_model_dir, capsys):
     row = json.loads((out / "eval/start@10.jsonl").read_text().splitlines()[0])
     assert row["goal"] == 10.0 and row["prompt"] == json.loads(
         (out / "prompts/test.jsonl").read_text().splitlines()[0])["prompt"]
+    assert [a["arm"] for a in report["ifbench_arms"]][:2] == ["start", "start@10"] and "IFBench" in printed
     stamp = (out / "arms/dpo/rapref_train.json").stat().st_mtime_ns
-    assert cli(["experiment", "ifeval", "--model", str(tiny_model_dir), "--out", str(out), "--quick"]) == 0
+    assert cli(argv) == 0
     assert (out / "arms/dpo/rapref_train.json").stat().st_mtime_ns == stamp  # finished stages are reused
 
 

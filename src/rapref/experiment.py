@@ -49,6 +49,7 @@ class ExperimentConfig:
     sweep_prompts: int = 100
     sweep_goals: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
     band: float = 7.0  # unlearning probe: "high-quality" responses scored >= band
+    ifbench_prompts: str | None = None  # `rapref prompts --split ifbench-test` output: a second held-out evaluation
     # untuned CPU defaults (LoRA keeps memory low); any `rapref train` recipe key can be overridden
     training: dict = field(default_factory=lambda: {
         "lora.enabled": True, "lora.r": 16, "algorithm.beta": 0.1, "training.learning_rate": 5e-5,
@@ -64,7 +65,8 @@ def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
                 "training.max_length": 256, "data.max_prompt_length": 160}
     return ExperimentConfig(model=cfg.model, out=cfg.out, train_prompts=10, test_prompts=6, samples=2,
                             max_new_tokens=24, temperature=cfg.temperature, seed=cfg.seed, sweep_prompts=3,
-                            sweep_goals=(1, 10), band=cfg.band, training=training, quick=True)
+                            sweep_goals=(1, 10), band=cfg.band, training=training, quick=True,
+                            ifbench_prompts=cfg.ifbench_prompts)
 
 
 def main(cfg: ExperimentConfig) -> dict:
@@ -97,11 +99,13 @@ def main(cfg: ExperimentConfig) -> dict:
         models[arm] = Path(cfg.model) if mode is None else stage(f"train {arm}", _train, cfg, out, arm, mode)
     evaluations = {arm: stage(f"evaluate {arm}", _evaluate, cfg, out, arm, models[arm], goal)
                    for arm, (_, goal) in ARMS.items()}
+    ifbench = {arm: stage(f"evaluate {arm} on IFBench", _evaluate, cfg, out, arm, models[arm], goal, "ifbench")
+               for arm, (_, goal) in ARMS.items()} if cfg.ifbench_prompts else None
     sweep = stage("goal sweep", _sweep, cfg, out, models["relabeled@10"])
     probe = stage("unlearning probe", _probe, cfg, out, models)
     from rapref.experiment_report import write_report
 
-    return write_report(cfg, out, evaluations, sweep, probe, timings)
+    return write_report(cfg, out, evaluations, sweep, probe, timings, ifbench)
 
 
 def _prompts(cfg: ExperimentConfig, out: Path) -> None:
@@ -154,7 +158,8 @@ def _yaml_value(value) -> str:
     return json.dumps(value)
 
 
-def _generate(out: Path, model: Path, prompts: Path, name: str, goals, cfg: ExperimentConfig, limit=None) -> list:
+def _generate(out: Path, model: Path, prompts: Path, name: str, goals, cfg: ExperimentConfig, limit=None,
+              scorer: str = SCORER) -> list:
     from rapref.evaluate.generate import GenerateConfig, SamplingConfig
     from rapref.evaluate.generate import main as generate
     from rapref.evaluate.judge import JudgeConfig
@@ -168,7 +173,7 @@ def _generate(out: Path, model: Path, prompts: Path, name: str, goals, cfg: Expe
                                                         seed=cfg.seed, batch_size=16)))
     scores = out / "eval" / f"{name}.judge" / "scores.jsonl"
     if not scores.is_file():
-        judge(JudgeConfig(generations=str(gen), scorer=SCORER, out=str(scores.parent), overwrite=True))
+        judge(JudgeConfig(generations=str(gen), scorer=scorer, out=str(scores.parent), overwrite=True))
     return read_jsonl(scores)
 
 
@@ -178,14 +183,17 @@ def _goal_file(model: Path) -> Path:
     return Path(model) / GOAL_SETTINGS_FILE
 
 
-def _evaluate(cfg: ExperimentConfig, out: Path, arm: str, model: Path, goal: bool) -> dict:
+def _evaluate(cfg: ExperimentConfig, out: Path, arm: str, model: Path, goal: bool, benchmark: str = "ifeval") -> dict:
+    """Every held-out prompt once, the same sampling seed for every arm; `ifbench`: IFBench's own test prompts."""
     goals = None
     if goal:
         if not _goal_file(model).is_file():  # the start asked for 10, in the relabeled data's wording
             model = _start_with_goal(cfg, out)
         goals = [10.0]
-    rows = _generate(out, model, out / "prompts" / "test.jsonl", arm, goals, cfg)
-    aggregate = json.loads((out / "eval" / f"{arm}.judge" / "aggregate.json").read_text())
+    prompts, name = (out / "prompts" / "test.jsonl", arm) if benchmark == "ifeval" else \
+        (Path(cfg.ifbench_prompts), f"ifbench-{arm}")
+    rows = _generate(out, model, prompts, name, goals, cfg, scorer=f"if-official:{benchmark}")
+    aggregate = json.loads((out / "eval" / f"{name}.judge" / "aggregate.json").read_text())
     return {"per_prompt": {r["prompt_id"]: r["score"] for r in rows},
             "all_met": {r["prompt_id"]: float(r["score"] == 10.0) for r in rows},
             "checkers": aggregate.get("scorer_aggregate", {})}

