@@ -99,7 +99,6 @@ def ifbench_test() -> tuple[list[dict], dict]:
     its data file is read, nothing is imported), keeping the prompts that at least one checker can score on this
     machine. Returns (rows, counts). For evaluation only: never train on them or choose settings with them."""
     import importlib.util
-    import json
     from pathlib import Path
 
     spec = importlib.util.find_spec("ifbench")
@@ -111,9 +110,10 @@ def ifbench_test() -> tuple[list[dict], dict]:
     from rapref.evaluate.scorers import build_scorer
 
     scorer = build_scorer("if-official:ifbench")
+    from rapref.io import read_jsonl
+
     rows, left_out = [], 0
-    for line in data.read_text().splitlines():
-        row = json.loads(line)
+    for row in read_jsonl(data):
         try:
             scorer.check(row, "a probe answer", f"IFBench key {row.get('key')}")
         except InputError:  # every checker of this prompt needs data this machine lacks
