@@ -59,10 +59,14 @@ def write_report(cfg, out: Path, evaluations: dict, sweep: dict, probe: dict, ti
                "verdict": verdict(paired(evaluations, a, b), cfg.quick)} for n, s, a, b in CLAIMS]
     goals = sorted(sweep, key=float)
     pairs = [(float(g), v) for g in goals for v in sweep[g]]
-    rho = float(spearmanr([g for g, _ in pairs], [v for _, v in pairs])[0]) if len(goals) > 1 else float("nan")
+    rho, p_value = spearmanr([g for g, _ in pairs], [v for _, v in pairs]) if len(goals) > 1 else (float("nan"),) * 2
+    rho, p_value = float(rho), float(p_value)
     claims.append({"name": "C4", "statement": "the relabeled policy's score rises with the goal asked for",
-                   "difference": "Spearman rho (goal, score)", "mean": rho, "low": None, "high": None,
-                   "verdict": "none (smoke run)" if cfg.quick else ("rises" if rho > 0 else "does not rise")})
+                   "difference": f"Spearman rho (goal, score), p = {p_value:.2g}", "mean": rho, "low": None,
+                   "high": None, "p_value": p_value,
+                   "verdict": "none (smoke run)" if cfg.quick else
+                   "holds" if rho > 0 and p_value < 0.05 else "fails (reversed)" if rho < 0 and p_value < 0.05
+                   else "inconclusive (no monotone trend at p < 0.05)"})
     report = {"smoke_run": cfg.quick, "arms": arms, "ifbench_arms": ifbench_arms, "claims": claims,
               "sweep": {g: float(np.mean(v)) for g, v in sweep.items()}, "probe": probe, "timings_s": timings,
               "config": {k: v for k, v in cfg.__dict__.items()}, "provenance": provenance()}
