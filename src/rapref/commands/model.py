@@ -13,7 +13,6 @@ what rapref needs next to the model: the tokenizer, `rapref_goal.json` and the m
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 
@@ -70,25 +69,12 @@ def run(args) -> Path:
         mark_output(out, "model smollm2")
         say(f"rapref model smollm2: SmolLM2-135M-Instruct (float32, with its chat template) in {out}")
         return out
+    from rapref.models import merge_lora
+
     merge_lora(Path(args.run), out)
     mark_output(out, "model merge")
     say(f"rapref model merge: {args.run} merged into a full model in {out}")
     return out
-
-
-def merge_lora(run: Path, out: Path) -> None:
-    """Base model + adapter -> one full model folder, with the tokenizer and rapref's settings beside it."""
-    from rapref.goals import GOAL_SETTINGS_FILE
-    from rapref.io import InputError
-    from rapref.models import load_merged_lora, load_tokenizer
-
-    if not (run / "adapter_config.json").is_file():
-        raise InputError(f"{run}: no adapter_config.json; this is not a LoRA run (a full model needs no merge)")
-    load_merged_lora(str(run)).save_pretrained(out)
-    load_tokenizer(str(run)).save_pretrained(out)
-    for name in (GOAL_SETTINGS_FILE, "README.md", "rapref_train.json"):
-        if (run / name).is_file():
-            shutil.copy2(run / name, out / name)
 
 
 def print_card(run: Path) -> Path:

@@ -10,7 +10,6 @@ training and inference cannot silently disagree. Output: one JSONL row per (prom
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
