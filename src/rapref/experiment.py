@@ -41,13 +41,14 @@ class ExperimentConfig:
     model: str
     out: str
     train_prompts: int = 250
-    test_prompts: int = 200
+    test_prompts: int = 150
     samples: int = 4
     max_new_tokens: int = 128
     temperature: float = 0.7
     seed: int = 0
-    sweep_prompts: int = 100
+    sweep_prompts: int = 60
     sweep_goals: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+    workers: int = 2  # generation processes, one thread each (measured faster than one two-thread process on CPU)
     band: float = 7.0  # unlearning probe: "high-quality" responses scored >= band
     ifbench_prompts: str | None = None  # `rapref prompts --split ifbench-test` output: a second held-out evaluation
     # untuned CPU defaults (LoRA keeps memory low); any `rapref train` recipe key can be overridden
@@ -65,7 +66,7 @@ def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
                 "training.max_length": 256, "data.max_prompt_length": 160}
     return ExperimentConfig(model=cfg.model, out=cfg.out, train_prompts=10, test_prompts=6, samples=2,
                             max_new_tokens=24, temperature=cfg.temperature, seed=cfg.seed, sweep_prompts=3,
-                            sweep_goals=(1, 10), band=cfg.band, training=training, quick=True,
+                            sweep_goals=(1, 10), band=cfg.band, workers=cfg.workers, training=training, quick=True,
                             ifbench_prompts=cfg.ifbench_prompts)
 
 
@@ -99,10 +100,10 @@ def main(cfg: ExperimentConfig) -> dict:
         models[arm] = Path(cfg.model) if mode is None else stage(f"train {arm}", _train, cfg, out, arm, mode)
     evaluations = {arm: stage(f"evaluate {arm}", _evaluate, cfg, out, arm, models[arm], goal)
                    for arm, (_, goal) in ARMS.items()}
-    ifbench = {arm: stage(f"evaluate {arm} on IFBench", _evaluate, cfg, out, arm, models[arm], goal, "ifbench")
-               for arm, (_, goal) in ARMS.items()} if cfg.ifbench_prompts else None
     sweep = stage("goal sweep", _sweep, cfg, out, models["relabeled@10"])
     probe = stage("unlearning probe", _probe, cfg, out, models)
+    ifbench = {arm: stage(f"evaluate {arm} on IFBench", _evaluate, cfg, out, arm, models[arm], goal, "ifbench")
+               for arm, (_, goal) in ARMS.items()} if cfg.ifbench_prompts else None
     from rapref.experiment_report import write_report
 
     return write_report(cfg, out, evaluations, sweep, probe, timings, ifbench)
@@ -125,7 +126,7 @@ def _pairs(cfg: ExperimentConfig, out: Path) -> None:
                                  recipe=None, out=str(out), samples=cfg.samples, pairing="best-vs-worst",
                                  modes=("original", "duplicated", "relabeled", "half"), score_mapping="none",
                                  placement="user", max_new_tokens=cfg.max_new_tokens, temperature=1.0,
-                                 batch_size=16, seed=cfg.seed, test_size=0.2),
+                                 batch_size=16, workers=cfg.workers, seed=cfg.seed, test_size=0.2),
                   cfg.model, out / "pairs", cfg.seed)
 
 
@@ -168,7 +169,7 @@ def _generate(out: Path, model: Path, prompts: Path, name: str, goals, cfg: Expe
     gen = out / "eval" / f"{name}.jsonl"
     if not gen.is_file():
         generate(GenerateConfig(model=str(model), prompts=str(prompts), out=str(gen), goals=goals,
-                                no_goal=goals is None, limit=limit, overwrite=True,
+                                no_goal=goals is None, limit=limit, overwrite=True, workers=cfg.workers,
                                 sampling=SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                                         seed=cfg.seed, batch_size=16)))
     scores = out / "eval" / f"{name}.judge" / "scores.jsonl"

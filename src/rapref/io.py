@@ -93,6 +93,18 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return list(_read_jsonl(path))
 
 
+def read_jsonl_prefix(path: str | Path) -> list[dict]:
+    """The rows of a JSONL file that is appended to as work finishes, up to the first line that does not parse (the
+    last line of an interrupted writer may be cut short)."""
+    rows = []
+    try:
+        for row in _read_jsonl(Path(path)):
+            rows.append(row)
+    except InputError:
+        pass
+    return rows
+
+
 def _read_jsonl(path: Path) -> Iterator[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:

@@ -46,6 +46,7 @@ class OnPolicyConfig:
     max_new_tokens: int = 256
     temperature: float = 1.0
     batch_size: int = 16
+    workers: int = 1  # generation processes (see `rapref generate --workers`)
     seed: int = 0
     split: str = "test"  # for augment-folder prompts
     test_size: float = 0  # prompts whose pairs are held out (data/<mode>/ test split), e.g. for the unlearning probe
@@ -130,7 +131,7 @@ def _generate(cfg: OnPolicyConfig, policy: str, out: Path, seed: int) -> None:
     reads_goals = (Path(policy) / GOAL_SETTINGS_FILE).is_file()
     say(f"  generate: {cfg.samples} samples per prompt" + (" at the top goal" if reads_goals else ""))
     generate(GenerateConfig(model=policy, prompts=cfg.prompts, out=str(out), split=cfg.split, no_goal=not reads_goals,
-                            backend="auto", overwrite=True,
+                            backend="auto", overwrite=True, workers=cfg.workers,
                             sampling=SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                                     num_samples=cfg.samples, seed=seed, batch_size=cfg.batch_size)))
 

@@ -28,6 +28,9 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
     p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives every policy the same draws")
     p.add_argument("--limit", type=int, help="first N prompts only")
+    p.add_argument("--workers", type=int, default=1,
+                   help="transformers backend: sampling processes, one thread each (on a CPU two single-thread "
+                        "workers beat one two-thread process); an interrupted run resumes from OUT.partial either way")
     p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto", help="auto: vLLM when installed and a GPU is present, else transformers")
     p.add_argument("--overwrite", action="store_true", help="replace an output file that rapref generate wrote")
 
@@ -39,7 +42,7 @@ def run_generate(args):
                               num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size)
     rows = main(GenerateConfig(model=args.model, prompts=args.prompts, out=args.out, split=args.split,
                                goals=args.goals, no_goal=args.no_goal, sampling=sampling, backend=args.backend,
-                               limit=args.limit, overwrite=args.overwrite))
+                               limit=args.limit, overwrite=args.overwrite, workers=args.workers))
     from rapref.progress import say
 
     say(f"rapref generate: {len(rows)} samples -> {args.out}")

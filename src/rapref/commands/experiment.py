@@ -17,7 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-prompts", type=int, default=d.test_prompts, help="held-out test prompts")
     p.add_argument("--samples", type=int, default=d.samples, help="on-policy samples per training prompt")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="longest answer, in tokens")
+    p.add_argument("--sweep-prompts", type=int, default=d.sweep_prompts,
+                   help="held-out prompts in the goal sweep (each asked at goals 1..10)")
     p.add_argument("--seed", type=int, default=d.seed, help="prompt, sampling and training seed")
+    p.add_argument("--workers", type=int, default=d.workers, help="generation processes, one thread each")
     p.add_argument("--ifbench-prompts", help="also evaluate every arm on IFBench's test prompts (a file written by "
                                              "`rapref prompts --split ifbench-test`)")
     p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE", help="training overrides, as `rapref train`")
@@ -31,5 +34,6 @@ def run(args):
     return main(ExperimentConfig(model=args.model, out=args.out, train_prompts=args.train_prompts,
                                  test_prompts=args.test_prompts, samples=args.samples,
                                  max_new_tokens=args.max_new_tokens, seed=args.seed, training=training,
-                                 ifbench_prompts=args.ifbench_prompts,
+                                 ifbench_prompts=args.ifbench_prompts, sweep_prompts=args.sweep_prompts,
+                                 workers=args.workers,
                                  quick=args.quick))

@@ -10,11 +10,13 @@ training and inference cannot silently disagree. Output: one JSONL row per (prom
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, check_goals
-from rapref.io import InputError, read_jsonl, read_rows, write_jsonl_atomic
+from rapref.io import InputError, read_jsonl, read_jsonl_prefix, read_rows, write_jsonl_atomic
 from rapref.outputs import claim_output_file
 from rapref.prompting import goal_prompt
 
@@ -43,9 +45,12 @@ class GenerateConfig:
     backend: str = "auto"  # auto (vLLM when installed and a GPU is present), transformers, vllm
     limit: int | None = None
     overwrite: bool = False
+    workers: int = 1  # transformers backend: sampling processes, one thread each when more than one
 
     def __post_init__(self):
         self.sampling = self.sampling or SamplingConfig()
+        if self.workers < 1:
+            raise InputError(f"--workers must be at least 1, got {self.workers}")
         if self.goals is not None and self.no_goal:
             raise InputError("--goals and --no-goal contradict each other: a goal sweep needs a goal-conditioned "
                              "policy, --no-goal samples a plain one")
@@ -130,14 +135,19 @@ def main(cfg: GenerateConfig) -> list[dict]:
     prompts = load_prompts(cfg.prompts, cfg.split, cfg.limit)
     jobs = [(row, goal, k) for goal in goals for row in prompts for k in range(cfg.sampling.num_samples)]
     settings = asdict(cfg.sampling)
+    resume = ResumeFile(out, {"model": str(cfg.model), "prompts": str(cfg.prompts), "split": cfg.split,
+                              "goals": goals, "limit": cfg.limit, "sampling": settings, "jobs": len(jobs),
+                              "prompt_digest": _digest([(r["prompt_id"], r["prompt"]) for r in prompts])})
     conversations = [row["prompt"] for row, _, _ in jobs]
     rows, turn = [], 0
     active = list(range(len(jobs)))
     while active:  # turn by turn: a later turn (MT-Bench) is asked with the earlier answers in context
         sampling = replace(cfg.sampling, seed=cfg.sampling.seed + turn)
+        done = {pos: resume.done[(turn, i)] for pos, i in enumerate(active) if (turn, i) in resume.done}
         texts = generate_texts(cfg.model, [goal_prompt(conversations[i], spec, jobs[i][1]) for i in active],
                                sampling, cfg.backend, description=f"Generating turn {turn + 1}" if turn else
-                               "Generating")
+                               "Generating", done=done, workers=cfg.workers,
+                               on_batch=lambda idx, texts, t=turn, a=active: resume.add(t, [a[j] for j in idx], texts))
         answers = dict(zip(active, texts))
         for i, text in answers.items():
             row, goal, k = jobs[i]
@@ -152,15 +162,64 @@ def main(cfg: GenerateConfig) -> list[dict]:
             conversations[i] = history + [{"role": "assistant", "content": answers[i]},
                                           {"role": "user", "content": jobs[i][0]["turns"][turn]}]
     write_jsonl_atomic(out, rows)
+    resume.remove()
     return rows
 
 
+class ResumeFile:
+    """`OUT.partial`: finished batches, appended as they come, so an interrupted `rapref generate` resumes where it
+    stopped. Its first line holds the run's settings; a file from other settings is started afresh. It is removed
+    once OUT is written (atomically, as always)."""
+
+    def __init__(self, out: Path, settings: dict):
+        self.path = Path(f"{out}.partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.header = {"rapref_generate_partial": json.loads(json.dumps(settings, default=str))}
+        self.done: dict[tuple[int, int], str] = {}
+        if self.path.is_file():
+            rows = read_jsonl_prefix(self.path)
+            if rows and rows[0] == self.header:
+                self.done = {(r["turn"], r["job"]): r["text"] for r in rows[1:]}
+                if self.done:
+                    from rapref.progress import say
+
+                    say(f"rapref generate: resuming, {len(self.done)} answers already in {self.path}")
+                return
+        self.path.write_text(json.dumps(self.header) + "\n", encoding="utf-8")
+
+    def add(self, turn: int, jobs: list[int], texts: list[str]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps({"turn": turn, "job": j, "text": t}, ensure_ascii=False) + "\n"
+                                 for j, t in zip(jobs, texts)))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _digest(value) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, backend: str = "auto",
-                   description: str = "Generating") -> list[str]:
-    """One sampled response per goal-conditioned prompt (string or messages), in the trained prompt form."""
+                   description: str = "Generating", done: dict[int, str] | None = None, on_batch=None,
+                   workers: int = 1) -> list[str]:
+    """One sampled response per goal-conditioned prompt (string or messages), in the trained prompt form.
+
+    Transformers backend: `done` (prompt position -> text) skips finished batches, `on_batch(positions, texts)` sees
+    each batch as it finishes, `workers` > 1 samples in that many single-thread processes (`rapref.evaluate.sampler`).
+    """
     if backend == "vllm" or (backend == "auto" and _vllm_usable()):
         return _generate_vllm(model_dir, prompts, sampling)
-    return _generate_transformers(model_dir, prompts, sampling, description)
+    from rapref.evaluate.sampler import sample_batches
+    from rapref.models import load_tokenizer
+
+    ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)
+    return sample_batches(model_dir, ids, sampling, description=description, done=done, on_batch=on_batch,
+                          workers=workers, threads=1 if workers > 1 else None)
 
 
 def _vllm_usable() -> bool:
@@ -176,30 +235,6 @@ def batch_prompt_ids(tokenizer, prompts: list) -> list[list[int]]:
     from rapref.prompting import prompt_ids
 
     return [prompt_ids(tokenizer, p) for p in prompts]
-
-
-def _generate_transformers(model_dir, prompts, sampling: SamplingConfig, description: str) -> list[str]:
-    import torch
-
-    from rapref.models import device, load_model, load_tokenizer
-    from rapref.progress import track
-
-    tokenizer = load_tokenizer(model_dir, padding_side="left")
-    model = load_model(model_dir).to(device()).eval()
-    ids = batch_prompt_ids(tokenizer, prompts)
-    texts = []
-    for start in track(range(0, len(ids), sampling.batch_size), description, unit="batch"):
-        batch = tokenizer.pad({"input_ids": ids[start:start + sampling.batch_size]}, padding=True,
-                              return_tensors="pt").to(device())
-        torch.manual_seed(sampling.seed + start)  # each batch's draws follow from the seed alone
-        with torch.no_grad():
-            output = model.generate(
-                **batch, max_new_tokens=sampling.max_new_tokens, do_sample=sampling.temperature > 0,
-                temperature=sampling.temperature if sampling.temperature > 0 else None, top_p=sampling.top_p,
-                pad_token_id=tokenizer.pad_token_id, use_cache=True)
-        new_tokens = output[:, batch["input_ids"].shape[1]:]  # (B, T_new)
-        texts += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-    return [t.strip() for t in texts]
 
 
 def _generate_vllm(model_dir, prompts, sampling: SamplingConfig) -> list[str]:  # pragma: no cover - GPU only
