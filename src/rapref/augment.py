@@ -20,15 +20,15 @@ covers the files themselves.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, GoalSpec
-from rapref.io import InputError, atomic_path, fingerprint, read_rows, write_json_atomic
+from rapref.io import InputError, atomic_path, fingerprint, read_arrow_table, read_rows, write_json_atomic
 from rapref.outputs import claim_output, mark_output, output_lock
 from rapref.provenance import provenance
 from rapref.relabel import RelabelOptions, condition_on, relabel, unconditioned
@@ -59,9 +59,13 @@ def main(cfg: AugmentConfig) -> dict:
     out = claim_output(cfg.out, "augment", overwrite=cfg.overwrite, inputs=(cfg.source,))
     with output_lock(out):
         claim_output(out, "augment", overwrite=cfg.overwrite, inputs=(cfg.source,))  # again, now that we hold it
-        rows = read_rows(cfg.source, cfg.split, cfg.revision)
-        schema = cfg.schema or detect_schema(rows, cfg.source)
-        tables, spec, summary = augment_rows(rows, schema, cfg, source=cfg.source)
+        fast = _arrow_native(cfg)  # flat text pairs in a JSONL / Parquet file: Arrow end to end
+        if fast is not None:
+            tables, spec, summary = augment_loaded(*fast, cfg, source=cfg.source)
+        else:
+            rows = read_rows(cfg.source, cfg.split, cfg.revision)
+            schema = cfg.schema or detect_schema(rows, cfg.source)
+            tables, spec, summary = augment_rows(rows, schema, cfg, source=cfg.source)
         summary["input"] = {"source": cfg.source, "fingerprint": fingerprint(cfg.source), "split": cfg.split,
                             "revision": cfg.revision}
         write_dataset(out, tables, summary, spec)
@@ -81,15 +85,34 @@ def augment_dataset(dataset, cfg: AugmentConfig, schema: str | None = None) -> t
     return tables, summary
 
 
+def _arrow_native(cfg: AugmentConfig):
+    """(loaded, rows in, schema) read and cleaned by `rapref.schemas.arrow_pairs`, or None for the per-row path."""
+    from rapref.schemas import arrow_pairs
+
+    path = Path(cfg.source)
+    if cfg.split is not None or not path.is_file():
+        return None
+    table = read_arrow_table(path)
+    if table is None or table.num_rows == 0:
+        return None
+    schema = cfg.schema or detect_schema({"train": table.slice(0, 1).to_pylist()}, cfg.source)
+    loaded = arrow_pairs.load(table, schema, cfg.schema_options, cfg.source)
+    return None if loaded is None else (loaded, table.num_rows, schema)
+
+
 def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, source: str):
     """Load, clean, hold out and relabel. Returns (output tables by split, goal settings to save or None, summary);
     only goal-conditioned modes carry goal settings."""
+    loaded = load_pairs(rows, schema, cfg.schema_options, source)
+    return augment_loaded(loaded, sum(len(r) for r in rows.values()), schema, cfg, source)
+
+
+def augment_loaded(loaded, rows_in: int, schema: str, cfg: AugmentConfig, source: str):
+    """The stage after loading: canonical pairs (lists of dicts or Arrow tables) -> held out, relabeled tables."""
     options = cfg.schema_options
-    loaded = load_pairs(rows, schema, options, source)
-    rows_in = sum(len(r) for r in rows.values())
-    pairs = loaded.pairs
+    pairs = {split: p if isinstance(p, pa.Table) else pa.Table.from_pylist(p) for split, p in loaded.pairs.items()}
     notes = list(loaded.notes)
-    if not pairs.get("train"):
+    if "train" not in pairs or pairs["train"].num_rows == 0:
         raise InputError(f"{source}: no usable training pairs after cleaning "
                          f"(dropped: {dict(loaded.drops.counts) or 'none'})")
     if "test" not in pairs:
@@ -104,15 +127,14 @@ def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, s
     if tables.get("test") is not None and tables["test"].num_rows:
         out_tables["test"] = unconditioned(tables["test"])
         out_tables["test_goal"] = condition_on(tables["test"], spec, top, copy="top_goal")
-    kept_ids = {part for p in pairs.values() for rec in p for part in rec["source_id"].split("|")}
     summary = {
         "schema": schema,
         "rows_in": rows_in,
-        "rows_kept": len(kept_ids),
+        "rows_kept": _rows_kept(pairs.values()),
         "rows_dropped": loaded.drops.total,
         "dropped_by_reason": dict(sorted(loaded.drops.counts.items())),
         "drop_examples": loaded.drops.examples,
-        "pairs": {split: len(p) for split, p in pairs.items()},
+        "pairs": {split: p.num_rows for split, p in pairs.items()},
         "relabel": relabel_stats,
         "rows_out": {split: t.num_rows for split, t in out_tables.items()},
         "score_histogram": score_histogram(tables["train"]),
@@ -124,12 +146,21 @@ def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, s
     return out_tables, spec if cfg.relabel.mode in ("relabeled", "half", "positive") else None, summary
 
 
-def hold_out(pairs: list[dict], test_size, seed: int) -> tuple[list[dict], list[dict], str]:
+def _rows_kept(tables) -> int:
+    """Input rows behind the kept pairs (a pair's `source_id` joins several rows' ids with `|` in some schemas)."""
+    ids = [t["source_id"] for t in tables if t.num_rows]
+    if not any(pc.any(pc.match_substring(i, "|")).as_py() for i in ids):
+        return sum(len(pc.unique(i)) for i in ids)
+    return len({part for i in ids for source_id in i.to_pylist() for part in source_id.split("|")})
+
+
+def hold_out(pairs: pa.Table, test_size, seed: int) -> tuple[pa.Table, pa.Table, str]:
     """Hold out whole prompts (never one pair of a prompt in train and another in test), chosen by content hash.
 
     `test_size`: a count (>= 1), a fraction (< 1), or None for min(2000, 10% of prompts) as in the paper's split.
     """
-    prompts = sorted({_prompt_key(p) for p in pairs}, key=lambda k: content_hash(k, seed))
+    keys = _prompt_keys(pairs["prompt"])
+    prompts = sorted(set(keys.to_pylist()), key=lambda k: content_hash(k, seed))
     if test_size is None:
         n_test = min(2000, round(0.1 * len(prompts)))
     elif test_size < 1:
@@ -137,29 +168,40 @@ def hold_out(pairs: list[dict], test_size, seed: int) -> tuple[list[dict], list[
     else:
         n_test = int(test_size)
     n_test = min(n_test, len(prompts) - 1)
-    test_keys = set(prompts[:n_test])
-    train = [p for p in pairs if _prompt_key(p) not in test_keys]
-    test = [p for p in pairs if _prompt_key(p) in test_keys]
-    return train, test, f"held out {n_test} of {len(prompts)} prompts for test (seed {seed})"
+    in_test = pc.is_in(keys, value_set=pa.array(prompts[:n_test], pa.string()))
+    note = f"held out {n_test} of {len(prompts)} prompts for test (seed {seed})"
+    return pairs.filter(pc.invert(in_test)), pairs.filter(in_test), note
 
 
-def _prompt_key(pair: dict) -> str:
-    prompt = pair["prompt"]
-    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+def _prompt_keys(prompts) -> pa.Array:
+    """One string per prompt: the text itself, or the messages as sorted-key JSON."""
+    if pa.types.is_string(prompts.type) or pa.types.is_large_string(prompts.type):
+        return pc.cast(prompts, pa.string())
+    return pa.array([json.dumps(p, sort_keys=True) for p in prompts.to_pylist()], pa.string())
 
 
-def to_table(pairs: list[dict], placement: str) -> pa.Table:
-    """Canonical pairs to Arrow; string texts become messages when the goal goes in a system message."""
-    if pairs and placement == "system" and isinstance(pairs[0]["prompt"], str):
-        pairs = [{**p, "prompt": [{"role": "user", "content": p["prompt"]}],
-                  "chosen": [{"role": "assistant", "content": p["chosen"]}],
-                  "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs]
-    return pa.Table.from_pylist(pairs)
+def to_table(pairs: pa.Table, placement: str) -> pa.Table:
+    """Canonical pairs as Arrow; string texts become messages when the goal goes in a system message."""
+    if pairs.num_rows and placement == "system" and pa.types.is_string(pairs["prompt"].type):
+        for column, role in (("prompt", "user"), ("chosen", "assistant"), ("rejected", "assistant")):
+            pairs = pairs.set_column(pairs.column_names.index(column), column, _as_messages(pairs[column], role))
+    return pairs
+
+
+def _as_messages(texts: pa.ChunkedArray, role: str) -> pa.Array:
+    """Each text as a one-message list [{role, content}], built from the column's buffers (no per-row Python)."""
+    import numpy as np
+
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    roles = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(texts), dtype=np.int32)), pa.array([role]))
+    messages = pa.StructArray.from_arrays([pc.cast(roles, pa.string()), texts], names=["role", "content"])
+    return pa.ListArray.from_arrays(pa.array(np.arange(len(texts) + 1, dtype=np.int32)), messages)
 
 
 def score_histogram(table: pa.Table) -> dict:
     def counts(column):
-        return {f"{k:g}": v for k, v in sorted(Counter(table[column].to_pylist()).items())}
+        values = pc.value_counts(table[column]).to_pylist()
+        return {f"{v['values']:g}": v["counts"] for v in sorted(values, key=lambda v: v["values"])}
 
     return {"chosen": counts("score_chosen"), "rejected": counts("score_rejected")}
 

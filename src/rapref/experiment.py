@@ -34,6 +34,9 @@ ARMS = {  # arm -> (augment mode of its training data or None for the start, ask
     "relabeled@10": ("relabeled", True), "half@10": ("half", True),
 }
 SCORER = "if-official:ifeval"
+# settings a rerun may change in a finished run folder: they change no finished stage's files (workers give the same
+# texts; IFBench is an extra evaluation stage of its own)
+FREE_SETTINGS = ("workers", "ifbench_prompts")
 
 
 @dataclass
@@ -56,7 +59,8 @@ class ExperimentConfig:
         "lora.enabled": True, "lora.r": 16, "algorithm.beta": 0.1, "training.learning_rate": 5e-5,
         "training.num_train_epochs": 1, "training.per_device_train_batch_size": 2,
         "training.gradient_accumulation_steps": 4, "training.max_length": 384, "data.max_prompt_length": 256,
-        "training.lr_scheduler_type": "cosine", "training.warmup_steps": 0.1, "training.save_strategy": "no"})
+        "training.lr_scheduler_type": "cosine", "training.warmup_steps": 0.1, "training.save_strategy": "no",
+        "training.packing": True})  # prompt-sharing packed forward: the same losses as TRL's (tests/test_packing.py)
     quick: bool = False
 
 
@@ -78,10 +82,14 @@ def main(cfg: ExperimentConfig) -> dict:
     out = claim_output(cfg.out, "experiment ifeval", overwrite=False, reuse=True, inputs=(cfg.model,))
     mark_output(out, "experiment ifeval")
     saved = out / "config.json"
-    if saved.is_file() and json.loads(saved.read_text()) != json.loads(json.dumps(asdict(cfg))):
-        from rapref.io import InputError
+    if saved.is_file():
+        before, now = json.loads(saved.read_text()), json.loads(json.dumps(asdict(cfg)))
+        changed = sorted(k for k in set(before) | set(now) if k not in FREE_SETTINGS and before.get(k) != now.get(k))
+        if changed:
+            from rapref.io import InputError
 
-        raise InputError(f"{out}: holds an experiment with other settings (config.json); choose another --out")
+            raise InputError(f"{out}: holds an experiment with other settings ({', '.join(changed)}; see its "
+                             "config.json); choose another --out")
     write_json_atomic(saved, asdict(cfg))
     timings: dict[str, float] = {}
 

@@ -44,6 +44,26 @@ def read_rows(source: str, split: str | None = None, revision: str | None = None
     raise InputError(f"{source}: no such file or folder")
 
 
+def read_arrow_table(path: Path):
+    """A local .jsonl or .parquet file as one Arrow table, read by Arrow's own readers (no Python rows); None when
+    Arrow does not take the file as it is (bad lines, mixed types, other formats): `read_rows` then names file and
+    line."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    try:
+        if path.suffix == ".parquet":
+            return pq.read_table(path)
+        if path.suffix == ".jsonl":
+            table = pj.read_json(path, read_options=pj.ReadOptions(block_size=1 << 26))
+            table.validate(full=True)  # Arrow's JSON reader keeps invalid UTF-8; the per-row reader names the line
+            return table
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+        return None
+    return None
+
+
 def hub_offline() -> bool:
     """True when the Hugging Face hub cannot be used: HF_HUB_OFFLINE set, or huggingface.co unreachable (3 s)."""
     import socket

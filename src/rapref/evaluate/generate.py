@@ -135,9 +135,7 @@ def main(cfg: GenerateConfig) -> list[dict]:
     prompts = load_prompts(cfg.prompts, cfg.split, cfg.limit)
     jobs = [(row, goal, k) for goal in goals for row in prompts for k in range(cfg.sampling.num_samples)]
     settings = asdict(cfg.sampling)
-    resume = ResumeFile(out, {"model": str(cfg.model), "prompts": str(cfg.prompts), "split": cfg.split,
-                              "goals": goals, "limit": cfg.limit, "sampling": settings, "jobs": len(jobs),
-                              "prompt_digest": _digest([(r["prompt_id"], r["prompt"]) for r in prompts])})
+    resume = ResumeFile(out, resume_settings(cfg, goals, prompts))
     conversations = [row["prompt"] for row, _, _ in jobs]
     rows, turn = [], 0
     active = list(range(len(jobs)))
@@ -164,6 +162,13 @@ def main(cfg: GenerateConfig) -> list[dict]:
     write_jsonl_atomic(out, rows)
     resume.remove()
     return rows
+
+
+def resume_settings(cfg: GenerateConfig, goals: list, prompts: list[dict]) -> dict:
+    """What a resume file must match: the model, the prompts (their content too), the goals and the sampling."""
+    return {"model": str(cfg.model), "prompts": str(cfg.prompts), "split": cfg.split, "goals": goals,
+            "limit": cfg.limit, "sampling": asdict(cfg.sampling), "samples": cfg.sampling.num_samples,
+            "prompt_digest": _digest([(r["prompt_id"], r["prompt"]) for r in prompts])}
 
 
 class ResumeFile:

@@ -47,13 +47,23 @@ def load_argilla(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
 
 @register("pairs", lambda cols, row: _has_pair_columns(cols))
 def load_pairs(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
+    first = next((row for rows in rows_by_split.values() for row in rows), {})
+    return _load(rows_by_split, options, drops, score_columns_for("pairs", options, first), default_scale=(1, 10))
+
+
+def score_columns_for(schema: str, options: SchemaOptions, first: dict) -> tuple[str, str]:
+    """The two score columns of a flat-pairs schema: fixed for the binarized layouts; for `pairs` the flags, else
+    the first known pair of names found in the first row."""
+    if schema == "ultrafeedback-binarized":
+        return ("score_chosen", "score_rejected")
+    if schema == "argilla":
+        return ("chosen-rating", "rejected-rating")
     score_columns = (options.score_chosen_column, options.score_rejected_column)
     if None in score_columns:
-        first = next((row for rows in rows_by_split.values() for row in rows), {})
         found = [pair for pair in SCORE_COLUMN_CANDIDATES if set(pair) <= set(first)]
         guess = found[0] if found else ("score_chosen", "score_rejected")
         score_columns = tuple(given or default for given, default in zip(score_columns, guess))
-    return _load(rows_by_split, options, drops, score_columns, default_scale=(1, 10))
+    return score_columns
 
 
 def _load(rows_by_split, options: SchemaOptions, drops: Drops, score_columns, default_scale) -> Loaded:

@@ -41,6 +41,10 @@ def _yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
+# `training` keys rapref reads itself (never passed to TRL): the packed, prompt-sharing DPO forward (rapref.train.packing)
+RAPREF_TRAINING_KEYS = {"packing": bool}
+
+
 @dataclass
 class DataArgs:
     path: str = ""  # output folder of `rapref augment` (or any dataset TRL reads)
@@ -107,6 +111,12 @@ class TrainConfig:
         owned = {"output_dir", "seed", "beta", "loss_type", "loss_weights", "label_smoothing", "simpo_gamma",
                  "cpo_alpha", "desirable_weight", "undesirable_weight"}
         for key, value in self.training.items():
+            if key in RAPREF_TRAINING_KEYS:
+                self.training[key] = check_type(value, RAPREF_TRAINING_KEYS[key], f"training.{key}", strict=False)
+                if key == "packing" and self.training[key] and algo.name != "dpo":
+                    raise ValueError("training.packing: the prompt-sharing packed forward is implemented for "
+                                     f"algorithm.name=dpo, not {algo.name!r}")
+                continue
             if key in owned:
                 raise ValueError(f"training.{key}: set it in its own place (top level or algorithm.{key})")
             if key not in hints or key.startswith("_"):

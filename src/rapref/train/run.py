@@ -31,7 +31,7 @@ from rapref.prompting import ensure_chat_template, is_conversation, to_trl_examp
 from rapref.provenance import provenance
 from rapref.train.algorithms import ALGORITHMS
 from rapref.train.card import write_model_card
-from rapref.train.config import TrainConfig, to_dict
+from rapref.train.config import RAPREF_TRAINING_KEYS, TrainConfig, to_dict
 from rapref.train.lengths import fit_dataset
 
 TRAIN_SETTINGS_FILE = "rapref_train.json"
@@ -75,7 +75,7 @@ def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dic
               "last_loss": losses[-1] if losses else None, "length_fit": length_counts,
               "world_size": trainer.accelerator.num_processes,
               "train_examples": len(splits["train"]), "resumed_from": checkpoint,
-              "chat_template_installed": installed}
+              "chat_template_installed": installed, "packing": getattr(trainer, "rapref_packing", None)}
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(out)
         if spec is not None:
@@ -232,7 +232,8 @@ def trl_args(cfg: TrainConfig, on_gpu: bool):
                 "use_cpu": not on_gpu, **CHECKPOINT_DEFAULTS,
                 # the Trainer's tqdm bar in a terminal; in a log file rapref's periodic progress lines instead
                 "disable_tqdm": quiet() or not interactive()}
-    kwargs = {**defaults, **cfg.training, "output_dir": cfg.output_dir, "seed": cfg.seed, "beta": cfg.algorithm.beta,
+    trl_fields = {k: v for k, v in cfg.training.items() if k not in RAPREF_TRAINING_KEYS}
+    kwargs = {**defaults, **trl_fields, "output_dir": cfg.output_dir, "seed": cfg.seed, "beta": cfg.algorithm.beta,
               **algorithm.trl_kwargs(cfg.algorithm)}
     try:
         return algorithm.config_class()(**kwargs)
@@ -252,7 +253,18 @@ def build_trainer(cfg: TrainConfig, args, model, tokenizer, splits):
               "processing_class": tokenizer, "peft_config": peft_config}
     if algorithm.reference_model:
         kwargs["ref_model"] = None if peft_config is not None else load_model(cfg.model)
-    return algorithm.trainer_class()(**kwargs)
+    trainer = algorithm.trainer_class()(**kwargs)
+    if cfg.training.get("packing"):
+        from peft import PeftModel
+
+        from rapref.train.packing import add_packed_forward
+
+        policy = trainer.model.get_base_model() if isinstance(trainer.model, PeftModel) else trainer.model
+        trainer.rapref_packing = {"packed_batches": 0, "unpacked_batches": 0, "positions": 0, "padded_positions": 0}
+        for model in (policy, trainer.ref_model):  # with LoRA the reference pass is the policy without adapters
+            if model is not None:
+                add_packed_forward(model, trainer.rapref_packing)
+    return trainer
 
 
 def to_unpaired(dataset):

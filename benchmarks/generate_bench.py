@@ -1,0 +1,91 @@
+"""Generation throughput: a plain `model.generate` loop vs `rapref generate`'s sampler, on the same prompts, in one run.
+
+    python benchmarks/generate_bench.py --model runs/smollm2 --prompts runs/exp-ifeval/prompts/test.jsonl
+    python benchmarks/generate_bench.py --model runs/smollm2 --prompts P.jsonl --n 64 --max-new-tokens 64
+
+Contenders (one after another, each with the same total thread count):
+  plain      prompts in file order, batches of --batch-size, left padding, `model.generate` with the KV cache
+  sorted     rapref's sampler in one process: prompts sorted by length first, so a batch pads little
+  workers    rapref's sampler in --workers single-thread processes (`rapref generate --workers`)
+Reported: useful new tokens per second (tokens up to and including EOS; the padding after a finished answer is not
+counted) and wall seconds, model loading included for every contender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+
+def useful_tokens(tokenizer, texts: list[str]) -> int:
+    return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts)
+
+
+def plain(model_dir: str, ids: list[list[int]], sampling) -> list[str]:
+    import torch
+
+    from rapref.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir, padding_side="left")
+    model = load_model(model_dir).eval()
+    texts = []
+    for start in range(0, len(ids), sampling.batch_size):
+        batch = tokenizer.pad({"input_ids": ids[start:start + sampling.batch_size]}, padding=True, return_tensors="pt")
+        torch.manual_seed(sampling.seed + start)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=sampling.max_new_tokens, do_sample=True,
+                                 temperature=sampling.temperature, pad_token_id=tokenizer.pad_token_id, use_cache=True)
+        texts += [t.strip() for t in tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:],
+                                                            skip_special_tokens=True)]
+    return texts
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--prompts", required=True, help="a prompt file `rapref generate` reads")
+    p.add_argument("--n", type=int, default=96, help="prompts used")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="threads of the one-process contenders")
+    args = p.parse_args()
+
+    import torch
+
+    from rapref.evaluate.generate import SamplingConfig, batch_prompt_ids, load_prompts
+    from rapref.evaluate.sampler import sample_batches
+    from rapref.models import load_tokenizer
+    from rapref.progress import configure
+
+    configure(quiet=True)
+    torch.set_num_threads(args.threads)
+    tokenizer = load_tokenizer(args.model)
+    ids = batch_prompt_ids(tokenizer, [r["prompt"] for r in load_prompts(args.prompts, limit=args.n)])
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.7, batch_size=args.batch_size)
+    contenders = {
+        "plain": lambda: plain(args.model, ids, sampling),
+        "sorted": lambda: sample_batches(args.model, ids, sampling, threads=args.threads),
+        f"workers x{args.workers}": lambda: sample_batches(args.model, ids, sampling, workers=args.workers, threads=1),
+    }
+    print(f"{len(ids)} prompts, mean {sum(map(len, ids)) / len(ids):.0f} prompt tokens, max_new_tokens "
+          f"{args.max_new_tokens}, batch {args.batch_size}; torch {torch.__version__}, {os.cpu_count()} CPUs")
+    print(f"{'contender':<12} {'wall s':>8} {'useful tok':>11} {'tok/s':>8} {'vs plain':>9}")
+    base = None
+    for name, run in contenders.items():
+        start = time.perf_counter()
+        texts = run()
+        wall = time.perf_counter() - start
+        tokens = useful_tokens(tokenizer, texts)
+        rate = tokens / wall
+        base = base or rate
+        print(f"{name:<12} {wall:8.1f} {tokens:11d} {rate:8.1f} {rate / base:8.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()

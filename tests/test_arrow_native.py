@@ -1,0 +1,123 @@
+"""The Arrow-native path of `rapref augment` equals the per-row path: same tables, same counted drops, same errors."""
+
+import json
+import math
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rapref.augment as augment
+from rapref.augment import AugmentConfig
+from rapref.io import InputError
+from rapref.schemas import SchemaOptions
+
+
+def run(src, out, per_row: bool, monkeypatch, **kw):
+    used = []
+    real = augment._arrow_native
+
+    def spy(cfg):
+        result = None if per_row else real(cfg)
+        used.append(result is not None)
+        return result
+
+    monkeypatch.setattr(augment, "_arrow_native", spy)
+    summary = augment.main(AugmentConfig(source=str(src), out=str(out), overwrite=True, **kw))
+    tables = {p.name: pq.read_table(p).to_pylist() for p in sorted((out / "data").glob("*.parquet"))}
+    for key in ("provenance", "input"):
+        summary.pop(key)
+    return used[0], summary, tables
+
+
+def both(tmp_path, src, monkeypatch, **kw):
+    fast = run(src, tmp_path / "fast", False, monkeypatch, **kw)
+    slow = run(src, tmp_path / "slow", True, monkeypatch, **kw)
+    assert slow[0] is False
+    return fast, slow
+
+
+BAD_ROWS = [
+    {"prompt": "Q1", "chosen": "a", "rejected": "b", "score_chosen": 8, "score_rejected": 3},
+    {"prompt": None, "chosen": "a", "rejected": "b", "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "  ", "chosen": "a", "rejected": "b", "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q2", "chosen": None, "rejected": "b", "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q3", "chosen": "a", "rejected": "\n", "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q4", "chosen": "same", "rejected": "same", "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q5", "chosen": "a", "rejected": "b", "score_chosen": None, "score_rejected": 3},
+    {"prompt": "Q6", "chosen": "a", "rejected": "b", "score_chosen": 11, "score_rejected": 3},
+    {"prompt": "Q7", "chosen": "a", "rejected": "b", "score_chosen": 7.5, "score_rejected": -1},
+    {"prompt": "Q8", "chosen": "", "rejected": "", "score_chosen": 99, "score_rejected": None},
+] + [{"prompt": f"Q{i % 7}", "chosen": f"c{i}", "rejected": f"r{i}", "score_chosen": 1 + i % 10,
+      "score_rejected": 1 + (i * 3) % 10} for i in range(40)]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("placement", ["system", "user", "user-suffix"])
+def test_every_drop_reason_counted_alike(tmp_path, monkeypatch, placement):
+    src = write_jsonl(tmp_path / "pairs.jsonl", BAD_ROWS)
+    (used, fast, fast_tables), (_, slow, slow_tables) = both(tmp_path, src, monkeypatch, placement=placement)
+    assert used, "the Arrow path was not taken"
+    assert fast == slow
+    assert fast_tables == slow_tables
+    assert fast["rows_dropped"] == 9 and len(fast["dropped_by_reason"]) == 6
+
+
+@pytest.mark.parametrize("name", ["argilla.jsonl", "pairs_custom_columns.jsonl", "ultrafeedback_binarized.jsonl"])
+def test_fixtures_give_the_same_folder(tmp_path, monkeypatch, fixtures, name):
+    kw = {"schema": "pairs", "schema_options": SchemaOptions(
+        prompt_column="question", chosen_column="good", rejected_column="bad", score_chosen_column="s_good",
+        score_rejected_column="s_bad", test_size=1)} if name.startswith("pairs_custom") else {}
+    fast, slow = both(tmp_path, fixtures / name, monkeypatch, **kw)
+    assert fast[1:] == slow[1:]
+
+
+def test_parquet_input_takes_the_arrow_path(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    src = tmp_path / "pairs.parquet"
+    pq.write_table(pa.Table.from_pylist(BAD_ROWS), src)
+    (used, fast, fast_tables), (_, slow, slow_tables) = both(tmp_path, src, monkeypatch)
+    assert used and fast == slow and fast_tables == slow_tables
+
+
+def test_strict_mode_stops_at_the_same_row_with_the_same_words(tmp_path, monkeypatch):
+    src = write_jsonl(tmp_path / "pairs.jsonl", BAD_ROWS)
+    errors = []
+    for per_row in (False, True):
+        with pytest.raises(InputError) as err:
+            run(src, tmp_path / f"strict{per_row}", per_row, monkeypatch,
+                schema_options=SchemaOptions(strict=True))
+        errors.append(str(err.value))
+    assert errors[0] == errors[1] and "row train:1, field 'prompt': missing prompt" in errors[0]
+
+
+def test_files_arrow_cannot_read_as_they_are_take_the_per_row_path(tmp_path, monkeypatch):
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [BAD_ROWS[0], {**BAD_ROWS[0], "score_chosen": "8"}])
+    used, _, _ = run(mixed, tmp_path / "out", False, monkeypatch)
+    assert used is False  # a score written as text: the per-row reader parses it
+
+
+texts = st.one_of(st.none(), st.sampled_from(["", " ", "a", "b", "Q", "same"]), st.text(max_size=6))
+scores = st.one_of(st.none(), st.integers(-2, 12), st.floats(-2, 12, allow_nan=False))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(texts, texts, texts, scores, scores), min_size=1, max_size=10))
+def test_property_random_rows_clean_alike(tmp_path_factory, rows):
+    tmp = tmp_path_factory.mktemp("prop")
+    good = [{"prompt": "P", "chosen": "x", "rejected": "y", "score_chosen": 9.0, "score_rejected": 2.0},
+            {"prompt": "R", "chosen": "x", "rejected": "y", "score_chosen": 9.0, "score_rejected": 2.0}]
+    records = good + [dict(zip(("prompt", "chosen", "rejected", "score_chosen", "score_rejected"), r)) for r in rows]
+    if any(isinstance(r["score_chosen"], float) and not math.isfinite(r["score_chosen"]) for r in records):
+        return
+    src = write_jsonl(tmp / "p.jsonl", records)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, slow = both(tmp, src, monkeypatch, schema_options=SchemaOptions(test_size=1))
+    if fast[0]:
+        assert fast[1:] == slow[1:]

@@ -1,0 +1,122 @@
+"""The packed, prompt-sharing DPO forward equals TRL's padded one: per-token log-probs, gradients, loss curves."""
+
+import copy
+import json
+import random
+
+import pytest
+import torch
+
+from rapref.train.packing import add_packed_forward, pack_pairs
+
+
+def tiny_llama(seed=0, attn="sdpa"):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         attn_implementation=attn)
+    return LlamaForCausalLM(config).eval()
+
+
+def preference_batch(n_pairs, seed, max_length=None):
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    rng = random.Random(seed)
+
+    def tokens(low, high):
+        return [rng.randrange(1, 97) for _ in range(rng.randint(low, high))]
+
+    examples = [{"prompt_ids": tokens(1, 12), "chosen_ids": tokens(1, 15), "rejected_ids": tokens(1, 15)}
+                for _ in range(n_pairs)]
+    batch = DataCollatorForPreference(pad_token_id=0, max_length=max_length)(examples)
+    batch["labels"] = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    return batch
+
+
+def fused(model):
+    from trl.trainer.utils import add_fused_lm_head
+
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    return model
+
+
+def run(model, batch):
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                 use_cache=False, fused_lm_head=True)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("max_length", [None, 20])  # 20: TRL truncates some rows
+def test_per_token_log_probs_and_gradients_equal_trls(attn, max_length):
+    reference = fused(tiny_llama(attn=attn))
+    packed = copy.deepcopy(reference)
+    add_packed_forward(packed)
+    for seed in range(3):
+        batch = preference_batch(5, seed, max_length)
+        ours, theirs = run(packed, batch), run(reference, batch)
+        for name in ("log_probs", "entropy", "mean_logits"):
+            torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=1e-5, atol=1e-5)
+        assert torch.equal(ours.is_top1, theirs.is_top1) and torch.equal(ours.label_mask, theirs.label_mask)
+        sums = ours.log_probs.sum(1), theirs.log_probs.sum(1)
+        assert torch.allclose(*sums, rtol=1e-4, atol=0)  # per-sequence log-probs within 1e-4 relative
+        packed.zero_grad(), reference.zero_grad()
+        sums[0].sum().backward(), sums[1].sum().backward()
+        for (name, a), (_, b) in zip(packed.named_parameters(), reference.named_parameters()):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_prompt_is_computed_once_per_pair():
+    batch = preference_batch(6, seed=1)
+    plan = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    lengths = batch["attention_mask"].sum(1)
+    prompt = (batch["attention_mask"] - batch["completion_mask"]).sum(1)[:6]
+    assert plan.real_tokens == int(lengths.sum() - prompt.sum() + 6)  # one copied token per pair
+    assert plan.input_ids.numel() < batch["input_ids"].numel()
+    mask = plan.attention_mask[0, 0]
+    assert mask.sum(1).min() >= 1  # no position attends to nothing
+
+
+def test_batches_that_cannot_be_packed_exactly_take_trls_path():
+    batch = preference_batch(2, seed=2)
+    batch["input_ids"][2, 0] += 1  # the rejected row's prompt differs from the chosen row's
+    assert pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"]) is None
+    reference = fused(tiny_llama())
+    packed = copy.deepcopy(reference)
+    add_packed_forward(packed)
+    torch.testing.assert_close(run(packed, batch).log_probs, run(reference, batch).log_probs)
+
+
+@pytest.mark.parametrize("placement,lora", [("system", False), ("user", False), ("user-suffix", False),
+                                            ("user", True)])
+def test_training_loss_curve_equals_trls(tmp_path, tiny_model_dir, placement, lora):
+    """rapref train with training.packing=true follows the same per-step losses as TRL's padded path."""
+    from rapref.augment import AugmentConfig
+    from rapref.augment import main as augment
+    from rapref.schemas import SchemaOptions
+    from rapref.train.config import load_config
+    from rapref.train.run import main as train
+    from tests.conftest import synthetic_pair_rows
+
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pair_rows(16, long_every=5)))
+    augment(AugmentConfig(source=str(src), out=str(tmp_path / "data"), placement=placement,
+                          schema_options=SchemaOptions(test_size=0)))
+    losses = {}
+    for packing in (False, True):
+        out = tmp_path / f"run-{packing}"
+        train(load_config(None, [f"model.name_or_path={tiny_model_dir}", f"data.path={tmp_path / 'data'}",
+                                 f"output_dir={out}", "data.max_prompt_length=160", "training.max_length=224",
+                                 "training.max_steps=20", "training.per_device_train_batch_size=4",
+                                 "training.learning_rate=1e-3", 'training.save_strategy="no"',
+                                 f"training.packing={str(packing).lower()}", "training.disable_tqdm=true",
+                                 f"lora.enabled={str(lora).lower()}", "lora.r=4"]))
+        result = json.loads((out / "rapref_train.json").read_text())["result"]
+        if packing:  # every forward (policy and reference) went through the packed path
+            assert result["packing"]["packed_batches"] >= 40 and result["packing"]["unpacked_batches"] == 0
+            assert result["packing"]["positions"] < result["packing"]["padded_positions"]
+        losses[packing] = [row["loss"] for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+                           if "loss" in row]
+    assert len(losses[True]) == 20
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4, abs=1e-5)
