@@ -70,11 +70,70 @@ def test_every_drop_reason_counted_alike(tmp_path, monkeypatch, placement):
 
 @pytest.mark.parametrize("name", ["argilla.jsonl", "pairs_custom_columns.jsonl", "ultrafeedback_binarized.jsonl"])
 def test_fixtures_give_the_same_folder(tmp_path, monkeypatch, fixtures, name):
+    """Text columns, messages with the prompt inside chosen / rejected (binarized), and beside them (argilla)."""
     kw = {"schema": "pairs", "schema_options": SchemaOptions(
         prompt_column="question", chosen_column="good", rejected_column="bad", score_chosen_column="s_good",
         score_rejected_column="s_bad", test_size=1)} if name.startswith("pairs_custom") else {}
     fast, slow = both(tmp_path, fixtures / name, monkeypatch, **kw)
+    assert fast[0], "the Arrow path was not taken"
     assert fast[1:] == slow[1:]
+
+
+def msgs(*pairs):
+    return [{"role": role, "content": text} for role, text in pairs]
+
+
+BAD_MESSAGES = [  # ultrafeedback_binarized's layout: the prompt turns repeated inside chosen and rejected
+    {"prompt": "Q0", "chosen": msgs(("user", "Q0"), ("assistant", "A")), "rejected": msgs(("user", "Q0"), ("assistant", "B")),
+     "score_chosen": 8.0, "score_rejected": 3.0},
+    {"prompt": "Q1", "chosen": [], "rejected": msgs(("user", "Q1"), ("assistant", "B")), "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q2", "chosen": None, "rejected": msgs(("user", "Q2"), ("assistant", "B")), "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q3", "chosen": msgs(("user", "Q3"), ("robot", "A")), "rejected": msgs(("user", "Q3"), ("assistant", "B")),
+     "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q4", "chosen": msgs(("user", "Q4"), ("assistant", " ")), "rejected": msgs(("user", "Q4"), ("assistant", "B")),
+     "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q5", "chosen": msgs(("user", None), ("assistant", "A")), "rejected": msgs(("user", "Q5"), ("assistant", "B")),
+     "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q6", "chosen": msgs(("user", "Q6"), ("user", "A")), "rejected": msgs(("user", "Q6"), ("assistant", "B")),
+     "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q7", "chosen": msgs(("user", "Q7"), ("assistant", "A")), "rejected": msgs(("user", "other"), ("assistant", "B")),
+     "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q8", "chosen": msgs(("user", "Q8"), ("assistant", "A")), "rejected": msgs(("user", "Q8"), ("assistant", "B"), ("assistant", "C")),
+     "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q9", "chosen": msgs(("assistant", "x"), ("assistant", "A")), "rejected": msgs(("assistant", "x"), ("assistant", "B")),
+     "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q10", "chosen": msgs(("user", "Q10"), ("assistant", "same")), "rejected": msgs(("user", "Q10"), ("assistant", "same")),
+     "score_chosen": 8, "score_rejected": 3},
+    {"prompt": "Q11", "chosen": msgs(("system", "S"), ("user", "Q11"), ("assistant", "A")),
+     "rejected": msgs(("system", "S"), ("user", "Q11"), ("assistant", "B")), "score_chosen": 8, "score_rejected": float("inf")},
+] + [{"prompt": f"Q{i % 7}", "chosen": msgs(("user", f"Q{i % 7}"), ("assistant", f"c{i}")),
+      "rejected": msgs(("user", f"Q{i % 7}"), ("assistant", f"r{i}")), "score_chosen": 1 + i % 10,
+      "score_rejected": 1 + (i * 3) % 10} for i in range(30)]
+
+
+@pytest.mark.parametrize("placement", ["system", "user"])
+def test_message_lists_drop_alike(tmp_path, monkeypatch, placement):
+    import pyarrow as pa
+
+    src = tmp_path / "pairs.parquet"  # Parquet: JSON has no infinity
+    pq.write_table(pa.Table.from_pylist(BAD_MESSAGES), src)
+    (used, fast, fast_tables), (_, slow, slow_tables) = both(tmp_path, src, monkeypatch, placement=placement)
+    assert used, "the Arrow path was not taken"
+    assert fast == slow and fast_tables == slow_tables
+    assert fast["rows_dropped"] == 11
+
+
+def test_prompt_messages_beside_answer_only_lists(tmp_path, monkeypatch):
+    """argilla-like: chosen / rejected hold only the answer; the prompt column holds messages (some bad)."""
+    rows = [{"prompt": msgs(("user", f"Q{i}")), "chosen": msgs(("assistant", f"a{i}")),
+             "rejected": msgs(("assistant", f"b{i}")), "score_chosen": 9.0, "score_rejected": 2.0} for i in range(12)]
+    rows[3]["prompt"] = msgs(("assistant", "Q3"))
+    rows[4]["prompt"] = []
+    rows[5]["prompt"] = None
+    rows[6]["prompt"] = msgs(("user", ""))
+    src = write_jsonl(tmp_path / "p.jsonl", rows)
+    (used, fast, fast_tables), (_, slow, slow_tables) = both(tmp_path, src, monkeypatch)
+    assert used and fast == slow and fast_tables == slow_tables and fast["rows_dropped"] == 4
 
 
 def test_parquet_input_takes_the_arrow_path(tmp_path, monkeypatch):

@@ -1,99 +1,300 @@
-"""Arrow-native loading of flat scored pairs: a JSONL or Parquet file with text prompt / chosen / rejected columns
-and numeric score columns (the `pairs`, `ultrafeedback-binarized` and `argilla` layouts in their plain-text form).
+"""Arrow-native loading of flat scored pairs: a JSONL or Parquet file of the `pairs`, `ultrafeedback-binarized` or
+`argilla` layout, with text or chat-message prompt / chosen / rejected columns and numeric score columns.
 
 The file is read by Arrow's own readers and cleaned with compute kernels, column by column, never as Python dicts:
-the same rule, the same counted drops (reason, row, field) and the same one-line errors as the per-row loaders in
-`rapref.schemas.pairs`, which remain the path for everything else (message lists, scores written as text, mixed
-types, gzip, folders, hub ids). `load` returns None whenever the file is not of this plain form, and the caller then
-takes the per-row path; a test checks that both paths give the same tables and summary.
+the same rule, the same counted drops (reason, row, field, detail) and the same one-line errors in strict mode as the
+per-row loader in `rapref.schemas.pairs`, which stays the path for everything else (scores written as text, mixed
+types, gzip, folders, hub ids, rows whose prompt comes from different places). `load` returns None whenever a table
+is not of this form and the caller takes the per-row path; tests check that both paths write the same folder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rapref.schemas.base import Drops, Loaded, SchemaOptions
+from rapref.schemas.base import ROLES, Drops, Loaded, SchemaOptions, is_messages
 
 SCHEMAS = ("pairs", "ultrafeedback-binarized", "argilla")
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
 
-def is_text(column: pa.ChunkedArray) -> bool:
-    return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+@dataclass
+class Check:
+    """One way a row can fail, in the per-row loader's order: the first failing check is the row's reason."""
+
+    reason: str
+    mask: pa.Array  # bool per row (no nulls)
+    field: Callable[[int], str]
+    detail: Callable[[int], str] = lambda i: ""
 
 
 def load(table: pa.Table, schema: str, options: SchemaOptions, source: str) -> Loaded | None:
-    """Clean one split ("train") of flat pairs with Arrow kernels; None when the table is not of that form."""
+    """Clean one split ("train") with Arrow kernels; None when the table is not of a form this module reads."""
     from rapref.schemas.pairs import score_columns_for
 
     if schema not in SCHEMAS or table.num_rows == 0:
         return None
-    first = table.slice(0, 1).to_pylist()[0]
-    score_columns = score_columns_for(schema, options, first)
-    columns = (options.prompt_column, options.chosen_column, options.rejected_column)
-    if any(c not in table.column_names for c in (*columns, *score_columns)):
-        return None  # the per-row loader gives the one-line error
-    if not all(is_text(table[c]) for c in columns) or \
+    table = table.combine_chunks()
+    score_columns = score_columns_for(schema, options, table.slice(0, 1).to_pylist()[0])
+    p_col, c_col, r_col = options.prompt_column, options.chosen_column, options.rejected_column
+    if any(c not in table.column_names for c in (c_col, r_col, *score_columns)) or \
             not all(pa.types.is_integer(table[c].type) or pa.types.is_floating(table[c].type) for c in score_columns):
+        return None  # the per-row loader gives the one-line error, or parses scores written as text
+    chosen, rejected = _array(table, c_col), _array(table, r_col)
+    if p_col not in table.column_names and p_col != "prompt":
+        return None  # a prompt column named on the command line and found nowhere: the per-row loader says so
+    prompt = _array(table, p_col) if p_col in table.column_names else pa.nulls(table.num_rows, pa.string())
+    if _is_text(chosen) and _is_text(rejected):
+        if p_col not in table.column_names or not _is_text(prompt):
+            return None
+        checks, build = _text_checks(prompt, chosen, rejected, p_col, c_col, r_col)
+    elif _is_messages(chosen) and _is_messages(rejected) and is_messages(chosen[0].as_py()):  # row 0 decides
+        if not (_is_text(prompt) or _is_messages(prompt)):
+            return None
+        checks, build = _message_checks(prompt, chosen, rejected, p_col, c_col, r_col)
+    else:
         return None
     scale = options.scale or ((1, 5) if schema == "argilla" else (1, 10))
+    scores = [pc.cast(table[c], pa.float64()).combine_chunks() for c in score_columns]
+    checks += _score_checks(scores, score_columns, scale)
     drops = Drops(source, strict=options.strict)
-    prompt, chosen, rejected = (table[c] for c in columns)
-    scores = [pc.cast(table[c], pa.float64()) for c in score_columns]
+    dropped = _apply(checks, drops, options.strict)
+    keep = pc.invert(dropped)
+    columns = build(keep)
+    if columns is None:
+        return None
+    index = pc.indices_nonzero(keep)
+    pairs = pa.table({**columns, "source_id": pc.utf8_replace_slice(pc.cast(index, pa.string()), 0, 0, "train:"),
+                      "score_chosen": pc.filter(scores[0], keep), "score_rejected": pc.filter(scores[1], keep)})
+    return Loaded(pairs={"train": pairs}, scale=scale, drops=drops)
+
+
+def _array(table: pa.Table, name: str) -> pa.Array:
+    column = table[name]
+    return column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
+
+
+def _is_text(array: pa.Array) -> bool:
+    return pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+
+
+def _is_messages(array: pa.Array) -> bool:
+    kind = array.type
+    return pa.types.is_list(kind) and pa.types.is_struct(kind.value_type) and \
+        {"role", "content"} <= {kind.value_type.field(i).name for i in range(kind.value_type.num_fields)} and \
+        all(_is_text_type(kind.value_type.field(name).type) for name in ("role", "content"))
+
+
+def _is_text_type(kind) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _blank(array: pa.Array) -> pa.Array:
+    return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(array), ""), False)
+
+
+# --- text columns ---------------------------------------------------------------------------------------------------
+
+
+def _text_checks(prompt, chosen, rejected, p_col, c_col, r_col):
+    checks = [Check("missing_prompt", pc.is_null(prompt), lambda i: p_col),
+              Check("empty_text", _blank(prompt), lambda i: p_col)]
+    for array, name in ((chosen, c_col), (rejected, r_col)):
+        checks += [Check("text_not_a_string", pc.is_null(array), lambda i, n=name: n, lambda i: "got NoneType"),
+                   Check("empty_text", _blank(array), lambda i, n=name: n)]
+    checks.append(Check("chosen_equals_rejected", pc.fill_null(pc.equal(chosen, rejected), False), lambda i: c_col))
+
+    def build(keep):
+        return {"prompt": pc.filter(prompt, keep), "chosen": pc.filter(chosen, keep),
+                "rejected": pc.filter(rejected, keep)}
+
+    return checks, build
+
+
+# --- message lists --------------------------------------------------------------------------------------------------
+
+
+class Messages:
+    """A list<struct<role, content>> column flattened once: per message its row and position, per row its length."""
+
+    def __init__(self, array: pa.Array):
+        self.array = array
+        self.rows = len(array)
+        self.length = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        flat = pc.list_flatten(array)
+        self.parent = pc.list_parent_indices(array).to_numpy(zero_copy_only=False).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(self.length)[:-1]])
+        self.position = np.arange(len(flat)) - starts[self.parent] if len(flat) else np.zeros(0, np.int64)
+        self.flat_valid = pc.is_valid(flat).to_numpy(zero_copy_only=False)
+        self.role = pc.struct_field(flat, "role")
+        self.content = pc.struct_field(flat, "content")
+        self.last = np.cumsum(self.length) - 1  # flat index of each row's last message (where length > 0)
+
+    def per_row_any(self, flags: np.ndarray) -> np.ndarray:
+        return np.bincount(self.parent[flags], minlength=self.rows) > 0
+
+    def checks(self, name: str, last_role: str) -> list[Check]:
+        """check_messages: non-empty list of messages, known roles, non-empty text, the last from `last_role`."""
+        malformed = (self.length == 0) | self.per_row_any(~self.flat_valid) | \
+            ~pc.is_valid(self.array).to_numpy(zero_copy_only=False)
+        bad_role = ~pc.fill_null(pc.is_in(self.role, value_set=pa.array(ROLES)), False).to_numpy(
+            zero_copy_only=False)
+        no_text = pc.is_null(self.content).to_numpy(zero_copy_only=False)
+        blank = _blank(self.content).to_numpy(zero_copy_only=False)
+        failing = bad_role | no_text | blank
+        first = np.full(self.rows, -1)  # flat index of each row's first failing message
+        rows, at = np.unique(self.parent[failing], return_index=True)
+        first[rows] = np.flatnonzero(failing)[at]
+        kind = np.full(self.rows, -1)
+        has = (first >= 0) & ~malformed
+        kind[has] = np.where(bad_role[first[has]], 0, np.where(no_text[first[has]], 1, 2))
+        last_ok = np.zeros(self.rows, dtype=bool)
+        nonempty = self.length > 0
+        last_role_of = np.full(self.rows, None, dtype=object)
+        roles = self.role.to_numpy(zero_copy_only=False) if len(self.role) else np.zeros(0, dtype=object)
+        last_role_of[nonempty] = roles[self.last[nonempty]]
+        last_ok[nonempty] = last_role_of[nonempty] == last_role
+        wrong_last = ~malformed & ~has & ~last_ok
+
+        def where(i, part):
+            return f"{name}[{self.position[first[i]]}].{part}"
+
+        return [Check("malformed_messages", pa.array(malformed), lambda i: name,
+                      lambda i: "expected a non-empty list of {role, content}"),
+                Check("bad_message_role", pa.array(kind == 0), lambda i: where(i, "role"),
+                      lambda i: f"got {roles[first[i]]!r}"),
+                Check("text_not_a_string", pa.array(kind == 1), lambda i: where(i, "content"),
+                      lambda i: "got NoneType"),
+                Check("empty_text", pa.array(kind == 2), lambda i: where(i, "content")),
+                Check("bad_message_role", pa.array(wrong_last), lambda i: f"{name}[-1].role",
+                      lambda i: f"expected {last_role!r}, got {last_role_of[i]!r}")]
+
+    def message_at(self, flat_index: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        take = pa.array(flat_index)
+        return self.role.take(take), self.content.take(take)
+
+
+def _message_checks(prompt, chosen, rejected, p_col, c_col, r_col):
+    c, r = Messages(chosen), Messages(rejected)
+    checks = c.checks(c_col, "assistant") + r.checks(r_col, "assistant")
+    # the turns before the answer must agree (role and text, message by message)
+    same_length = c.length == r.length
+    differ = ~same_length
+    rows = np.flatnonzero(same_length & (c.length > 1))
+    if len(rows):
+        sub_c, sub_r = Messages(chosen.take(pa.array(rows))), Messages(rejected.take(pa.array(rows)))
+        turn = sub_c.position < sub_c.length[sub_c.parent] - 1
+        unequal = np.zeros(len(turn), dtype=bool)
+        for field in ("role", "content"):
+            a, b = getattr(sub_c, field), getattr(sub_r, field)
+            equal = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False) | \
+                (pc.is_null(a).to_numpy(zero_copy_only=False) & pc.is_null(b).to_numpy(zero_copy_only=False))
+            unequal |= ~equal
+        differ[rows[sub_c.per_row_any(unequal & turn)]] = True
+    checks.append(Check("chosen_and_rejected_prompts_differ", pa.array(differ), lambda i: r_col))
+    has_turns = c.length > 1
+    roles = c.role.to_numpy(zero_copy_only=False) if len(c.role) else np.zeros(0, dtype=object)
+    before_last = np.full(c.rows, None, dtype=object)
+    before_last[has_turns] = roles[c.last[has_turns] - 1]
+    checks.append(Check("bad_message_role", pa.array(has_turns & (before_last != "user")),
+                        lambda i: f"{c_col}[-2].role", lambda i: "expected 'user'"))
+    no_turns = ~has_turns
+    if _is_messages(prompt):  # the per-row loader: a list of messages is checked as such, anything else as text
+        p = Messages(prompt)
+        missing = pc.is_null(prompt).to_numpy(zero_copy_only=False)
+        not_messages = ~missing & ((p.length == 0) | p.per_row_any(~p.flat_valid))
+        checks += [Check("missing_prompt", pa.array(no_turns & missing), lambda i: p_col),
+                   Check("text_not_a_string", pa.array(no_turns & not_messages), lambda i: p_col,
+                         lambda i: "got list")]
+        checks += [Check(ch.reason, pc.and_(ch.mask, pa.array(no_turns)), ch.field, ch.detail)
+                   for ch in p.checks(p_col, "user")[1:]]  # [0]: malformed, covered by the two above
+    else:
+        checks += [Check("missing_prompt", pc.and_(pc.is_null(prompt), pa.array(no_turns)), lambda i: p_col),
+                   Check("empty_text", pc.and_(_blank(prompt), pa.array(no_turns)), lambda i: p_col)]
+    answers_equal = np.zeros(c.rows, dtype=bool)
+    both = (c.length > 0) & (r.length > 0)
+    for field in ("role", "content"):
+        a = getattr(c, field).take(pa.array(c.last[both]))
+        b = getattr(r, field).take(pa.array(r.last[both]))
+        same = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False) | \
+            (pc.is_null(a).to_numpy(zero_copy_only=False) & pc.is_null(b).to_numpy(zero_copy_only=False))
+        answers_equal[both] = same if field == "role" else answers_equal[both] & same
+    checks.append(Check("chosen_equals_rejected", pa.array(answers_equal), lambda i: c_col))
+
+    def build(keep):
+        kept = keep.to_numpy(zero_copy_only=False)
+        turns = has_turns[kept]
+        if turns.any() and not turns.all():
+            return None  # prompts from both places in one file: the per-row loader handles the mix
+        if turns.all():  # the turns before the answer, from the chosen list
+            flat = np.flatnonzero(kept[c.parent] & (c.position < c.length[c.parent] - 1))
+            offsets = np.concatenate([[0], np.cumsum(c.length[kept] - 1)])
+            prompts = _messages(offsets, *c.message_at(flat))
+        elif _is_messages(prompt):
+            p = Messages(prompt)
+            flat = np.flatnonzero(kept[p.parent])
+            prompts = _messages(np.concatenate([[0], np.cumsum(p.length[kept])]), *p.message_at(flat))
+        else:
+            texts = pc.filter(prompt, keep)
+            prompts = _messages(np.arange(len(texts) + 1), pa.array(["user"] * len(texts), pa.string()), texts)
+        answers = {}
+        for name, m in (("chosen", c), ("rejected", r)):
+            answers[name] = _messages(np.arange(int(kept.sum()) + 1), *m.message_at(m.last[kept]))
+        return {"prompt": prompts, **answers}
+
+    return checks, build
+
+
+def _messages(offsets: np.ndarray, role: pa.Array, content: pa.Array) -> pa.Array:
+    """list<struct<role, content>> from flat roles and texts and list offsets."""
+    values = pa.StructArray.from_arrays([pc.cast(role, pa.string()), pc.cast(content, pa.string())],
+                                        fields=list(MESSAGE))
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+
+
+# --- scores and the drop bookkeeping --------------------------------------------------------------------------------
+
+
+def _score_checks(scores, names, scale) -> list[Check]:
     lo, hi = scale
-    checks = [  # (reason, field, failing mask, detail of row i) in the per-row loader's order: the first one counts
-        ("missing_prompt", columns[0], pc.is_null(prompt), None),
-        ("empty_text", columns[0], _blank(prompt), None),
-        ("text_not_a_string", columns[1], pc.is_null(chosen), lambda i: "got NoneType"),
-        ("empty_text", columns[1], _blank(chosen), None),
-        ("text_not_a_string", columns[2], pc.is_null(rejected), lambda i: "got NoneType"),
-        ("empty_text", columns[2], _blank(rejected), None),
-        ("chosen_equals_rejected", columns[1], pc.fill_null(pc.equal(chosen, rejected), False), None),
-    ]
-    for column, score in zip(score_columns, scores):
+    checks = []
+    for name, score in zip(names, scores):
         finite = pc.fill_null(pc.is_finite(score), False)
         inside = pc.fill_null(pc.and_(pc.greater_equal(score, lo), pc.less_equal(score, hi)), False)
-        checks += [("score_not_a_finite_number", column, pc.invert(finite),
-                    lambda i, s=score: f"got {s[i].as_py()!r}"),
-                   ("score_outside_scale", column, pc.and_(finite, pc.invert(inside)),
-                    lambda i, s=score: f"{s[i].as_py():g} not in [{lo:g}, {hi:g}]")]
-    if options.strict:
-        _raise_first_problem(checks, drops)
+        checks += [Check("score_not_a_finite_number", pc.invert(finite), lambda i, n=name: n,
+                         lambda i, s=score: f"got {s[i].as_py()!r}"),
+                   Check("score_outside_scale", pc.and_(finite, pc.invert(inside)), lambda i, n=name: n,
+                         lambda i, s=score: f"{s[i].as_py():g} not in [{lo:g}, {hi:g}]")]
+    return checks
+
+
+def _apply(checks: list[Check], drops: Drops, strict: bool) -> pa.Array:
+    """Each row's first failing check is its drop reason: counts, and the first examples in row order."""
+    if strict:  # the first row with any problem, and its first problem (Drops.drop raises)
+        failing = checks[0].mask
+        for check in checks[1:]:
+            failing = pc.or_(failing, check.mask)
+        rows = pc.indices_nonzero(failing).slice(0, 1).to_pylist()
+        if rows:
+            check = next(ch for ch in checks if ch.mask[rows[0]].as_py())
+            drops.drop(check.reason, f"train:{rows[0]}", check.field(rows[0]), check.detail(rows[0]))
     dropped, counts, examples = None, {}, {}
-    for reason, field_name, mask, detail in checks:
-        new = mask if dropped is None else pc.and_(mask, pc.invert(dropped))
+    for check in checks:
+        new = check.mask if dropped is None else pc.and_(check.mask, pc.invert(dropped))
         count = pc.sum(new).as_py() or 0
         if count:
-            counts[reason] = counts.get(reason, 0) + count
-            examples.setdefault(reason, []).extend(
-                (i, field_name, detail(i) if detail else "") for i in
-                pc.indices_nonzero(new).slice(0, drops.limit).to_pylist())
+            counts[check.reason] = counts.get(check.reason, 0) + count
+            examples.setdefault(check.reason, []).extend(
+                (i, check) for i in pc.indices_nonzero(new).slice(0, drops.limit).to_pylist())
         dropped = new if dropped is None else pc.or_(dropped, new)
-    for reason in sorted(examples, key=lambda r: min(examples[r])):  # as the per-row loader meets them: row order
-        shown = sorted(examples[reason])[:drops.limit]
-        for i, field_name, detail in shown:
-            drops.drop(reason, f"train:{i}", field_name, detail)
+    for reason in sorted(examples, key=lambda r: min(i for i, _ in examples[r])):  # in the order rows meet them
+        shown = sorted(examples[reason], key=lambda e: e[0])[:drops.limit]
+        for i, check in shown:
+            drops.drop(reason, f"train:{i}", check.field(i), check.detail(i))
         drops.counts[reason] += counts[reason] - len(shown)
-    keep = pc.invert(dropped)
-    index = pc.indices_nonzero(keep)
-    pairs = pa.table({"prompt": pc.filter(prompt, keep), "chosen": pc.filter(chosen, keep),
-                      "rejected": pc.filter(rejected, keep),
-                      "source_id": pc.utf8_replace_slice(pc.cast(index, pa.string()), 0, 0, "train:"),
-                      "score_chosen": pc.filter(scores[0], keep), "score_rejected": pc.filter(scores[1], keep)})
-    return Loaded(pairs={"train": pairs.combine_chunks()}, scale=scale, drops=drops)
-
-
-def _raise_first_problem(checks, drops: Drops) -> None:
-    """Strict mode: the first row with any problem, and its first problem in the per-row loader's order."""
-    failing = None
-    for _, _, mask, _ in checks:
-        failing = mask if failing is None else pc.or_(failing, mask)
-    rows = pc.indices_nonzero(failing).slice(0, 1).to_pylist()
-    if rows:
-        i = rows[0]
-        reason, field_name, _, detail = next(c for c in checks if c[2][i].as_py())
-        drops.drop(reason, f"train:{i}", field_name, detail(i) if detail else "")  # raises InputError
-
-
-def _blank(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), False)
+    return dropped
