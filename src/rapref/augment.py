@@ -33,7 +33,6 @@ from rapref.outputs import claim_output, mark_output, output_lock
 from rapref.provenance import provenance
 from rapref.relabel import RelabelOptions, condition_on, relabel, unconditioned
 from rapref.schemas import SchemaOptions, detect_schema, load_pairs
-from rapref.schemas.base import content_hash
 
 SPLIT_FILES = {split: f"data/{split}-00000-of-00001.parquet" for split in ("train", "test", "test_goal")}
 
@@ -158,26 +157,43 @@ def hold_out(pairs: pa.Table, test_size, seed: int) -> tuple[pa.Table, pa.Table,
     """Hold out whole prompts (never one pair of a prompt in train and another in test), chosen by content hash.
 
     `test_size`: a count (>= 1), a fraction (< 1), or None for min(2000, 10% of prompts) as in the paper's split.
+    The prompts whose seeded hash is smallest are held out: the choice depends on content, not on row order.
     """
-    keys = _prompt_keys(pairs["prompt"])
-    prompts = sorted(set(keys.to_pylist()), key=lambda k: content_hash(k, seed))
+    import numpy as np
+
+    from rapref.relabel import stable_hash
+
+    keys = prompt_keys(pairs["prompt"])
+    prompts = pc.unique(keys)
+    hashes = np.fromiter((stable_hash(k, seed) for k in prompts.to_pylist()), dtype=np.uint64, count=len(prompts))
     if test_size is None:
         n_test = min(2000, round(0.1 * len(prompts)))
     elif test_size < 1:
         n_test = round(test_size * len(prompts))
     else:
         n_test = int(test_size)
-    n_test = min(n_test, len(prompts) - 1)
-    in_test = pc.is_in(keys, value_set=pa.array(prompts[:n_test], pa.string()))
+    n_test = max(0, min(n_test, len(prompts) - 1))
+    held = prompts.take(pa.array(np.argsort(hashes, kind="stable")[:n_test]))
+    in_test = pc.is_in(keys, value_set=held)
     note = f"held out {n_test} of {len(prompts)} prompts for test (seed {seed})"
     return pairs.filter(pc.invert(in_test)), pairs.filter(in_test), note
 
 
-def _prompt_keys(prompts) -> pa.Array:
-    """One string per prompt: the text itself, or the messages as sorted-key JSON."""
+def prompt_keys(prompts) -> pa.Array:
+    """One string per prompt: the text itself, or its messages' roles and texts joined by control characters."""
+    prompts = prompts.combine_chunks() if isinstance(prompts, pa.ChunkedArray) else prompts
     if pa.types.is_string(prompts.type) or pa.types.is_large_string(prompts.type):
         return pc.cast(prompts, pa.string())
-    return pa.array([json.dumps(p, sort_keys=True) for p in prompts.to_pylist()], pa.string())
+    import numpy as np
+
+    flat = pc.list_flatten(prompts)
+    n = len(flat)
+    parts = pa.concat_arrays([pc.cast(pc.struct_field(flat, "role"), pa.string()),
+                              pc.cast(pc.struct_field(flat, "content"), pa.string())])
+    interleaved = parts.take(pa.array(np.stack([np.arange(n), np.arange(n) + n], axis=1).reshape(-1)))
+    lengths = pc.fill_null(pc.list_value_length(prompts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(2 * lengths)]).astype(np.int32)
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), interleaved), "\x1f")
 
 
 def to_table(pairs: pa.Table, placement: str) -> pa.Table:

@@ -36,22 +36,25 @@ def configure(quiet: bool = False, log_level: str = "warning") -> None:
         os.environ["TQDM_DISABLE"] = os.environ[_QUIET_TQDM] = "1"
     elif os.environ.pop(_QUIET_TQDM, None):
         os.environ.pop("TQDM_DISABLE", None)
-    try:
+    # The libraries read these when imported; commands that never import them (augment) do not pay for it.
+    os.environ["TRANSFORMERS_VERBOSITY"] = os.environ["DATASETS_VERBOSITY"] = log_level.lower()
+    bars_off = quiet or not interactive()
+    if bars_off:
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:  # already imported (tests, notebooks): tell it directly
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity(level)
-        if quiet or not interactive():
+        if bars_off:
             hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
-    try:
+    if "datasets" in sys.modules:
         import datasets
 
         datasets.logging.set_verbosity(level)
-        if quiet or not interactive():
+        if bars_off:
             datasets.disable_progress_bars()  # their per-map bars would flood a log file; ours report the stage
-    except ImportError:  # pragma: no cover
-        pass
+        else:
+            datasets.enable_progress_bars()
 
 
 def quiet() -> bool:

@@ -133,6 +133,7 @@ class Messages:
         self.flat_valid = pc.is_valid(flat).to_numpy(zero_copy_only=False)
         self.role = pc.struct_field(flat, "role")
         self.content = pc.struct_field(flat, "content")
+        self.start = starts  # flat index of each row's first message
         self.last = np.cumsum(self.length) - 1  # flat index of each row's last message (where length > 0)
 
     def per_row_any(self, flags: np.ndarray) -> np.ndarray:
@@ -186,16 +187,16 @@ def _message_checks(prompt, chosen, rejected, p_col, c_col, r_col):
     same_length = c.length == r.length
     differ = ~same_length
     rows = np.flatnonzero(same_length & (c.length > 1))
-    if len(rows):
-        sub_c, sub_r = Messages(chosen.take(pa.array(rows))), Messages(rejected.take(pa.array(rows)))
-        turn = sub_c.position < sub_c.length[sub_c.parent] - 1
-        unequal = np.zeros(len(turn), dtype=bool)
+    if len(rows):  # compare message k < last of chosen and rejected, without copying the lists
+        turns = c.length[rows] - 1
+        row_of = np.repeat(rows, turns)
+        k = np.arange(len(row_of)) - np.repeat(np.cumsum(turns) - turns, turns)
+        at_c, at_r = pa.array(c.start[row_of] + k), pa.array(r.start[row_of] + k)
+        unequal = np.zeros(len(row_of), dtype=bool)
         for field in ("role", "content"):
-            a, b = getattr(sub_c, field), getattr(sub_r, field)
-            equal = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False) | \
-                (pc.is_null(a).to_numpy(zero_copy_only=False) & pc.is_null(b).to_numpy(zero_copy_only=False))
-            unequal |= ~equal
-        differ[rows[sub_c.per_row_any(unequal & turn)]] = True
+            a, b = getattr(c, field).take(at_c), getattr(r, field).take(at_r)
+            unequal |= ~_same(a, b)
+        differ[np.unique(row_of[unequal])] = True
     checks.append(Check("chosen_and_rejected_prompts_differ", pa.array(differ), lambda i: r_col))
     has_turns = c.length > 1
     roles = c.role.to_numpy(zero_copy_only=False) if len(c.role) else np.zeros(0, dtype=object)
@@ -218,12 +219,9 @@ def _message_checks(prompt, chosen, rejected, p_col, c_col, r_col):
                    Check("empty_text", pc.and_(_blank(prompt), pa.array(no_turns)), lambda i: p_col)]
     answers_equal = np.zeros(c.rows, dtype=bool)
     both = (c.length > 0) & (r.length > 0)
-    for field in ("role", "content"):
-        a = getattr(c, field).take(pa.array(c.last[both]))
-        b = getattr(r, field).take(pa.array(r.last[both]))
-        same = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False) | \
-            (pc.is_null(a).to_numpy(zero_copy_only=False) & pc.is_null(b).to_numpy(zero_copy_only=False))
-        answers_equal[both] = same if field == "role" else answers_equal[both] & same
+    at_c, at_r = pa.array(c.last[both]), pa.array(r.last[both])
+    answers_equal[both] = _same(c.role.take(at_c), r.role.take(at_r)) & \
+        _same(c.content.take(at_c), r.content.take(at_r))
     checks.append(Check("chosen_equals_rejected", pa.array(answers_equal), lambda i: c_col))
 
     def build(keep):
@@ -248,6 +246,12 @@ def _message_checks(prompt, chosen, rejected, p_col, c_col, r_col):
         return {"prompt": prompts, **answers}
 
     return checks, build
+
+
+def _same(a: pa.Array, b: pa.Array) -> np.ndarray:
+    """Equal as Python compares them: two missing values are equal too."""
+    return pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False) | \
+        (pc.is_null(a).to_numpy(zero_copy_only=False) & pc.is_null(b).to_numpy(zero_copy_only=False))
 
 
 def _messages(offsets: np.ndarray, role: pa.Array, content: pa.Array) -> pa.Array:

@@ -168,11 +168,6 @@ def seeded_choice(options: list, key: str, seed: int):
     return options[stable_hash(key, seed) % len(options)]
 
 
-def content_hash(key: str, seed: int) -> float:
-    """The seeded content hash as a number in [0, 1)."""
-    return stable_hash(key, seed) / 2**64
-
-
 def normalise_splits(rows_by_split: dict[str, list[dict]]) -> tuple[dict[str, list[tuple[str, dict]]], list[str]]:
     """Map input split names onto train/test; rows are tagged with their source id `split:index`.
 
