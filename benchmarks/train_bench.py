@@ -11,6 +11,9 @@ Variants (each runs in its own process, so peak RSS is its own):
   packed-precompute the same with `training.precompute_ref_log_probs=true`: the reference pass runs once, before training
                     (time reported with and without that pass). The positive and negative relabeled copies of a pair
                     differ in the goal text, so they cannot share reference log-probs: each copy gets its own.
+  packed-checkpointing  packed, with gradient checkpointing (activations recomputed in the backward pass)
+Every variant computes log-probabilities with TRL 1.16's fused LM head (chunked over the vocabulary, recomputed in
+the backward pass): the (batch, length, vocabulary) logits are never materialised, in TRL's path or rapref's.
 
 Data: random-word texts with UltraFeedback-like lengths (prompts ~150 tokens, responses 50-600 tokens, long-tailed) and
 a word-level tokenizer, so one word is one token; the model is randomly initialised from a config (no download).
@@ -41,7 +44,7 @@ PRESETS = {  # SmolLM2-135M's shape; `small` keeps the vocabulary and width, wit
     "small": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=9,
                   num_key_value_heads=3, vocab_size=49152),
 }
-VARIANTS = ("trl", "rapref", "packed", "packed-precompute")
+VARIANTS = ("trl", "rapref", "packed", "packed-precompute", "packed-checkpointing")
 
 
 def build_inputs(folder: Path, preset: str, n_pairs: int, seed: int) -> None:
@@ -130,6 +133,8 @@ def run_variant(variant: str, folder: Path, args) -> dict:
             fields["packing"] = "true"
         if variant == "packed-precompute":
             fields["precompute_ref_log_probs"] = "true"
+        if variant == "packed-checkpointing":
+            fields["gradient_checkpointing"] = "true"
         overrides += [f"training.{k}={json.dumps(v) if isinstance(v, bool) else v}" for k, v in fields.items()]
         main(load_config(None, overrides), overwrite=True)
         history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -204,16 +209,17 @@ def report(results: list[dict], tokens: int, args) -> None:
           f"transformers {transformers.__version__}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs")
     base = next((r for r in results if r["variant"] == "trl"), results[0])
-    print(f"{'variant':<18} {'s/step':>8} {'tokens/s':>9} {'vs trl':>7} {'train s':>8} {'peak RSS GB':>12}")
+    print(f"{'variant':<21} {'s/step':>8} {'tokens/s':>9} {'vs trl':>7} {'train s':>8} {'total s':>8} "
+          f"{'peak RSS GB':>12}")
     for r in results:
         per_step = statistics.median(r["step_s"][1:] or r["step_s"])
         rate = tokens / r["train_runtime_s"]
         r.update(s_per_step=per_step, tokens_per_s=rate, speedup=base["train_runtime_s"] / r["train_runtime_s"])
-        print(f"{r['variant']:<18} {per_step:8.2f} {rate:9.1f} {r['speedup']:6.2f}x {r['train_runtime_s']:8.1f} "
-              f"{r['peak_rss_gb']:12.2f}")
+        print(f"{r['variant']:<21} {per_step:8.2f} {rate:9.1f} {r['speedup']:6.2f}x {r['train_runtime_s']:8.1f} "
+              f"{r['total_s']:8.1f} {r['peak_rss_gb']:12.2f}")
     print("losses per step:")
     for r in results:
-        print(f"  {r['variant']:<18} " + " ".join(f"{x:.6f}" for x in r["losses"]))
+        print(f"  {r['variant']:<21} " + " ".join(f"{x:.6f}" for x in r["losses"]))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "real_tokens": tokens, "results": results},
                                               indent=2))

@@ -8,7 +8,9 @@ Stages, each reused when finished (OUT/...):
     prompts/{train,test}.jsonl   `rapref prompts`: IFEval-style prompts from the official registry, disjoint topics
     pairs/                       `rapref onpolicy` stages from the start: K samples per training prompt, judged by
                                  the official checkers (score 1 + 9 x fraction met, used as it is), paired
-                                 best-vs-worst, written as original / duplicated / relabeled / half (same pairs);
+                                 best-vs-worst, prompts whose samples all scored alike left out (a tie carries no
+                                 preference, and plain DPO would learn an arbitrary order from it), written as
+                                 original / duplicated / relabeled / half (the same pairs);
                                  a fifth of the prompts' pairs are held out for the unlearning probe
     arms/<arm>/                  `rapref train` from the start (LoRA): dpo, dpo-dup, relabeled, half
     eval/<arm>.jsonl + judge     every arm (and the start, with and without the goal) on the held-out test prompts,
@@ -133,6 +135,7 @@ def _pairs(cfg: ExperimentConfig, out: Path) -> None:
     collect_pairs(OnPolicyConfig(policy=cfg.model, prompts=str(out / "prompts" / "train.jsonl"), scorer=SCORER,
                                  recipe=None, out=str(out), samples=cfg.samples, pairing="best-vs-worst",
                                  modes=("original", "duplicated", "relabeled", "half"), score_mapping="none",
+                                 ties="drop",  # all K samples alike: no preference, and noise for plain DPO
                                  placement="user", max_new_tokens=cfg.max_new_tokens, temperature=1.0,
                                  batch_size=16, workers=cfg.workers, seed=cfg.seed, test_size=0.2),
                   cfg.model, out / "pairs", cfg.seed)

@@ -41,6 +41,7 @@ class OnPolicyConfig:
     modes: tuple[str, ...] = ("relabeled", "original")  # written every iteration, from the same pairs
     train_mode: str = "relabeled"  # the data the next policy trains on
     score_mapping: str = "quantile"  # none: the scorer's scores are already on the goal scale
+    ties: str = "keep"  # drop: pairs whose two samples scored alike are left out of every mode (counted)
     scale: tuple[float, float] = (1, 10)
     placement: str = "system"
     max_new_tokens: int = 256
@@ -144,7 +145,7 @@ def _augment(cfg: OnPolicyConfig, source: Path, out: Path, mode: str, seed: int)
 
     say(f"  augment: {mode}")
     augment(AugmentConfig(source=str(source), out=str(out), schema="multi-sample", placement=cfg.placement,
-                          relabel=RelabelOptions(mode=mode, seed=seed), overwrite=True,
+                          relabel=RelabelOptions(mode=mode, seed=seed, ties=cfg.ties), overwrite=True,
                           schema_options=SchemaOptions(seed=seed, test_size=cfg.test_size, pairing=cfg.pairing,
                                                        scale=cfg.scale,
                                                        score_mapping=cfg.score_mapping)))

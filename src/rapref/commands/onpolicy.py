@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score-mapping", choices=SCORE_MAPPINGS, default="quantile",
                    help="how scores reach the goal scale; none: they are on it already (verifier scores)")
     p.add_argument("--scale", default="1-10", help="goal scale LOW-HIGH")
+    p.add_argument("--ties", choices=("keep", "drop"), default="keep",
+                   help="pairs whose samples scored alike (common with verifier scores): keep (relabeled copies "
+                        "cancel; plain DPO learns an arbitrary order) or drop from every mode")
     p.add_argument("--placement", choices=("system", "user", "user-suffix"), default="system",
                    help="where the goal goes in the prompt")
     p.add_argument("--max-new-tokens", type=int, default=256, help="longest sample, in tokens")
@@ -42,6 +45,6 @@ def run(args):
         policy=args.policy, prompts=args.prompts, scorer=args.scorer, recipe=args.config, out=args.out,
         overrides=args.overrides, samples=args.samples, iterations=args.iterations, pairing=args.pairing,
         modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), train_mode=args.train_mode,
-        score_mapping=args.score_mapping, scale=scale_field(args.scale), placement=args.placement,
+        score_mapping=args.score_mapping, ties=args.ties, scale=scale_field(args.scale), placement=args.placement,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, batch_size=args.batch_size,
         workers=args.workers, seed=args.seed))
