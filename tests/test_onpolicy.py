@@ -77,6 +77,23 @@ def test_multi_sample_scores_on_the_scale_are_used_as_they_are(tmp_path):
     assert summary["dropped_by_reason"] == {"score_outside_scale": 1}
 
 
+def test_tied_pairs_are_dropped_from_every_mode_when_asked(tmp_path):
+    """Verifier scores tie often: `--ties drop` leaves those pairs out of original and relabeled data alike."""
+    from rapref.onpolicy import OnPolicyConfig, _augment
+
+    grouped = tmp_path / "ms.jsonl"
+    grouped.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt_id": "a", "prompt": "a?", "all_generated_responses": ["x", "y"], "all_rm_scores": [10, 1]},
+        {"prompt_id": "b", "prompt": "b?", "all_generated_responses": ["x", "y"], "all_rm_scores": [5.5, 5.5]},
+    ]))
+    cfg = OnPolicyConfig(policy="unused", prompts="unused", scorer="unused", recipe=None, out=str(tmp_path),
+                         score_mapping="none", pairing="best-vs-worst", ties="drop")
+    for mode, rows in (("original", 1), ("relabeled", 2)):
+        _augment(cfg, grouped, tmp_path / mode, mode, seed=0)
+        summary = json.loads((tmp_path / mode / "summary.json").read_text())
+        assert summary["relabel"]["dropped"] == {"tie": 1} and summary["rows_out"]["train"] == rows
+
+
 def test_smollm2_needs_its_wheel_one_line(monkeypatch, tmp_path, capsys):
     import importlib.util
 

@@ -93,7 +93,8 @@ def main(cfg: ExperimentConfig) -> dict:
             raise InputError(f"{out}: holds an experiment with other settings ({', '.join(changed)}; see its "
                              "config.json); choose another --out")
     write_json_atomic(saved, asdict(cfg))
-    timings: dict[str, float] = {}
+    done = out / "timings.json"  # seconds per stage, summed over the runs that worked on it (a rerun adds ~0)
+    timings: dict[str, float] = json.loads(done.read_text()) if done.is_file() else {}
 
     def stage(name, fn, *args):
         say(f"rapref experiment: {name}")
