@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -180,3 +181,35 @@ def test_property_random_rows_clean_alike(tmp_path_factory, rows):
         fast, slow = both(tmp, src, monkeypatch, schema_options=SchemaOptions(test_size=1))
     if fast[0]:
         assert fast[1:] == slow[1:]
+
+
+roles = st.sampled_from(["user", "assistant", "system", "robot", None])
+contents = st.one_of(st.none(), st.sampled_from(["", " ", "Q", "A", "B"]))
+message_lists = st.one_of(st.none(), st.lists(st.fixed_dictionaries({"role": roles, "content": contents}),
+                                              max_size=3))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(message_lists, message_lists, scores, scores), min_size=1, max_size=10))
+def test_property_random_message_rows_clean_alike(tmp_path_factory, rows):
+    import pyarrow as pa
+
+    tmp = tmp_path_factory.mktemp("prop")
+    good = [{"prompt": "P", "chosen": msgs(("user", "P"), ("assistant", "x")),
+             "rejected": msgs(("user", "P"), ("assistant", "y")), "score_chosen": 9.0, "score_rejected": 2.0},
+            {"prompt": "R", "chosen": msgs(("user", "R"), ("assistant", "x")),
+             "rejected": msgs(("user", "R"), ("assistant", "y")), "score_chosen": 9.0, "score_rejected": 2.0}]
+    records = good + [{"prompt": "P", "chosen": c, "rejected": r, "score_chosen": a, "score_rejected": b}
+                      for c, r, a, b in rows]
+    src = tmp / "p.parquet"
+    pq.write_table(pa.Table.from_pylist(records), src)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        try:
+            fast = run(src, tmp / "fast", False, monkeypatch, schema_options=SchemaOptions(test_size=1))
+        except InputError as err:  # e.g. no usable training pairs: the per-row path must say the same
+            with pytest.raises(InputError, match=re.escape(str(err))):
+                run(src, tmp / "slow", True, monkeypatch, schema_options=SchemaOptions(test_size=1))
+            return
+        slow = run(src, tmp / "slow", True, monkeypatch, schema_options=SchemaOptions(test_size=1))
+    assert fast[0]
+    assert fast[1:] == slow[1:]
