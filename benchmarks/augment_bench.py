@@ -4,7 +4,7 @@
     python benchmarks/augment_bench.py --pairs 50000        # one size
 
 Input: an UltraFeedback-binarized-like JSONL file (prompt, prompt_id, chosen / rejected as [user, assistant] message
-lists, score_chosen / score_rejected; short random-word texts, about 470 bytes a pair as in the issue's 1M-pair file).
+lists, score_chosen / score_rejected; short random-word texts, about 515 bytes a pair, near the issue's 473 MB for 1M pairs).
 Contenders, each a fresh process (wall time and peak RSS of that process):
   rapref      `python -m rapref augment FILE --out DIR` (Arrow-native: pyarrow.json reader, compute kernels)
   per-row     the same command with the Arrow path switched off (rows as Python dicts: the path before it)
@@ -69,11 +69,11 @@ def write_input(path: Path, n: int, seed: int = 0) -> None:
 
     with open(path, "w") as handle:
         for i in range(n):
-            prompt = text(14)
+            prompt = text(11)
             a, b = rng.randint(1, 10), rng.randint(1, 10)
             row = {"prompt": prompt, "prompt_id": f"p{i}",
-                   "chosen": [{"role": "user", "content": prompt}, {"role": "assistant", "content": text(22)}],
-                   "rejected": [{"role": "user", "content": prompt}, {"role": "assistant", "content": text(22)}],
+                   "chosen": [{"role": "user", "content": prompt}, {"role": "assistant", "content": text(17)}],
+                   "rejected": [{"role": "user", "content": prompt}, {"role": "assistant", "content": text(17)}],
                    "score_chosen": float(max(a, b)), "score_rejected": float(min(a, b))}
             handle.write(json.dumps(row) + "\n")
 
