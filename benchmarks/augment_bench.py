@@ -41,10 +41,11 @@ import datasets
 datasets.disable_progress_bars()
 source, out = sys.argv[1], sys.argv[2]
 ds = datasets.load_dataset("json", data_files=source, split="train")
-HEADER = "You are an assistant that writes responses of a given quality. Quality is rated on a scale of 1 to 10."
+from rapref.goals import GoalSpec
+spec = GoalSpec(placement="system")  # the authors' goal wording, as rapref writes it
 
 def with_goal(messages, score):
-    text = f"{HEADER}\\nOverall score: {score:g}."
+    text = spec.text(score)
     return [{"role": "system", "content": text}, *messages[:-1]], [messages[-1]]
 
 def positive(row):

@@ -198,20 +198,12 @@ def prompt_keys(prompts) -> pa.Array:
 
 def to_table(pairs: pa.Table, placement: str) -> pa.Table:
     """Canonical pairs as Arrow; string texts become messages when the goal goes in a system message."""
+    from rapref.schemas.arrow_pairs import one_message_each
+
     if pairs.num_rows and placement == "system" and pa.types.is_string(pairs["prompt"].type):
         for column, role in (("prompt", "user"), ("chosen", "assistant"), ("rejected", "assistant")):
-            pairs = pairs.set_column(pairs.column_names.index(column), column, _as_messages(pairs[column], role))
+            pairs = pairs.set_column(pairs.column_names.index(column), column, one_message_each(pairs[column], role))
     return pairs
-
-
-def _as_messages(texts: pa.ChunkedArray, role: str) -> pa.Array:
-    """Each text as a one-message list [{role, content}], built from the column's buffers (no per-row Python)."""
-    import numpy as np
-
-    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    roles = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(texts), dtype=np.int32)), pa.array([role]))
-    messages = pa.StructArray.from_arrays([pc.cast(roles, pa.string()), texts], names=["role", "content"])
-    return pa.ListArray.from_arrays(pa.array(np.arange(len(texts) + 1, dtype=np.int32)), messages)
 
 
 def score_histogram(table: pa.Table) -> dict:

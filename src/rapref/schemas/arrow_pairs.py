@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 
 from rapref.schemas.base import ROLES, Drops, Loaded, SchemaOptions, is_messages
 
-SCHEMAS = ("pairs", "ultrafeedback-binarized", "argilla")
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
 
@@ -35,9 +34,9 @@ class Check:
 
 def load(table: pa.Table, schema: str, options: SchemaOptions, source: str) -> Loaded | None:
     """Clean one split ("train") with Arrow kernels; None when the table is not of a form this module reads."""
-    from rapref.schemas.pairs import score_columns_for
+    from rapref.schemas.pairs import FLAT_LAYOUTS, score_columns_for
 
-    if schema not in SCHEMAS or table.num_rows == 0:
+    if schema not in FLAT_LAYOUTS or table.num_rows == 0:
         return None
     table = table.combine_chunks()
     score_columns = score_columns_for(schema, options, table.slice(0, 1).to_pylist()[0])
@@ -59,7 +58,7 @@ def load(table: pa.Table, schema: str, options: SchemaOptions, source: str) -> L
         checks, build = _message_checks(prompt, chosen, rejected, p_col, c_col, r_col)
     else:
         return None
-    scale = options.scale or ((1, 5) if schema == "argilla" else (1, 10))
+    scale = options.scale or FLAT_LAYOUTS[schema][1]
     scores = [pc.cast(table[c], pa.float64()).combine_chunks() for c in score_columns]
     checks += _score_checks(scores, score_columns, scale)
     drops = Drops(source, strict=options.strict)
@@ -80,7 +79,7 @@ def _array(table: pa.Table, name: str) -> pa.Array:
 
 
 def _is_text(array: pa.Array) -> bool:
-    return pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+    return _is_text_type(array.type)
 
 
 def _is_messages(array: pa.Array) -> bool:
@@ -232,17 +231,16 @@ def _message_checks(prompt, chosen, rejected, p_col, c_col, r_col):
         if turns.all():  # the turns before the answer, from the chosen list
             flat = np.flatnonzero(kept[c.parent] & (c.position < c.length[c.parent] - 1))
             offsets = np.concatenate([[0], np.cumsum(c.length[kept] - 1)])
-            prompts = _messages(offsets, *c.message_at(flat))
+            prompts = message_lists(offsets, *c.message_at(flat))
         elif _is_messages(prompt):
             p = Messages(prompt)
             flat = np.flatnonzero(kept[p.parent])
-            prompts = _messages(np.concatenate([[0], np.cumsum(p.length[kept])]), *p.message_at(flat))
+            prompts = message_lists(np.concatenate([[0], np.cumsum(p.length[kept])]), *p.message_at(flat))
         else:
-            texts = pc.filter(prompt, keep)
-            prompts = _messages(np.arange(len(texts) + 1), pa.array(["user"] * len(texts), pa.string()), texts)
+            prompts = one_message_each(pc.filter(prompt, keep), "user")
         answers = {}
         for name, m in (("chosen", c), ("rejected", r)):
-            answers[name] = _messages(np.arange(int(kept.sum()) + 1), *m.message_at(m.last[kept]))
+            answers[name] = message_lists(np.arange(int(kept.sum()) + 1), *m.message_at(m.last[kept]))
         return {"prompt": prompts, **answers}
 
     return checks, build
@@ -254,11 +252,18 @@ def _same(a: pa.Array, b: pa.Array) -> np.ndarray:
         (pc.is_null(a).to_numpy(zero_copy_only=False) & pc.is_null(b).to_numpy(zero_copy_only=False))
 
 
-def _messages(offsets: np.ndarray, role: pa.Array, content: pa.Array) -> pa.Array:
+def message_lists(offsets: np.ndarray, role: pa.Array, content: pa.Array) -> pa.Array:
     """list<struct<role, content>> from flat roles and texts and list offsets."""
     values = pa.StructArray.from_arrays([pc.cast(role, pa.string()), pc.cast(content, pa.string())],
                                         fields=list(MESSAGE))
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+
+
+def one_message_each(texts: pa.Array, role: str) -> pa.Array:
+    """Each text as a one-message list [{role, content}], built from the column's buffers (no per-row Python)."""
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    roles = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(texts), dtype=np.int32)), pa.array([role]))
+    return message_lists(np.arange(len(texts) + 1), roles, texts)
 
 
 # --- scores and the drop bookkeeping --------------------------------------------------------------------------------

@@ -35,29 +35,42 @@ def _has_pair_columns(columns: set[str]) -> bool:
     return {"chosen", "rejected"} <= columns and any(set(pair) <= columns for pair in SCORE_COLUMN_CANDIDATES)
 
 
+# The flat layouts (one scored pair per row): their score columns (None: from the flags or the first row) and the
+# default score scale. The per-row loaders below and `rapref.schemas.arrow_pairs` both read this table.
+FLAT_LAYOUTS = {
+    "ultrafeedback-binarized": (("score_chosen", "score_rejected"), (1, 10)),
+    "argilla": (("chosen-rating", "rejected-rating"), (1, 5)),
+    "pairs": (None, (1, 10)),
+}
+
+
 @register("ultrafeedback-binarized", lambda cols, row: {"prompt_id", "score_chosen", "score_rejected"} <= cols)
 def load_ultrafeedback_binarized(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
-    return _load(rows_by_split, options, drops, ("score_chosen", "score_rejected"), default_scale=(1, 10))
+    return _load_flat("ultrafeedback-binarized", rows_by_split, options, drops)
 
 
 @register("argilla", lambda cols, row: {"chosen-rating", "rejected-rating"} <= cols)
 def load_argilla(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
-    return _load(rows_by_split, options, drops, ("chosen-rating", "rejected-rating"), default_scale=(1, 5))
+    return _load_flat("argilla", rows_by_split, options, drops)
 
 
 @register("pairs", lambda cols, row: _has_pair_columns(cols))
 def load_pairs(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
+    return _load_flat("pairs", rows_by_split, options, drops)
+
+
+def _load_flat(schema: str, rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
     first = next((row for rows in rows_by_split.values() for row in rows), {})
-    return _load(rows_by_split, options, drops, score_columns_for("pairs", options, first), default_scale=(1, 10))
+    return _load(rows_by_split, options, drops, score_columns_for(schema, options, first),
+                 default_scale=FLAT_LAYOUTS[schema][1])
 
 
 def score_columns_for(schema: str, options: SchemaOptions, first: dict) -> tuple[str, str]:
-    """The two score columns of a flat-pairs schema: fixed for the binarized layouts; for `pairs` the flags, else
-    the first known pair of names found in the first row."""
-    if schema == "ultrafeedback-binarized":
-        return ("score_chosen", "score_rejected")
-    if schema == "argilla":
-        return ("chosen-rating", "rejected-rating")
+    """The two score columns of a flat layout: fixed for the binarized layouts; for `pairs` the flags, else the
+    first known pair of names found in the first row."""
+    fixed = FLAT_LAYOUTS[schema][0]
+    if fixed is not None:
+        return fixed
     score_columns = (options.score_chosen_column, options.score_rejected_column)
     if None in score_columns:
         found = [pair for pair in SCORE_COLUMN_CANDIDATES if set(pair) <= set(first)]

@@ -260,10 +260,9 @@ def build_trainer(cfg: TrainConfig, args, model, tokenizer, splits):
         from rapref.train.packing import add_packed_forward
 
         policy = trainer.model.get_base_model() if isinstance(trainer.model, PeftModel) else trainer.model
-        trainer.rapref_packing = {"packed_batches": 0, "unpacked_batches": 0, "positions": 0, "padded_positions": 0}
-        for model in (policy, trainer.ref_model):  # with LoRA the reference pass is the policy without adapters
-            if model is not None:
-                add_packed_forward(model, trainer.rapref_packing)
+        trainer.rapref_packing = add_packed_forward(policy)  # its counts, shared with the reference model's
+        if trainer.ref_model is not None:  # (with LoRA the reference pass is the policy without adapters)
+            add_packed_forward(trainer.ref_model, trainer.rapref_packing)
     return trainer
 
 
