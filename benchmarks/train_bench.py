@@ -6,14 +6,17 @@
 
 Variants (each runs in its own process, so peak RSS is its own):
   trl               a plain TRL script: DPOTrainer(model, DPOConfig(...), dataset, tokenizer), nothing of rapref
-  rapref            `rapref train` (rapref.train.run.main) with the same TRL arguments
-  packed            `rapref train` with `training.packing=true` (rapref.train.packing: no padding, one prompt per pair)
+  rapref            `rapref train` (rapref.train.run.main) with the same TRL arguments and `training.packing=false`:
+                    TRL's padded path, to measure the wrapper's overhead
+  packed            `rapref train` as it runs by default for DPO, `training.packing=true` (rapref.train.packing: one
+                    padding-free row, one prompt per pair, attention per segment, LM head on labelled positions only)
   packed-precompute the same with `training.precompute_ref_log_probs=true`: the reference pass runs once, before training
                     (time reported with and without that pass). The positive and negative relabeled copies of a pair
                     differ in the goal text, so they cannot share reference log-probs: each copy gets its own.
   packed-checkpointing  packed, with gradient checkpointing (activations recomputed in the backward pass)
-Every variant computes log-probabilities with TRL 1.16's fused LM head (chunked over the vocabulary, recomputed in
-the backward pass): the (batch, length, vocabulary) logits are never materialised, in TRL's path or rapref's.
+No variant materialises the (batch, length, vocabulary) logits: TRL 1.16's fused LM head is chunked over the
+vocabulary and recomputed in the backward pass, but on CPU it scores every position (prompt and padding included) in
+4096 x 32768 tiles; the packed variants score only the labelled positions with rapref.train.token_logprobs.
 
 Data: random-word texts with UltraFeedback-like lengths (prompts ~150 tokens, responses 50-600 tokens, long-tailed) and
 a word-level tokenizer, so one word is one token; the model is randomly initialised from a config (no download).
@@ -129,8 +132,7 @@ def run_variant(variant: str, folder: Path, args) -> dict:
         overrides = [f"model.name_or_path={folder / 'model'}", f"data.path={folder / 'data'}", f"output_dir={out}",
                      f"seed={args.seed}", "algorithm.beta=0.1", f"data.max_prompt_length={min(256, args.max_length - 1)}"]
         fields = {**trl_fields(args), "save_strategy": '"no"'}
-        if variant.startswith("packed"):
-            fields["packing"] = "true"
+        fields["packing"] = "true" if variant.startswith("packed") else "false"
         if variant == "packed-precompute":
             fields["precompute_ref_log_probs"] = "true"
         if variant == "packed-checkpointing":

@@ -163,6 +163,69 @@ def test_files_arrow_cannot_read_as_they_are_take_the_per_row_path(tmp_path, mon
     assert used is False  # a score written as text: the per-row reader parses it
 
 
+def small_blocks(monkeypatch, calls):
+    """Read input in blocks of ~5 rows and write the relabeled split in blocks of 7 pairs; count the blocks read."""
+    import rapref.io
+
+    real = rapref.io.iter_arrow_tables
+
+    def counted(path):
+        for table in real(path):
+            calls.append(table.num_rows)
+            yield table
+
+    monkeypatch.setattr(rapref.io, "ARROW_BLOCK_BYTES", 400)
+    monkeypatch.setattr(rapref.io, "ARROW_BLOCK_ROWS", 5)
+    monkeypatch.setattr(augment, "iter_arrow_tables", counted)
+    monkeypatch.setattr(augment, "WRITE_BLOCK_ROWS", 7)
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+@pytest.mark.parametrize("mode", ["relabeled", "half", "duplicated"])
+def test_block_by_block_reading_and_writing_give_the_same_folder(tmp_path, monkeypatch, suffix, mode):
+    """1M pairs are read, cleaned and written in blocks; the folder is the per-row path's, row numbers included."""
+    import pyarrow as pa
+
+    from rapref.relabel import RelabelOptions
+
+    src = tmp_path / f"pairs.{suffix}"
+    write_jsonl(src, BAD_ROWS) if suffix == "jsonl" else pq.write_table(pa.Table.from_pylist(BAD_ROWS), src)
+    blocks = []
+    small_blocks(monkeypatch, blocks)
+    fast = run(src, tmp_path / "fast", False, monkeypatch, relabel=RelabelOptions(mode=mode))
+    monkeypatch.undo()  # the per-row path, with the default block sizes
+    slow = run(src, tmp_path / "slow", True, monkeypatch, relabel=RelabelOptions(mode=mode))
+    assert fast[0] and len(blocks) >= 5 and sum(blocks) == len(BAD_ROWS)
+    assert fast[1] == slow[1] and fast[2] == slow[2]
+    assert pq.ParquetFile(tmp_path / "fast" / augment.SPLIT_FILES["train"]).num_row_groups > 2
+
+
+def test_strict_mode_names_the_files_row_in_a_later_block(tmp_path, monkeypatch):
+    rows = BAD_ROWS[10:] + BAD_ROWS[:10]  # the first bad row is row 41, many blocks in
+    src = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    errors, blocks = [], []
+    small_blocks(monkeypatch, blocks)
+    for per_row in (False, True):
+        with pytest.raises(InputError) as err:
+            run(src, tmp_path / f"strict{per_row}", per_row, monkeypatch, schema_options=SchemaOptions(strict=True))
+        errors.append(str(err.value))
+        monkeypatch.undo()
+    assert len(blocks) > 3 and errors[0] == errors[1] and "row train:41, field 'prompt'" in errors[0]
+
+
+def test_a_type_that_changes_between_blocks_reads_the_file_whole(tmp_path, monkeypatch):
+    """Arrow's block reader fixes column types on the first block: a column null there and text later is read whole."""
+    rows = [{**row, "note": None if i < 30 else f"n{i}"} for i, row in enumerate(BAD_ROWS)]
+    src = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    blocks = []
+    small_blocks(monkeypatch, blocks)
+    fast = run(src, tmp_path / "fast", False, monkeypatch)
+    monkeypatch.undo()
+    slow = run(src, tmp_path / "slow", True, monkeypatch)
+    assert fast[0] and fast[1] == slow[1] and fast[2] == slow[2]
+    assert 0 < sum(blocks) < len(rows)  # the block reader gave up part-way
+
+
 texts = st.one_of(st.none(), st.sampled_from(["", " ", "a", "b", "Q", "same"]), st.text(max_size=6))
 scores = st.one_of(st.none(), st.integers(-2, 12), st.floats(-2, 12, allow_nan=False))
 

@@ -35,10 +35,10 @@ def preference_batch(n_pairs, seed, max_length=None):
     return batch
 
 
-def fused(model):
+def fused(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1")):  # what TRL's DPO asks of the policy
     from trl.trainer.utils import add_fused_lm_head
 
-    add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    add_fused_lm_head(model, outputs=outputs)
     return model
 
 
@@ -47,24 +47,74 @@ def run(model, batch):
                  use_cache=False, fused_lm_head=True)
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+WPO = ("log_probs", "log_sum_sq_probs")  # a field rapref's CPU head does not compute: TRL's head scores the rows
+
+
+@pytest.mark.parametrize("attn,outputs", [("sdpa", None), ("eager", None), ("sdpa", WPO)])
 @pytest.mark.parametrize("max_length", [None, 20])  # 20: TRL truncates some rows
-def test_per_token_log_probs_and_gradients_equal_trls(attn, max_length):
-    reference = fused(tiny_llama(attn=attn))
+def test_per_token_log_probs_and_gradients_equal_trls(attn, outputs, max_length):
+    reference = fused(tiny_llama(attn=attn), *([outputs] if outputs else []))
     packed = copy.deepcopy(reference)
-    add_packed_forward(packed)
+    stats = add_packed_forward(packed)
+    assert stats["attention"] == {"LlamaForCausalLM": "segments" if attn == "sdpa" else "eager tree mask"}
     for seed in range(3):
         batch = preference_batch(5, seed, max_length)
         ours, theirs = run(packed, batch), run(reference, batch)
-        for name in ("log_probs", "entropy", "mean_logits"):
+        for name in outputs or ("log_probs", "entropy", "mean_logits"):
             torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=1e-5, atol=1e-5)
-        assert torch.equal(ours.is_top1, theirs.is_top1) and torch.equal(ours.label_mask, theirs.label_mask)
+        if outputs is None:
+            assert torch.equal(ours.is_top1, theirs.is_top1)
+        assert torch.equal(ours.label_mask, theirs.label_mask)
         sums = ours.log_probs.sum(1), theirs.log_probs.sum(1)
         assert torch.allclose(*sums, rtol=1e-4, atol=0)  # per-sequence log-probs within 1e-4 relative
         packed.zero_grad(), reference.zero_grad()
         sums[0].sum().backward(), sums[1].sum().backward()
         for (name, a), (_, b) in zip(packed.named_parameters(), reference.named_parameters()):
             torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert stats["packed_batches"] == 3 and stats["unpacked_batches"] == 0
+    # only the labelled positions reach rapref's head; TRL's head scores every position of the packed rows
+    assert (stats["scored_positions"] < stats["positions"]) == (outputs is None)
+
+
+def test_token_log_probs_equal_trls_chunked_head():
+    """rapref's CPU head and TRL's fused head: the same values and gradients, over several chunks, with a scale."""
+    from trl.kernels import ChunkedLogProbFunction
+
+    from rapref.train.token_logprobs import OUTPUTS, TokenLogProbs
+
+    torch.manual_seed(0)
+    hidden = torch.randn(37, 16, requires_grad=True)
+    weight = torch.randn(101, 16, requires_grad=True)
+    targets = torch.randint(0, 101, (37,))
+    targets[0] = int((hidden[0].detach() @ weight.detach().T).argmax())  # one target that is the top-1
+    grad = torch.randn(37)
+    results = []
+    for apply in (lambda: TokenLogProbs.apply(hidden, weight, targets, 2.0 / 0.7, OUTPUTS, 8),
+                  lambda: ChunkedLogProbFunction.apply(hidden, weight, None, targets, 0.7, 32, None, 2.0, OUTPUTS)):
+        hidden.grad = weight.grad = None
+        values = apply()
+        log_probs, entropy, mean, top1 = values if len(values) == 4 else (values[0], values[1], values[3], values[4])
+        (log_probs * grad).sum().backward()
+        results.append((log_probs, entropy, mean, top1, hidden.grad, weight.grad))
+    for ours, theirs in zip(*results):  # both accumulate in float32
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    assert results[0][3][0]
+
+
+def test_segment_attention_equals_the_dense_tree_mask():
+    """Per-segment attention of one padding-free row = sdpa over the same row with the dense tree mask."""
+    from rapref.train.packing import segment_attention
+
+    batch = preference_batch(4, seed=3)
+    plan = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"], row_capacity=0)
+    assert plan.input_ids.shape[0] == 1 and plan.input_ids.shape[1] == plan.real_tokens  # no padding at all
+    torch.manual_seed(0)
+    n = plan.real_tokens
+    query, key, value = torch.randn(1, 4, n, 8), torch.randn(1, 2, n, 8), torch.randn(1, 2, n, 8)
+    ours = segment_attention(query, key, value, plan.segments, scaling=0.3)
+    dense = torch.nn.functional.scaled_dot_product_attention(
+        query, key.repeat_interleave(2, 1), value.repeat_interleave(2, 1), attn_mask=plan.attention_mask, scale=0.3)
+    torch.testing.assert_close(ours, dense.transpose(1, 2))
 
 
 def test_the_prompt_is_computed_once_per_pair():
@@ -88,9 +138,10 @@ def test_batches_that_cannot_be_packed_exactly_take_trls_path():
     torch.testing.assert_close(run(packed, batch).log_probs, run(reference, batch).log_probs)
 
 
-@pytest.mark.parametrize("placement,lora", [("system", False), ("user", False), ("user-suffix", False),
-                                            ("user", True)])
-def test_training_loss_curve_equals_trls(tmp_path, tiny_model_dir, placement, lora):
+@pytest.mark.parametrize("placement,lora,precompute", [("system", False, False), ("user", False, False),
+                                                       ("user-suffix", False, False), ("user", True, False),
+                                                       ("system", False, True)])
+def test_training_loss_curve_equals_trls(tmp_path, tiny_model_dir, placement, lora, precompute):
     """rapref train with training.packing=true follows the same per-step losses as TRL's padded path."""
     from rapref.augment import AugmentConfig
     from rapref.augment import main as augment
@@ -111,10 +162,12 @@ def test_training_loss_curve_equals_trls(tmp_path, tiny_model_dir, placement, lo
                                  "training.max_steps=20", "training.per_device_train_batch_size=4",
                                  "training.learning_rate=1e-3", 'training.save_strategy="no"',
                                  f"training.packing={str(packing).lower()}", "training.disable_tqdm=true",
-                                 f"lora.enabled={str(lora).lower()}", "lora.r=4"]))
+                                 f"lora.enabled={str(lora).lower()}", "lora.r=4",
+                                 f"training.precompute_ref_log_probs={str(precompute).lower()}"]))
         result = json.loads((out / "rapref_train.json").read_text())["result"]
-        if packing:  # every forward (policy and reference) went through the packed path
-            assert result["packing"]["packed_batches"] >= 40 and result["packing"]["unpacked_batches"] == 0
+        if packing:  # every forward (policy and reference, precomputed or not) went through the packed path
+            assert result["packing"]["packed_batches"] >= 40 - 16 * precompute
+            assert result["packing"]["unpacked_batches"] == 0
             assert result["packing"]["positions"] < result["packing"]["padded_positions"]
         losses[packing] = [row["loss"] for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
                            if "loss" in row]

@@ -28,10 +28,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, GoalSpec
-from rapref.io import InputError, atomic_path, fingerprint, read_arrow_table, read_rows, write_json_atomic
+from rapref.io import (InputError, atomic_path, fingerprint, iter_arrow_tables, read_arrow_table, read_rows,
+                       write_json_atomic)
 from rapref.outputs import claim_output, mark_output, output_lock
 from rapref.provenance import provenance
-from rapref.relabel import RelabelOptions, condition_on, relabel, unconditioned
+from rapref.relabel import RelabelOptions, condition_on, make_copy, plan_relabel, unconditioned
 from rapref.schemas import SchemaOptions, detect_schema, load_pairs
 
 SPLIT_FILES = {split: f"data/{split}-00000-of-00001.parquet" for split in ("train", "test", "test_goal")}
@@ -81,22 +82,46 @@ def augment_dataset(dataset, cfg: AugmentConfig, schema: str | None = None) -> t
         raise TypeError("expected a datasets.Dataset, DatasetDict or {split: rows}")
     schema = schema or cfg.schema or detect_schema(rows, "<in-memory dataset>")
     tables, _, summary = augment_rows(rows, schema, cfg, source="<in-memory dataset>")
-    return tables, summary
+    return {split: t.table() if isinstance(t, TrainCopies) else t for split, t in tables.items()}, summary
 
 
 def _arrow_native(cfg: AugmentConfig):
-    """(loaded, rows in, schema) read and cleaned by `rapref.schemas.arrow_pairs`, or None for the per-row path."""
-    from rapref.schemas import arrow_pairs
+    """(loaded, rows in, schema) read and cleaned by `rapref.schemas.arrow_pairs`, or None for the per-row path.
 
+    The file is read and cleaned block by block (`io.iter_arrow_tables`), so only the cleaned pairs and one block are
+    in memory; a file Arrow can only read whole (a column whose type changes between blocks) is read whole."""
     path = Path(cfg.source)
     if cfg.split is not None or not path.is_file():
         return None
-    table = read_arrow_table(path)
-    if table is None or table.num_rows == 0:
+    blocks = iter_arrow_tables(path)
+    if blocks is None:
         return None
-    schema = cfg.schema or detect_schema({"train": table.slice(0, 1).to_pylist()}, cfg.source)
-    loaded = arrow_pairs.load(table, schema, cfg.schema_options, cfg.source)
-    return None if loaded is None else (loaded, table.num_rows, schema)
+    try:
+        return _load_blocks(blocks, cfg)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+        table = read_arrow_table(path)
+        return None if table is None else _load_blocks([table], cfg)
+
+
+def _load_blocks(blocks, cfg: AugmentConfig):
+    from rapref.schemas import arrow_pairs
+    from rapref.schemas.base import Drops
+
+    drops = Drops(cfg.source, strict=cfg.schema_options.strict)
+    schema, rows, parts, loaded = cfg.schema, 0, [], None
+    for table in blocks:
+        if table.num_rows == 0:
+            continue
+        schema = schema or detect_schema({"train": table.slice(0, 1).to_pylist()}, cfg.source)
+        loaded = arrow_pairs.load(table, schema, cfg.schema_options, cfg.source, offset=rows, drops=drops)
+        if loaded is None or (parts and loaded.pairs["train"].schema != parts[0].schema):
+            return None  # a form only the per-row loader reads, or blocks that disagree on it
+        parts.append(loaded.pairs["train"])
+        rows += table.num_rows
+    if loaded is None:
+        return None
+    loaded.pairs["train"] = pa.concat_tables(parts)
+    return loaded, rows, schema
 
 
 def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, source: str):
@@ -109,7 +134,10 @@ def augment_rows(rows: dict[str, list[dict]], schema: str, cfg: AugmentConfig, s
 def augment_loaded(loaded, rows_in: int, schema: str, cfg: AugmentConfig, source: str):
     """The stage after loading: canonical pairs (lists of dicts or Arrow tables) -> held out, relabeled tables."""
     options = cfg.schema_options
+    # The pairs are taken out of `loaded`, and each step below replaces its input, so one form of them is alive at a
+    # time (1M pairs: peak RSS is the largest step, not the sum of all of them).
     pairs = {split: p if isinstance(p, pa.Table) else pa.Table.from_pylist(p) for split, p in loaded.pairs.items()}
+    loaded.pairs.clear()
     notes = list(loaded.notes)
     if "train" not in pairs or pairs["train"].num_rows == 0:
         raise InputError(f"{source}: no usable training pairs after cleaning "
@@ -119,30 +147,58 @@ def augment_loaded(loaded, rows_in: int, schema: str, cfg: AugmentConfig, source
         notes.append(note)
     spec = GoalSpec(scale=loaded.scale, placement=cfg.placement, header=cfg.header, line=cfg.line,
                     attributes=loaded.attributes, style=cfg.style)
-    tables = {split: to_table(p, spec.placement) for split, p in pairs.items()}
-    train, relabel_stats = relabel(tables["train"], spec, cfg.relabel)
+    rows_kept, pair_counts = _rows_kept(pairs.values()), {split: p.num_rows for split, p in pairs.items()}
+    tables = {split: to_table(pairs.pop(split), spec.placement) for split in list(pairs)}
+    histogram = score_histogram(tables["train"])
+    kept, copies, relabel_stats = plan_relabel(tables.pop("train"), cfg.relabel)
     top = {a: spec.top for a in spec.attributes} if len(spec.attributes) > 1 else spec.top
-    out_tables = {"train": train}
+    out_tables = {"train": TrainCopies(kept, copies, spec)}
     if tables.get("test") is not None and tables["test"].num_rows:
         out_tables["test"] = unconditioned(tables["test"])
         out_tables["test_goal"] = condition_on(tables["test"], spec, top, copy="top_goal")
     summary = {
         "schema": schema,
         "rows_in": rows_in,
-        "rows_kept": _rows_kept(pairs.values()),
+        "rows_kept": rows_kept,
         "rows_dropped": loaded.drops.total,
         "dropped_by_reason": dict(sorted(loaded.drops.counts.items())),
         "drop_examples": loaded.drops.examples,
-        "pairs": {split: p.num_rows for split, p in pairs.items()},
+        "pairs": pair_counts,
         "relabel": relabel_stats,
         "rows_out": {split: t.num_rows for split, t in out_tables.items()},
-        "score_histogram": score_histogram(tables["train"]),
+        "score_histogram": histogram,
         "goal": spec.to_json(),
         "settings": _settings(cfg),
         "notes": notes + [f"{k}: {v}" for k, v in loaded.extra.items()],
         "provenance": provenance(),
     }
     return out_tables, spec if cfg.relabel.mode in ("relabeled", "half", "positive") else None, summary
+
+
+WRITE_BLOCK_ROWS = 1 << 17  # pairs per block of the relabeled training split, as it is written
+
+
+@dataclass
+class TrainCopies:
+    """The relabeled training split, built block by block as it is written (`blocks`): 1M pairs are never doubled
+    in memory. `table()` builds it whole, for the in-memory API."""
+
+    pairs: pa.Table
+    copies: tuple[str, ...]
+    spec: GoalSpec
+
+    @property
+    def num_rows(self) -> int:
+        return self.pairs.num_rows * len(self.copies)
+
+    def blocks(self, rows: int | None = None):
+        rows = rows or WRITE_BLOCK_ROWS
+        for copy in self.copies:
+            for start in range(0, max(self.pairs.num_rows, 1), rows):
+                yield make_copy(self.pairs.slice(start, rows), self.spec, copy)
+
+    def table(self) -> pa.Table:
+        return pa.concat_tables(list(self.blocks(max(self.pairs.num_rows, 1))))
 
 
 def _rows_kept(tables) -> int:
@@ -220,7 +276,14 @@ def write_dataset(out: Path, tables: dict[str, pa.Table], summary: dict, spec: G
         mark_output(tmp, "augment")
         for split, table in tables.items():
             (tmp / SPLIT_FILES[split]).parent.mkdir(exist_ok=True)
-            pq.write_table(table, tmp / SPLIT_FILES[split])
+            if not isinstance(table, TrainCopies):
+                pq.write_table(table, tmp / SPLIT_FILES[split])
+                continue
+            writer = None
+            for block in table.blocks():
+                writer = writer or pq.ParquetWriter(tmp / SPLIT_FILES[split], block.schema)
+                writer.write_table(block if block.schema == writer.schema else block.cast(writer.schema))
+            writer.close()
         write_json_atomic(tmp / "summary.json", summary)
         if spec is not None:  # only goal-conditioned data carries goal settings
             spec.save(tmp)

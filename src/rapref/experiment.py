@@ -61,8 +61,7 @@ class ExperimentConfig:
         "lora.enabled": True, "lora.r": 16, "algorithm.beta": 0.1, "training.learning_rate": 5e-5,
         "training.num_train_epochs": 1, "training.per_device_train_batch_size": 2,
         "training.gradient_accumulation_steps": 4, "training.max_length": 384, "data.max_prompt_length": 256,
-        "training.lr_scheduler_type": "cosine", "training.warmup_steps": 0.1, "training.save_strategy": "no",
-        "training.packing": True})  # prompt-sharing packed forward: the same losses as TRL's (tests/test_packing.py)
+        "training.lr_scheduler_type": "cosine", "training.warmup_steps": 0.1, "training.save_strategy": "no"})
     quick: bool = False
 
 

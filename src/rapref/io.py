@@ -64,6 +64,35 @@ def read_arrow_table(path: Path):
     return None
 
 
+ARROW_BLOCK_BYTES, ARROW_BLOCK_ROWS = 1 << 24, 1 << 16  # JSONL bytes / Parquet rows per block
+
+
+def iter_arrow_tables(path: Path):
+    """A local .jsonl or .parquet file as Arrow tables of consecutive rows (JSON blocks of `ARROW_BLOCK_BYTES`,
+    Parquet batches of `ARROW_BLOCK_ROWS`), so a large file is never whole in memory; None for other files. Iterating raises `pa.ArrowInvalid`
+    where Arrow does not take the file as it is (bad lines, a type that changes between blocks, invalid UTF-8)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    def blocks():
+        if path.suffix == ".parquet":
+            batches = pq.ParquetFile(path).iter_batches(batch_size=ARROW_BLOCK_ROWS)
+        else:  # the first block fixes the column types; integer columns are read as floats (a later 7.5 parses)
+            options = pj.ReadOptions(block_size=ARROW_BLOCK_BYTES)
+            first = pj.open_json(path, read_options=options).schema
+            fields = [pa.field(f.name, pa.float64() if pa.types.is_integer(f.type) else f.type) for f in first
+                      if not pa.types.is_null(f.type)]
+            batches = pj.open_json(path, read_options=options, parse_options=pj.ParseOptions(
+                explicit_schema=pa.schema(fields), unexpected_field_behavior="infer"))
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            table.validate(full=True)  # Arrow's JSON reader keeps invalid UTF-8; the per-row reader names the line
+            yield table
+
+    return blocks() if path.suffix in (".parquet", ".jsonl") else None
+
+
 def hub_offline() -> bool:
     """True when the Hugging Face hub cannot be used: HF_HUB_OFFLINE set, or huggingface.co unreachable (3 s)."""
     import socket

@@ -61,6 +61,13 @@ def relabel(pairs: pa.Table, spec: GoalSpec, options: RelabelOptions = RelabelOp
     copies in the same order, with columns `OUTPUT_COLUMNS` (plus `goal_attributes` for multi-attribute goals).
     `score_chosen` / `score_rejected` are the scores of the row's own chosen / rejected, so `goal == score_chosen`.
     """
+    kept, copies, stats = plan_relabel(pairs, options)
+    return pa.concat_tables([make_copy(kept, spec, copy) for copy in copies]), stats
+
+
+def plan_relabel(pairs: pa.Table, options: RelabelOptions = RelabelOptions()) -> tuple[pa.Table, tuple, dict]:
+    """The pairs that are relabeled, the copies each one gives in output order, and the counts: `relabel` without
+    building the copies, so a writer can build them block by block (`make_copy` on slices of the pairs)."""
     stats = {"pairs_in": pairs.num_rows, "dropped": {}}
     gap = pc.abs(pc.subtract(pairs["score_chosen"], pairs["score_rejected"]))
     tie = pc.equal(gap, 0.0)
@@ -73,24 +80,27 @@ def relabel(pairs: pa.Table, spec: GoalSpec, options: RelabelOptions = RelabelOp
         small = pc.and_(pc.less(gap, options.min_gap), keep)
         stats["dropped"]["score_gap_below_min"] = int(pc.sum(small).as_py() or 0)
         keep = pc.and_(keep, pc.invert(small))
-    pairs = pairs.filter(keep)
+    if not pc.all(keep).as_py() and pairs.num_rows:
+        pairs = pairs.filter(keep)
     if options.mode == "half":
         selected = half_selection(pairs["source_id"], options.seed)
         stats["dropped"]["half_mode_not_relabeled"] = pairs.num_rows - int(selected.sum())
         pairs = pairs.filter(pa.array(selected))
     stats["pairs_relabeled"] = pairs.num_rows
+    copies = {"original": ("original",), "duplicated": ("original", "original"),
+              "positive": ("positive",)}.get(options.mode, ("positive", "negative"))
     if options.mode in ("original", "duplicated"):
-        out = unconditioned(pairs)
-        out = pa.concat_tables([out, out]) if options.mode == "duplicated" else out
         stats["pairs_relabeled"] = 0
-        stats["rows_out"] = out.num_rows
-        return out, stats
+    stats["rows_out"] = pairs.num_rows * len(copies)
+    return pairs, copies, stats
 
-    multi = "attributes_chosen" in pairs.column_names and len(spec.attributes) > 1
-    positive = _copy(pairs, spec, "positive", multi)
-    out = positive if options.mode == "positive" else pa.concat_tables([positive, _copy(pairs, spec, "negative", multi)])
-    stats["rows_out"] = out.num_rows
-    return out, stats
+
+def make_copy(pairs: pa.Table, spec: GoalSpec, copy: str) -> pa.Table:
+    """One copy of every pair in the output layout: `positive` (goal = chosen's score, chosen wins), `negative` (goal =
+    rejected's score, rejected wins) or `original` (no goal)."""
+    if copy == "original":
+        return unconditioned(pairs)
+    return _copy(pairs, spec, copy, "attributes_chosen" in pairs.column_names and len(spec.attributes) > 1)
 
 
 def condition_on(pairs: pa.Table, spec: GoalSpec, goal: float | dict[str, float], copy: str = "goal") -> pa.Table:

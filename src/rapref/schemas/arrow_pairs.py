@@ -32,8 +32,10 @@ class Check:
     detail: Callable[[int], str] = lambda i: ""
 
 
-def load(table: pa.Table, schema: str, options: SchemaOptions, source: str) -> Loaded | None:
-    """Clean one split ("train") with Arrow kernels; None when the table is not of a form this module reads."""
+def load(table: pa.Table, schema: str, options: SchemaOptions, source: str, offset: int = 0,
+         drops: Drops | None = None) -> Loaded | None:
+    """Clean one split ("train") with Arrow kernels; None when the table is not of a form this module reads.
+    A block of a longer file: `offset` is its first row's number, `drops` the file's counts so far."""
     from rapref.schemas.pairs import FLAT_LAYOUTS, score_columns_for
 
     if schema not in FLAT_LAYOUTS or table.num_rows == 0:
@@ -61,13 +63,14 @@ def load(table: pa.Table, schema: str, options: SchemaOptions, source: str) -> L
     scale = options.scale or FLAT_LAYOUTS[schema][1]
     scores = [pc.cast(table[c], pa.float64()).combine_chunks() for c in score_columns]
     checks += _score_checks(scores, score_columns, scale)
-    drops = Drops(source, strict=options.strict)
-    dropped = _apply(checks, drops, options.strict)
+    drops = drops if drops is not None else Drops(source, strict=options.strict)
+    dropped = _apply(checks, drops, options.strict, offset)
     keep = pc.invert(dropped)
     columns = build(keep)
     if columns is None:
         return None
     index = pc.indices_nonzero(keep)
+    index = pc.add(index, pa.scalar(offset, index.type)) if offset else index
     pairs = pa.table({**columns, "source_id": pc.utf8_replace_slice(pc.cast(index, pa.string()), 0, 0, "train:"),
                       "score_chosen": pc.filter(scores[0], keep), "score_rejected": pc.filter(scores[1], keep)})
     return Loaded(pairs={"train": pairs}, scale=scale, drops=drops)
@@ -282,7 +285,7 @@ def _score_checks(scores, names, scale) -> list[Check]:
     return checks
 
 
-def _apply(checks: list[Check], drops: Drops, strict: bool) -> pa.Array:
+def _apply(checks: list[Check], drops: Drops, strict: bool, offset: int = 0) -> pa.Array:
     """Each row's first failing check is its drop reason: counts, and the first examples in row order."""
     if strict:  # the first row with any problem, and its first problem (Drops.drop raises)
         failing = checks[0].mask
@@ -291,7 +294,7 @@ def _apply(checks: list[Check], drops: Drops, strict: bool) -> pa.Array:
         rows = pc.indices_nonzero(failing).slice(0, 1).to_pylist()
         if rows:
             check = next(ch for ch in checks if ch.mask[rows[0]].as_py())
-            drops.drop(check.reason, f"train:{rows[0]}", check.field(rows[0]), check.detail(rows[0]))
+            drops.drop(check.reason, f"train:{offset + rows[0]}", check.field(rows[0]), check.detail(rows[0]))
     dropped, counts, examples = None, {}, {}
     for check in checks:
         new = check.mask if dropped is None else pc.and_(check.mask, pc.invert(dropped))
@@ -304,6 +307,6 @@ def _apply(checks: list[Check], drops: Drops, strict: bool) -> pa.Array:
     for reason in sorted(examples, key=lambda r: min(i for i, _ in examples[r])):  # in the order rows meet them
         shown = sorted(examples[reason], key=lambda e: e[0])[:drops.limit]
         for i, check in shown:
-            drops.drop(reason, f"train:{i}", check.field(i), check.detail(i))
+            drops.drop(reason, f"train:{offset + i}", check.field(i), check.detail(i))
         drops.counts[reason] += counts[reason] - len(shown)
     return dropped

@@ -27,6 +27,7 @@ class Algorithm:
     trl_kwargs: Callable[[object], dict]  # algorithm args -> TRL config fields
     unpaired: bool = False  # KTO: relabeled pairs are split into desirable / undesirable examples
     loss_list: bool = False  # reads algorithm.loss_type / loss_weights (TRL's DPO loss list)
+    packable: bool = False  # rapref.train.packing applies (TRL's DPOTrainer batches); on by default where it does
 
     def config_class(self):
         return _load(self.config)
@@ -48,7 +49,7 @@ def _dpo_kwargs(algo) -> dict:
 ALGORITHMS: dict[str, Algorithm] = {
     "dpo": Algorithm("trl:DPOConfig", "trl:DPOTrainer", True,
                      smoothed=lambda a: any(t in DPO_SMOOTHED for t in a.loss_type), trl_kwargs=_dpo_kwargs,
-                     loss_list=True),
+                     loss_list=True, packable=True),
     "simpo": Algorithm("trl.experimental.cpo:CPOConfig", "trl.experimental.cpo:CPOTrainer", False,
                        smoothed=lambda a: True,
                        trl_kwargs=lambda a: {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": a.simpo_gamma,

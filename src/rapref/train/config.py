@@ -41,7 +41,8 @@ def _yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-# `training` keys rapref reads itself (never passed to TRL): the packed, prompt-sharing DPO forward (rapref.train.packing)
+# `training` keys rapref reads itself (never passed to TRL): the packed, prompt-sharing DPO forward (rapref.train.packing;
+# on by default for DPO, `training.packing=false` for TRL's padded path)
 RAPREF_TRAINING_KEYS = {"packing": bool}
 
 
@@ -113,7 +114,7 @@ class TrainConfig:
         for key, value in self.training.items():
             if key in RAPREF_TRAINING_KEYS:
                 self.training[key] = check_type(value, RAPREF_TRAINING_KEYS[key], f"training.{key}", strict=False)
-                if key == "packing" and self.training[key] and algo.name != "dpo":
+                if key == "packing" and self.training[key] and not algorithm.packable:
                     raise ValueError("training.packing: the prompt-sharing packed forward is implemented for "
                                      f"algorithm.name=dpo, not {algo.name!r}")
                 continue
@@ -122,6 +123,8 @@ class TrainConfig:
             if key not in hints or key.startswith("_"):
                 raise ValueError(f"training.{key}: not a field of {trl_cls.__name__}{_suggest(key, hints)}")
             self.training[key] = check_type(value, hints[key], f"training.{key}", strict=False)
+        if algorithm.packable:  # on by default: the same log-probs and losses as TRL's padded path, fewer positions
+            self.training.setdefault("packing", True)
         max_length = self.training.get("max_length", 1024)
         if self.data.max_prompt_length and max_length and self.data.max_prompt_length >= max_length:
             raise ValueError(f"data.max_prompt_length ({self.data.max_prompt_length}) must be below "

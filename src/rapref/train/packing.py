@@ -6,44 +6,58 @@ log-probabilities from fewer positions: each pair becomes one segment
 
     prompt p_0..p_{P-1} | chosen c_0..c_{C-1} | p_{P-1}' | rejected r_0..r_{R-1}
 
-and segments are packed into rows without padding between them. A tree-shaped attention mask lets the chosen branch
-see the prompt, and the rejected branch see the prompt but not the chosen branch; position ids restart per branch
-(chosen and rejected both start at P). `p_{P-1}'` is a copy of the last prompt token (position P-1, attending to
-p_0..p_{P-2} and itself), so its hidden state is the last prompt token's and it predicts r_0 while the original predicts
-c_0: one extra token per pair instead of a whole second prompt.
+The chosen branch sees the prompt; the rejected branch sees the prompt but not the chosen branch; position ids restart
+per branch (chosen and rejected both start at P). `p_{P-1}'` is a copy of the last prompt token (position P-1,
+attending to p_0..p_{P-2} and itself), so its hidden state is the last prompt token's and it predicts r_0 while the
+original predicts c_0: one extra token per pair instead of a whole second prompt.
 
-It is a patch of the model's forward on top of TRL's fused LM head (`trl.trainer.utils.add_fused_lm_head`), the way
-TRL adds that head: the trainer, its losses, metrics and reference handling are TRL's, unchanged. The patched forward
-receives TRL's padded batch, runs the backbone once on the packed rows (TRL's own fused head turns hidden states into
-log-probabilities, via `shift_labels`), and returns every per-token field in TRL's padded layout. Batches it cannot
-pack exactly (a prompt that differs between the chosen and the rejected row, an empty prompt, extra model inputs) go
-through TRL's path unchanged.
+Two layouts, chosen by the model's attention:
+- `sdpa` (the default): all segments in one row, with no padding at all. Attention runs per segment as two
+  scaled-dot-product calls, `prompt + chosen` (plain causal) and `p_{P-1}' + rejected` against `p_0..p_{P-2}` and
+  itself (causal with an offset), so no work is spent on positions the tree mask would hide: about a quarter of the
+  attention of one dense tree-masked row per segment. It is an `AttentionInterface` entry that takes over `sdpa`
+  only when the packed forward passes it the segments (`rapref_segments`); every other call is transformers' own.
+- other attention implementations: segments packed first-fit into rows, with a dense tree-shaped boolean mask.
+
+Log-probabilities: on CPU only the positions that carry a label go through the LM head, with
+`rapref.train.token_logprobs.TokenLogProbs`; elsewhere (and for heads it does not cover: soft-capped logits, a bias)
+TRL's fused head (`trl.trainer.utils.add_fused_lm_head`) scores them, as in TRL's path. Either way the result is
+returned in TRL's padded layout with every field TRL's head was asked for, so TRL's trainer, losses, metrics and
+reference handling are unchanged. Batches that cannot be packed exactly (a prompt that differs between the chosen
+and the rejected row, an empty prompt, extra model inputs) go through TRL's path unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import types
 from dataclasses import dataclass
 
 import torch
 
+from rapref.train.token_logprobs import OUTPUTS, TokenLogProbs
+
 BRANCH_PROMPT, BRANCH_CHOSEN, BRANCH_REJECTED = 0, 1, 2
+SEGMENTS_KWARG = "rapref_segments"
+FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")  # TRL's FusedCausalLMOutput
 
 
 @dataclass
 class PackedBatch:
-    input_ids: torch.Tensor  # (rows, length)
-    position_ids: torch.Tensor  # (rows, length)
-    attention_mask: torch.Tensor  # (rows, 1, length, length) bool, True = may attend
-    shift_labels: torch.Tensor  # (rows, length): the token each position predicts, -100 elsewhere
-    source: torch.Tensor  # flat indices into the packed (rows * length) outputs ...
+    input_ids: torch.Tensor  # (rows, width)
+    position_ids: torch.Tensor  # (rows, width)
+    shift_labels: torch.Tensor  # (rows, width): the token each position predicts, -100 elsewhere
+    source: torch.Tensor  # flat indices into the packed (rows * width) outputs ...
     dest: torch.Tensor  # ... and where each lands in TRL's (2B * (L - 1)) layout
     real_tokens: int  # non-pad positions computed
+    segments: list[tuple[int, int, int, int, int]]  # (row, start, P, C, R) of each pair
+    attention_mask: torch.Tensor | None = None  # (rows, 1, width, width) bool tree mask, True = may attend
 
 
 def pack_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-               row_capacity: int | None = None) -> PackedBatch | None:
-    """TRL's padded preference batch -> prompt-sharing packed rows; None when it cannot be packed exactly."""
+               row_capacity: int | None = None, dense_mask: bool = True) -> PackedBatch | None:
+    """TRL's padded preference batch -> prompt-sharing packed rows; None when it cannot be packed exactly.
+    `row_capacity` 0 puts every segment in one row; `dense_mask` builds the tree mask of each row."""
     n_rows, length = input_ids.shape
     if n_rows % 2 or attention_mask is None or attention_mask.dim() != 2:
         return None
@@ -63,7 +77,7 @@ def pack_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: to
         p = prompt_len[0]
         segments.append((ids[rows[0]][:p], ids[rows[0]][p:lengths[rows[0]]], ids[rows[1]][p:lengths[rows[1]]]))
     sizes = [len(p) + len(c) + 1 + len(r) for p, c, r in segments]
-    capacity = max(max(sizes), row_capacity or 2 * length)
+    capacity = sum(sizes) if row_capacity == 0 else max(max(sizes), row_capacity or 2 * length)
     bins: list[list[int]] = []  # first-fit decreasing
     room: list[int] = []
     for i in sorted(range(pairs), key=lambda i: -sizes[i]):
@@ -74,65 +88,168 @@ def pack_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: to
         bins[target].append(i)
         room[target] -= sizes[i]
     width = max(capacity - free for free in room)
-    shape = (len(bins), width)
-    packed = torch.zeros(shape, dtype=torch.long)
-    positions = torch.zeros(shape, dtype=torch.long)
-    shift = torch.full(shape, -100, dtype=torch.long)
-    segment = torch.full(shape, -1, dtype=torch.long)  # -1: padding
-    branch = torch.zeros(shape, dtype=torch.long)
-    prompt_index = torch.zeros(shape, dtype=torch.long)  # within the prompt; large elsewhere
-    last_prompt = torch.zeros(shape, dtype=torch.long)  # P - 1 of the position's segment
-    source, dest = [], []
+    tokens, positions, branch, prompt_index, last_prompt, segment_of = ([[-1] * width for _ in bins] for _ in range(6))
+    source, dest, targets, layout = [], [], [], []
     for row, members in enumerate(bins):
         at = 0
         for i in members:
             p, c, r = segments[i]
             n_p, n_c, n_r = len(p), len(c), len(r)
             span = slice(at, at + sizes[i])
-            packed[row, span] = torch.tensor(p + c + [p[-1]] + r)
-            positions[row, span] = torch.tensor([*range(n_p + n_c), n_p - 1, *range(n_p, n_p + n_r)])
-            segment[row, span] = i
-            branch[row, span] = torch.tensor([BRANCH_PROMPT] * n_p + [BRANCH_CHOSEN] * n_c +
-                                             [BRANCH_REJECTED] * (1 + n_r))
-            prompt_index[row, span] = torch.tensor([*range(n_p)] + [length] * (n_c + 1 + n_r))
-            last_prompt[row, span] = n_p - 1
+            tokens[row][span] = p + c + [p[-1]] + r
+            positions[row][span] = [*range(n_p + n_c), n_p - 1, *range(n_p, n_p + n_r)]
+            segment_of[row][span] = [i] * sizes[i]
+            branch[row][span] = [BRANCH_PROMPT] * n_p + [BRANCH_CHOSEN] * n_c + [BRANCH_REJECTED] * (1 + n_r)
+            prompt_index[row][span] = [*range(n_p)] + [length] * (n_c + 1 + n_r)
+            last_prompt[row][span] = [n_p - 1] * sizes[i]
             # chosen: the prompt's last token and c_0..c_{C-2} predict c_0..c_{C-1}; TRL's row i, t = P-1 ..
             first = row * width + at
-            targets = c + r
-            predictors = [first + n_p - 1 + j for j in range(n_c)] + [first + n_p + n_c + j for j in range(n_r)]
-            flat_shift = shift.view(-1)
-            flat_shift[torch.tensor(predictors, dtype=torch.long)] = torch.tensor(targets, dtype=torch.long)
-            source += predictors
+            targets += c + r
+            source += [first + n_p - 1 + j for j in range(n_c)] + [first + n_p + n_c + j for j in range(n_r)]
             dest += [i * (length - 1) + n_p - 1 + j for j in range(n_c)] + \
                     [(i + pairs) * (length - 1) + n_p - 1 + j for j in range(n_r)]
+            layout.append((row, at, n_p, n_c, n_r))
             at += sizes[i]
-    q, k = (slice(None), slice(None), None), (slice(None), None, slice(None))
-    same = (segment[q] == segment[k]) & (segment[k] >= 0)
-    causal = torch.arange(width)[:, None] >= torch.arange(width)[None, :]
-    branch_ok = (branch[q] == branch[k]) | ((branch[k] == BRANCH_PROMPT) &
-                                            ((branch[q] == BRANCH_CHOSEN) | (prompt_index[k] < last_prompt[k])))
-    mask = same & causal & branch_ok
-    mask |= torch.eye(width, dtype=torch.bool)  # padding attends to itself (no empty softmax rows)
-    return PackedBatch(packed.to(input_ids.device), positions.to(input_ids.device),
-                       mask[:, None].to(input_ids.device), shift.to(input_ids.device),
-                       torch.tensor(source, dtype=torch.long, device=input_ids.device),
-                       torch.tensor(dest, dtype=torch.long, device=input_ids.device), sum(sizes))
+    device = input_ids.device
+    packed = torch.tensor(tokens).clamp_(min=0)
+    shift = torch.full((len(bins) * width,), -100, dtype=torch.long)
+    shift[torch.tensor(source, dtype=torch.long)] = torch.tensor(targets, dtype=torch.long)
+    mask = None
+    if dense_mask:
+        segment, branch_t = torch.tensor(segment_of), torch.tensor(branch)
+        prompt_t, last_t = torch.tensor(prompt_index), torch.tensor(last_prompt)
+        q, k = (slice(None), slice(None), None), (slice(None), None, slice(None))
+        same = (segment[q] == segment[k]) & (segment[k] >= 0)
+        causal = torch.arange(width)[:, None] >= torch.arange(width)[None, :]
+        branch_ok = (branch_t[q] == branch_t[k]) | ((branch_t[k] == BRANCH_PROMPT) &
+                                                    ((branch_t[q] == BRANCH_CHOSEN) | (prompt_t[k] < last_t[k])))
+        mask = same & causal & branch_ok
+        mask |= torch.eye(width, dtype=torch.bool)  # padding attends to itself (no empty softmax rows)
+        mask = mask[:, None].to(device)
+    return PackedBatch(packed.to(device), torch.tensor(positions).clamp_(min=0).to(device),
+                       shift.view(len(bins), width).to(device), torch.tensor(source, dtype=torch.long, device=device),
+                       torch.tensor(dest, dtype=torch.long, device=device), sum(sizes), layout, mask)
+
+
+def segment_attention(query, key, value, segments, scaling=None, dropout=0.0) -> torch.Tensor:
+    """Attention of one packed row of prompt-sharing segments, segment by segment (see the module notes).
+    query (1, heads, N, d), key/value (1, kv heads, N, d) -> (1, N, heads, d)."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    gqa = query.shape[1] != key.shape[1]
+    sizes, expected = [], 0
+    for row, start, n_p, n_c, n_r in segments:
+        if row != 0 or start != expected:
+            raise ValueError("segment_attention expects one row of contiguous segments")
+        sizes += [n_p + n_c, 1 + n_r]  # the trunk (prompt + chosen) and the rejected branch
+        expected = start + n_p + n_c + 1 + n_r
+    if expected != query.shape[2]:
+        raise ValueError("segment_attention: the segments do not cover the row")
+    # split, not slices: its backward is one concatenation instead of a zero-filled full-size gradient per slice
+    queries, keys, values = (x.split(sizes, 2) for x in (query, key, value))
+    pieces = []
+    for i, (_, _, n_p, _, n_r) in enumerate(segments):
+        trunk, branch = 2 * i, 2 * i + 1
+        pieces.append(sdpa(queries[trunk], keys[trunk], values[trunk], is_causal=True, scale=scaling,
+                           dropout_p=dropout, enable_gqa=gqa))
+        # p_{P-1}' and r_j see p_0..p_{P-2}, then p_{P-1}' .. r_j: causal with an offset of P - 1
+        k = torch.cat([keys[trunk][:, :, :n_p - 1], keys[branch]], 2)
+        v = torch.cat([values[trunk][:, :, :n_p - 1], values[branch]], 2)
+        offset = torch.ones(1 + n_r, n_p + n_r, dtype=torch.bool, device=query.device).tril_(n_p - 1)
+        pieces.append(sdpa(queries[branch], k, v, attn_mask=offset, scale=scaling, dropout_p=dropout,
+                           enable_gqa=gqa))
+    return torch.cat(pieces, 2).transpose(1, 2).contiguous()
+
+
+_SDPA = {}
+
+
+def install_segment_attention() -> None:
+    """Route transformers' `sdpa` attention through `segment_attention` when, and only when, a forward passes
+    `rapref_segments`; otherwise (and for any other caller) transformers' own `sdpa` function runs. Idempotent."""
+    from transformers import AttentionInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    if _SDPA:
+        return
+    _SDPA["original"] = original = ALL_ATTENTION_FUNCTIONS["sdpa"]
+
+    def sdpa_or_segments(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+        segments = kwargs.pop(SEGMENTS_KWARG, None)
+        if segments is None:
+            return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return segment_attention(query, key, value, segments, scaling=scaling, dropout=dropout), None
+
+    AttentionInterface.register("sdpa", sdpa_or_segments)
+
+
+def fused_head_settings(fused_forward) -> dict | None:
+    """The settings TRL's `add_fused_lm_head` closed over (outputs, temperature, logit scale, soft-capping, backbone
+    attribute), read from the patched forward; None when they cannot be read (another TRL version)."""
+    fn = getattr(fused_forward, "__func__", fused_forward)
+    cells = dict(zip(getattr(getattr(fn, "__code__", None), "co_freevars", ()), getattr(fn, "__closure__", None) or ()))
+    names = ("outputs", "temperature", "logit_scale", "final_logit_softcapping", "backbone_attr")
+    try:
+        return {name: cells[name].cell_contents for name in names}
+    except (KeyError, ValueError):
+        return None
+
+
+def segments_supported(model) -> bool:
+    """Per-segment attention reproduces plain causal sdpa: not sliding windows, soft-capped or sink attention."""
+    config = model.config.get_text_config()
+    return (getattr(model.config, "_attn_implementation", None) == "sdpa"
+            and getattr(config, "sliding_window", None) is None
+            and getattr(config, "attn_logit_softcapping", None) is None
+            and set(getattr(config, "layer_types", None) or ()) <= {"full_attention"})
+
+
+def new_stats() -> dict:
+    return {"packed_batches": 0, "unpacked_batches": 0, "positions": 0, "padded_positions": 0, "scored_positions": 0}
+
+
+@contextlib.contextmanager
+def packed_heads(stats: dict | None = None):
+    """While TRL's DPOTrainer is constructed, every fused LM head it adds (policy and reference) gets the packed
+    forward on top, at the moment TRL adds it: so the reference pass of `precompute_ref_log_probs`, which runs in the
+    constructor, is packed too. Yields the shared counts."""
+    import trl.trainer.dpo_trainer as dpo
+
+    stats = new_stats() if stats is None else stats
+    original = dpo.add_fused_lm_head
+
+    def add_fused_then_packed(model, *args, **kwargs):
+        original(model, *args, **kwargs)
+        add_packed_forward(model, stats)
+
+    dpo.add_fused_lm_head = add_fused_then_packed
+    try:
+        yield stats
+    finally:
+        dpo.add_fused_lm_head = original
 
 
 def add_packed_forward(model, stats: dict | None = None) -> dict:
     """Patch `model.forward` (already given TRL's fused LM head) to pack preference batches; see the module notes.
-    Returns the counts it keeps: batches packed and passed through, positions computed and TRL's padded positions."""
-    stats = stats if stats is not None else {"packed_batches": 0, "unpacked_batches": 0, "positions": 0,
-                                             "padded_positions": 0}
+    Returns the counts it keeps: batches packed and passed through, positions computed and TRL's padded positions,
+    and how attention and the LM head were computed."""
+    stats = stats if stats is not None else new_stats()
     fused_forward = model.forward
-    use_bool = getattr(model.config, "_attn_implementation", "sdpa") in ("sdpa", "flex_attention")
+    attn = getattr(model.config, "_attn_implementation", "sdpa")
+    use_segments = segments_supported(model)
+    if use_segments:
+        install_segment_attention()
+    head = fused_head_settings(fused_forward)
+    own_head = (head is not None and head["final_logit_softcapping"] is None and set(head["outputs"]) <= set(OUTPUTS)
+                and getattr(model.get_output_embeddings(), "bias", None) is None)
+    stats.setdefault("attention", {})[type(model).__name__] = "segments" if use_segments else f"{attn} tree mask"
 
     def forward(self, *args, fused_lm_head=False, labels=None, **kwargs):
         kwargs = {k: v for k, v in kwargs.items() if v is not None}  # PEFT passes unset inputs as None
         extra = set(kwargs) - {"input_ids", "attention_mask", "use_cache", "output_router_logits"}
         plan = None
         if fused_lm_head and labels is not None and not args and not extra:
-            plan = pack_pairs(kwargs["input_ids"], kwargs.get("attention_mask"), labels)
+            plan = pack_pairs(kwargs["input_ids"], kwargs.get("attention_mask"), labels,
+                              row_capacity=0 if use_segments else None, dense_mask=not use_segments)
         if plan is None:
             if fused_lm_head:
                 stats["unpacked_batches"] += 1
@@ -140,24 +257,44 @@ def add_packed_forward(model, stats: dict | None = None) -> dict:
         stats["packed_batches"] += 1
         stats["positions"] += plan.input_ids.numel()
         stats["padded_positions"] += kwargs["input_ids"].numel()
-        mask = plan.attention_mask
-        if not use_bool:  # eager attention adds the mask to the scores
-            mask = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device).masked_fill(
-                ~mask, torch.finfo(self.dtype).min)
-        out = fused_forward(input_ids=plan.input_ids, attention_mask=mask, position_ids=plan.position_ids,
-                            shift_labels=plan.shift_labels, fused_lm_head=True,
-                            **{k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")})
+        rest = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")}
+        if use_segments:
+            inputs = dict(input_ids=plan.input_ids, position_ids=plan.position_ids, attention_mask=None,
+                          **{SEGMENTS_KWARG: plan.segments}, **rest)
+        else:
+            mask = plan.attention_mask
+            if attn == "eager":  # eager attention adds the mask to the scores
+                mask = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device).masked_fill(
+                    ~mask, torch.finfo(self.dtype).min)
+            inputs = dict(input_ids=plan.input_ids, position_ids=plan.position_ids, attention_mask=mask, **rest)
         rows, length = labels.shape
         fields = {}
-        for name in ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1"):
-            value = getattr(out, name)
-            if value is not None:
-                flat = value.new_zeros(rows * (length - 1)).index_put((plan.dest,), value.reshape(-1)[plan.source])
-                fields[name] = flat.view(rows, length - 1)
+        if own_head and plan.input_ids.device.type == "cpu":  # on Triton devices TRL's head is compact already
+            stats["scored_positions"] += plan.source.numel()
+            inputs["use_cache"] = False
+            hidden = getattr(self, head["backbone_attr"])(**inputs).last_hidden_state
+            hidden = hidden.reshape(-1, hidden.shape[-1])[plan.source]
+            weight = self.get_output_embeddings().weight
+            with torch.autocast("cpu", enabled=False):
+                values = TokenLogProbs.apply(hidden, weight, plan.shift_labels.reshape(-1)[plan.source],
+                                             head["logit_scale"] / head["temperature"], tuple(head["outputs"]))
+            compact = dict(zip(OUTPUTS, values))
+            aux_loss = None
+        else:
+            stats["scored_positions"] += plan.input_ids.numel()
+            out = fused_forward(shift_labels=plan.shift_labels, fused_lm_head=True, **inputs)
+            compact = {name: getattr(out, name).reshape(-1)[plan.source] for name in FIELDS
+                       if getattr(out, name) is not None}
+            aux_loss = out.aux_loss
+        for name in FIELDS:
+            value = compact.get(name)
+            fields[name] = None if value is None else \
+                value.new_zeros(rows * (length - 1)).index_put((plan.dest,), value).view(rows, length - 1)
         mask = labels[:, 1:] != -100
-        log_probs = fields["log_probs"]
-        loss = -log_probs.sum() / mask.sum().clamp(min=1)
-        return type(out)(loss=loss, label_mask=mask, aux_loss=out.aux_loss, **fields)
+        loss = -fields["log_probs"].sum() / mask.sum().clamp(min=1)
+        from trl.trainer.utils import FusedCausalLMOutput
+
+        return FusedCausalLMOutput(loss=loss, label_mask=mask, aux_loss=aux_loss, **fields)
 
     model.forward = types.MethodType(forward, model)
     return stats

@@ -253,16 +253,15 @@ def build_trainer(cfg: TrainConfig, args, model, tokenizer, splits):
               "processing_class": tokenizer, "peft_config": peft_config}
     if algorithm.reference_model:
         kwargs["ref_model"] = None if peft_config is not None else load_model(cfg.model)
-    trainer = algorithm.trainer_class()(**kwargs)
-    if cfg.training.get("packing"):
-        from peft import PeftModel
+    if not cfg.training.get("packing"):
+        return algorithm.trainer_class()(**kwargs)
+    from rapref.train.packing import packed_heads
 
-        from rapref.train.packing import add_packed_forward
-
-        policy = trainer.model.get_base_model() if isinstance(trainer.model, PeftModel) else trainer.model
-        trainer.rapref_packing = add_packed_forward(policy)  # its counts, shared with the reference model's
-        if trainer.ref_model is not None:  # (with LoRA the reference pass is the policy without adapters)
-            add_packed_forward(trainer.ref_model, trainer.rapref_packing)
+    with packed_heads() as stats:  # policy and reference (with LoRA: the policy without adapters), counted together
+        trainer = algorithm.trainer_class()(**kwargs)
+    if not stats.get("attention"):
+        raise RuntimeError("training.packing: TRL's DPOTrainer added no fused LM head to pack; set training.packing=false")
+    trainer.rapref_packing = stats
     return trainer
 
 
