@@ -5,7 +5,8 @@
 
 Input: an UltraFeedback-binarized-like JSONL file (prompt, prompt_id, chosen / rejected as [user, assistant] message
 lists, score_chosen / score_rejected; short random-word texts, about 515 bytes a pair, near the issue's 473 MB for 1M pairs).
-Contenders, each a fresh process (wall time and peak RSS of that process):
+Contenders, each a fresh process (wall time and peak RSS of that process; the median of `--repeat` runs, taken in
+turn, so no contender alone pays a cold file cache):
   rapref      `python -m rapref augment FILE --out DIR` (Arrow-native: pyarrow.json reader, compute kernels)
   per-row     the same command with the Arrow path switched off (rows as Python dicts: the path before it)
   authors     the authors' style: datasets.load_dataset("json") into a fresh cache, two per-row `map` passes writing
@@ -18,6 +19,8 @@ import argparse
 import json
 import os
 import random
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,20 +93,28 @@ def timed(argv: list[str], env: dict) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 2**20
 
 
-def bench(n: int, folder: Path, skip_slow_above: int) -> list[tuple[str, float, float]]:
+def bench(n: int, folder: Path, skip_slow_above: int, repeat: int) -> list[tuple[str, float, float]]:
     source = folder / f"pairs-{n}.jsonl"
     write_input(source, n)
     mb = source.stat().st_size / 2**20
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_DATASETS_CACHE": str(folder / "hf-cache"),
            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    rows = [("rapref", *timed([sys.executable, "-m", "rapref", "augment", str(source), "--out",
-                                str(folder / f"rapref-{n}"), "--quiet"], env))]
+    contenders = {"rapref": lambda out: [sys.executable, "-m", "rapref", "augment", str(source), "--out", str(out),
+                                         "--quiet", "--overwrite"]}
     if n <= skip_slow_above:
-        rows.append(("per-row", *timed([sys.executable, "-c", PER_ROW, "augment", str(source), "--out",
-                                         str(folder / f"per-row-{n}"), "--quiet"], env)))
-        (folder / f"authors-{n}").mkdir()
-        rows.append(("authors", *timed([sys.executable, "-c", AUTHORS, str(source), str(folder / f"authors-{n}")],
-                                       env)))
+        contenders["per-row"] = lambda out: [sys.executable, "-c", PER_ROW, "augment", str(source), "--out", str(out),
+                                             "--quiet", "--overwrite"]
+        contenders["authors"] = lambda out: [sys.executable, "-c", AUTHORS, str(source), str(out)]
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+    for _ in range(repeat):
+        for name, argv in contenders.items():
+            out = folder / f"{name}-{n}"
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(folder / "hf-cache", ignore_errors=True)  # the authors' pipeline starts from no cache
+            if name == "authors":
+                out.mkdir()
+            runs[name].append(timed(argv(out), env))
+    rows = [(name, statistics.median(w for w, _ in r), statistics.median(m for _, m in r)) for name, r in runs.items()]
     print(f"\n{n:,} pairs ({mb:,.0f} MB of JSONL), end to end")
     print(f"{'contender':<10}{'seconds':>10}{'peak RSS GB':>13}{'vs rapref':>11}")
     for name, seconds, rss in rows:
@@ -116,6 +127,7 @@ def main() -> None:
     p.add_argument("--pairs", type=int, nargs="*", default=[50_000, 1_000_000])
     p.add_argument("--slow-up-to", type=int, default=1_000_000,
                    help="run the per-row and authors' contenders only up to this many pairs")
+    p.add_argument("--repeat", type=int, default=3, help="runs per contender; the median is reported")
     args = p.parse_args()
     import pyarrow
     import datasets
@@ -123,7 +135,7 @@ def main() -> None:
     print(f"pyarrow {pyarrow.__version__}, datasets {datasets.__version__}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="rapref-augment-bench-") as tmp:
         for n in args.pairs:
-            bench(n, Path(tmp), args.slow_up_to)
+            bench(n, Path(tmp), args.slow_up_to, args.repeat)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,19 @@ def test_token_log_probs_equal_trls_chunked_head():
     assert results[0][3][0]
 
 
+def test_attention_that_never_sees_the_segments_stops_the_forward(monkeypatch):
+    """A model whose layers drop attention kwargs would attend across pairs: the packed forward refuses it."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from rapref.train import packing
+
+    packed = fused(tiny_llama())
+    add_packed_forward(packed)
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, "sdpa", packing._SDPA["original"])
+    with pytest.raises(RuntimeError, match="did not receive the packed segments"):
+        run(packed, preference_batch(3, seed=0))
+
+
 def test_segment_attention_equals_the_dense_tree_mask():
     """Per-segment attention of one padding-free row = sdpa over the same row with the dense tree mask."""
     from rapref.train.packing import segment_attention

@@ -172,11 +172,13 @@ def install_segment_attention() -> None:
     if _SDPA:
         return
     _SDPA["original"] = original = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    _SDPA["segment_calls"] = 0
 
     def sdpa_or_segments(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
         segments = kwargs.pop(SEGMENTS_KWARG, None)
         if segments is None:
             return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        _SDPA["segment_calls"] += 1
         return segment_attention(query, key, value, segments, scaling=scaling, dropout=dropout), None
 
     AttentionInterface.register("sdpa", sdpa_or_segments)
@@ -228,6 +230,13 @@ def packed_heads(stats: dict | None = None):
         dpo.add_fused_lm_head = original
 
 
+def _check_segments_used(use_segments: bool, calls_before) -> None:
+    """Attention that never saw the segments attended across pairs: stop before those values are used."""
+    if use_segments and _SDPA.get("segment_calls") == calls_before:
+        raise RuntimeError("training.packing: this model's attention layers did not receive the packed segments "
+                           "(its forward does not pass attention kwargs through); set training.packing=false")
+
+
 def add_packed_forward(model, stats: dict | None = None) -> dict:
     """Patch `model.forward` (already given TRL's fused LM head) to pack preference batches; see the module notes.
     Returns the counts it keeps: batches packed and passed through, positions computed and TRL's padded positions,
@@ -272,7 +281,9 @@ def add_packed_forward(model, stats: dict | None = None) -> dict:
         if own_head and plan.input_ids.device.type == "cpu":  # on Triton devices TRL's head is compact already
             stats["scored_positions"] += plan.source.numel()
             inputs["use_cache"] = False
+            calls = _SDPA.get("segment_calls")
             hidden = getattr(self, head["backbone_attr"])(**inputs).last_hidden_state
+            _check_segments_used(use_segments, calls)
             hidden = hidden.reshape(-1, hidden.shape[-1])[plan.source]
             weight = self.get_output_embeddings().weight
             with torch.autocast("cpu", enabled=False):
@@ -282,7 +293,9 @@ def add_packed_forward(model, stats: dict | None = None) -> dict:
             aux_loss = None
         else:
             stats["scored_positions"] += plan.input_ids.numel()
+            calls = _SDPA.get("segment_calls")
             out = fused_forward(shift_labels=plan.shift_labels, fused_lm_head=True, **inputs)
+            _check_segments_used(use_segments, calls)
             compact = {name: getattr(out, name).reshape(-1)[plan.source] for name in FIELDS
                        if getattr(out, name) is not None}
             aux_loss = out.aux_loss
