@@ -76,6 +76,34 @@ def test_per_token_log_probs_and_gradients_equal_trls(attn, outputs, max_length)
     assert (stats["scored_positions"] < stats["positions"]) == (outputs is None)
 
 
+def test_gradient_checkpointing_recomputes_the_same_segments(monkeypatch):
+    """With checkpointing the layers are recomputed in the backward pass (the segments travel with them) and freed
+    heap memory is given back after the forward: the same log-probs and gradients as TRL's padded path."""
+    from rapref.train import packing
+
+    trims = []
+    monkeypatch.setattr(packing, "release_free_memory", lambda: trims.append(1))
+    reference = fused(tiny_llama())
+    packed = copy.deepcopy(reference)
+    add_packed_forward(packed)
+    for model in (reference, packed):
+        model.gradient_checkpointing_enable()
+        model.train()
+    batch = preference_batch(4, seed=5)
+    ours, theirs = run(packed, batch), run(reference, batch)
+    torch.testing.assert_close(ours.log_probs, theirs.log_probs, rtol=1e-5, atol=1e-5)
+    ours.log_probs.sum().backward(), theirs.log_probs.sum().backward()
+    for (name, a), (_, b) in zip(packed.named_parameters(), reference.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert trims == [1]
+
+
+def test_release_free_memory_runs_here():
+    from rapref.train.packing import release_free_memory
+
+    release_free_memory(), release_free_memory()  # glibc: malloc_trim; elsewhere a no-op, never an error
+
+
 def test_token_log_probs_equal_trls_chunked_head():
     """rapref's CPU head and TRL's fused head: the same values and gradients, over several chunks, with a scale."""
     from trl.kernels import ChunkedLogProbFunction
