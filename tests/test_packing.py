@@ -98,6 +98,17 @@ def test_gradient_checkpointing_recomputes_the_same_segments(monkeypatch):
     assert trims == [1]
 
 
+def test_a_sharded_lm_head_is_left_to_trls_head():
+    """A DeepSpeed ZeRO-3 partition (marked by `ds_id`) is gathered by TRL's head; rapref's CPU head stays out."""
+    reference = fused(tiny_llama())
+    packed = copy.deepcopy(reference)
+    stats = add_packed_forward(packed)
+    packed.get_output_embeddings().weight.ds_id = 0
+    batch = preference_batch(3, seed=4)
+    torch.testing.assert_close(run(packed, batch).log_probs, run(reference, batch).log_probs, rtol=1e-5, atol=1e-5)
+    assert stats["scored_positions"] == stats["positions"]  # TRL's head scored every position of the packed row
+
+
 def test_release_free_memory_runs_here():
     from rapref.train.packing import release_free_memory
 

@@ -249,6 +249,11 @@ def release_free_memory() -> None:
         trim(0)
 
 
+def _whole_tensor(weight) -> bool:
+    """A plain local weight: not a DeepSpeed ZeRO-3 partition or an FSDP DTensor, which TRL's head gathers first."""
+    return type(weight.data) is torch.Tensor and weight.numel() > 0 and not hasattr(weight, "ds_id")
+
+
 def _check_segments_used(use_segments: bool, calls_before) -> None:
     """Attention that never saw the segments attended across pairs: stop before those values are used."""
     if use_segments and _SDPA.get("segment_calls") == calls_before:
@@ -297,7 +302,8 @@ def add_packed_forward(model, stats: dict | None = None) -> dict:
             inputs = dict(input_ids=plan.input_ids, position_ids=plan.position_ids, attention_mask=mask, **rest)
         rows, length = labels.shape
         fields = {}
-        if own_head and plan.input_ids.device.type == "cpu":  # on Triton devices TRL's head is compact already
+        if own_head and plan.input_ids.device.type == "cpu" and _whole_tensor(self.get_output_embeddings().weight):
+            # (on Triton devices TRL's head is compact already; sharded heads are gathered by TRL's)
             stats["scored_positions"] += plan.source.numel()
             inputs["use_cache"] = False
             calls = _SDPA.get("segment_calls")
