@@ -109,6 +109,19 @@ def test_a_sharded_lm_head_is_left_to_trls_head():
     assert stats["scored_positions"] == stats["positions"]  # TRL's head scored every position of the packed row
 
 
+def test_segment_attention_installs_after_memory_was_released(monkeypatch):
+    """Releasing memory first (e.g. an eager model with checkpointing) must not leave per-pair attention uninstalled."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from rapref.train import packing
+
+    monkeypatch.setattr(packing, "_SDPA", {})
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, "sdpa", ALL_ATTENTION_FUNCTIONS["sdpa"])
+    packing.release_free_memory()
+    packing.install_segment_attention()
+    assert "original" in packing._SDPA and ALL_ATTENTION_FUNCTIONS["sdpa"] is not packing._SDPA["original"]
+
+
 def test_release_free_memory_runs_here():
     from rapref.train.packing import release_free_memory
 

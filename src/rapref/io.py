@@ -69,8 +69,9 @@ ARROW_BLOCK_BYTES, ARROW_BLOCK_ROWS = 1 << 24, 1 << 16  # JSONL bytes / Parquet 
 
 def iter_arrow_tables(path: Path):
     """A local .jsonl or .parquet file as Arrow tables of consecutive rows (JSON blocks of `ARROW_BLOCK_BYTES`,
-    Parquet batches of `ARROW_BLOCK_ROWS`), so a large file is never whole in memory; None for other files. Iterating raises `pa.ArrowInvalid`
-    where Arrow does not take the file as it is (bad lines, a type that changes between blocks, invalid UTF-8)."""
+    Parquet batches of `ARROW_BLOCK_ROWS`), so a large file is never whole in memory; None for other files.
+    Iterating raises `pa.ArrowInvalid` where Arrow does not take the file as it is (bad lines, a type that changes
+    between blocks, invalid UTF-8)."""
     import pyarrow as pa
     import pyarrow.json as pj
     import pyarrow.parquet as pq

@@ -80,7 +80,7 @@ def plan_relabel(pairs: pa.Table, options: RelabelOptions = RelabelOptions()) ->
         small = pc.and_(pc.less(gap, options.min_gap), keep)
         stats["dropped"]["score_gap_below_min"] = int(pc.sum(small).as_py() or 0)
         keep = pc.and_(keep, pc.invert(small))
-    if not pc.all(keep).as_py() and pairs.num_rows:
+    if pc.sum(keep).as_py() != pairs.num_rows:  # (all kept: no copy)
         pairs = pairs.filter(keep)
     if options.mode == "half":
         selected = half_selection(pairs["source_id"], options.seed)

@@ -30,6 +30,7 @@ and the rejected row, an empty prompt, extra model inputs) go through TRL's path
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 from dataclasses import dataclass
 
@@ -230,21 +231,23 @@ def packed_heads(stats: dict | None = None):
         dpo.add_fused_lm_head = original
 
 
+@functools.cache
+def _malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def release_free_memory() -> None:
     """Give back to the system the memory glibc's allocator keeps after tensors are freed (`malloc_trim`): on CPU a
     forward pass leaves gigabytes of freed activations in the heap, which the backward pass cannot reuse in place.
     Called at the end of each packed forward on CPU with gradient checkpointing (without it, the live activations
     are the peak and trimming gains nothing); a no-op without glibc."""
-    trim = _SDPA.get("malloc_trim", False)
-    if trim is False:
-        import ctypes
-        import ctypes.util
-
-        try:
-            trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            trim = None
-        _SDPA["malloc_trim"] = trim
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
 
@@ -265,6 +268,8 @@ def add_packed_forward(model, stats: dict | None = None) -> dict:
     """Patch `model.forward` (already given TRL's fused LM head) to pack preference batches; see the module notes.
     Returns the counts it keeps: batches packed and passed through, positions computed and TRL's padded positions,
     and how attention and the LM head were computed."""
+    from trl.trainer.utils import FusedCausalLMOutput
+
     stats = stats if stats is not None else new_stats()
     fused_forward = model.forward
     attn = getattr(model.config, "_attn_implementation", "sdpa")
@@ -302,7 +307,8 @@ def add_packed_forward(model, stats: dict | None = None) -> dict:
             inputs = dict(input_ids=plan.input_ids, position_ids=plan.position_ids, attention_mask=mask, **rest)
         rows, length = labels.shape
         fields = {}
-        if own_head and plan.input_ids.device.type == "cpu" and _whole_tensor(self.get_output_embeddings().weight):
+        weight = self.get_output_embeddings().weight
+        if own_head and plan.input_ids.device.type == "cpu" and _whole_tensor(weight):
             # (on Triton devices TRL's head is compact already; sharded heads are gathered by TRL's)
             stats["scored_positions"] += plan.source.numel()
             inputs["use_cache"] = False
@@ -310,7 +316,6 @@ def add_packed_forward(model, stats: dict | None = None) -> dict:
             hidden = getattr(self, head["backbone_attr"])(**inputs).last_hidden_state
             _check_segments_used(use_segments, calls)
             hidden = hidden.reshape(-1, hidden.shape[-1])[plan.source]
-            weight = self.get_output_embeddings().weight
             with torch.autocast("cpu", enabled=False):
                 values = TokenLogProbs.apply(hidden, weight, plan.shift_labels.reshape(-1)[plan.source],
                                              head["logit_scale"] / head["temperature"], tuple(head["outputs"]))
@@ -332,8 +337,6 @@ def add_packed_forward(model, stats: dict | None = None) -> dict:
         loss = -fields["log_probs"].sum() / mask.sum().clamp(min=1)
         if plan.input_ids.device.type == "cpu" and getattr(self, "is_gradient_checkpointing", False):
             release_free_memory()  # what is left is what checkpointing saves; give the rest back before backward
-        from trl.trainer.utils import FusedCausalLMOutput
-
         return FusedCausalLMOutput(loss=loss, label_mask=mask, aux_loss=aux_loss, **fields)
 
     model.forward = types.MethodType(forward, model)
