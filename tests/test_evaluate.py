@@ -203,21 +203,31 @@ def test_implicit_relabel_feeds_augment(tmp_path, trained_dir, tiny_model_dir, c
 
 
 def test_exports_from_rapref_prompt_files(tmp_path, trained_dir, capsys):
-    """Generations from rapref's own prompt files (no benchmark fields): the prompt id is the question id, no
-    `dataset` is invented, and token_len needs a tokenizer (the policy's, or --tokenizer)."""
+    """Generations from rapref's own prompt files (no benchmark fields): AlpacaEval takes the instruction and no
+    `dataset` is invented; MT-Bench and Arena-Hard answer the benchmark's own questions, so generations without a
+    `question_id` are refused (ids made from row numbers would match the wrong questions); token_len needs a
+    tokenizer (the policy's, or --tokenizer)."""
     gens = tmp_path / "g.jsonl"
     gens.write_text("".join(json.dumps({"prompt_id": str(i), "goal": 10.0, "prompt": [
         {"role": "user", "content": f"Q{i}"}], "text": f"A{i}"}) + "\n" for i in range(3)))
     assert cli(["export", "alpaca-eval", str(gens), "--name", "m", "--out", str(tmp_path / "ae.json")]) == 0
     alpaca = json.loads((tmp_path / "ae.json").read_text())
     assert alpaca[1] == {"instruction": "Q1", "output": "A1", "generator": "m"}
-    assert cli(["export", "mt-bench", str(gens), "--name", "m", "--out", str(tmp_path / "mt.jsonl")]) == 0
+    for fmt in ("mt-bench", "arena-hard"):
+        capsys.readouterr()
+        assert cli(["export", fmt, str(gens), "--name", "m", "--out", str(tmp_path / f"{fmt}.jsonl")]) == 2
+        assert "row 1, field 'question_id': missing" in capsys.readouterr().err
+        assert not (tmp_path / f"{fmt}.jsonl").exists()
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps({"prompt_id": str(i), "question_id": 80 + i, "goal": 10.0, "prompt": [
+        {"role": "user", "content": f"Q{i}"}], "text": f"A{i}"}) + "\n" for i in range(3)))
+    assert cli(["export", "mt-bench", str(questions), "--name", "m", "--out", str(tmp_path / "mt.jsonl")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "mt.jsonl").read_text().splitlines()]
-    assert rows[2]["question_id"] == 2 and rows[2]["choices"] == [{"index": 0, "turns": ["A2"]}]
+    assert rows[2]["question_id"] == 82 and rows[2]["choices"] == [{"index": 0, "turns": ["A2"]}]
     capsys.readouterr()
-    assert cli(["export", "arena-hard", str(gens), "--name", "m", "--out", str(tmp_path / "ah.jsonl")]) == 2
+    assert cli(["export", "arena-hard", str(questions), "--name", "m", "--out", str(tmp_path / "ah.jsonl")]) == 2
     assert "--tokenizer" in capsys.readouterr().err
-    assert cli(["export", "arena-hard", str(gens), "--name", "m", "--tokenizer", str(trained_dir), "--out",
+    assert cli(["export", "arena-hard", str(questions), "--name", "m", "--tokenizer", str(trained_dir), "--out",
                 str(tmp_path / "ah.jsonl")]) == 0
     capsys.readouterr()
     assert cli(["export", "lm-eval", str(trained_dir)]) == 0

@@ -92,13 +92,14 @@ def test_loss_family_smoke(tmp_path, tiny_model_dir, relabeled_dir, extra):
 
 def test_resume_from_last_checkpoint(tmp_path, tiny_model_dir, relabeled_dir):
     out = tmp_path / "run"
-    save = {"training.save_strategy": "steps", "training.save_steps": 1}
+    import shutil
+
+    save = {"training.save_strategy": "steps", "training.save_steps": 1, "training.max_steps": 3}
     main(load_config(None, overrides(tiny_model_dir, relabeled_dir, out, **save)))
-    assert (out / "checkpoint-2").is_dir()
-    result = main(load_config(None, overrides(tiny_model_dir, relabeled_dir, out, **save,
-                                              **{"training.max_steps": 3})), resume=True)
+    shutil.rmtree(out / "checkpoint-3")  # as if the run had been killed after saving step 2
+    result = main(load_config(None, overrides(tiny_model_dir, relabeled_dir, out, **save)), resume=True)
     history = [__import__("json").loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert result["steps"] == 3
+    assert result["steps"] == 3 and result["resumed_from"].endswith("checkpoint-2")
     assert [h["step"] for h in history if "loss" in h] == [1, 2, 3]  # steps 1-2 restored, step 3 trained
 
 

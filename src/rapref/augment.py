@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, GoalSpec
 from rapref.io import (InputError, atomic_path, fingerprint, iter_arrow_tables, read_arrow_table, read_rows,
                        write_json_atomic)
-from rapref.outputs import claim_output, mark_output, output_lock
+from rapref.outputs import claim_output, finish_output, output_lock
 from rapref.provenance import provenance
 from rapref.relabel import RelabelOptions, condition_on, make_copy, plan_relabel, unconditioned
 from rapref.schemas import SchemaOptions, detect_schema, load_pairs
@@ -228,6 +228,9 @@ def hold_out(pairs: pa.Table, test_size, seed: int) -> tuple[pa.Table, pa.Table,
         n_test = round(test_size * len(prompts))
     else:
         n_test = int(test_size)
+    if test_size is not None and n_test >= len(prompts):
+        raise InputError(f"--test-size {test_size:g} holds out {n_test} prompts, but the data has {len(prompts)} "
+                         "distinct prompts and training needs some; give fewer (or a fraction such as 0.1)")
     n_test = max(0, min(n_test, len(prompts) - 1))
     held = prompts.take(pa.array(np.argsort(hashes, kind="stable")[:n_test]))
     in_test = pc.is_in(keys, value_set=held)
@@ -273,7 +276,7 @@ def score_histogram(table: pa.Table) -> dict:
 def write_dataset(out: Path, tables: dict[str, pa.Table], summary: dict, spec: GoalSpec | None) -> None:
     """Write the whole folder atomically: a half-written folder never replaces a good one."""
     with atomic_path(out, directory=True) as tmp:
-        mark_output(tmp, "augment")
+        finish_output(tmp, "augment")  # the folder appears whole (atomic rename): finished as it appears
         for split, table in tables.items():
             (tmp / SPLIT_FILES[split]).parent.mkdir(exist_ok=True)
             if not isinstance(table, TrainCopies):

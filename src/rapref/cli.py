@@ -9,7 +9,7 @@ A typical run, each command handing files to the next:
     rapref demo                                                       all of it on a synthetic world, on CPU
 
 Bad input ends with one line naming file, row and field (exit code 2), never a traceback
-(set RAPREF_DEBUG=1 to see one).
+(set RAPREF_DEBUG=1 to see one); anything else is a bug and keeps its traceback (exit code 1).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     configure(quiet=getattr(args, "quiet", False), log_level=getattr(args, "log_level", "warning"))
     try:
         runners[args.command](args)
-    except (InputError, FileNotFoundError, ValueError) as err:
+    except InputError as err:  # the user's input: one line, exit 2
         if os.environ.get("RAPREF_DEBUG"):
             raise
         print(f"rapref {args.command}: error: {err}", file=sys.stderr)
@@ -177,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rapref {args.command}: interrupted; finished stages are kept, partial outputs were not written",
               file=sys.stderr)
         return 130
+    except Exception:  # anything else is a bug in rapref (or a library under it), never "bad input"
+        import traceback
+
+        traceback.print_exc()
+        print(f"rapref {args.command}: internal error: this is a bug, not a problem with your input; please report "
+              "it with the traceback above", file=sys.stderr)
+        return 1
     return 0
 
 

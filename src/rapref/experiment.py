@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rapref.io import read_jsonl, write_json_atomic
-from rapref.outputs import claim_output, mark_output
+from rapref.outputs import claim_output, finish_output, output_lock, reopen_output
 from rapref.progress import say
 
 ARMS = {  # arm -> (augment mode of its training data or None for the start, asked for the top goal)
@@ -81,17 +81,28 @@ def main(cfg: ExperimentConfig) -> dict:
         say("SMOKE RUN (--quick): every stage on a handful of prompts and two training steps; the numbers mean "
             "nothing and no verdict is drawn.")
     out = claim_output(cfg.out, "experiment ifeval", overwrite=False, reuse=True, inputs=(cfg.model,))
-    mark_output(out, "experiment ifeval")
+    with output_lock(out):
+        return _run(cfg, out)
+
+
+def _run(cfg: ExperimentConfig, out: Path) -> dict:
+    from rapref.launches import record_launch
+    from rapref.models import model_fingerprint
+
     saved = out / "config.json"
+    now = json.loads(json.dumps({**asdict(cfg), "model_fingerprint": model_fingerprint(cfg.model)}))
     if saved.is_file():
-        before, now = json.loads(saved.read_text()), json.loads(json.dumps(asdict(cfg)))
+        before = json.loads(saved.read_text())
+        before.setdefault("model_fingerprint", now["model_fingerprint"])  # folders from before it was recorded
         changed = sorted(k for k in set(before) | set(now) if k not in FREE_SETTINGS and before.get(k) != now.get(k))
         if changed:
             from rapref.io import InputError
 
             raise InputError(f"{out}: holds an experiment with other settings ({', '.join(changed)}; see its "
                              "config.json); choose another --out")
-    write_json_atomic(saved, asdict(cfg))
+    reopen_output(out, "experiment ifeval")  # unfinished until this launch ends
+    record_launch(out, now, "experiment ifeval")
+    write_json_atomic(saved, now)
     done = out / "timings.json"  # seconds per stage, summed over the runs that worked on it (a rerun adds ~0)
     timings: dict[str, float] = json.loads(done.read_text()) if done.is_file() else {}
 
@@ -116,7 +127,9 @@ def main(cfg: ExperimentConfig) -> dict:
                for arm, (_, goal) in ARMS.items()} if cfg.ifbench_prompts else None
     from rapref.experiment_report import write_report
 
-    return write_report(cfg, out, evaluations, sweep, probe, timings, ifbench)
+    report = write_report(cfg, out, evaluations, sweep, probe, timings, ifbench)
+    finish_output(out, "experiment ifeval")
+    return report
 
 
 def _prompts(cfg: ExperimentConfig, out: Path) -> None:

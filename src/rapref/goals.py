@@ -29,6 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rapref.io import InputError
+
 PLACEMENTS = ("system", "user", "user-suffix")
 STYLES = ("digits", "thermometer", "opaque")  # how a score looks to the model: see `render_score`
 
@@ -69,16 +71,16 @@ class GoalSpec:
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
-            raise ValueError(f"goal placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
+            raise InputError(f"goal placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
         lo, hi = self.scale
         if not float(lo) < float(hi):
-            raise ValueError(f"goal scale must be (low, high) with low < high, got {self.scale!r}")
+            raise InputError(f"goal scale must be (low, high) with low < high, got {self.scale!r}")
         object.__setattr__(self, "scale", (float(lo), float(hi)))
         object.__setattr__(self, "attributes", tuple(self.attributes))
         if self.style not in STYLES:
-            raise ValueError(f"goal style must be one of {', '.join(STYLES)}, got {self.style!r}")
+            raise InputError(f"goal style must be one of {', '.join(STYLES)}, got {self.style!r}")
         if "{score}" not in self.line:
-            raise ValueError(f"goal line template must contain '{{score}}', got {self.line!r}")
+            raise InputError(f"goal line template must contain '{{score}}', got {self.line!r}")
 
     @property
     def top(self) -> float:
@@ -118,7 +120,7 @@ class GoalSpec:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown goal settings: {sorted(unknown)}")
+            raise InputError(f"unknown goal settings: {sorted(unknown)}")
         data = dict(data)
         if "scale" in data:
             data["scale"] = tuple(data["scale"])
@@ -135,7 +137,7 @@ class GoalSpec:
     def load(cls, folder: str | Path) -> GoalSpec:
         path = Path(folder) / GOAL_SETTINGS_FILE
         if not path.is_file():
-            raise FileNotFoundError(
+            raise InputError(
                 f"{path}: no goal settings here; this folder was not written by `rapref augment` or `rapref train`"
             )
         return cls.from_json(json.loads(path.read_text()))
@@ -155,7 +157,7 @@ def write_goal(prompts, texts, placement: str, separator: str = "\n\n") -> pa.Ar
             return pc.binary_join_element_wise(texts, prompts, separator)
         if placement == "user-suffix":
             return pc.binary_join_element_wise(prompts, texts, separator)
-        raise ValueError("system placement needs conversational prompts; rapref converts string prompts first")
+        raise InputError("system placement needs conversational prompts; rapref converts string prompts first")
     if not pa.types.is_list(prompts.type) and not pa.types.is_large_list(prompts.type):
         raise TypeError(f"prompt column must be strings or message lists, got {prompts.type}")
     if placement == "system":
@@ -185,7 +187,7 @@ def _with_user_goal(prompts: pa.Array, texts: pa.Array, placement: str, separato
     parents_np = parents.to_numpy()
     user_rows, first = np.unique(parents_np[is_user], return_index=True)
     if len(user_rows) != len(prompts):
-        raise ValueError("every conversational prompt needs a user turn to carry the goal")
+        raise InputError("every conversational prompt needs a user turn to carry the goal")
     target = np.zeros(len(messages), dtype=bool)
     target[np.flatnonzero(is_user)[first]] = True
     row_text = pc.take(texts, parents)
@@ -290,12 +292,12 @@ def scale_field(value) -> tuple[float, float]:
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(-?[\d.]+)\s*[-,:]\s*(-?[\d.]+)\s*", value)
         if not match:
-            raise ValueError(f"cannot read a score scale from {value!r}; write it as LOW-HIGH, e.g. 1-10")
+            raise InputError(f"cannot read a score scale from {value!r}; write it as LOW-HIGH, e.g. 1-10")
         lo, hi = float(match.group(1)), float(match.group(2))
     else:
         lo, hi = (float(v) for v in value)
     if not lo < hi:
-        raise ValueError(f"score scale {value!r}: the low end must come first and be below the high end "
+        raise InputError(f"score scale {value!r}: the low end must come first and be below the high end "
                          f"(e.g. {format_score(min(lo, hi))}-{format_score(max(lo, hi))})")
     return (lo, hi)
 
@@ -305,7 +307,7 @@ def check_goals(goals, spec: GoalSpec) -> list[float]:
     lo, hi = spec.scale
     outside = [g for g in goals if not lo <= float(g) <= hi]
     if outside:
-        raise ValueError(f"goal {format_score(outside[0])} lies outside the policy's score scale "
+        raise InputError(f"goal {format_score(outside[0])} lies outside the policy's score scale "
                          f"{format_score(lo)}-{format_score(hi)}")
     return [float(g) for g in goals]
 

@@ -264,6 +264,25 @@ def _read_hub(name: str, split: str | None, revision: str | None) -> dict[str, l
     return {k: v.to_list() for k, v in loaded.items()}
 
 
+def stat_fingerprint(path: str | Path, small: int = 1 << 20) -> str:
+    """A cheap hash of a file or folder that changes when its content is replaced: small files (configs, tokenizers,
+    summaries) by content, large ones (weights, Parquet) by name, size and modification time. Hidden files and
+    `checkpoint-*` folders are left out; a path that does not exist is hashed as its text (a hub id)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if not path.exists():
+        digest.update(str(path).encode())
+        return digest.hexdigest()[:16]
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") or part.startswith("checkpoint-")
+                                                             for part in p.relative_to(path).parts))
+    for file in files:
+        stat = file.stat()
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        digest.update(file.read_bytes() if stat.st_size < small else f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
 def fingerprint(source: str) -> str:
     """A content hash of the input: file bytes for local paths, the id for hub datasets."""
     path = Path(source)

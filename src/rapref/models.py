@@ -29,7 +29,7 @@ class ModelArgs:
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
-            raise ValueError(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+            raise InputError(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
 
 def as_model_args(model) -> ModelArgs:
@@ -47,6 +47,25 @@ def check_source(name_or_path: str) -> None:
     if hub_offline():
         raise InputError(f"{name_or_path}: no such local folder, and the Hugging Face hub cannot be reached to "
                          "download it (offline)")
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """A short hash of what a model folder computes (`rapref.io.stat_fingerprint`: configs and tokenizer by content,
+    weight files by size and modification time; a LoRA folder's base included). A model replaced in place gets a new
+    fingerprint, so a score or answer cached for the old one is never reused. A hub id is hashed as its text."""
+    import hashlib
+    import json
+
+    from rapref.io import stat_fingerprint
+
+    folder = Path(name_or_path)
+    digest = stat_fingerprint(folder)
+    adapter = folder / "adapter_config.json"
+    if adapter.is_file():
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        if base and Path(base).resolve() != folder.resolve():
+            digest = hashlib.sha256(f"{digest}:{model_fingerprint(base)}".encode()).hexdigest()[:16]
+    return digest
 
 
 def _kwargs(args: ModelArgs) -> dict:
@@ -89,10 +108,46 @@ def load_model(model, kind: str = "causal-lm", output_loading_info: bool = False
     kwargs["dtype"] = torch.float32 if args.dtype == "auto" else getattr(torch, args.dtype)
     if args.attn_implementation:
         kwargs["attn_implementation"] = args.attn_implementation
+    verbosity = hf_logging.get_verbosity()
+    if output_loading_info:  # the caller checks what was missing itself: no multi-line load report before its line
+        hf_logging.set_verbosity_error()
     try:
         return cls.from_pretrained(args.name_or_path, output_loading_info=output_loading_info, **kwargs)
     except (OSError, ValueError) as err:
         raise InputError(f"{args.name_or_path}: cannot load the model ({_first_line(err)})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def check_lm_head_loaded(model, info: dict, path) -> None:
+    """Refuse a checkpoint whose weights were partly initialised at random on loading (e.g. a reward model loaded as a
+    causal LM: its LM head is new). An output embedding tied to the input one is not missing."""
+    missing = set(info.get("missing_keys") or ())
+    if getattr(model.config, "tie_word_embeddings", False):
+        missing -= {name for name, param in model.named_parameters(remove_duplicate=False)
+                    if param is model.get_input_embeddings().weight}
+        missing -= {"lm_head.weight"}
+    if missing:
+        names = sorted(missing)
+        raise InputError(f"{path}: not a causal language model checkpoint; its weights {', '.join(names[:3])}"
+                         f"{' ...' if len(names) > 3 else ''} were not in the files and would be random")
+
+
+def check_same_family(path_a, model_a, tokenizer_a, path_b, model_b, tokenizer_b) -> None:
+    """Two models whose log-probabilities are compared token by token must share the tokenizer (vocabulary and
+    special tokens) and the architecture's shape."""
+    if tokenizer_a.get_vocab() != tokenizer_b.get_vocab():
+        raise InputError(f"{path_a} and {path_b}: different tokenizers ({len(tokenizer_a)} vs {len(tokenizer_b)} "
+                         "tokens); compare models trained from the same start")
+    for name in ("bos_token", "eos_token", "unk_token"):
+        if getattr(tokenizer_a, name, None) != getattr(tokenizer_b, name, None):
+            raise InputError(f"{path_a} and {path_b}: different {name} ({getattr(tokenizer_a, name, None)!r} vs "
+                             f"{getattr(tokenizer_b, name, None)!r}); compare models trained from the same start")
+    for key in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"):
+        a, b = getattr(model_a.config, key, None), getattr(model_b.config, key, None)
+        if a != b:
+            raise InputError(f"{path_a} and {path_b}: different {key} ({a} vs {b}); these models do not share a "
+                             "base, so their log-probabilities cannot be compared")
 
 
 def load_merged_lora(run: str):

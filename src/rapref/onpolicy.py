@@ -11,8 +11,15 @@ Per iteration i, in OUT/iter-i/:
     data/<mode>/       `rapref augment`: pairs (best-vs-worst, best-vs-random or all-pairs), relabeled or not; every
                        mode of one iteration pairs the same samples
     policy/            `rapref train` from the current policy on data/<--train-mode>/: the next iteration's policy
+    policy-merged/     with LoRA (`lora.enabled=true`): the policy with its adapter merged in, which the next
+                       iteration samples from and trains on, so iterations compound (base + adapter 1 + adapter 2 ...)
 A stage counts as finished when its last file is written (generate and judge write atomically, augment writes
 summary.json last, train rapref_train.json); a rerun reuses finished stages and redoes an interrupted one.
+
+A rerun into the same OUT must define the same work (`rapref.launches`): other samples, tokens, scorer (or a reward
+model replaced in place), recipe (or its file edited), prompts or start are refused with one line; `--iterations`
+may grow (later iterations are added) and `--workers` may change. `--overwrite` starts over. Every launch is
+appended to OUT/launches.jsonl.
 """
 
 from __future__ import annotations
@@ -22,9 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE
-from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
-from rapref.outputs import claim_output, mark_output
+from rapref.io import InputError, read_jsonl, stat_fingerprint, write_json_atomic, write_jsonl_atomic
+from rapref.launches import check_settings, record_launch
+from rapref.outputs import begin_output, claim_output, empty_output, finish_output, output_lock, reopen_output
 from rapref.progress import say
+
+FREE_SETTINGS = ("iterations", "workers", "out", "overwrite")  # a rerun may change these (see the module docstring)
 
 
 @dataclass
@@ -51,28 +61,57 @@ class OnPolicyConfig:
     seed: int = 0
     split: str = "test"  # for augment-folder prompts
     test_size: float = 0  # prompts whose pairs are held out (data/<mode>/ test split), e.g. for the unlearning probe
+    overwrite: bool = False  # start over in OUT
 
     def __post_init__(self):
+        from rapref.evaluate.generate import SamplingConfig
+
         if self.samples < 2:
             raise InputError("--samples must be at least 2: pairs need two responses to a prompt")
         if self.iterations < 1:
             raise InputError("--iterations must be at least 1")
+        if self.workers < 1:
+            raise InputError(f"--workers must be at least 1, got {self.workers}")
+        if self.test_size < 0:
+            raise InputError(f"test_size must be 0 or more, got {self.test_size:g}")
+        SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, num_samples=self.samples,
+                       batch_size=self.batch_size)  # the same checks as `rapref generate`, before any work
         if self.train_mode not in self.modes:
             self.modes = (*self.modes, self.train_mode)
 
 
+def defining_settings(cfg: OnPolicyConfig) -> dict:
+    """The settings and the content of the inputs that define the loop's stages (see the module docstring)."""
+    from rapref.evaluate.scorers import scorer_fingerprint
+    from rapref.models import model_fingerprint
+
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
+    return {**settings, "policy_fingerprint": model_fingerprint(cfg.policy),
+            "prompts_fingerprint": stat_fingerprint(cfg.prompts),
+            "recipe_fingerprint": stat_fingerprint(cfg.recipe) if cfg.recipe else None,
+            "scorer_fingerprint": scorer_fingerprint(cfg.scorer)}
+
+
 def main(cfg: OnPolicyConfig) -> dict:
-    out = claim_output(cfg.out, "onpolicy", overwrite=False, reuse=True, inputs=(cfg.prompts, cfg.policy))
-    mark_output(out, "onpolicy")
-    write_json_atomic(out / "onpolicy.json", {k: (list(v) if isinstance(v, tuple) else v)
-                                              for k, v in cfg.__dict__.items()})
-    policy, history = cfg.policy, []
-    for iteration in range(1, cfg.iterations + 1):
-        root = out / f"iter-{iteration}"
-        say(f"rapref onpolicy: iteration {iteration}/{cfg.iterations} from {policy}")
-        history.append(run_iteration(cfg, policy, root, iteration))
-        policy = str(root / "policy")
-    write_json_atomic(out / "history.json", history)
+    out = claim_output(cfg.out, "onpolicy", overwrite=cfg.overwrite, reuse=True, inputs=(cfg.prompts, cfg.policy))
+    with output_lock(out):
+        if cfg.overwrite and out.is_dir() and any(out.iterdir()):
+            empty_output(out)
+        settings = defining_settings(cfg)
+        check_settings(out, settings, FREE_SETTINGS, "an on-policy loop",
+                       "rerun with the same settings, start over with --overwrite, or branch from an iteration's "
+                       "policy into a new --out (--policy OUT/iter-N/policy)")
+        reopen_output(out, "onpolicy")  # unfinished until this launch ends
+        record_launch(out, settings, "onpolicy")
+        write_json_atomic(out / "onpolicy.json", {k: v for k, v in settings.items() if k != "overwrite"})
+        policy, history = cfg.policy, []
+        for iteration in range(1, cfg.iterations + 1):
+            root = out / f"iter-{iteration}"
+            say(f"rapref onpolicy: iteration {iteration}/{cfg.iterations} from {policy}")
+            history.append(run_iteration(cfg, policy, root, iteration))
+            policy = history[-1]["policy_out"]
+        write_json_atomic(out / "history.json", history)
+        finish_output(out, "onpolicy")
     say(f"rapref onpolicy: {cfg.iterations} iteration(s); the last policy is {policy}")
     return {"policy": policy, "iterations": history}
 
@@ -83,12 +122,32 @@ def run_iteration(cfg: OnPolicyConfig, policy: str, root: Path, iteration: int) 
     trained = root / "policy"
     if not (trained / "rapref_train.json").is_file():
         _train(cfg, policy, root / "data" / cfg.train_mode, trained, seed)
+    policy_out = full_policy(trained, root / "policy-merged")
     rows = read_jsonl(scores)
     summary = json.loads((root / "data" / cfg.train_mode / "summary.json").read_text())
-    return {"iteration": iteration, "policy_in": policy, "policy_out": str(trained), "samples": len(rows),
+    return {"iteration": iteration, "policy_in": policy, "policy_out": str(policy_out), "samples": len(rows),
             "mean_score": sum(r["score"] for r in rows) / len(rows),
             "pairs": summary.get("rows_out", {}), "train": json.loads((trained / "rapref_train.json").read_text())
             ["result"]}
+
+
+def full_policy(trained: Path, merged: Path) -> Path:
+    """The trained policy as one full model: a LoRA run merged into its base (which is the previous iteration's
+    full policy), so that iterations compound; a full fine-tune as it is."""
+    if not (trained / "adapter_config.json").is_file():
+        return trained
+    if not (merged / "config.json").is_file() or not (merged / ".rapref").is_file():
+        from rapref.models import merge_lora
+
+        say("  merge: the LoRA adapter into its base (the next iteration starts from the merged policy)")
+        if merged.exists():
+            import shutil
+
+            shutil.rmtree(merged)
+        begin_output(merged, "onpolicy merge")
+        merge_lora(trained, merged)
+        finish_output(merged, "onpolicy merge")
+    return merged
 
 
 def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int) -> Path:

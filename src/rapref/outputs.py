@@ -1,15 +1,37 @@
 """Output folders: rapref never deletes or overwrites what it did not write.
 
-Every folder a rapref command writes carries a marker file, `.rapref` ({"command": ..., "version": ...}). Before
-writing, `claim_output` applies one rule for every command (`augment`, `train`, `generate`, `judge`, `diagnose`,
-`demo`):
+Every folder a rapref command writes carries a marker file. `.rapref-unfinished` ({"command": ..., "version": ...})
+is written first (`begin_output`) and says "rapref is writing this"; `.rapref` is written last (`finish_output`), when
+every other file is in place, and replaces it: a `.rapref` marker only ever marks a finished output. Before writing,
+`claim_output` applies one rule for every command that writes a folder (`augment`, `train`, `judge`, `diagnose`,
+`model`, `onpolicy`, `experiment`, `demo`):
 
 - a missing path or an empty folder is used;
-- a non-empty folder without the marker is refused, with or without `--overwrite` (it is the user's);
-- a folder rapref wrote is replaced (or, for commands that resume, reused) only with `--overwrite` (`--resume`);
+- a non-empty folder without either marker is refused, with or without `--overwrite` (it is the user's);
+- a folder rapref finished is replaced (or, for commands that resume, reused) only with `--overwrite` (`--resume`);
+- an unfinished folder of the same command is continued where the command says its work is keyed by content
+  (`judge`, `diagnose`), and otherwise needs `--overwrite` (or `--resume`) like a finished one;
 - the current directory, and any folder that holds it or the command's input, is refused outright.
 
-`output_lock` keeps two runs from writing the same output at once: the second stops with one line.
+Commands that write one file (`generate`, `export`, `prompts`, `diagnose implicit-relabel`) follow the same rule with
+`claim_output_file`: a file rapref wrote (a hidden `.NAME.rapref` beside it holds the hash of what it wrote) is
+replaced only with `--overwrite`; any other file, one changed since, and the command's own input, never.
+
+Every reuse of earlier work, and what keys it (a changed key recomputes or refuses; it never mixes old and new):
+
+| reuse | where | keyed by |
+|---|---|---|
+| judge score cache | `judge/cache.jsonl` (`--cache`) | scorer fingerprint (model content, module source, package version), the row fields the scorer reads, text |
+| generate resume | `OUT.partial` | model path and content fingerprint, prompt file and a digest of its prompts, split, goals, limit, sampling |
+| train `--resume` | `output_dir/checkpoint-N` | the first launch's recipe and the content of start model and data (`rapref.launches`); changes refused |
+| onpolicy stages | `OUT/iter-i/...` | the first launch's settings, start, prompts, recipe file and scorer fingerprints; changes refused |
+| experiment stages | `OUT/...` (`config.json`) | every setting but workers and IFBench prompts, and the start model's content; changes refused |
+| demo stages | `OUT/seed-s/...` (`config.json`, `.done`) | every setting; changes refused (`--overwrite` starts over) |
+| augment | none | the output is written whole each time; `summary.json` records the input's content fingerprint |
+
+`output_lock` keeps two runs from writing the same output at once: the second stops with one line. Every writer
+takes it (`augment`, `train`, `generate`, `judge`, `diagnose`, `export`, `prompts`, `model`, `onpolicy`,
+`experiment`, `demo`).
 """
 
 from __future__ import annotations
@@ -22,19 +44,26 @@ from pathlib import Path
 
 from rapref.io import TEMP_TAG, InputError, write_json_atomic
 
-MARKER = ".rapref"
+MARKER = ".rapref"  # a finished output
+BEGUN = ".rapref-unfinished"  # an output rapref is writing (or was, when a run was killed)
 
 
 def is_rapref_output(folder: Path) -> bool:
+    """Written by rapref: finished, or begun and interrupted."""
+    return (folder / MARKER).is_file() or (folder / BEGUN).is_file()
+
+
+def is_finished_output(folder: Path) -> bool:
     return (folder / MARKER).is_file()
 
 
 def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reuse: bool = False,
-                 inputs: tuple = ()) -> Path:
+                 inputs: tuple = (), continue_unfinished: bool = False) -> Path:
     """Check that `out` may be written by `command` (the rule above); returns it as a Path.
 
     `reuse=True`: a folder this rapref command wrote is kept as it is (stages resume); `overwrite=True`: it is
-    emptied first. Nothing is deleted unless the folder carries rapref's marker.
+    emptied first. `continue_unfinished=True`: an unfinished folder of this same command is used without a flag.
+    Nothing is deleted unless the folder carries rapref's marker.
     """
     out = Path(out)
     resolved = out.resolve()
@@ -56,15 +85,42 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
                          "(rapref never replaces folders it did not write, even with --overwrite)")
     if overwrite or reuse:
         return out
+    if not is_finished_output(out):
+        if continue_unfinished and _command_of(out) == command:
+            return out
+        raise InputError(f"{out}: holds an unfinished rapref `{_command_of(out)}` output (a run was interrupted); "
+                         "pass --overwrite to replace it" + (" or --resume to continue it" if command == "train" else ""))
     raise InputError(f"{out}: already holds a rapref `{_command_of(out)}` output; pass --overwrite to replace it")
 
 
-def mark_output(folder: str | Path, command: str) -> None:
-    """Write the marker that makes `folder` rapref's own (first thing written into a folder)."""
+def begin_output(folder: str | Path, command: str) -> None:
+    """Mark `folder` as rapref's, being written (the first thing written into it)."""
     from rapref import __version__
 
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(Path(folder) / MARKER, {"command": command, "version": __version__})
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / MARKER).is_file():
+        write_json_atomic(folder / BEGUN, {"command": command, "version": __version__})
+
+
+def finish_output(folder: str | Path, command: str) -> None:
+    """Mark `folder` as a finished rapref output (the last thing written into it)."""
+    from rapref import __version__
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / MARKER, {"command": command, "version": __version__})
+    (folder / BEGUN).unlink(missing_ok=True)
+
+
+def reopen_output(folder: str | Path, command: str) -> None:
+    """A finished output that a rerun is about to change again (stages reused and added): unfinished until it ends."""
+    from rapref import __version__
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / BEGUN, {"command": command, "version": __version__})
+    (folder / MARKER).unlink(missing_ok=True)
 
 
 def empty_output(folder: Path) -> None:
@@ -79,10 +135,12 @@ def empty_output(folder: Path) -> None:
 
 
 def _command_of(folder: Path) -> str:
-    try:
-        return json.loads((folder / MARKER).read_text()).get("command", "?")
-    except (OSError, ValueError):
-        return "?"
+    for name in (MARKER, BEGUN):
+        try:
+            return json.loads((folder / name).read_text()).get("command", "?")
+        except (OSError, ValueError):
+            continue
+    return "?"
 
 
 @contextlib.contextmanager
@@ -125,10 +183,10 @@ def sweep_stale_temporaries(out: Path) -> int:
     return removed
 
 
-def claim_output_file(out: str | Path, command: str, *, overwrite: bool = False, inputs: tuple = (),
-                      owned_keys: tuple[str, ...] = ()) -> Path:
+def claim_output_file(out: str | Path, command: str, *, overwrite: bool = False, inputs: tuple = ()) -> Path:
     """The same rule for commands that write one file: an existing file is replaced only with `--overwrite`, and
-    only when it is one rapref wrote (its first JSON line has `owned_keys`); a folder or an input is refused."""
+    only when rapref wrote it (`finish_output_file` left a hidden `.NAME.rapref` beside it holding its content hash,
+    and the content is still that); a folder, the command's input, or any other file is refused."""
     out = Path(out)
     if out.is_dir():
         raise InputError(f"{out}: is a folder; `rapref {command}` writes a file here (e.g. {out}/out.jsonl)")
@@ -137,18 +195,41 @@ def claim_output_file(out: str | Path, command: str, *, overwrite: bool = False,
             raise InputError(f"{out}: is the input of this command; choose another --out")
     if not out.exists():
         return out
-    if not _first_json_line_has(out, owned_keys):
-        raise InputError(f"{out}: exists and was not written by rapref {command}; choose a new file "
+    if not is_rapref_file(out):
+        raise InputError(f"{out}: exists and was not written by rapref (or was changed since); choose a new file "
                          "(rapref never replaces files it did not write, even with --overwrite)")
     if not overwrite:
         raise InputError(f"{out}: already exists; pass --overwrite to replace it")
     return out
 
 
-def _first_json_line_has(path: Path, keys: tuple[str, ...]) -> bool:
+def _file_marker(path: Path) -> Path:
+    return path.parent / f".{path.name}.rapref"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def finish_output_file(path: str | Path, command: str) -> None:
+    """Record that rapref wrote `path` as it is now (after its atomic write): the marker holds its content hash."""
+    from rapref import __version__
+
+    path = Path(path)
+    write_json_atomic(_file_marker(path), {"command": command, "version": __version__, "sha256": _sha256(path)})
+
+
+def is_rapref_file(path: str | Path) -> bool:
+    """Written by rapref and unchanged since."""
+    path = Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            first = json.loads(handle.readline())
-    except (OSError, ValueError):
+        marker = json.loads(_file_marker(path).read_text())
+        return path.is_file() and marker.get("sha256") == _sha256(path)
+    except (OSError, ValueError, AttributeError):
         return False
-    return isinstance(first, dict) and all(k in first for k in keys)

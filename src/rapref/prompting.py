@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from rapref.goals import GoalSpec, goal_prompt
 
+from rapref.io import InputError
+
 PLAIN_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -46,7 +48,7 @@ def model_input(prompt, tokenizer):
     if has_chat_template(tokenizer):
         return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
     if is_conversation(prompt):
-        raise ValueError("conversational prompts need a tokenizer with a chat template; `rapref train` installs a "
+        raise InputError("conversational prompts need a tokenizer with a chat template; `rapref train` installs a "
                          "plain one and saves it with the model, so use the tokenizer of the trained model folder")
     return prompt
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rapref.goals import GoalSpec, write_goal
+from rapref.io import InputError
 
 TIE_POLICIES = ("keep", "drop")
 MODES = ("relabeled", "half", "positive", "original", "duplicated")
@@ -47,11 +48,11 @@ class RelabelOptions:
 
     def __post_init__(self) -> None:
         if self.ties not in TIE_POLICIES:
-            raise ValueError(f"ties must be one of {TIE_POLICIES}, got {self.ties!r}")
+            raise InputError(f"ties must be one of {TIE_POLICIES}, got {self.ties!r}")
         if self.min_gap < 0:
-            raise ValueError(f"min_gap must be >= 0, got {self.min_gap}")
+            raise InputError(f"min_gap must be >= 0, got {self.min_gap}")
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+            raise InputError(f"mode must be one of {MODES}, got {self.mode!r}")
 
 
 def relabel(pairs: pa.Table, spec: GoalSpec, options: RelabelOptions = RelabelOptions()) -> tuple[pa.Table, dict]:

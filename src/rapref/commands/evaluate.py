@@ -120,6 +120,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default="ifeval", help="lm-eval: task list")
     p.add_argument("--goal", type=float, help="the goal to export from a goal sweep (one file per goal)")
     p.add_argument("--tokenizer", help="arena-hard: tokenizer that counts token_len (default: the policy's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an answer file that rapref export wrote")
 
 
 def run_export(args):
@@ -128,4 +129,5 @@ def run_export(args):
 
     if args.format != "lm-eval" and not args.out:
         raise InputError(f"export {args.format} needs --out")
-    print(main(args.format, args.source, args.out, args.name, args.tasks, args.goal, args.tokenizer))
+    print(main(args.format, args.source, args.out, args.name, args.tasks, args.goal, args.tokenizer,
+               overwrite=args.overwrite))

@@ -43,38 +43,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> Path:
-    from rapref.outputs import claim_output, empty_output, mark_output
-    from rapref.progress import say
+    from rapref.outputs import begin_output, claim_output, empty_output, finish_output, output_lock
 
     if args.action == "card":
         return print_card(Path(args.run))
     out = claim_output(args.out, f"model {args.action}", overwrite=args.overwrite,
                        inputs=(args.run,) if args.action == "merge" else ())
-    if args.overwrite and out.is_dir() and any(out.iterdir()):
-        empty_output(out)
+    with output_lock(out):
+        if args.overwrite and out.is_dir() and any(out.iterdir()):
+            empty_output(out)
+        begin_output(out, f"model {args.action}")
+        _build(args, out)
+        finish_output(out, f"model {args.action}")
+    return out
+
+
+def _build(args, out: Path) -> None:
+    from rapref.progress import say
+
     if args.action == "tiny":
         from rapref.tiny import DEFAULT_CORPUS, build_tiny
 
         build_tiny(out, DEFAULT_CORPUS, vocab_size=512, seed=args.seed, hidden_size=args.hidden_size,
                    num_layers=args.layers, kind=args.kind)
-        mark_output(out, "model tiny")
         what = "reward model" if args.kind == "reward-model" else "model"
         say(f"rapref model tiny: a tiny Llama-style {what} and tokenizer (with a chat template) in {out}; "
             "randomly initialised, for trying rapref out")
-        return out
-    if args.action == "smollm2":
+    elif args.action == "smollm2":
         from rapref.models import convert_gguf, smollm2_source
 
         convert_gguf(*smollm2_source(), out)
-        mark_output(out, "model smollm2")
         say(f"rapref model smollm2: SmolLM2-135M-Instruct (float32, with its chat template) in {out}")
-        return out
-    from rapref.models import merge_lora
+    else:
+        from rapref.models import merge_lora
 
-    merge_lora(Path(args.run), out)
-    mark_output(out, "model merge")
-    say(f"rapref model merge: {args.run} merged into a full model in {out}")
-    return out
+        merge_lora(Path(args.run), out)
+        say(f"rapref model merge: {args.run} merged into a full model in {out}")
 
 
 def print_card(run: Path) -> Path:

@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
     p.add_argument("--workers", type=int, default=1, help="generation processes, one thread each (see generate)")
     p.add_argument("--seed", type=int, default=0, help="seed of iteration 1 (iteration i uses seed + i - 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in --out (a rerun with other settings is refused otherwise)")
     p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE", help="recipe overrides, as `rapref train`")
 
 
@@ -47,4 +49,4 @@ def run(args):
         modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), train_mode=args.train_mode,
         score_mapping=args.score_mapping, ties=args.ties, scale=scale_field(args.scale), placement=args.placement,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, batch_size=args.batch_size,
-        workers=args.workers, seed=args.seed))
+        workers=args.workers, seed=args.seed, overwrite=args.overwrite))

@@ -17,12 +17,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args):
+    from rapref.outputs import claim_output_file, finish_output_file, output_lock
+
+    out = claim_output_file(args.out, "prompts", overwrite=args.overwrite)
+    with output_lock(out):
+        rows = _write(args, out)
+        finish_output_file(out, "prompts")
+    return rows
+
+
+def _write(args, out):
     from rapref.evaluate.ifprompts import compose
     from rapref.io import write_jsonl_atomic
-    from rapref.outputs import claim_output_file
     from rapref.progress import say
 
-    out = claim_output_file(args.out, "prompts", overwrite=args.overwrite, owned_keys=("instruction_id_list",))
     if args.split == "ifbench-test":
         from rapref.evaluate.ifprompts import ifbench_test
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.io import InputError
+
 
 def recipe_reference() -> str:
     """Every recipe section and key with its default, for `rapref train --help`."""
@@ -52,7 +54,7 @@ def run(args) -> dict:
         print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
         return {}
     if args.resume and args.overwrite:
-        raise ValueError("--resume continues the run in output_dir, --overwrite replaces it: choose one")
+        raise InputError("--resume continues the run in output_dir, --overwrite replaces it: choose one")
     from rapref.progress import say
 
     result = main(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)

@@ -26,7 +26,7 @@ from rapref.demo.arms import ARMS, BY_NAME, FAMILIES, SWEPT, Arm
 from rapref.demo.world import WorldConfig, build_world, corpus, judge_agreement, true_reward, well_formed
 from rapref.goals import GoalSpec
 from rapref.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from rapref.outputs import claim_output, empty_output, mark_output
+from rapref.outputs import claim_output, empty_output, finish_output, output_lock, reopen_output
 
 STAGE_DONE = ".done"  # written last into a stage folder: the stage counts as done only when it is there
 SCORER = "python:rapref.demo.world:true_reward"
@@ -416,7 +416,7 @@ def select_hyperparameters(cfg: DemoConfig, seeds=VALIDATION_SEEDS) -> dict:
     """Per family, the learning rate with the largest mean improvement over the start on validation seeds (T 0.7),
     among those whose answers stay well-formed (>= MIN_WELL_FORMED on every seed). Never by which arm wins."""
     out = claim_output(cfg.out, "demo --select-hparams", overwrite=False, reuse=True)
-    mark_output(out, "demo --select-hparams")
+    reopen_output(out, "demo --select-hparams")
     per_seed = run_seeds(select_seed, cfg, list(seeds), "select")
     chosen, table = {}, []
     for family, grid in LR_GRID.items():
@@ -434,26 +434,35 @@ def select_hyperparameters(cfg: DemoConfig, seeds=VALIDATION_SEEDS) -> dict:
                  "seeds": list(seeds), "grid": LR_GRID, "trials": table, "chosen": chosen,
                  "per_seed_start": [r["start"] for r in per_seed]}
     write_json_atomic(out / "selection.json", selection)
+    finish_output(out, "demo --select-hparams")
     return selection
 
 
 def main(cfg: DemoConfig, overwrite: bool = False) -> dict:
-    from rapref.demo.report import write_report
-
     if cfg.quick:
         cfg = quick_config(cfg)
         print("SMOKE RUN (--quick): every stage runs on a tiny world and model that cannot learn the task; its "
               "numbers mean nothing and no verdict is drawn.", flush=True)
     out = claim_output(cfg.out, "demo", overwrite=overwrite, reuse=True)  # finished stages of an earlier run are reused
+    with output_lock(out):
+        return _run(cfg, out, overwrite)
+
+
+def _run(cfg: DemoConfig, out: Path, overwrite: bool) -> dict:
+    from rapref.demo.report import write_report
+
     if overwrite and out.is_dir() and any(out.iterdir()):
         empty_output(out)
-    mark_output(out, "demo")
     previous = out / "config.json"
     if previous.is_file() and json.loads(previous.read_text()) != json.loads(json.dumps(asdict(cfg))):
         from rapref.io import InputError
 
         raise InputError(f"{out}: holds a demo run with other settings (config.json); pass --overwrite to start "
                          "over, or choose another --out")
+    reopen_output(out, "demo")  # unfinished until this launch ends
+    from rapref.launches import record_launch
+
+    record_launch(out, asdict(cfg), "demo")
     write_json_atomic(previous, asdict(cfg))
     fresh = not any((out / f"seed-{seed}" / "results.json").is_file() for seed in cfg.seeds)
     start = time.perf_counter()
@@ -464,4 +473,6 @@ def main(cfg: DemoConfig, overwrite: bool = False) -> dict:
 
         write_json_atomic(out / "timing.json", {"full_run_wall_seconds": wall, "workers": cfg.workers,
                                                 "git_hash": git_hash()})
-    return write_report(cfg, results, out, wall_seconds=wall)
+    report = write_report(cfg, results, out, wall_seconds=wall)
+    finish_output(out, "demo")
+    return report

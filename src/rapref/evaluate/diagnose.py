@@ -17,7 +17,8 @@ from pathlib import Path
 
 from rapref.evaluate.generate import load_prompts, model_goal_spec
 from rapref.io import InputError, atomic_path, read_jsonl, write_json_atomic, write_jsonl_atomic
-from rapref.outputs import claim_output, claim_output_file, mark_output
+from rapref.outputs import (begin_output, claim_output, claim_output_file, finish_output, finish_output_file,
+                            output_lock)
 from rapref.stats import summary
 
 
@@ -128,11 +129,20 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 def main(cfg: DiagnoseConfig) -> dict:
     inputs = (cfg.data, cfg.scores, cfg.policy, cfg.reference, cfg.dpo)
     if cfg.kind == "implicit-relabel":
-        out = claim_output_file(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs,
-                                owned_keys=("implicit_reward_chosen", "implicit_reward_rejected"))
-    else:
-        out = claim_output(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs)
-        mark_output(out, "diagnose")
+        out = claim_output_file(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs)
+        with output_lock(out):
+            result = _diagnose(cfg, out)
+            finish_output_file(out, "diagnose")
+        return result
+    out = claim_output(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs, continue_unfinished=True)
+    with output_lock(out):
+        begin_output(out, "diagnose")
+        result = _diagnose(cfg, out)
+        finish_output(out, "diagnose")
+    return result
+
+
+def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:
     if cfg.kind == "controllability":
         if not cfg.scores:
             raise InputError("controllability needs --scores (a judged goal sweep, scores.jsonl)")
@@ -153,6 +163,7 @@ def main(cfg: DiagnoseConfig) -> dict:
     if "chosen" not in pairs[0]:
         raise InputError(f"{cfg.data}: diagnose {cfg.kind} needs pairs with chosen and rejected responses")
     policy, reference = LogProbModel(cfg.policy), LogProbModel(cfg.reference)
+    policy.check_compatible(reference)
     if cfg.kind == "implicit-relabel":
         chosen, rejected = implicit_rewards(pairs, policy, reference, cfg.beta)
         rows, mapping = implicit_relabel_rows(pairs, chosen, rejected, cfg.scale)
@@ -170,7 +181,9 @@ def main(cfg: DiagnoseConfig) -> dict:
     if cfg.kind == "unlearning":
         rows = unlearning_probe(pairs, policy, reference, spec, ("own", "top", "none"), cfg.band, "relabeled")
         if cfg.dpo:
-            rows += unlearning_probe(pairs, LogProbModel(cfg.dpo), reference, None, ("none",), cfg.band, "dpo")
+            dpo = LogProbModel(cfg.dpo)
+            dpo.check_compatible(reference)
+            rows += unlearning_probe(pairs, dpo, reference, None, ("none",), cfg.band, "dpo")
         high = [r for r in rows if r["response"] == "rejected" and r["band"].startswith(">=")]
         if high:
             plot_unlearning(high, out / "unlearning.png")

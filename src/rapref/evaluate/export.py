@@ -22,8 +22,10 @@ from rapref.evaluate.generate import read_generations
 from rapref.prompting import instruction_text
 from rapref.goals import GoalSpec
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
+from rapref.outputs import claim_output_file, finish_output_file, output_lock
 
 FORMATS = ("alpaca-eval", "mt-bench", "arena-hard", "lm-eval")
+
 
 
 def select_goal(rows: list[dict], goal: float | None, source: str = "generations") -> list[dict]:
@@ -59,7 +61,7 @@ def mt_bench(rows: list[dict], name: str) -> list[dict]:
     each holding the answers to the question's turns in order."""
     questions: dict = {}
     for r in rows:
-        qid = r.get("question_id", _maybe_int(r["prompt_id"]))
+        qid = r.get("question_id")
         questions.setdefault(str(qid), (qid, {}))[1].setdefault(r.get("sample", 0), []).append(r)
     out = []
     for key, (qid, samples) in questions.items():
@@ -95,18 +97,33 @@ def lm_eval_command(model_dir: str, tasks: str = "ifeval", goal: float | None = 
     return note + shlex.join([*base, "--system_instruction", text])
 
 
-def _maybe_int(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return value
+def check_questions(rows: list[dict], fmt: str, source: str) -> None:
+    """MT-Bench and Arena-Hard judge answers by the benchmark's own `question_id`: generations of other prompts
+    have none, and ids made up from rapref's row ids would match the wrong questions (or none)."""
+    missing = next((i for i, r in enumerate(rows, start=1) if r.get("question_id") is None), None)
+    if missing is not None:
+        raise InputError(f"{source}: row {missing}, field 'question_id': missing; {fmt} answers must answer the "
+                         f"benchmark's own questions: generate with `--prompts question.jsonl` (the {fmt} question "
+                         "file)")
 
 
 def main(fmt: str, source: str, out: str | None, name: str, tasks: str = "ifeval", goal: float | None = None,
-         tokenizer: str | None = None) -> str:
+         tokenizer: str | None = None, overwrite: bool = False) -> str:
     if fmt == "lm-eval":
         return lm_eval_command(source, tasks, goal)
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    target = claim_output_file(out, f"export {fmt}", overwrite=overwrite, inputs=(source,))
     rows = select_goal(read_generations(source), goal, source)
+    if fmt in ("mt-bench", "arena-hard"):
+        check_questions(rows, fmt, source)
+    with output_lock(target):
+        _write(fmt, rows, source, str(target), name, tokenizer)
+        finish_output_file(target, f"export {fmt}")
+    return out
+
+
+def _write(fmt: str, rows: list[dict], source: str, out: str, name: str, tokenizer: str | None) -> None:
     if fmt == "alpaca-eval":
         write_json_atomic(out, alpaca_eval(rows, name))
     elif fmt == "mt-bench":
@@ -118,9 +135,6 @@ def main(fmt: str, source: str, out: str | None, name: str, tasks: str = "ifeval
         if not tokenizer:
             raise InputError(f"{source}: no `model` field to count token_len with; pass --tokenizer PATH")
         write_jsonl_atomic(out, arena_hard(rows, name, load_tokenizer(tokenizer)))
-    else:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
-    return out
 
 
 __all__ = ["FORMATS", "alpaca_eval", "mt_bench", "arena_hard", "lm_eval_command", "main"]

@@ -17,10 +17,9 @@ from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, check_goals
 from rapref.io import InputError, read_jsonl, read_jsonl_prefix, read_rows, write_jsonl_atomic
-from rapref.outputs import claim_output_file
+from rapref.outputs import claim_output_file, finish_output_file, output_lock
 from rapref.prompting import goal_prompt
 
-GENERATION_KEYS = ("prompt_id", "goal", "sample", "text", "sampling")  # what marks a file as rapref's generations
 
 
 @dataclass
@@ -31,6 +30,19 @@ class SamplingConfig:
     num_samples: int = 1
     seed: int = 0
     batch_size: int = 16
+
+    def __post_init__(self):
+        checks = ((self.max_new_tokens >= 1, "--max-new-tokens must be at least 1"),
+                  (self.temperature >= 0, "--temperature must be 0 (greedy) or more"),
+                  (0 < self.top_p <= 1, "--top-p must lie in (0, 1]"),
+                  (self.num_samples >= 1, "--num-samples must be at least 1"),
+                  (self.batch_size >= 1, "--batch-size must be at least 1"))
+        for ok, message in checks:
+            if not ok:
+                value = {"--max-new-tokens": self.max_new_tokens, "--temperature": self.temperature,
+                         "--top-p": self.top_p, "--num-samples": self.num_samples,
+                         "--batch-size": self.batch_size}[message.split()[0]]
+                raise InputError(f"{message}, got {value:g}")
 
 
 @dataclass
@@ -51,6 +63,8 @@ class GenerateConfig:
         self.sampling = self.sampling or SamplingConfig()
         if self.workers < 1:
             raise InputError(f"--workers must be at least 1, got {self.workers}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"--limit must be at least 1 (leave it out for every prompt), got {self.limit}")
         if self.goals is not None and self.no_goal:
             raise InputError("--goals and --no-goal contradict each other: a goal sweep needs a goal-conditioned "
                              "policy, --no-goal samples a plain one")
@@ -128,8 +142,12 @@ def model_goal_spec(model: str, no_goal: bool) -> GoalSpec | None:
 
 
 def main(cfg: GenerateConfig) -> list[dict]:
-    out = claim_output_file(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts,),
-                            owned_keys=GENERATION_KEYS)
+    out = claim_output_file(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts,))
+    with output_lock(out):
+        return _generate(cfg, out)
+
+
+def _generate(cfg: GenerateConfig, out: Path) -> list[dict]:
     spec = model_goal_spec(cfg.model, cfg.no_goal)
     goals = [None] if spec is None else check_goals(cfg.goals or [spec.top], spec)
     prompts = load_prompts(cfg.prompts, cfg.split, cfg.limit)
@@ -160,13 +178,17 @@ def main(cfg: GenerateConfig) -> list[dict]:
             conversations[i] = history + [{"role": "assistant", "content": answers[i]},
                                           {"role": "user", "content": jobs[i][0]["turns"][turn]}]
     write_jsonl_atomic(out, rows)
+    finish_output_file(out, "generate")
     resume.remove()
     return rows
 
 
 def resume_settings(cfg: GenerateConfig, goals: list, prompts: list[dict]) -> dict:
     """What a resume file must match: the model, the prompts (their content too), the goals and the sampling."""
-    return {"model": str(cfg.model), "prompts": str(cfg.prompts), "split": cfg.split, "goals": goals,
+    from rapref.models import model_fingerprint
+
+    return {"model": str(cfg.model), "model_fingerprint": model_fingerprint(cfg.model), "prompts": str(cfg.prompts),
+            "split": cfg.split, "goals": goals,
             "limit": cfg.limit, "sampling": asdict(cfg.sampling), "samples": cfg.sampling.num_samples,
             "prompt_digest": _digest([(r["prompt_id"], r["prompt"]) for r in prompts])}
 
@@ -263,4 +285,14 @@ def read_generations(path: str) -> list[dict]:
     if missing:
         raise InputError(f"{path}:1: not a generations file (no {', '.join(map(repr, missing))}); "
                          "write one with `rapref generate`")
+    for i, row in enumerate(rows, start=1):
+        for key in ("prompt_id", "prompt", "text"):
+            if row.get(key) is None:
+                raise InputError(f"{path}: row {i}, field {key!r}: missing (every generation needs prompt_id, "
+                                 "prompt and text)")
+        if not isinstance(row["text"], str):
+            raise InputError(f"{path}: row {i}, field 'text': expected text, got {type(row['text']).__name__}")
+        prompt = row["prompt"]
+        if not (isinstance(prompt, str) or isinstance(prompt, list) and all(isinstance(m, dict) for m in prompt)):
+            raise InputError(f"{path}: row {i}, field 'prompt': expected text or a list of messages")
     return rows

@@ -4,11 +4,15 @@
     rapref judge runs/relabeled.jsonl --against runs/dpo.jsonl --scorer reward-model:PATH --out runs/win
 
 Writes `scores.jsonl` (one row per sample) and `aggregate.json` (n, mean, standard error, by goal; and for pairwise
-mode the win rate with ties as half and its standard error). Scores are cached by a content hash of
-(scorer, prompt, text), so judging the same text again costs nothing.
+mode the win rate with ties as half and its standard error). Scores are cached by a content hash of (the scorer's
+fingerprint, the row fields it reads, text): judging the same text again costs nothing, and a scorer replaced in
+place (a reward model saved again at the same path, an edited Python function) is never answered from the cache.
 
-Pairwise mode compares like with like: rows are matched on (prompt, goal, sample), and with several samples per
-prompt the standard error is clustered by prompt (`rapref.stats.summary`); one comparison reports none.
+Pairwise mode compares like with like: rows are matched on (prompt, goal, sample, turn), the prompt by its content
+(the text, or the conversation's non-assistant turns), never by row number. Where the two files give one prompt id
+to different prompts, it refuses; where both hold a single goal and the goals differ, or the sampling settings
+differ, it says so and records it in `aggregate.json`. With several samples per prompt the standard error is
+clustered by prompt (`rapref.stats.summary`); one comparison reports none.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pathlib import Path
 from rapref.evaluate.generate import read_generations
 from rapref.evaluate.scorers import Scorer, build_scorer
 from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
-from rapref.outputs import claim_output, mark_output, output_lock
+from rapref.outputs import begin_output, claim_output, finish_output, output_lock
+from rapref.progress import say
 from rapref.stats import summary
 
 
@@ -37,8 +42,11 @@ class JudgeConfig:
     overwrite: bool = False
 
 
+BOOKKEEPING = ("text", "model", "sampling", "score", "scorer")  # row fields no scorer's score may depend on
+
+
 class ScoreCache:
-    """Append-only JSONL of {key: score}; keys hash the scorer id, prompt and text."""
+    """Append-only JSONL of {key: score}; keys hash the scorer's fingerprint, the row fields it reads and the text."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -48,8 +56,10 @@ class ScoreCache:
                 self.scores[entry["key"]] = entry["score"]
 
     @staticmethod
-    def key(scorer_id: str, prompt, text: str) -> str:
-        blob = json.dumps([scorer_id, prompt, text], sort_keys=True, ensure_ascii=False)
+    def key(scorer: Scorer, row: dict, text: str) -> str:
+        fields = scorer.row_fields or sorted(k for k in row if k not in BOOKKEEPING)
+        blob = json.dumps([scorer.fingerprint or scorer.id, {k: row.get(k) for k in fields}, text], sort_keys=True,
+                          ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def add(self, entries: dict[str, float]) -> None:
@@ -64,7 +74,7 @@ SCORE_CHUNK = 512  # generations scored (and cached) per step
 
 
 def score_rows(rows: list[dict], scorer: Scorer, cache: ScoreCache) -> list[float]:
-    keys = [cache.key(scorer.id, r["prompt"], r["text"]) for r in rows]
+    keys = [cache.key(scorer, r, r["text"]) for r in rows]
     todo = {k: i for i, k in enumerate(keys) if k not in cache.scores}
     if todo:
         from rapref.progress import track
@@ -99,49 +109,123 @@ def aggregate(rows: list[dict], scores: list[float]) -> dict:
 
 
 def main(cfg: JudgeConfig) -> dict:
-    out = claim_output(cfg.out, "judge", overwrite=cfg.overwrite, inputs=(cfg.generations, cfg.against))
+    out = claim_output(cfg.out, "judge", overwrite=cfg.overwrite, inputs=(cfg.generations, cfg.against),
+                       continue_unfinished=True)  # an interrupted judge resumes from its cache
     rows = read_generations(cfg.generations)
     other = read_generations(cfg.against) if cfg.against else None
     scorer = build_scorer(cfg.scorer, cfg.trust_remote_code)
     with output_lock(out):
-        mark_output(out, "judge")
+        begin_output(out, "judge")
         cache = ScoreCache(Path(cfg.cache) if cfg.cache else out / "cache.jsonl")
         scores = score_rows(rows, scorer, cache)
         write_jsonl_atomic(out / "scores.jsonl",
                            [{**r, "score": s, "scorer": scorer.id} for r, s in zip(rows, scores)])
-        result = {"scorer": scorer.id, "generations": cfg.generations, **aggregate(rows, scores)}
+        result = {"scorer": scorer.id, "scorer_fingerprint": scorer.fingerprint, "generations": cfg.generations,
+                  **aggregate(rows, scores)}
         if hasattr(scorer, "aggregate"):  # a scorer's own measures (e.g. prompt- and instruction-level accuracy)
             result["scorer_aggregate"] = scorer.aggregate(rows, [r["text"] for r in rows])
         if other is not None:
             result["pairwise"] = {"against": cfg.against,
                                   **pairwise(rows, scores, other, score_rows(other, scorer, cache), cfg)}
+            for note in result["pairwise"]["notes"]:
+                say(f"rapref judge: note: {note}")
         write_json_atomic(out / "aggregate.json", result)
+        finish_output(out, "judge")
     return result
 
 
+MATCHED_ON = ["prompt", "goal", "sample", "turn"]
+
+
 def pairwise(rows, scores, other, other_scores, cfg: JudgeConfig) -> dict:
-    """Win rate on the rows both sets share, matched on (prompt, goal, sample)."""
+    """Win rate on the rows both sets share, matched on (prompt content, goal, sample, turn)."""
+    _same_prompts_under_same_ids(rows, other, cfg.generations, cfg.against)
     mine = _keyed(rows, scores, cfg.generations)
     theirs = _keyed(other, other_scores, cfg.against)
     shared = [k for k in mine if k in theirs]
     if not shared:
-        raise InputError(f"{cfg.generations} and {cfg.against} share no (prompt_id, goal, sample) to compare; "
+        raise InputError(f"{cfg.generations} and {cfg.against} share no (prompt, goal, sample, turn) to compare; "
                          "a goal sweep is compared goal by goal, so generate the baseline with the same goals "
                          "(or compare a --no-goal baseline with one goal of the sweep)")
     result = win_rate([mine[k] for k in shared], [theirs[k] for k in shared], clusters=[k[0] for k in shared])
-    return {**result, "unmatched": len(mine) - len(shared), "matched_on": ["prompt_id", "goal", "sample", "turn"]}
+    notes, goals = [], (_goals(rows), _goals(other))
+    if len(goals[0]) == 1 and len(goals[1]) == 1 and goals[0] != goals[1]:
+        notes.append(f"different goals: {_goal_text(goals[0])} ({cfg.generations}) against {_goal_text(goals[1])} "
+                     f"({cfg.against})")
+    sampling = sampling_differences(rows, other)
+    if sampling:
+        notes.append("different sampling settings: " + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in sampling.items()))
+    return {**result, "matched_on": MATCHED_ON, "unmatched": len(mine) - len(shared),
+            "unmatched_against": len(theirs) - len(shared), "goals": [_goal_text(g) for g in goals],
+            "sampling_differences": sampling, "notes": notes}
+
+
+def prompt_key(prompt) -> str:
+    """A prompt by its content: the text, or a conversation's turns other than the assistant's (a later turn's
+    conversation holds the model's own earlier answers, which differ between the two sets by design)."""
+    asked = [prompt] if isinstance(prompt, str) else \
+        [[m.get("role"), m.get("content")] for m in prompt if m.get("role") != "assistant"]
+    if len(asked) == 1 and not isinstance(prompt, str) and asked[0][0] == "user":
+        asked = [asked[0][1]]  # one user message is the same prompt as its text
+    content = asked[0] if len(asked) == 1 and isinstance(asked[0], str) else json.dumps(asked, ensure_ascii=False)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def _same_prompts_under_same_ids(rows, other, path, other_path) -> None:
+    """Refuse two files that give one prompt id (and turn) to different prompts: made from different prompt files."""
+    theirs = {(str(r["prompt_id"]), r.get("turn", 0)): r["prompt"] for r in other}
+    for row in rows:
+        key = (str(row["prompt_id"]), row.get("turn", 0))
+        if key in theirs and prompt_key(theirs[key]) != prompt_key(row["prompt"]):
+            raise InputError(f"{path} and {other_path}: prompt_id {key[0]!r} holds different prompts "
+                             f"({_short(row['prompt'])!r} vs {_short(theirs[key])!r}); were they generated from the "
+                             "same prompt file?")
+
+
+def _short(prompt, width: int = 40) -> str:
+    text = prompt if isinstance(prompt, str) else next((m.get("content", "") for m in reversed(prompt)
+                                                        if m.get("role") == "user"), "")
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def sampling_differences(rows, other) -> dict:
+    """{setting: [this file's, the other's]} for the decoding settings that differ (batch size aside)."""
+    mine, theirs = rows[0].get("sampling") or {}, other[0].get("sampling") or {}
+    return {k: [mine.get(k), theirs.get(k)] for k in sorted(set(mine) | set(theirs))
+            if k != "batch_size" and mine.get(k) != theirs.get(k)}
+
+
+def _goals(rows) -> set:
+    return {r.get("goal") for r in rows}
+
+
+def _goal_text(goals: set) -> str:
+    return ", ".join("none" if g is None else f"{g:g}" for g in sorted(goals, key=lambda g: (g is None, g)))
 
 
 def _keyed(rows: list[dict], scores: list[float], path: str) -> dict:
-    """{(prompt_id, goal, sample, turn): score}. A plain (no-goal) set keyed with goal None matches a set with one goal."""
-    goals = {r.get("goal") for r in rows}
-    single_goal = len(goals) == 1
+    """{(prompt, goal, sample, turn): score}, the prompt by its content (its k-th distinct id where a file repeats a
+    prompt). A single-goal set is keyed with goal None, so a plain (no-goal) set matches a set with one goal."""
+    single_goal = len(_goals(rows)) == 1
+    ids_of: dict[str, list[str]] = defaultdict(list)
     keyed = {}
     for row, score in zip(rows, scores):
-        key = (str(row["prompt_id"]), None if single_goal else row.get("goal"), row.get("sample", 0),
-               row.get("turn", 0))
+        content, pid = prompt_key(_first_turn(row)), str(row["prompt_id"])
+        if pid not in ids_of[content]:
+            ids_of[content].append(pid)
+        key = (f"{content}#{ids_of[content].index(pid)}", None if single_goal else row.get("goal"),
+               row.get("sample", 0), row.get("turn", 0))
         if key in keyed:
-            raise InputError(f"{path}: two rows for prompt {key[0]!r}, goal {row.get('goal')}, sample {key[2]}, "
+            raise InputError(f"{path}: two rows for prompt {pid!r}, goal {row.get('goal')}, sample {key[2]}, "
                              f"turn {key[3]}")
         keyed[key] = score
     return keyed
+
+
+def _first_turn(row: dict):
+    """The prompt as first asked: a later turn's conversation up to its first user message."""
+    prompt = row["prompt"]
+    if isinstance(prompt, str) or not row.get("turn"):
+        return prompt
+    first_user = next((i for i, m in enumerate(prompt) if m.get("role") == "user"), len(prompt) - 1)
+    return prompt[:first_user + 1]

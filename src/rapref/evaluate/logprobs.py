@@ -22,10 +22,20 @@ class LogProbModel:
     def __init__(self, model_dir: str, batch_size: int = 8):
         from rapref.models import device, load_model, load_tokenizer
 
+        from rapref.models import check_lm_head_loaded
+
         self.tokenizer = load_tokenizer(model_dir)
         self.device = device()
-        self.model = load_model(model_dir).to(self.device).eval()
+        model, info = load_model(model_dir, output_loading_info=True)
+        check_lm_head_loaded(model, info, model_dir)
+        self.model = model.to(self.device).eval()
         self.batch_size, self.path = batch_size, model_dir
+
+    def check_compatible(self, other: "LogProbModel") -> None:
+        """Refuse to compare log-probabilities of models that read other tokens or have another shape."""
+        from rapref.models import check_same_family
+
+        check_same_family(self.path, self.model, self.tokenizer, other.path, other.model, other.tokenizer)
 
     def logprobs(self, prompts: list, responses: list[str]) -> np.ndarray:
         """log p(response | prompt) for goal-conditioned prompts (strings or message lists)."""

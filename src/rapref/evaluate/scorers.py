@@ -6,7 +6,16 @@
                              `instruction_id_list` + `kwargs`: 1 + 9 x fraction met
     python:MODULE:FUNCTION   any function f(row, text) -> float (synthetic tasks with a known true reward)
 
-A scorer is `score(rows, texts) -> list[float]` plus an `id` string that keys the cache.
+A scorer is `score(rows, texts) -> list[float]` plus an `id` (its name, shown in outputs), a `fingerprint` of what
+computes its scores (keys the judge's cache, so a scorer changed in place is never answered from the cache) and the
+`row_fields` it reads besides the text (None: every field of the row but rapref's own bookkeeping).
+
+| scorer | fingerprint |
+|---|---|
+| `reward-model:PATH` | `rapref.models.model_fingerprint`: config and tokenizer content, weight files' sizes and times |
+| `python:M:F` | the source of module M (the file), so editing F or a helper it calls gives new scores |
+| `ifeval` | the source of this module (its checks) |
+| `if-official:B` | the `if-verifiable` package version and the source of this module |
 """
 
 from __future__ import annotations
@@ -23,9 +32,33 @@ SCORERS: dict[str, Callable[..., "Scorer"]] = {}
 
 class Scorer:
     id: str = "scorer"
+    fingerprint: str = ""  # what computes the scores; set by every scorer
+    row_fields: tuple[str, ...] | None = None  # the row fields the score depends on (None: all but bookkeeping)
 
     def score(self, rows: list[dict], texts: list[str]) -> list[float]:
         raise NotImplementedError
+
+
+def source_fingerprint(*parts: str) -> str:
+    """A short hash of source files (by path) and version strings."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for part in parts:
+        path = Path(part)
+        digest.update(path.read_bytes() if path.is_file() else part.encode())
+    return digest.hexdigest()[:16]
+
+
+def scorer_fingerprint(spec: str, trust_remote_code: bool = False) -> str:
+    """The fingerprint a scorer would have, without loading a reward model (for settings guards)."""
+    name, _, argument = spec.partition(":")
+    if name == "reward-model" and argument:
+        from rapref.models import model_fingerprint
+
+        return f"reward-model:{model_fingerprint(argument)}"
+    return build_scorer(spec, trust_remote_code).fingerprint
 
 
 def register_scorer(name: str):
@@ -54,13 +87,40 @@ class PythonScorer(Scorer):
         if not module_name or not function_name:
             raise InputError(f"scorer python:{target}: expected python:MODULE:FUNCTION")
         try:
-            self.fn = getattr(importlib.import_module(module_name), function_name)
+            module = importlib.import_module(module_name)
+            self.fn = getattr(module, function_name)
         except (ImportError, AttributeError) as err:
             raise InputError(f"scorer python:{target}: cannot load ({err})") from None
+        if not callable(self.fn) or not _takes_row_and_text(self.fn):
+            raise InputError(f"scorer python:{target}: expected a function f(row, text) -> float (row: the "
+                             "generation's JSON object, text: its answer)")
         self.id = f"python:{target}"
+        self.fingerprint = source_fingerprint(getattr(module, "__file__", None) or target)
 
     def score(self, rows, texts):
-        return [float(self.fn(row, text)) for row, text in zip(rows, texts)]
+        scores = []
+        for row, text in zip(rows, texts):
+            try:
+                value = float(self.fn(row, text))
+            except Exception as err:  # noqa: BLE001 - the user's function: one line naming the row
+                raise InputError(f"scorer {self.id}: failed on prompt {row.get('prompt_id')!r} "
+                                 f"({type(err).__name__}: {err})") from None
+            if value != value:
+                raise InputError(f"scorer {self.id}: returned NaN for prompt {row.get('prompt_id')!r}")
+            scores.append(value)
+        return scores
+
+
+def _takes_row_and_text(fn) -> bool:
+    import inspect
+
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): let the call tell
+        return True
+    return True
 
 
 # --- a Hugging Face reward model ----------------------------------------------------------------------------------------
@@ -69,7 +129,7 @@ class PythonScorer(Scorer):
 @register_scorer("reward-model")
 class RewardModelScorer(Scorer):
     def __init__(self, path: str, trust_remote_code: bool = False, batch_size: int = 8, **_):
-        from rapref.models import ModelArgs, load_model, load_tokenizer
+        from rapref.models import ModelArgs, load_model, load_tokenizer, model_fingerprint
 
         if not path:
             raise InputError("scorer reward-model: give its path, e.g. reward-model:runs/rm")
@@ -83,6 +143,8 @@ class RewardModelScorer(Scorer):
                              "would be initialised at random")
         self.model.eval()
         self.batch_size, self.id = batch_size, f"reward-model:{path}"
+        self.fingerprint = f"reward-model:{model_fingerprint(path)}"
+        self.row_fields = ("prompt",)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -140,9 +202,10 @@ class InstructionScorer(Scorer):
     """Each row carries `constraints: [{"type": "max_words", "value": 50}, ...]`; the score is the fraction met."""
 
     id = "ifeval"
+    row_fields = ("prompt", "constraints")
 
     def __init__(self, *_, **__):
-        pass
+        self.fingerprint = source_fingerprint(__file__)
 
     def score(self, rows, texts):
         scores = []
@@ -188,7 +251,11 @@ class OfficialInstructionScorer(Scorer):
         except ImportError:
             raise InputError("scorer if-official needs the if-verifiable package: pip install 'rapref[ifeval]'") \
                 from None
+        from importlib import metadata
+
         self.registry, self.id = registry.INSTRUCTION_DICT, f"if-official:{benchmark}"
+        self.fingerprint = source_fingerprint(__file__, f"if-verifiable=={metadata.version('if-verifiable')}")
+        self.row_fields = ("prompt", "instruction_id_list", "kwargs")
         self.unavailable: dict[str, str] = {}  # instruction id -> what it lacks
 
     def check(self, row: dict, text: str, where: str) -> list[bool | None]:

@@ -50,9 +50,12 @@ class SchemaOptions:
 
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
-            raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
+            raise InputError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
         if self.score_mapping not in SCORE_MAPPINGS:
-            raise ValueError(f"score mapping must be one of {', '.join(SCORE_MAPPINGS)}, got {self.score_mapping!r}")
+            raise InputError(f"score mapping must be one of {', '.join(SCORE_MAPPINGS)}, got {self.score_mapping!r}")
+        size = self.test_size
+        if size is not None and (size < 0 or size >= 1 and size != int(size)):
+            raise InputError(f"--test-size must be a fraction in [0, 1) or a whole number of prompts, got {size:g}")
 
 
 PAIRINGS = ("best-vs-random", "best-vs-worst", "all-pairs")

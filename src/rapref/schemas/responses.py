@@ -16,7 +16,7 @@ from itertools import combinations
 
 import numpy as np
 
-from rapref.io import parse_score
+from rapref.io import InputError, parse_score
 from rapref.progress import track
 from rapref.schemas.base import (
     Drops,
@@ -172,7 +172,7 @@ def load_helpsteer2(rows_by_split, options: SchemaOptions, drops: Drops) -> Load
     weights = options.attribute_weights or {"helpfulness": 1.0}
     unknown = set(weights) - set(HS2_ATTRIBUTES)
     if unknown:
-        raise ValueError(f"unknown HelpSteer2 attribute(s) {sorted(unknown)}; known: {', '.join(HS2_ATTRIBUTES)}")
+        raise InputError(f"unknown HelpSteer2 attribute(s) {sorted(unknown)}; known: {', '.join(HS2_ATTRIBUTES)}")
     scale = options.scale or (0, 4)
     splits, notes = normalise_splits(rows_by_split)
     pairs: dict[str, list[dict]] = {}
@@ -276,7 +276,7 @@ class fit_score_mapping:  # noqa: N801 - used like a function that returns a cal
 
     def __init__(self, train_scores: np.ndarray, scale, method: str, precision: int = 0):
         if len(train_scores) == 0:
-            raise ValueError("cannot fit a score mapping: the train split has no scores")
+            raise InputError("cannot fit a score mapping: the train split has no scores")
         self.lo, self.hi = scale
         self.method, self.precision = method, precision
         levels = int(round(self.hi - self.lo)) + 1

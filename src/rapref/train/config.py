@@ -89,22 +89,22 @@ class TrainConfig:
 
     def validate(self) -> None:
         if not self.model.name_or_path:
-            raise ValueError("model.name_or_path is required")
+            raise InputError("model.name_or_path is required")
         if not self.data.path:
-            raise ValueError("data.path is required")
+            raise InputError("data.path is required")
         if self.algorithm.name not in ALGORITHMS:
-            raise ValueError(f"algorithm.name must be one of {', '.join(ALGORITHMS)}, got {self.algorithm.name!r}")
+            raise InputError(f"algorithm.name must be one of {', '.join(ALGORITHMS)}, got {self.algorithm.name!r}")
         algo = self.algorithm
         algorithm = ALGORITHMS[algo.name]
         unknown = [t for t in algo.loss_type if t not in DPO_LOSSES] if algorithm.loss_list else []
         if unknown:
-            raise ValueError(f"algorithm.loss_type: unknown loss {unknown[0]!r}{_suggest(unknown[0], DPO_LOSSES)}; "
+            raise InputError(f"algorithm.loss_type: unknown loss {unknown[0]!r}{_suggest(unknown[0], DPO_LOSSES)}; "
                              f"TRL's DPO losses are {', '.join(DPO_LOSSES)}")
         if not 0.0 <= algo.label_smoothing < 0.5:
-            raise ValueError(f"algorithm.label_smoothing must lie in [0, 0.5), got {algo.label_smoothing}")
+            raise InputError(f"algorithm.label_smoothing must lie in [0, 0.5), got {algo.label_smoothing}")
         if algo.label_smoothing and not algorithm.smoothed(algo):
             losses = f"loss_type {algo.loss_type}" if algorithm.loss_list else f"algorithm {algo.name!r}"
-            raise ValueError(f"algorithm.label_smoothing={algo.label_smoothing} has no effect with {losses}: "
+            raise InputError(f"algorithm.label_smoothing={algo.label_smoothing} has no effect with {losses}: "
                              "only sigmoid (conservative DPO), robust, exo_pair, aot, aot_unpaired, simpo and cpo "
                              "read it; set it to 0")
         trl_cls = trl_config_class(algo.name)
@@ -115,21 +115,46 @@ class TrainConfig:
             if key in RAPREF_TRAINING_KEYS:
                 self.training[key] = check_type(value, RAPREF_TRAINING_KEYS[key], f"training.{key}", strict=False)
                 if key == "packing" and self.training[key] and not algorithm.packable:
-                    raise ValueError("training.packing: the prompt-sharing packed forward is implemented for "
+                    raise InputError("training.packing: the prompt-sharing packed forward is implemented for "
                                      f"algorithm.name=dpo, not {algo.name!r}")
                 continue
             if key in owned:
-                raise ValueError(f"training.{key}: set it in its own place (top level or algorithm.{key})")
+                raise InputError(f"training.{key}: set it in its own place (top level or algorithm.{key})")
             if key not in hints or key.startswith("_"):
-                raise ValueError(f"training.{key}: not a field of {trl_cls.__name__}{_suggest(key, hints)}")
+                raise InputError(f"training.{key}: not a field of {trl_cls.__name__}{_suggest(key, hints)}")
             self.training[key] = check_type(value, hints[key], f"training.{key}", strict=False)
         if algorithm.packable:  # on by default: the same log-probs and losses as TRL's padded path, fewer positions
             self.training.setdefault("packing", True)
+        self._refuse_degenerate()
         max_length = self.training.get("max_length", 1024)
         if self.data.max_prompt_length and max_length and self.data.max_prompt_length >= max_length:
-            raise ValueError(f"data.max_prompt_length ({self.data.max_prompt_length}) must be below "
+            raise InputError(f"data.max_prompt_length ({self.data.max_prompt_length}) must be below "
                              f"training.max_length ({max_length}): TRL drops prompts that fill max_length")
         _check_integrations(self.training)
+
+
+    def _refuse_degenerate(self) -> None:
+        """Values that would run and save a run that learned nothing (or read as something else) are refused."""
+        t = self.training
+        problems = []
+        if self.algorithm.beta <= 0:
+            problems.append(f"algorithm.beta must be above 0, got {self.algorithm.beta:g} (at 0 the preference "
+                            "term has no gradient)")
+        max_steps, epochs = t.get("max_steps", -1), t.get("num_train_epochs", 3.0)
+        if max_steps == 0 or (max_steps < 0 and epochs <= 0):
+            problems.append(f"training.max_steps={max_steps} with training.num_train_epochs={epochs:g} trains for 0 "
+                            "steps; give max_steps >= 1 or num_train_epochs > 0")
+        if "learning_rate" in t and t["learning_rate"] <= 0:
+            problems.append(f"training.learning_rate must be above 0, got {t['learning_rate']:g}")
+        for key, value in (("data.max_prompt_length", self.data.max_prompt_length),
+                           ("data.max_train_samples", self.data.max_train_samples),
+                           ("training.max_length", t.get("max_length", 1024))):
+            if value is not None and value < 1:
+                problems.append(f"{key} must be at least 1 (null for no limit), got {value}")
+        if self.lora.enabled and self.lora.r < 1:
+            problems.append(f"lora.r must be at least 1, got {self.lora.r}")
+        if problems:
+            raise InputError(problems[0])
 
 
 LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
@@ -141,18 +166,18 @@ def _check_integrations(training: dict) -> None:
     report_to = training.get("report_to", "none")
     for name in [report_to] if isinstance(report_to, str) else list(report_to or []):
         if name == "all":
-            raise ValueError("training.report_to=all reports to whatever happens to be installed; name the logger")
+            raise InputError("training.report_to=all reports to whatever happens to be installed; name the logger")
         package = LOGGER_PACKAGES.get(name)
         available = package and (importlib.util.find_spec(package) is not None
                                  or (name == "tensorboard" and importlib.util.find_spec("tensorboardX")))
         if package and not available:
-            raise ValueError(f"training.report_to={name}: the {package!r} package is not installed "
+            raise InputError(f"training.report_to={name}: the {package!r} package is not installed "
                              f"(pip install {package}), or use report_to=none")
     if training.get("push_to_hub"):
         from rapref.io import hub_offline
 
         if hub_offline():
-            raise ValueError("training.push_to_hub=true but the Hugging Face hub cannot be reached (offline); "
+            raise InputError("training.push_to_hub=true but the Hugging Face hub cannot be reached (offline); "
                              "train without it and upload the folder later")
 
 
@@ -178,38 +203,38 @@ def check_type(value, hint, key: str, strict: bool = True):
             except ValueError as err:
                 errors.append(err)
         if not errors:
-            raise ValueError(f"{key}: unexpected value {value!r}")
+            raise InputError(f"{key}: unexpected value {value!r}")
         raise errors[0]
     if origin is typing.Literal:
         if value not in args:
-            raise ValueError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+            raise InputError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
     if origin is list:
         item = args[0] if args else typing.Any
         if isinstance(value, str) and item is str:
             value = [value]
         if not isinstance(value, list):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
+            raise InputError(f"{key}: expected a list, got {value!r}")
         return [check_type(v, item, f"{key}[{i}]", strict) for i, v in enumerate(value)]
     if hint is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{key}: expected true or false, got {value!r}")
+            raise InputError(f"{key}: expected true or false, got {value!r}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key}: expected a whole number, got {value!r}")
+            raise InputError(f"{key}: expected a whole number, got {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key}: expected a number, got {value!r}")
+            raise InputError(f"{key}: expected a number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ValueError(f"{key}: expected text, got {value!r}")
+            raise InputError(f"{key}: expected text, got {value!r}")
         return value
     if hint is typing.Any or not strict:
         return value
-    raise ValueError(f"{key}: cannot check a value against {hint!r}")
+    raise InputError(f"{key}: cannot check a value against {hint!r}")
 
 
 def trl_config_class(algorithm: str):
@@ -222,7 +247,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     if path:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such recipe")
+            raise InputError(f"{path}: no such recipe")
         try:
             data = _yaml(path.read_text()) or {}
         except yaml.YAMLError as err:
@@ -230,17 +255,17 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             where = f":{mark.line + 1}" if mark else ""
             raise InputError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a recipe must be a mapping of sections")
+            raise InputError(f"{path}: a recipe must be a mapping of sections")
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"override {item!r}: expected section.key=value")
+            raise InputError(f"override {item!r}: expected section.key=value")
         node = data
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part} is not a section")
+                raise InputError(f"override {item!r}: {part} is not a section")
         try:
             node[leaf] = _yaml(value)
         except yaml.YAMLError:
@@ -256,15 +281,15 @@ def _build(cls, data: dict, prefix: str):
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
-            raise ValueError(f"unknown recipe key {prefix}{key}{_suggest(key, fields)}")
+            raise InputError(f"unknown recipe key {prefix}{key}{_suggest(key, fields)}")
         sub = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
         if sub is not None and dataclasses.is_dataclass(sub):
             if not isinstance(value, dict):
-                raise ValueError(f"recipe key {prefix}{key} must be a mapping")
+                raise InputError(f"recipe key {prefix}{key} must be a mapping")
             kwargs[key] = _build(sub, value, f"{prefix}{key}.")
         elif hints[key] is dict:
             if not isinstance(value, dict):
-                raise ValueError(f"recipe key {prefix}{key} must be a mapping")
+                raise InputError(f"recipe key {prefix}{key} must be a mapping")
             kwargs[key] = value
         else:
             kwargs[key] = check_type(value, hints[key], f"{prefix}{key}")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+from rapref.io import InputError
+
 
 def conservative_dpo_loss(z, eps: float):
     """-(1-eps) log sigmoid(z) - eps log sigmoid(-z); works on floats and torch tensors.
@@ -44,11 +46,11 @@ def with_conservative_dpo(loss_type: list[str], loss_weights: list[float] | None
     """TRL loss list and weights that compute cDPO wherever `sigmoid` appears. Returns (loss_type, loss_weights)."""
     weights = list(loss_weights) if loss_weights is not None else [1.0] * len(loss_type)
     if len(weights) != len(loss_type):
-        raise ValueError(f"loss_weights has {len(weights)} entries for {len(loss_type)} loss types")
+        raise InputError(f"loss_weights has {len(weights)} entries for {len(loss_type)} loss types")
     if eps == 0 or "sigmoid" not in loss_type:
         return list(loss_type), loss_weights
     if "robust" in loss_type:
-        raise ValueError("label_smoothing with both 'sigmoid' and 'robust' is ambiguous; use one of them")
+        raise InputError("label_smoothing with both 'sigmoid' and 'robust' is ambiguous; use one of them")
     out_types, out_weights = [], []
     for name, weight in zip(loss_type, weights):
         if name == "sigmoid":

@@ -25,7 +25,8 @@ from pathlib import Path
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
 from rapref.models import load_model, load_tokenizer
-from rapref.outputs import claim_output, empty_output, mark_output
+from rapref.launches import check_settings, record_launch
+from rapref.outputs import begin_output, claim_output, empty_output, finish_output, output_lock
 from rapref.progress import say
 from rapref.prompting import ensure_chat_template, is_conversation, to_trl_example
 from rapref.provenance import provenance
@@ -35,21 +36,50 @@ from rapref.train.config import RAPREF_TRAINING_KEYS, TrainConfig, to_dict
 from rapref.train.lengths import fit_dataset
 
 TRAIN_SETTINGS_FILE = "rapref_train.json"
+# recipe keys a resumed run may change: they change no step's arithmetic (where the output goes, logging, saving,
+# the Hub upload, data loader processes); paths are free because their content is compared by fingerprint instead
+RESUME_FREE = ("output_dir", "model.name_or_path", "data.path", "training.logging_steps", "training.logging_strategy",
+               "training.logging_first_step", "training.save_steps", "training.save_strategy",
+               "training.save_total_limit", "training.disable_tqdm", "training.report_to", "training.run_name",
+               "training.dataloader_num_workers", "training.push_to_hub", "training.hub_model_id",
+               "training.hub_strategy", "training.hub_private_repo")
+
+
+def run_settings(cfg: TrainConfig) -> dict:
+    """What defines a training run: the resolved recipe and the content of its start model and data."""
+    from rapref.io import stat_fingerprint
+    from rapref.models import model_fingerprint
+
+    return {**to_dict(cfg), "model_fingerprint": model_fingerprint(cfg.model.name_or_path),
+            "data_fingerprint": stat_fingerprint(cfg.data.path)}
 
 
 def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
-    import torch
-
     cfg.validate()
     out = Path(cfg.output_dir)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate, rank 0 owns the folder
-        claim_output(out, "train", overwrite=overwrite, reuse=resume, inputs=(cfg.data.path, cfg.model.name_or_path))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate, rank 0 owns the folder
+        return _train(cfg, out, resume, overwrite)
+    claim_output(out, "train", overwrite=overwrite, reuse=resume, inputs=(cfg.data.path, cfg.model.name_or_path))
+    with output_lock(out):
+        return _train(cfg, out, resume, overwrite)
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
+    import torch
+
+    settings = run_settings(cfg)
+    if resume:
+        check_settings(out, settings, RESUME_FREE, "a training run",
+                       "resume with the same recipe, start over with --overwrite, or branch from a checkpoint into a "
+                       "new run: model.name_or_path=OUT/checkpoint-N output_dir=NEW")
     spec = _goal_spec(cfg.data.path)
     tokenizer = load_tokenizer(cfg.model)
     splits, length_counts, installed = prepare_splits(cfg, tokenizer, spec)
     checkpoint = _last_complete_checkpoint(out) if resume else None
     if resume and not checkpoint:
         say(f"rapref train: --resume: no complete checkpoint in {out}, starting from the beginning")
+    elif checkpoint:
+        say(f"rapref train: resuming from {checkpoint}")
     model = load_model(cfg.model)
     _warn_low_precision_weights(cfg)
     args = trl_args(cfg, on_gpu=torch.cuda.is_available())
@@ -57,7 +87,12 @@ def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dic
     if trainer.accelerator.is_main_process:
         if overwrite and not resume and out.is_dir() and any(out.iterdir()):
             empty_output(out)  # an earlier rapref run, replaced as asked
-        mark_output(out, "train")
+        begin_output(out, "train")
+        if resume:
+            from rapref.outputs import reopen_output
+
+            reopen_output(out, "train")  # a finished run continued: unfinished until this launch ends
+        record_launch(out, settings, "train --resume" if resume else "train")
         if spec is not None:
             spec.save(out)  # before the first checkpoint: every save carries the goal settings
     _attach_artefacts(trainer, cfg, spec, tokenizer)
@@ -84,6 +119,7 @@ def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dic
         write_jsonl_atomic(out / "metrics.jsonl", history)
         write_json_atomic(out / TRAIN_SETTINGS_FILE, {"config": to_dict(cfg), "result": result,  # last: "done"
                                                       "trl_args": args.to_dict(), "provenance": provenance()})
+        finish_output(out, "train")
         say(f"rapref train: saved model, tokenizer, goal settings and model card to {out}")
     if args.push_to_hub:  # after every file above is in the folder: the upload carries them all
         trainer.create_model_card = lambda *a, **k: write_model_card(out, cfg, spec, result, _hub_name(cfg))
