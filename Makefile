@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: setup test test-all demo bench clean
+.PHONY: setup test test-newest test-all demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,17 @@ endif
 test: setup
 	$(PY) -m pytest
 
+# The newest-versions job: a fresh environment with the newest trl, transformers and torch the package index serves
+# (no constraints file), running the tests of what depends on their internals: packing, prompt consistency, training.
+NEWEST ?= .venv-newest
+test-newest:
+	rm -rf $(NEWEST)
+	python3 -m venv $(NEWEST)
+	$(NEWEST)/bin/python -m pip install -q --upgrade pip
+	$(NEWEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]' trl transformers torch
+	@$(NEWEST)/bin/python -c "import torch, trl, transformers; print('newest-versions job: torch', torch.__version__, '| trl', trl.__version__, '| transformers', transformers.__version__)"
+	OMP_NUM_THREADS=1 $(NEWEST)/bin/python -m pytest tests/test_packing.py tests/test_packing_gate.py tests/test_prompt_consistency.py tests/test_train.py
+
 test-all: setup
 	$(PY) -m pytest -m "not gpu"
 
@@ -35,4 +46,4 @@ bench: setup
 	$(PY) benchmarks/relabel_bench.py
 
 clean:
-	rm -rf runs .pytest_cache build *.egg-info
+	rm -rf runs .pytest_cache build *.egg-info $(NEWEST)

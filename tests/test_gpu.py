@@ -51,3 +51,11 @@ def test_gpu_generation(tmp_path, trained_dir):
                                goals=[1.0, 10.0], backend="transformers",
                                sampling=SamplingConfig(max_new_tokens=8, batch_size=16)))
     assert len(rows) == 16 and all(isinstance(r["text"], str) for r in rows)
+
+
+def test_gpu_packing_is_opt_in_and_trains_when_asked(tmp_path, tiny_model_dir, relabeled_dir):
+    result = train(tmp_path / "off", tiny_model_dir, relabeled_dir)
+    assert result["packing"]["enabled"] is False and "opt-in" in result["packing"]["reason"]
+    result = train(tmp_path / "on", tiny_model_dir, relabeled_dir, "training.packing=true")
+    assert result["packing"]["enabled"] is True and result["packing"]["packed_batches"] > 0
+    assert torch.isfinite(torch.tensor(result["last_loss"]))

@@ -70,7 +70,8 @@ def run_judge(args):
     if "pairwise" in result:
         pw = result["pairwise"]
         clustered = f", clustered by {pw['prompts']} prompts" if "prompts" in pw else ""
-        line += (f"; win rate {pw['win_rate']:.3f}{_pm(pw['stderr'])} over {pw['n']} matched (prompt, goal, sample)"
+        line += (f"; win rate {pw['win_rate']:.3f}{_pm(pw['stderr'])} over {pw['n']} matched (prompt, goal, sample, "
+                 "turn)"
                  f"{clustered}; ties = 1/2")
     print(line)
 

@@ -311,28 +311,60 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
     return results
 
 
-def _quiet() -> None:
-    """The demo shows one progress bar; the libraries' own bars, notices and deprecation warnings would bury it."""
+@contextlib.contextmanager
+def _quiet():
+    """The demo shows one progress bar; the libraries' own bars, notices and deprecation warnings would bury it.
+    One thread. Everything is put back on the way out, so a caller's process (workers=1) keeps its own settings."""
     import warnings
 
     import datasets
     import torch
     from transformers.utils import logging
 
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    os.environ["TQDM_DISABLE"] = "1"
-    datasets.disable_progress_bars()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    torch.set_num_threads(1)
+    threads, verbosity = torch.get_num_threads(), logging.get_verbosity()
+    bars, hf_bars = datasets.is_progress_bar_enabled(), logging.is_progress_bar_enabled()
+    tqdm = os.environ.get("TQDM_DISABLE")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        os.environ["TQDM_DISABLE"] = "1"
+        datasets.disable_progress_bars()
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            logging.set_verbosity(verbosity)
+            if hf_bars:
+                logging.enable_progress_bar()
+            if bars:
+                datasets.enable_progress_bars()
+            if tqdm is None:
+                os.environ.pop("TQDM_DISABLE", None)
+            else:
+                os.environ["TQDM_DISABLE"] = tqdm
+
+
+@contextlib.contextmanager
+def _worker_env():
+    """Worker processes start with one OpenMP thread unless the user set a count; the caller's environment is put back
+    once they have started and ended."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def _worker(job):
     """One seed in a worker process: one thread, progress lines to the parent's queue."""
     fn, cfg, seed, queue = job
-    _quiet()
-    return fn(cfg, seed, progress=(lambda text: queue.put(text)) if queue is not None else None)
+    with _quiet():
+        return fn(cfg, seed, progress=(lambda text: queue.put(text)) if queue is not None else None)
 
 
 def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
@@ -346,7 +378,6 @@ def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
 
     from rapref.progress import interactive, quiet
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     workers = max(1, min(cfg.workers, len(seeds)))
     results = {}
     start = time.monotonic()
@@ -365,13 +396,13 @@ def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
                       flush=True)
 
         if workers == 1:
-            _quiet()
-            for seed in seeds:
-                results[seed] = fn(cfg, seed, progress=report)
-                report(f"seed {seed} done", advance=True)
+            with _quiet():
+                for seed in seeds:
+                    results[seed] = fn(cfg, seed, progress=report)
+                    report(f"seed {seed} done", advance=True)
         else:
             context = mp.get_context("spawn")
-            with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+            with _worker_env(), context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
                 queue = manager.Queue()
                 futures = {pool.submit(_worker, (fn, cfg, seed, queue)): seed for seed in seeds}
                 pending = set(futures)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import contextlib
 import random
 
 from rapref.io import InputError
@@ -44,13 +45,25 @@ def _registry(benchmark: str):
             from None
 
 
+@contextlib.contextmanager
+def global_random(seed):
+    """The registry's classes draw their arguments from the global `random`: seed it for them, and give the caller
+    its own state back afterwards (no one else's random draws change)."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def usable_instructions(registry) -> list[str]:
     """Instruction ids whose checker runs on this machine (a checker needing missing nltk data does not)."""
     usable = []
     for instruction, cls in registry.INSTRUCTION_DICT.items():
         checker = cls(instruction)
-        random.seed(0)
-        checker.build_description(**({"prompt_to_repeat": "Say hi."} if "repeat_prompt" in instruction else {}))
+        with global_random(0):
+            checker.build_description(**({"prompt_to_repeat": "Say hi."} if "repeat_prompt" in instruction else {}))
         try:
             checker.check_following("A probe answer. It has two sentences.")
         except LookupError:
@@ -85,9 +98,9 @@ def compose(n: int, split: str, seed: int = 0, max_instructions: int = 3) -> lis
         texts, kwargs = [], []
         for instruction in chosen:
             checker = registry.INSTRUCTION_DICT[instruction](instruction)
-            random.seed(rng.randrange(2**32))  # the registry's classes draw their arguments from `random`
             extra = {"prompt_to_repeat": task} if "repeat_prompt" in instruction else {}
-            texts.append(checker.build_description(**extra))
+            with global_random(rng.randrange(2**32)):
+                texts.append(checker.build_description(**extra))
             kwargs.append({**(checker.get_instruction_args() or {})})
         rows.append({"key": f"{split}-{seed}-{i}", "prompt": " ".join([task, *texts]),
                      "instruction_id_list": chosen, "kwargs": kwargs, "base_task": task})

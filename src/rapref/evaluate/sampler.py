@@ -45,15 +45,21 @@ def sample_batches(model_dir: str, ids: list[list[int]], sampling, *, descriptio
 
 
 def _run_here(model_dir, ids, plan: BatchPlan, sampling, threads):
+    """Sample in this process; a thread count asked for holds while sampling and is restored afterwards (the
+    caller's later stages keep theirs)."""
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
     if not plan:
         return
-    model, tokenizer = _load(model_dir)
-    for b, idx in plan:
-        yield idx, _sample(model, tokenizer, [ids[i] for i in idx], sampling, b)
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model, tokenizer = _load(model_dir)
+        for b, idx in plan:
+            yield idx, _sample(model, tokenizer, [ids[i] for i in idx], sampling, b)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _run_workers(model_dir, ids, plan: BatchPlan, sampling, workers: int, threads: int | None):

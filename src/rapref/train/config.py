@@ -41,9 +41,12 @@ def _yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-# `training` keys rapref reads itself (never passed to TRL): the packed, prompt-sharing DPO forward (rapref.train.packing;
-# on by default for DPO, `training.packing=false` for TRL's padded path)
-RAPREF_TRAINING_KEYS = {"packing": bool}
+# `training` keys rapref reads itself (never passed to TRL):
+# - packing: the packed, prompt-sharing DPO forward (rapref.train.packing). Unset: on for DPO on CPU where
+#   rapref.train.packing_gate allows it, off on CUDA; true: on wherever the gate allows it; false: TRL's padded path.
+# - release_memory: give freed heap memory back to the system after each packed forward (glibc's malloc_trim). Unset:
+#   on where it was measured to help (CPU with gradient checkpointing); false: never.
+RAPREF_TRAINING_KEYS = {"packing": bool, "release_memory": bool}
 
 
 @dataclass
@@ -123,8 +126,6 @@ class TrainConfig:
             if key not in hints or key.startswith("_"):
                 raise InputError(f"training.{key}: not a field of {trl_cls.__name__}{_suggest(key, hints)}")
             self.training[key] = check_type(value, hints[key], f"training.{key}", strict=False)
-        if algorithm.packable:  # on by default: the same log-probs and losses as TRL's padded path, fewer positions
-            self.training.setdefault("packing", True)
         self._refuse_degenerate()
         max_length = self.training.get("max_length", 1024)
         if self.data.max_prompt_length and max_length and self.data.max_prompt_length >= max_length:

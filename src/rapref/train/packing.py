@@ -63,7 +63,11 @@ def pack_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: to
     if n_rows % 2 or attention_mask is None or attention_mask.dim() != 2:
         return None
     pairs = n_rows // 2
-    lengths = attention_mask.sum(1).tolist()
+    lengths_t = attention_mask.sum(1)
+    right_padded = torch.arange(length, device=attention_mask.device)[None, :] < lengths_t[:, None]  # ones, then zeros
+    if not torch.equal(attention_mask.bool(), right_padded):
+        return None  # left (or no contiguous) padding: the layout below reads tokens from the start of each row
+    lengths = lengths_t.tolist()
     completion = (labels != -100).tolist()
     ids = input_ids.tolist()
     segments = []  # (prompt, chosen, rejected) token lists, with their TRL rows
@@ -187,9 +191,14 @@ def install_segment_attention() -> None:
 
 def fused_head_settings(fused_forward) -> dict | None:
     """The settings TRL's `add_fused_lm_head` closed over (outputs, temperature, logit scale, soft-capping, backbone
-    attribute), read from the patched forward; None when they cannot be read (another TRL version)."""
+    attribute), read from the patched forward; None when they cannot be read, or when the head closes over anything
+    rapref does not know (another TRL version, a transform rapref's head would not apply)."""
+    from rapref.train.packing_gate import known_head
+
     fn = getattr(fused_forward, "__func__", fused_forward)
     cells = dict(zip(getattr(getattr(fn, "__code__", None), "co_freevars", ()), getattr(fn, "__closure__", None) or ()))
+    if not cells or not known_head(cells):
+        return None
     names = ("outputs", "temperature", "logit_scale", "final_logit_softcapping", "backbone_attr")
     try:
         return {name: cells[name].cell_contents for name in names}
@@ -211,7 +220,7 @@ def new_stats() -> dict:
 
 
 @contextlib.contextmanager
-def packed_heads(stats: dict | None = None):
+def packed_heads(stats: dict | None = None, release_memory: bool | None = None):
     """While TRL's DPOTrainer is constructed, every fused LM head it adds (policy and reference) gets the packed
     forward on top, at the moment TRL adds it: so the reference pass of `precompute_ref_log_probs`, which runs in the
     constructor, is packed too. Yields the shared counts."""
@@ -222,7 +231,7 @@ def packed_heads(stats: dict | None = None):
 
     def add_fused_then_packed(model, *args, **kwargs):
         original(model, *args, **kwargs)
-        add_packed_forward(model, stats)
+        add_packed_forward(model, stats, release_memory=release_memory)
 
     dpo.add_fused_lm_head = add_fused_then_packed
     try:
@@ -264,10 +273,12 @@ def _check_segments_used(use_segments: bool, calls_before) -> None:
                            "(its forward does not pass attention kwargs through); set training.packing=false")
 
 
-def add_packed_forward(model, stats: dict | None = None) -> dict:
+def add_packed_forward(model, stats: dict | None = None, release_memory: bool | None = None) -> dict:
     """Patch `model.forward` (already given TRL's fused LM head) to pack preference batches; see the module notes.
     Returns the counts it keeps: batches packed and passed through, positions computed and TRL's padded positions,
-    and how attention and the LM head were computed."""
+    and how attention and the LM head were computed. `release_memory` (training.release_memory): None, trim freed
+    heap memory after each packed forward on CPU with gradient checkpointing (where it was measured to help); False,
+    never; True, after every packed forward on CPU."""
     from trl.trainer.utils import FusedCausalLMOutput
 
     stats = stats if stats is not None else new_stats()
@@ -335,7 +346,8 @@ def add_packed_forward(model, stats: dict | None = None) -> dict:
                 value.new_zeros(rows * (length - 1)).index_put((plan.dest,), value).view(rows, length - 1)
         mask = labels[:, 1:] != -100
         loss = -fields["log_probs"].sum() / mask.sum().clamp(min=1)
-        if plan.input_ids.device.type == "cpu" and getattr(self, "is_gradient_checkpointing", False):
+        trim = getattr(self, "is_gradient_checkpointing", False) if release_memory is None else release_memory
+        if plan.input_ids.device.type == "cpu" and trim:
             release_free_memory()  # what is left is what checkpointing saves; give the rest back before backward
         return FusedCausalLMOutput(loss=loss, label_mask=mask, aux_loss=aux_loss, **fields)
 

@@ -80,6 +80,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
         say(f"rapref train: --resume: no complete checkpoint in {out}, starting from the beginning")
     elif checkpoint:
         say(f"rapref train: resuming from {checkpoint}")
+    _check_attention_device(cfg, torch.cuda.is_available())
     model = load_model(cfg.model)
     _warn_low_precision_weights(cfg)
     args = trl_args(cfg, on_gpu=torch.cuda.is_available())
@@ -193,6 +194,18 @@ def prepare_splits(cfg: TrainConfig, tokenizer, spec: GoalSpec | None):
     return splits, length_counts, installed
 
 
+GPU_ONLY_ATTENTION = ("flex_attention", "flash_attention_2", "flash_attention_3")
+
+
+def _check_attention_device(cfg: TrainConfig, on_gpu: bool) -> None:
+    """Attention kernels that cannot train on a CPU are refused before any work (FlexAttention has no CPU backward;
+    flash attention is CUDA only)."""
+    attn = cfg.model.attn_implementation
+    if not on_gpu and attn in GPU_ONLY_ATTENTION:
+        raise InputError(f"model.attn_implementation={attn} cannot train on a CPU (no backward pass there); use sdpa "
+                         "(the default) or eager")
+
+
 def _warn_low_precision_weights(cfg: TrainConfig) -> None:
     """Full fine-tuning of bf16/fp16 weights without DeepSpeed's fp32 master copies rounds small updates away
     (seen on an H200: 5 of 20 weight tensors of the tiny model unchanged after 4 steps at lr 1e-3)."""
@@ -289,15 +302,28 @@ def build_trainer(cfg: TrainConfig, args, model, tokenizer, splits):
               "processing_class": tokenizer, "peft_config": peft_config}
     if algorithm.reference_model:
         kwargs["ref_model"] = None if peft_config is not None else load_model(cfg.model)
-    if not cfg.training.get("packing"):
-        return algorithm.trainer_class()(**kwargs)
-    from rapref.train.packing import packed_heads
+    trainer_class = algorithm.trainer_class()
+    if not algorithm.packable:
+        return trainer_class(**kwargs)
+    import torch
 
-    with packed_heads() as stats:  # policy and reference (with LoRA: the policy without adapters), counted together
-        trainer = algorithm.trainer_class()(**kwargs)
-    if not stats.get("attention"):
-        raise RuntimeError("training.packing: TRL's DPOTrainer added no fused LM head to pack; set training.packing=false")
-    trainer.rapref_packing = stats
+    from rapref.train.packing import packed_heads
+    from rapref.train.packing_gate import packing_refusal
+
+    reason = packing_refusal(model, cfg.training.get("packing"), on_gpu=torch.cuda.is_available())
+    if reason is None:
+        with packed_heads(release_memory=cfg.training.get("release_memory")) as stats:  # policy and reference
+            trainer = trainer_class(**kwargs)
+        if stats.get("attention"):
+            stats["enabled"] = True  # the counts keep growing in this dict as training runs
+            trainer.rapref_packing = stats
+            return trainer
+        reason = "TRL's DPOTrainer added no fused LM head to pack"  # built with TRL's own head: usable as it is
+    else:
+        trainer = trainer_class(**kwargs)
+    if cfg.training.get("packing") is not False:
+        say(f"rapref train: packed DPO off ({reason}); TRL's padded path, same losses")
+    trainer.rapref_packing = {"enabled": False, "reason": reason}
     return trainer
 
 
