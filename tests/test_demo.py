@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from rapref.demo.world import (WorldConfig, build_world, generate_answer, hard_item, judge_score, misconceived,
+from rapref.studies.demo.world import (WorldConfig, build_world, generate_answer, hard_item, judge_score, misconceived,
                                true_reward, well_formed)
 
 
@@ -55,8 +55,8 @@ def test_world_is_deterministic_and_its_scores_carry_information():
 
 
 def test_symbol_tokenizer_and_suppressed_tokens(tmp_path):
-    from rapref.demo.run import DemoConfig, build_base
-    from rapref.demo.world import corpus
+    from rapref.studies.demo.run import DemoConfig, build_base
+    from rapref.studies.demo.world import corpus
     from rapref.models import load_model, load_tokenizer
 
     cfg = DemoConfig(hidden_size=16, num_layers=1)
@@ -76,8 +76,8 @@ def test_symbol_tokenizer_and_suppressed_tokens(tmp_path):
     assert all(set(t.split()) <= set("abcdefghijkl") for t in texts)
 
 
-def test_paired_statistics_and_verdicts_by_hand():
-    from rapref.demo.report import paired, verdict
+def test_the_demos_paired_differences_by_hand():
+    from rapref.studies.demo.report import paired
 
     def seed(a, b):
         return {"evaluations": {"T0.7": {"x": {"per_prompt": dict(enumerate(a))},
@@ -87,10 +87,6 @@ def test_paired_statistics_and_verdicts_by_hand():
     ci = paired(results, "T0.7", "x", "y")
     assert ci["per_seed"] == [0.25, 0.1, 0.1]
     assert ci["mean"] == pytest.approx(0.15) and ci["low"] == pytest.approx(0.15 - 4.302653 * 0.05, abs=1e-5)
-    assert verdict({"mean": 0.1, "low": 0.02, "high": 0.2}) == "holds"
-    assert verdict({"mean": -0.1, "low": -0.2, "high": -0.02}) == "fails (reversed)"
-    assert verdict({"mean": 0.0, "low": -0.005, "high": 0.005}).startswith("fails (no gain")
-    assert verdict({"mean": 0.0, "low": -0.05, "high": 0.05}) == "inconclusive at this precision (±0.050)"
 
 
 def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
@@ -114,13 +110,24 @@ def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
     generations = [json.loads(line) for line in (seed / "gen" / "dpo.T0.7.jsonl").read_text().splitlines()]
     assert len(generations) == 2 * 40 and {g["sample"] for g in generations} == {0, 1}  # every prompt, 2 samples
     # a second run reuses every finished stage; a stage without its marker (killed midway) is done again
-    arm = seed / "arms" / "dpo"
-    (arm / ".done").unlink()
-    (seed / "results.json").unlink()
+    marker, results = seed / ".stages" / "train_arms_dpo.json", seed / ".stages" / "results.json"
+    marker.unlink()
+    results.unlink()
+    arm_mtime = (seed / "arms" / "dpo" / "model.safetensors").stat().st_mtime_ns
     start_mtime = (seed / "start" / "model.safetensors").stat().st_mtime_ns
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    assert (arm / ".done").is_file()
-    assert (seed / "start" / "model.safetensors").stat().st_mtime_ns == start_mtime
+    assert marker.is_file() and json.loads(marker.read_text())["settings"]["arm"] == "dpo:original"
+    assert (seed / "arms" / "dpo" / "model.safetensors").stat().st_mtime_ns != arm_mtime  # trained again
+    assert (seed / "start" / "model.safetensors").stat().st_mtime_ns == start_mtime  # reused
+    assert json.loads((out / "launches.jsonl").read_text().splitlines()[1])["command"] == "demo"
+    # a stage made with other settings than its marker records is refused, never mixed
+    saved = json.loads(marker.read_text())
+    saved["settings"]["lr"] = 0.5
+    marker.write_text(json.dumps(saved))
+    results.unlink()
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(out)]) == 2
+    assert "stage 'train arms/dpo' was made with other settings (lr)" in capsys.readouterr().err
     # other settings into the same folder are refused, not mixed with the old stages
     assert main(["demo", "--quick", "--out", str(out), "--judge-noise", "2"]) == 2
     assert "other settings" in capsys.readouterr().err
@@ -129,8 +136,8 @@ def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
     import importlib.util
     from dataclasses import replace
 
-    from rapref.demo.report import build
-    from rapref.demo.run import DemoConfig, quick_config
+    from rapref.studies.demo.report import build
+    from rapref.studies.demo.run import DemoConfig, quick_config
     from rapref.provenance import provenance
 
     spec = importlib.util.spec_from_file_location("readme_results", "scripts/readme_results.py")
@@ -150,12 +157,12 @@ def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
     assert readme_results.main([str(tmp_path / "full"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old figures" not in text and text.endswith("tail\n") and "1 min 5 s" in text
-    assert f"trl {report['provenance']['packages']['trl']}" in text and "inconclusive (one seed)" in text
+    assert f"trl {report['provenance']['packages']['trl']}" in text and "inconclusive (one replicate)" in text
     assert readme_results.main([str(tmp_path / "full"), "--readme", str(readme), "--check"]) == 0
 
 
 def test_a_sweep_step_down_counts_only_beyond_sampling_noise():
-    from rapref.demo.report import steps_down
+    from rapref.studies.demo.report import steps_down
 
     rng = random.Random(0)
     prompts = [str(i) for i in range(200)]

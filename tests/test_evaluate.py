@@ -103,7 +103,7 @@ def test_judge_aggregate_pairwise_and_cache(tmp_path):
 def test_ifeval_checkers():
     from rapref.evaluate.scorers import build_scorer
 
-    scorer = build_scorer("ifeval")
+    scorer = build_scorer("constraints")
     row = {"constraints": [{"type": "max_words", "value": 5}, {"type": "no_commas"},
                            {"type": "include_keywords", "value": ["apple"]}, {"type": "all_lowercase"}]}
     assert scorer.score([row, row], ["an apple a day", "An apple, a day keeps"]) == [1.0, 0.5]

@@ -52,8 +52,11 @@ def test_onpolicy_loop_every_stage_iterations_and_resume(tmp_path, tiny_model_di
     assert [h["iteration"] for h in history] == [1, 2] and history[1]["policy_in"].endswith("iter-1/policy")
     # a rerun reuses every finished stage; an interrupted stage (no rapref_train.json) is redone
     stamp = (out / "iter-1" / "policy" / "model.safetensors").stat().st_mtime_ns
+    # as a kill would leave them: the stages' outputs cut short and no completion markers (written last)
     (out / "iter-2" / "policy" / "rapref_train.json").unlink()
+    (out / "iter-2" / ".stages" / "train.json").unlink()
     (out / "iter-2" / "judge" / "scores.jsonl").unlink()
+    (out / "iter-2" / ".stages" / "judge_samples.json").unlink()
     assert cli(argv) == 0
     assert (out / "iter-1" / "policy" / "model.safetensors").stat().st_mtime_ns == stamp
     assert (out / "iter-2" / "policy" / "rapref_train.json").is_file()
@@ -79,7 +82,7 @@ def test_multi_sample_scores_on_the_scale_are_used_as_they_are(tmp_path):
 
 def test_tied_pairs_are_dropped_from_every_mode_when_asked(tmp_path):
     """Verifier scores tie often: `--ties drop` leaves those pairs out of original and relabeled data alike."""
-    from rapref.onpolicy import OnPolicyConfig, _augment
+    from rapref.studies.onpolicy import OnPolicyConfig, _augment
 
     grouped = tmp_path / "ms.jsonl"
     grouped.write_text("".join(json.dumps(r) + "\n" for r in [

@@ -179,7 +179,8 @@ def test_property_matches_per_row_reference(rows, placement, conversational):
 
 
 def _reference_layout(prompt, goal: str, placement: str):
-    """The placement rule of METHOD.md, written out per row as an independent oracle."""
+    """The placement rule (system message; goal then a blank line before the first user turn; or after it), written
+    out per row as an independent oracle."""
     if isinstance(prompt, str):
         return goal + "\n\n" + prompt if placement == "user" else prompt + "\n\n" + goal
     out = [dict(m) for m in prompt]

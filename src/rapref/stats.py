@@ -1,4 +1,5 @@
-"""Summary statistics: the one home for means, standard errors and intervals in every report rapref writes.
+"""Summary statistics: the one home for means, standard errors, intervals, paired differences, rank correlation and
+verdicts in every report rapref writes (the demo, the IFEval experiment, judge, diagnose).
 
 >>> summary([1.0, 2.0, 3.0, 4.0])["stderr"]   # sample SD 1.291 / sqrt(4)
 0.6454972243679028
@@ -50,3 +51,87 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
         return stats["mean"], None, None
     half = float(t.ppf(0.5 + level / 2, stats["n"] - 1)) * stats["stderr"]
     return stats["mean"], stats["mean"] - half, stats["mean"] + half
+
+
+def interval(values: Sequence[float], level: float = 0.95) -> dict:
+    """{mean, low, high, n, values}: the t-interval of `t_interval` as a record (values rounded to 4 places)."""
+    mean, low, high = t_interval(values, level)
+    return {"mean": mean, "low": low, "high": high, "n": len(values), "values": [round(float(v), 4) for v in values]}
+
+
+def _per_prompt_means(scores: dict) -> dict:
+    """{prompt: score or list of sample scores} -> {prompt: mean over its samples}."""
+    return {p: (sum(v) / len(v) if isinstance(v, (list, tuple)) else float(v)) for p, v in scores.items()}
+
+
+def paired_difference(arm: dict, baseline: dict) -> list[float]:
+    """Per-prompt differences arm - baseline, samples averaged per prompt first. Both must hold the same prompts:
+    a comparison over other prompt sets is not paired, so it is refused (ValueError), never quietly intersected.
+
+    >>> paired_difference({"a": [1.0, 0.0], "b": 1.0}, {"a": 0.0, "b": 0.5})
+    [0.5, 0.5]
+    """
+    if arm.keys() != baseline.keys():
+        missing = sorted(set(arm) ^ set(baseline))
+        raise ValueError(f"paired comparison over different prompts ({len(missing)} not in both, e.g. {missing[0]!r})")
+    mine, theirs = _per_prompt_means(arm), _per_prompt_means(baseline)
+    return [mine[p] - theirs[p] for p in mine]
+
+
+def paired_over_prompts(arm: dict, baseline: dict, level: float = 0.95) -> dict:
+    """Mean paired difference over prompts with its t-interval over prompts (one training run: training variance is
+    not in it)."""
+    return interval(paired_difference(arm, baseline), level)
+
+
+def paired_over_seeds(seeds: Sequence[tuple[dict, dict]], level: float = 0.95) -> dict:
+    """Per seed, the mean over prompts of the paired difference (arm, baseline); the t-interval over seeds (each seed a
+    new world, start and training run: the unit that varies most).
+
+    >>> round(paired_over_seeds([({"p": 2.0}, {"p": 1.0}), ({"p": 3.0}, {"p": 1.0})])["mean"], 3)
+    1.5
+    """
+    return interval([sum(d) / len(d) for d in (paired_difference(a, b) for a, b in seeds)], level)
+
+
+def spearman(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> dict:
+    """Spearman's rank correlation with its two-sided test and an approximate interval: {rho, p_value, n, low, high}.
+    The interval is Fisher's z with Bonett and Wright's variance for Spearman's rho, (1 + rho^2 / 2) / (n - 3):
+    rho = tanh(atanh(rho) +- z * sqrt(var)); None below 4 points or at |rho| = 1.
+
+    >>> r = spearman([1, 2, 3, 4, 5, 6], [1, 3, 2, 4, 6, 5])  # d^2 sums to 4: rho = 1 - 6 * 4 / (6 * 35)
+    >>> round(r["rho"], 4), round(r["low"], 3), round(r["high"], 3)
+    (0.8857, 0.066, 0.992)
+    """
+    from scipy.stats import norm, spearmanr
+
+    rho, p_value = spearmanr(x, y)
+    rho, n = float(rho), len(x)
+    low = high = None
+    if n > 3 and abs(rho) < 1:
+        half = float(norm.ppf(0.5 + level / 2)) * math.sqrt((1 + rho * rho / 2) / (n - 3))
+        low, high = math.tanh(math.atanh(rho) - half), math.tanh(math.atanh(rho) + half)
+    return {"rho": rho, "p_value": float(p_value), "n": n, "low": low, "high": high}
+
+
+def verdict(ci: dict, band: float) -> str:
+    """One rule for every claim, symmetric around 0 with a negligible-effect `band` (in the claim's units):
+    "holds" when the whole interval lies above +band; "fails (reversed)" when it lies below -band; "fails (no effect
+    beyond +-band)" when it lies inside (-band, +band); otherwise "inconclusive at this precision". With band 0 the
+    middle case cannot occur.
+
+    >>> [verdict({"low": lo, "high": hi}, 0.01) for lo, hi in ((0.02, 0.05), (-0.05, -0.02), (-0.005, 0.005),
+    ...                                                       (0.001, 0.009), (-0.001, 0.009), (-0.02, 0.03))]
+    ['holds', 'fails (reversed)', 'fails (no effect beyond ±0.01)', 'fails (no effect beyond ±0.01)', \
+'fails (no effect beyond ±0.01)', 'inconclusive at this precision (±0.025)']
+    """
+    low, high = ci.get("low"), ci.get("high")
+    if low is None or high is None:
+        return "inconclusive (one replicate)"
+    if low > band:
+        return "holds"
+    if high < -band:
+        return "fails (reversed)"
+    if low > -band and high < band:
+        return f"fails (no effect beyond ±{band:g})"
+    return f"inconclusive at this precision (±{(high - low) / 2:.3f})"

@@ -1,4 +1,4 @@
-"""Flags of `rapref demo` (the pipeline is `rapref.demo.run`)."""
+"""Flags of `rapref demo` (the pipeline is `rapref.studies.demo.run`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.demo.run import DemoConfig
+    from rapref.studies.demo.run import DemoConfig
     from rapref.goals import STYLES
 
     d, w = DemoConfig(), DemoConfig().world
@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args):
-    from rapref.demo.run import DemoConfig
+    from rapref.studies.demo.run import DemoConfig
 
     d = DemoConfig()
     world = replace(d.world, judge_noise=args.judge_noise, judge_length_bias=args.judge_length_bias,
@@ -60,7 +60,7 @@ def config_from_args(args):
 
 
 def run(args):
-    from rapref.demo.run import main, select_hyperparameters
+    from rapref.studies.demo.run import main, select_hyperparameters
 
     cfg = config_from_args(args)
     if args.select_hparams:

@@ -51,7 +51,8 @@ def run_generate(args):
 def add_judge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("generations", help="JSONL written by `rapref generate`")
     p.add_argument("--scorer", required=True,
-                   help="reward-model:PATH | ifeval | python:MODULE:FUNCTION")
+                   help="if-official:ifeval | if-official:ifbench | reward-model:PATH | constraints | "
+                        "python:MODULE:FUNCTION (see rapref.evaluate.scorers)")
     p.add_argument("--out", required=True, help="output folder (scores.jsonl, aggregate.json, cache.jsonl)")
     p.add_argument("--against", help="pairwise: win rate of GENERATIONS against this generation set")
     p.add_argument("--cache", help="score cache file (default OUT/cache.jsonl)")

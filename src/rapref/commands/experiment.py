@@ -1,4 +1,4 @@
-"""Flags of `rapref experiment` (the experiment is `rapref.experiment`)."""
+"""Flags of `rapref experiment` (the experiment is `rapref.studies.ifeval.run`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.experiment import ExperimentConfig
+    from rapref.studies.ifeval.run import ExperimentConfig
 
     d = ExperimentConfig(model="", out="")
     p.add_argument("name", choices=("ifeval",), help="which experiment")
@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args):
-    from rapref.experiment import ExperimentConfig, main
+    from rapref.studies.ifeval.run import ExperimentConfig, main
 
     d = ExperimentConfig(model="", out="")
     training = {**d.training, **dict(o.split("=", 1) for o in args.overrides)}

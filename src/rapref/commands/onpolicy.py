@@ -1,4 +1,4 @@
-"""Flags of `rapref onpolicy` (the loop is `rapref.onpolicy`)."""
+"""Flags of `rapref onpolicy` (the loop is `rapref.studies.onpolicy`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", required=True,
                    help="the start: a model folder (later iterations start from the previous policy)")
     p.add_argument("--prompts", required=True, help="prompt file, benchmark question file or `rapref augment` folder")
-    p.add_argument("--scorer", required=True, help="reward-model:PATH | ifeval | python:MODULE:FUNCTION")
+    p.add_argument("--scorer", required=True, help="if-official:ifeval | if-official:ifbench | reward-model:PATH | constraints | "
+                        "python:MODULE:FUNCTION (see rapref.evaluate.scorers)")
     p.add_argument("--config", help="`rapref train` recipe (model, data and output_dir are set per iteration)")
     p.add_argument("--out", required=True, help="run folder (finished stages are reused)")
     p.add_argument("--samples", type=int, default=4, help="samples per prompt (the paper: 5)")
@@ -41,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args):
     from rapref.goals import scale_field
-    from rapref.onpolicy import OnPolicyConfig, main
+    from rapref.studies.onpolicy import OnPolicyConfig, main
 
     return main(OnPolicyConfig(
         policy=args.policy, prompts=args.prompts, scorer=args.scorer, recipe=args.config, out=args.out,

@@ -16,10 +16,11 @@ from pathlib import Path
 
 
 from rapref.evaluate.generate import load_prompts, model_goal_spec
-from rapref.io import InputError, atomic_path, read_jsonl, write_json_atomic, write_jsonl_atomic
+from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
 from rapref.outputs import (begin_output, claim_output, claim_output_file, finish_output, finish_output_file,
                             output_lock)
-from rapref.stats import summary
+from rapref.reports import markdown_table, save_figure, write_text_atomic
+from rapref.stats import spearman, summary
 
 
 @dataclass
@@ -42,8 +43,6 @@ class DiagnoseConfig:
 
 def controllability(rows: list[dict]) -> dict:
     """Mean achieved score per goal and Spearman's rank correlation between goal and score over all samples."""
-    from scipy.stats import spearmanr
-
     rows = [r for r in rows if r.get("goal") is not None]
     if len({r["goal"] for r in rows}) < 2:
         raise InputError("controllability needs scores of a goal sweep (at least two goals); "
@@ -51,9 +50,9 @@ def controllability(rows: list[dict]) -> dict:
     by_goal = defaultdict(list)
     for r in rows:
         by_goal[float(r["goal"])].append(float(r["score"]))
-    rho, p_value = spearmanr([r["goal"] for r in rows], [r["score"] for r in rows])
+    test = spearman([r["goal"] for r in rows], [r["score"] for r in rows])
     curve = [{"goal": g, **summary(v)} for g, v in sorted(by_goal.items())]
-    return {"spearman_rho": float(rho), "p_value": float(p_value), "n": len(rows), "curve": curve}
+    return {"spearman_rho": test["rho"], "p_value": test["p_value"], "n": len(rows), "curve": curve}
 
 
 def plot_curve(curve: list[dict], path: Path, title: str, ylabel: str = "achieved score",
@@ -81,7 +80,7 @@ def plot_curve(curve: list[dict], path: Path, title: str, ylabel: str = "achieve
     ax.grid(alpha=0.3)
     fig.text(0.01, 0.01, "mean per goal; bars: 95% normal interval (1.96 standard errors over samples)"
              + (f", clipped to {score_range[0]:g}-{score_range[1]:g}" if score_range else ""), fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_unlearning(rows: list[dict], path: Path) -> None:
@@ -100,30 +99,12 @@ def plot_unlearning(rows: list[dict], path: Path) -> None:
     ax.set_title(f"held-out high-quality rejected responses ({rows[0]['band']})", fontsize=10)
     fig.text(0.01, 0.01, "bars: mean over responses; whiskers: 95% normal interval (1.96 standard errors)",
              fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _half_width(stderr) -> float:
     """95% normal half-width of an error bar; none (NaN, not drawn) where there is no standard error."""
     return float("nan") if stderr is None else 1.96 * stderr
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.tight_layout(rect=(0, 0.05, 1, 1))  # room for the caption
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-
-
-def markdown_table(rows: list[dict], columns: list[str]) -> str:
-    def cell(v):
-        return f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def main(cfg: DiagnoseConfig) -> dict:
@@ -195,5 +176,4 @@ def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:
 
 def _write(out: Path, name: str, result: dict, markdown: str) -> None:
     write_json_atomic(out / f"{name}.json", result)
-    with atomic_path(out / f"{name}.md") as tmp:
-        tmp.write_text(f"# {name}\n\n{markdown}\n")
+    write_text_atomic(out / f"{name}.md", f"# {name}\n\n{markdown}\n")

@@ -1,6 +1,6 @@
 """`rapref judge`: score generations, aggregate them, and compare two sets pairwise.
 
-    rapref judge runs/gen.jsonl --scorer python:rapref.demo.world:true_reward --out runs/judge
+    rapref judge runs/gen.jsonl --scorer python:rapref.studies.demo.world:true_reward --out runs/judge
     rapref judge runs/relabeled.jsonl --against runs/dpo.jsonl --scorer reward-model:PATH --out runs/win
 
 Writes `scores.jsonl` (one row per sample) and `aggregate.json` (n, mean, standard error, by goal; and for pairwise

@@ -1,9 +1,10 @@
 """Scorers for `rapref judge`, in a plain registry keyed by the name `--scorer` uses.
 
-    reward-model:PATH        a Hugging Face sequence-classification reward model (local folder or hub id)
-    ifeval                   verifiable instructions: the fraction of a row's `constraints` the response satisfies
     if-official:ifeval       the official IFEval checkers (if-official:ifbench: IFBench's) on the benchmarks' own
                              `instruction_id_list` + `kwargs`: 1 + 9 x fraction met
+    reward-model:PATH        a Hugging Face sequence-classification reward model (local folder or hub id)
+    constraints              rapref's own small constraint checks (not IFEval): the fraction of a row's
+                             `constraints` ([{"type": "max_words", "value": 50}, ...]) the response satisfies
     python:MODULE:FUNCTION   any function f(row, text) -> float (synthetic tasks with a known true reward)
 
 A scorer is `score(rows, texts) -> list[float]` plus an `id` (its name, shown in outputs), a `fingerprint` of what
@@ -14,7 +15,7 @@ computes its scores (keys the judge's cache, so a scorer changed in place is nev
 |---|---|
 | `reward-model:PATH` | `rapref.models.model_fingerprint`: config and tokenizer content, weight files' sizes and times |
 | `python:M:F` | the source of module M (the file), so editing F or a helper it calls gives new scores |
-| `ifeval` | the source of this module (its checks) |
+| `constraints` | the source of this module (its checks) |
 | `if-official:B` | the `if-verifiable` package version and the source of this module |
 """
 
@@ -197,11 +198,12 @@ def _is_json(text: str) -> bool:
     return True
 
 
-@register_scorer("ifeval")
-class InstructionScorer(Scorer):
-    """Each row carries `constraints: [{"type": "max_words", "value": 50}, ...]`; the score is the fraction met."""
+@register_scorer("constraints")
+class ConstraintScorer(Scorer):
+    """rapref's own constraint checks, not IFEval: each row carries `constraints: [{"type": "max_words", "value": 50},
+    ...]`; the score is the fraction met. Use `if-official:ifeval` for IFEval itself."""
 
-    id = "ifeval"
+    id = "constraints"
     row_fields = ("prompt", "constraints")
 
     def __init__(self, *_, **__):
@@ -212,11 +214,11 @@ class InstructionScorer(Scorer):
         for i, (row, text) in enumerate(zip(rows, texts)):
             constraints = row.get("constraints")
             if not constraints:
-                raise InputError(f"scorer ifeval: row {i} ({row.get('prompt_id')}) has no 'constraints'")
+                raise InputError(f"scorer constraints: row {i} ({row.get('prompt_id')}) has no 'constraints'")
             met = []
             for c in constraints:
                 if c.get("type") not in CHECKS:
-                    raise InputError(f"scorer ifeval: row {i}: unknown constraint type {c.get('type')!r}; "
+                    raise InputError(f"scorer constraints: row {i}: unknown constraint type {c.get('type')!r}; "
                                      f"known: {', '.join(sorted(CHECKS))}")
                 met.append(CHECKS[c["type"]](text, c.get("value")))
             scores.append(sum(met) / len(met))

@@ -96,9 +96,6 @@ class Drops:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def as_dict(self) -> dict:
-        return {"by_reason": dict(sorted(self.counts.items())), "examples": self.examples}
-
 
 LoaderFn = Callable[[dict[str, list[dict]], SchemaOptions, Drops], Loaded]
 DetectFn = Callable[[set[str], dict], bool]

@@ -375,8 +375,3 @@ def _checkpoint_complete(folder: Path) -> bool:
     except Exception:  # noqa: BLE001 - any unreadable part means the write did not finish
         return False
     return True
-
-
-def read_train_settings(model_dir: str | Path) -> dict:
-    path = Path(model_dir) / TRAIN_SETTINGS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -22,34 +22,16 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from rapref.demo.arms import ARMS, BY_NAME, FAMILIES, SWEPT, Arm
-from rapref.demo.world import WorldConfig, build_world, corpus, judge_agreement, true_reward, well_formed
+from rapref.studies.demo.arms import ARMS, BY_NAME, DECODINGS, FAMILIES, PRIMARY, SWEPT, Decoding
+from rapref.studies.demo.arms import folder as arm_folder
+from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
+from rapref.studies.demo.world import WorldConfig, build_world, corpus, judge_agreement, true_reward, well_formed
 from rapref.goals import GoalSpec
-from rapref.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from rapref.outputs import claim_output, empty_output, finish_output, output_lock, reopen_output
+from rapref.io import write_json_atomic, write_jsonl_atomic
 
-STAGE_DONE = ".done"  # written last into a stage folder: the stage counts as done only when it is there
-SCORER = "python:rapref.demo.world:true_reward"
+SCORER = "python:rapref.studies.demo.world:true_reward"
 VALIDATION_SEEDS = (101, 102)
-
-
-def stage_done(folder: Path) -> bool:
-    return (folder / STAGE_DONE).is_file()
-
-
-def mark_stage_done(folder: Path) -> None:
-    write_json_atomic(folder / STAGE_DONE, {"done": True})
-
-
-@dataclass(frozen=True)
-class Decoding:
-    name: str
-    temperature: float
-    samples: int
-
-
-DECODINGS = (Decoding("T0.7", 0.7, 2), Decoding("T1.0", 1.0, 2), Decoding("greedy", 0.0, 1))
-PRIMARY = "T0.7"  # the decoding the verdicts use, fixed before any run (the paper samples; 0.7 is rapref's default)
+FREE_SETTINGS = ("workers", "out")  # a rerun may change these: seeds run in parallel give the same numbers
 
 
 @dataclass
@@ -97,42 +79,50 @@ class Seed:
     def __init__(self, cfg: DemoConfig, seed: int, root: Path, progress=None):
         self.cfg, self.seed, self.root, self.spec = cfg, seed, root, cfg.goal_spec()
         self.progress = progress or (lambda text: None)
-        self.timings: dict[str, float] = {}
+        self.stages = Stages(root, progress=lambda name: self.progress(f"seed {seed}: {name}"))
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.stages.timings
 
     def timed(self, name, fn, *args, detail: str = ""):
+        """In-process work that writes no stage folder (aggregating judged files, the probe), timed like a stage."""
         self.progress(f"seed {self.seed}: {name}{' ' + detail if detail else ''}")
         start = time.perf_counter()
         result = fn(*args)
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 2)
         return result
 
+    def _settings(self, **extra) -> dict:
+        """What defines this seed's data and start: the world, the goal wording, the start's recipe."""
+        c = self.cfg
+        return {"seed": self.seed, "world": asdict(c.world), "goal_style": c.goal_style, **extra}
+
     # -- data and start ------------------------------------------------------------------------------------------
     def prepare(self) -> None:
-        self.world = self.timed("world", self._world)
-        self.timed("augment", self._augment_all)
-        self.timed("start", self._start)
+        self.world = self.timed("world", build_world, replace(self.cfg.world, seed=self.seed))
+        self.stages.run("world", self._settings(), self._write_world, timing="world")
+        for mode in sorted({arm.data for arm in ARMS if arm.kind == "dpo"}):
+            self.stages.run(f"augment {mode}", self._settings(mode=mode), lambda m=mode: self._augment(
+                self.root / "world" / "train.jsonl", self.root / "data" / m, m), timing="augment")
+        self.stages.run("augment heldout", self._settings(mode="original"), lambda: self._augment(
+            self.root / "world" / "test.jsonl", self.root / "data" / "heldout", "original"), timing="augment")
+        c = self.cfg
+        model = {"hidden_size": c.hidden_size, "num_layers": c.num_layers}
+        self.stages.run("base", self._settings(**model), lambda: build_base(self.root / "base", self.world, self.spec,
+                                                                            c, self.seed), timing="start")
+        self.stages.run("start", self._settings(**model, fraction=c.start_goal_fraction, epochs=c.sft_epochs,
+                                                lr=c.sft_lr), self._sft_start, timing="start")
 
-    def _world(self):
-        world = build_world(replace(self.cfg.world, seed=self.seed))
-        folder = self.root / "world"
-        if not stage_done(folder):
-            write_jsonl_atomic(folder / "train.jsonl", world.train_rows)
-            write_jsonl_atomic(folder / "test.jsonl", world.test_rows)
-            # every held-out prompt is evaluated: no pair filter decides which prompts count
-            write_jsonl_atomic(folder / "prompts.jsonl", [{"prompt_id": f"test-{i}", "prompt": r["instruction"]}
-                                                          for i, r in enumerate(world.test_rows)])
-            mark_stage_done(folder)
-        return world
-
-    def _augment_all(self) -> None:
-        modes = {arm.data for arm in ARMS if arm.kind == "dpo"}
-        for mode in sorted(modes):
-            self._augment(self.root / "world" / "train.jsonl", self.root / "data" / mode, mode)
-        self._augment(self.root / "world" / "test.jsonl", self.root / "data" / "heldout", "original")
+    def _write_world(self) -> None:
+        folder, world = self.root / "world", self.world
+        write_jsonl_atomic(folder / "train.jsonl", world.train_rows)
+        write_jsonl_atomic(folder / "test.jsonl", world.test_rows)
+        # every held-out prompt is evaluated: no pair filter decides which prompts count
+        write_jsonl_atomic(folder / "prompts.jsonl", [{"prompt_id": f"test-{i}", "prompt": r["instruction"]}
+                                                      for i, r in enumerate(world.test_rows)])
 
     def _augment(self, source: Path, out: Path, mode: str) -> None:
-        if stage_done(out):
-            return
         from rapref.augment import AugmentConfig, main
         from rapref.relabel import RelabelOptions
         from rapref.schemas import SchemaOptions
@@ -143,33 +133,30 @@ class Seed:
                            relabel=RelabelOptions(mode=mode, seed=self.seed),
                            schema_options=SchemaOptions(seed=self.seed, test_size=0, exclude_sources=()),
                            overwrite=True))
-        mark_stage_done(out)
 
-    def _start(self) -> None:
-        from rapref.demo.sft import run_sft, sft_examples
+    def _sft_start(self) -> None:
+        from rapref.studies.demo.sft import run_sft, sft_examples
 
-        base, start = self.root / "base", self.root / "start"
-        if not stage_done(base):
-            build_base(base, self.world, self.spec, self.cfg, self.seed)
-            mark_stage_done(base)
-        if not stage_done(start):
-            run_sft(str(base), sft_examples(self.world.train_rows, self.spec, self.cfg.start_goal_fraction, self.seed),
-                    str(start), epochs=self.cfg.sft_epochs, lr=self.cfg.sft_lr, batch_size=64, seed=self.seed)
-            self.spec.save(start)
-            mark_stage_done(start)
+        run_sft(str(self.root / "base"), sft_examples(self.world.train_rows, self.spec, self.cfg.start_goal_fraction,
+                                                      self.seed),
+                str(self.root / "start"), epochs=self.cfg.sft_epochs, lr=self.cfg.sft_lr, batch_size=64,
+                seed=self.seed)
+        self.spec.save(self.root / "start")
 
     # -- arms ----------------------------------------------------------------------------------------------------
     def train(self, arm: Arm, lr: float, folder: Path | None = None) -> Path:
-        folder = folder or self.root / arm.folder
-        if arm.kind == "start" or stage_done(folder):
-            return self.root / "start" if arm.kind == "start" else folder
-        self.timed(f"train {arm.name.split('@')[0]}", self._train, arm, lr, folder)
+        if arm.kind == "start":
+            return self.root / "start"
+        folder = folder or self.root / arm_folder(arm)
+        settings = self._settings(arm=arm.recipe, lr=lr, beta=self.cfg.beta, batch_size=self.cfg.batch_size)
+        self.stages.run(f"train {folder.relative_to(self.root)}", settings, lambda: self._train(arm, lr, folder),
+                        timing=f"train {arm.name.split('@')[0]}")
         return folder
 
     def _train(self, arm: Arm, lr: float, folder: Path) -> None:
         start = self.root / "start"
         if arm.kind == "sft":
-            from rapref.demo.sft import run_sft, sft_examples
+            from rapref.studies.demo.sft import run_sft, sft_examples
 
             fraction = 1.0 if arm.data == "goal" else 0.0
             run_sft(str(start), sft_examples(self.world.train_rows, self.spec, fraction, self.seed + 1), str(folder),
@@ -178,7 +165,6 @@ class Seed:
         else:
             with contextlib.redirect_stdout(io.StringIO()):  # the demo reports its own stages
                 self._train_dpo(arm, lr, folder, start)
-        mark_stage_done(folder)
 
     def _train_dpo(self, arm: Arm, lr: float, folder: Path, start: Path) -> None:
         from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
@@ -198,7 +184,7 @@ class Seed:
     def evaluate(self, name: str, model: Path, goal: bool, decoding: Decoding) -> dict:
         """Sample every held-out prompt, judge with the true reward; per-prompt means and shape rates."""
         rows = self._generate_and_judge(f"{name}.{decoding.name}", model, [self.spec.top] if goal else None,
-                                        decoding.temperature, decoding.samples, limit=None)
+                                        decoding.temperature, decoding.samples, None, f"evaluate {decoding.name}")
         per_prompt: dict[str, list[float]] = {}
         for row in rows:
             per_prompt.setdefault(row["prompt_id"], []).append(row["score"])
@@ -212,29 +198,22 @@ class Seed:
     def sweep(self, name: str, model: Path) -> dict:
         """True reward per goal and prompt over the first `sweep_prompts` held-out prompts (one sample, T 0.7)."""
         rows = self._generate_and_judge(f"{name}.sweep", model, list(self.cfg.sweep_goals), 0.7, 1,
-                                        limit=self.cfg.sweep_prompts)
+                                        self.cfg.sweep_prompts, "sweep")
         by_goal: dict[str, dict[str, float]] = {}
         for row in sorted(rows, key=lambda r: r["goal"]):
             by_goal.setdefault(str(row["goal"]), {})[row["prompt_id"]] = row["score"]
         return by_goal
 
-    def _generate_and_judge(self, name, model, goals, temperature, samples, limit) -> list[dict]:
-        from rapref.evaluate.generate import GenerateConfig, SamplingConfig
-        from rapref.evaluate.generate import main as generate
-        from rapref.evaluate.judge import JudgeConfig
-        from rapref.evaluate.judge import main as judge
+    def _generate_and_judge(self, name, model, goals, temperature, samples, limit, timing) -> list[dict]:
+        from rapref.evaluate.generate import SamplingConfig
 
-        gen_path = self.root / "gen" / f"{name}.jsonl"
-        if not gen_path.is_file():  # the same sampling seed for every arm: paired draws
-            generate(GenerateConfig(model=str(model), prompts=str(self.root / "world" / "prompts.jsonl"),
-                                    out=str(gen_path), goals=goals, no_goal=goals is None, backend="transformers",
-                                    limit=limit, sampling=SamplingConfig(max_new_tokens=12, temperature=temperature,
-                                                                         num_samples=samples, seed=self.seed,
-                                                                         batch_size=2048)))
-        judge_dir = self.root / "judge" / name
-        if not (judge_dir / "scores.jsonl").is_file():
-            judge(JudgeConfig(generations=str(gen_path), scorer=SCORER, out=str(judge_dir), overwrite=True))
-        return read_jsonl(judge_dir / "scores.jsonl")
+        # the same sampling seed for every arm: paired draws
+        sampling = SamplingConfig(max_new_tokens=12, temperature=temperature, num_samples=samples, seed=self.seed,
+                                  batch_size=2048)
+        return generate_and_judge(self.stages, name, model=model, prompts=self.root / "world" / "prompts.jsonl",
+                                  gen_path=self.root / "gen" / f"{name}.jsonl", judge_dir=self.root / "judge" / name,
+                                  goals=goals, sampling=sampling, scorer=SCORER, limit=limit, backend="transformers",
+                                  timing=timing)
 
     def probe(self, models: dict[str, Path]) -> dict:
         """Unlearning (C2): change in log p of held-out chosen and rejected responses, policy minus start, the start
@@ -296,18 +275,19 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
     """Every stage for one evaluation seed; returns its measurements (saved as OUT/seed-N/results.json)."""
     root = Path(cfg.out) / f"seed-{seed}"
     done = root / "results.json"
-    if done.is_file():
-        return json.loads(done.read_text())
     s = Seed(cfg, seed, root, progress)
+    if s.stages.done("results", {"seed": seed}):
+        return json.loads(done.read_text())
     s.prepare()
     models = {arm.name: s.train(arm, cfg.learning_rate(arm.family) if arm.family else 0.0) for arm in ARMS}
-    evaluations = {d.name: {arm.name: s.timed(f"evaluate {d.name}", s.evaluate, arm.name, models[arm.name], arm.goal,
-                                              d, detail=arm.name) for arm in ARMS} for d in DECODINGS}
-    sweeps = {name: s.timed("sweep", s.sweep, name, models[name], detail=name) for name in SWEPT}
+    evaluations = {d.name: {arm.name: s.evaluate(arm.name, models[arm.name], arm.goal, d) for arm in ARMS}
+                   for d in DECODINGS}
+    sweeps = {name: s.sweep(name, models[name]) for name in SWEPT}
     probe = s.timed("probe", s.probe, models)
     results = {"seed": seed, "evaluations": evaluations, "sweeps": sweeps, "probe": probe, "data": s.data_stats(),
                "timings_s": s.timings}
     write_json_atomic(done, results)
+    s.stages.mark("results", {"seed": seed})
     return results
 
 
@@ -446,8 +426,13 @@ MIN_WELL_FORMED = 0.95
 def select_hyperparameters(cfg: DemoConfig, seeds=VALIDATION_SEEDS) -> dict:
     """Per family, the learning rate with the largest mean improvement over the start on validation seeds (T 0.7),
     among those whose answers stay well-formed (>= MIN_WELL_FORMED on every seed). Never by which arm wins."""
-    out = claim_output(cfg.out, "demo --select-hparams", overwrite=False, reuse=True)
-    reopen_output(out, "demo --select-hparams")
+    with Study(cfg.out, "demo --select-hparams", asdict(cfg), free=FREE_SETTINGS) as study:
+        selection = _select(cfg, seeds, study.out)
+        study.finish()
+    return selection
+
+
+def _select(cfg: DemoConfig, seeds, out: Path) -> dict:
     per_seed = run_seeds(select_seed, cfg, list(seeds), "select")
     chosen, table = {}, []
     for family, grid in LR_GRID.items():
@@ -465,7 +450,6 @@ def select_hyperparameters(cfg: DemoConfig, seeds=VALIDATION_SEEDS) -> dict:
                  "seeds": list(seeds), "grid": LR_GRID, "trials": table, "chosen": chosen,
                  "per_seed_start": [r["start"] for r in per_seed]}
     write_json_atomic(out / "selection.json", selection)
-    finish_output(out, "demo --select-hparams")
     return selection
 
 
@@ -474,27 +458,17 @@ def main(cfg: DemoConfig, overwrite: bool = False) -> dict:
         cfg = quick_config(cfg)
         print("SMOKE RUN (--quick): every stage runs on a tiny world and model that cannot learn the task; its "
               "numbers mean nothing and no verdict is drawn.", flush=True)
-    out = claim_output(cfg.out, "demo", overwrite=overwrite, reuse=True)  # finished stages of an earlier run are reused
-    with output_lock(out):
-        return _run(cfg, out, overwrite)
+    # finished stages of an earlier run with the same settings are reused; other settings are refused
+    with Study(cfg.out, "demo", asdict(cfg), free=FREE_SETTINGS, overwrite=overwrite) as study:
+        report = _run(cfg, study.out)
+        study.finish()
+    return report
 
 
-def _run(cfg: DemoConfig, out: Path, overwrite: bool) -> dict:
-    from rapref.demo.report import write_report
+def _run(cfg: DemoConfig, out: Path) -> dict:
+    from rapref.studies.demo.report import write_report
 
-    if overwrite and out.is_dir() and any(out.iterdir()):
-        empty_output(out)
-    previous = out / "config.json"
-    if previous.is_file() and json.loads(previous.read_text()) != json.loads(json.dumps(asdict(cfg))):
-        from rapref.io import InputError
-
-        raise InputError(f"{out}: holds a demo run with other settings (config.json); pass --overwrite to start "
-                         "over, or choose another --out")
-    reopen_output(out, "demo")  # unfinished until this launch ends
-    from rapref.launches import record_launch
-
-    record_launch(out, asdict(cfg), "demo")
-    write_json_atomic(previous, asdict(cfg))
+    write_json_atomic(out / "config.json", asdict(cfg))
     fresh = not any((out / f"seed-{seed}" / "results.json").is_file() for seed in cfg.seeds)
     start = time.perf_counter()
     results = run_seeds(run_seed, cfg, list(cfg.seeds), "demo")
@@ -504,6 +478,4 @@ def _run(cfg: DemoConfig, out: Path, overwrite: bool) -> dict:
 
         write_json_atomic(out / "timing.json", {"full_run_wall_seconds": wall, "workers": cfg.workers,
                                                 "git_hash": git_hash()})
-    report = write_report(cfg, results, out, wall_seconds=wall)
-    finish_output(out, "demo")
-    return report
+    return write_report(cfg, results, out, wall_seconds=wall)

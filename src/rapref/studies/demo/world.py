@@ -173,11 +173,11 @@ def corpus(world: World, spec) -> list[str]:
 
 def judge_agreement(world: World) -> dict:
     """How well the judge's scores follow the true reward over all pool completions (Spearman's rho)."""
-    from scipy.stats import spearmanr
+    from rapref.stats import spearman
 
     scores = [c["overall_score"] for r in world.train_rows for c in r["completions"]]
     rewards = [c["true_reward"] for r in world.train_rows for c in r["completions"]]
-    rho, _ = spearmanr(scores, rewards)
+    rho = spearman(scores, rewards)["rho"]
     hard = [hard_item(r["instruction"]) for r in world.train_rows]
     return {"spearman_judge_vs_true": float(rho), "completions": len(scores),
             "mean_true_reward_of_pool": float(np.mean(rewards)), "hard_item_fraction": float(np.mean(hard))}

@@ -1,11 +1,12 @@
 """Pair the demo's arms seed by seed into `report.json`, `report.md`, plots and a printed table, with verdicts.
 
-Statistics: every arm answers the same held-out prompts with the same sampling seeds, so arms are compared by paired
-differences. Per evaluation seed, the difference of two arms is the mean over prompts of (reward of arm - reward of
-baseline); a claim's 95% t-interval is taken over those per-seed differences (each seed is a new world, start and
-training run, the unit that varies most). Verdicts, from that interval at the primary decoding (T 0.7):
-"holds" when it lies above 0, "fails" when it lies below 0 or below +NEGLIGIBLE (no gain worth the name), and
-"inconclusive at this precision" otherwise.
+Statistics (`rapref.stats`): every arm answers the same held-out prompts with the same sampling seeds, so arms are
+compared by paired differences. Per evaluation seed, the difference of two arms is the mean over prompts of (reward of
+arm - reward of baseline); a claim's 95% t-interval is taken over those per-seed differences (each seed is a new world,
+start and training run, the unit that varies most). Verdicts, from that interval at the primary decoding (T 0.7), by
+one symmetric rule (`rapref.stats.verdict`): "holds" above +band, "fails" below -band or entirely within +-band, and
+"inconclusive at this precision" otherwise; the band of each claim is in the claims table (`arms.CLAIMS`).
+C2 and C4 are defined once for every study (`rapref.studies.claims`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rapref.demo.arms import ARMS, BY_NAME, CLAIMS, SWEPT
-from rapref.demo.run import DECODINGS, PRIMARY
-from rapref.evaluate.diagnose import markdown_table
-from rapref.io import atomic_path, write_json_atomic
-from rapref.stats import summary, t_interval
+from rapref.io import write_json_atomic
+from rapref.reports import markdown_table, save_figure, write_text_atomic
+from rapref.stats import paired_over_seeds, summary, t_interval, verdict
+from rapref.studies.claims import c2_over_seeds, c4_over_seeds, goal_curve, sweep_rho
+from rapref.studies.demo.arms import ARMS, BY_NAME, CLAIMS, DECODINGS, NEGLIGIBLE, PRIMARY, SWEPT
 
-NEGLIGIBLE = 0.01  # true-reward points: a gain whose whole interval lies below this is no gain
 MONOTONE_TOLERANCE = 0.02  # a goal sweep is monotone when no step down exceeds this and two paired standard errors
 
 
@@ -30,30 +30,17 @@ def interval(values: list[float]) -> dict:
     return {"mean": mean, "low": low, "high": high, "per_seed": [round(v, 4) for v in values]}
 
 
-def verdict(ci: dict, negligible: float = NEGLIGIBLE) -> str:
-    if ci["low"] is None:
-        return "inconclusive (one seed)"
-    if ci["low"] > 0:
-        return "holds"
-    if ci["high"] < 0:
-        return "fails (reversed)"
-    if ci["high"] < negligible:
-        return f"fails (no gain above {negligible:g})"
-    return f"inconclusive at this precision (±{(ci['high'] - ci['low']) / 2:.3f})"
-
-
 def paired(results: list[dict], decoding: str, arm: str, baseline: str) -> dict:
-    diffs = []
-    for seed in results:
-        mine, theirs = (seed["evaluations"][decoding][a]["per_prompt"] for a in (arm, baseline))
-        assert mine.keys() == theirs.keys(), "arms must be evaluated on the same prompts"
-        diffs.append(float(np.mean([mine[p] - theirs[p] for p in mine])))
-    return interval(diffs)
+    """Per-seed paired differences over the same prompts (required equal), t-interval over seeds."""
+    ci = paired_over_seeds([tuple(seed["evaluations"][decoding][a]["per_prompt"] for a in (arm, baseline))
+                            for seed in results])
+    return {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "per_seed": ci["values"]}
 
 
 def curve(sweep: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Mean true reward per goal of a sweep ({goal: {prompt_id: reward}})."""
-    return {g: float(np.mean(list(v.values()))) for g, v in sorted(sweep.items(), key=lambda item: float(item[0]))}
+    """Mean true reward per goal of a sweep ({goal: {prompt_id: reward}}), keyed as the sweep is."""
+    means = goal_curve(sweep)
+    return {g: means[float(g)] for g in sorted(sweep, key=float)}
 
 
 def steps_down(sweep: dict[str, dict[str, float]]) -> list[str]:
@@ -68,13 +55,6 @@ def steps_down(sweep: dict[str, dict[str, float]]) -> list[str]:
     return found
 
 
-def spearman(sweep: dict[str, dict[str, float]]) -> float:
-    from scipy.stats import spearmanr
-
-    means = curve(sweep)
-    return float(spearmanr([float(g) for g in means], list(means.values()))[0])
-
-
 def checks(cfg, seed: dict) -> dict:
     """Is this world one where the paper's question means something? Printed for every seed."""
     start_sweep = seed["sweeps"]["start@10"]
@@ -82,8 +62,8 @@ def checks(cfg, seed: dict) -> dict:
     down = steps_down(start_sweep)
     return {
         "seed": seed["seed"],
-        "start_reads_goals": not down and spearman(start_sweep) > 0,
-        "start_sweep_spearman": spearman(start_sweep),
+        "start_reads_goals": not down and sweep_rho(start_sweep) > 0,
+        "start_sweep_spearman": sweep_rho(start_sweep),
         "start_sweep_steps_down": down,
         "dpo_improves_on_start": evaluation[PRIMARY]["dpo"]["mean"] > evaluation[PRIMARY]["start"]["mean"],
         "dpo_minus_start": evaluation[PRIMARY]["dpo"]["mean"] - evaluation[PRIMARY]["start"]["mean"],
@@ -136,23 +116,32 @@ def build(cfg, results: list[dict]) -> dict:
 
 
 def claims(cfg, results, probe) -> list[dict]:
+    """Every claim of `arms.CLAIMS`, its interval and its verdict."""
     out = []
     for claim in CLAIMS:
-        ci = paired(results, PRIMARY, claim.arm, claim.baseline)
-        out.append({"name": claim.name, "statement": claim.statement, "difference": f"{claim.arm} - {claim.baseline}",
-                    **ci, "verdict": verdict(ci)})
-    if "relabeled@10" in probe and "dpo" in probe:
-        ci = interval([unlearning(r, "relabeled@10", cfg.band)["difference"] - unlearning(r, "dpo", cfg.band)["difference"]
-                       for r in results])
-        out.append({"name": "C2", "statement": f"held-out high-quality rejected responses (judged >= {cfg.band:g}) "
-                                               "lose less log-probability, beyond what chosen ones lose, under "
-                                               "relabeled DPO than under DPO (start asked with the same goal)",
-                    "difference": "relabeled (rejected - chosen) - dpo (rejected - chosen), nats",
-                    **ci, "verdict": verdict(ci, negligible=0.0)})
-    rhos = interval([spearman(r["sweeps"]["relabeled@10"]) for r in results])
-    out.append({"name": "C4", "statement": "the relabeled policy's true reward rises with the goal asked for",
-                "difference": "Spearman rho of goal vs reward", **rhos, "verdict": verdict(rhos, negligible=0.0)})
+        if claim.kind == "paired":
+            ci = {**paired(results, PRIMARY, claim.arm, claim.baseline)}
+            ci["verdict"] = verdict(ci, claim.band)
+        elif claim.kind == "unlearning":
+            if claim.arm not in probe or claim.baseline not in probe:
+                continue
+            gaps = {arm: [(u["rejected_hq"], u["chosen_hq"]) for u in (unlearning(r, arm, cfg.band) for r in results)]
+                    for arm in (claim.arm, claim.baseline)}
+            ci = c2_over_seeds(gaps[claim.arm], gaps[claim.baseline])
+            ci = {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "per_seed": ci["values"],
+                  "verdict": ci["verdict"]}
+        else:
+            ci = c4_over_seeds([r["sweeps"][claim.arm] for r in results])
+            ci = {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "per_seed": ci["values"],
+                  "verdict": ci["verdict"]}
+        out.append({"name": claim.name, "statement": claim.statement.format(band=cfg.band),
+                    "difference": DIFFERENCES.get(claim.kind, f"{claim.arm} - {claim.baseline}"), "band": claim.band,
+                    **ci})
     return out
+
+
+DIFFERENCES = {"unlearning": "relabeled (rejected - chosen) - dpo (rejected - chosen), nats",
+               "controllability": "Spearman rho of goal vs reward"}
 
 
 def _ci(ci: dict, digits: int = 3, signed: bool = False) -> str:
@@ -162,31 +151,46 @@ def _ci(ci: dict, digits: int = 3, signed: bool = False) -> str:
     return f"{ci['mean']:{sign}.{digits}f} [{ci['low']:{sign}.{digits}f}, {ci['high']:{sign}.{digits}f}]"
 
 
-def markdown(cfg, report: dict, wall_seconds: float) -> str:
+def _verdicts_md(cfg, report: dict) -> str:
     smoke = ("**SMOKE RUN (`--quick`): a tiny world and model that cannot learn the task. The numbers below only show "
              "that every stage ran; they mean nothing, and no verdict is drawn.**\n\n") if cfg.quick else ""
-    verdicts = ""
-    if "claims" in report:
-        rows = [{"claim": c["name"], "statement": c["statement"], "paired difference [95% CI over seeds]":
-                 _ci(c, 3, True), "verdict": c["verdict"]} for c in report["claims"]]
-        verdicts = "## Verdicts\n\n" + markdown_table(rows, list(rows[0])) + "\n\n" + (
-            f"Paired over {len(report['seeds'])} evaluation seeds (each a new world, start and training run); per "
-            f"seed, {report['n_prompts']} held-out prompts x 2 samples at {PRIMARY}, every arm on the same prompts "
-            f"and sampling seeds. Holds: the 95% t-interval lies above 0; fails: below 0, or below +{NEGLIGIBLE} "
-            "(no gain worth the name); otherwise inconclusive at this precision.\n\n")
-    arm_rows = []
+    if "claims" not in report:
+        return smoke
+    rows = [{"claim": c["name"], "statement": c["statement"], "paired difference [95% CI over seeds]":
+             _ci(c, 3, True), "verdict": c["verdict"]} for c in report["claims"]]
+    return smoke + "## Verdicts\n\n" + markdown_table(rows, list(rows[0])) + "\n\n" + (
+        f"Paired over {len(report['seeds'])} evaluation seeds (each a new world, start and training run); per "
+        f"seed, {report['n_prompts']} held-out prompts x 2 samples at {PRIMARY}, every arm on the same prompts "
+        f"and sampling seeds. One rule for every claim, symmetric around 0: holds when the 95% t-interval lies "
+        f"above +band, fails when it lies below -band or entirely within ±band (no effect worth the name), "
+        f"otherwise inconclusive at this precision; band = {NEGLIGIBLE} true-reward points for the paired "
+        f"claims, 0 for C2 and C4. {len(report['claims'])} intervals were read (no multiplicity correction).\n\n")
+
+
+def _arm_rows(report: dict) -> list[dict]:
+    rows = []
     for row in report["arms"]:
         p = row[PRIMARY]
-        arm_rows.append({"arm": row["label"], f"true reward {PRIMARY}": _ci(p), "minus start": _ci(p["minus_start"], 3, True),
-                         "minus DPO": _ci(p["minus_dpo"], 3, True), "T1.0": f"{row['T1.0']['mean']:.3f}",
-                         "greedy": f"{row['greedy']['mean']:.3f}",
-                         "well-formed T1.0 / T0.7": f"{row['T1.0']['well_formed']:.2f} / {p['well_formed']:.2f}",
-                         "length T1.0": f"{row['T1.0']['mean_length']:.2f}"})
-    check_rows = [{"seed": c["seed"], "start reads goals (sweep monotone)": f"{'yes' if c['start_reads_goals'] else 'NO'}"
-                   f" (rho {c['start_sweep_spearman']:.2f}{'; down ' + ', '.join(c['start_sweep_steps_down']) if c['start_sweep_steps_down'] else ''})", "DPO - start": f"{c['dpo_minus_start']:+.3f}"
-                   + ("" if c["dpo_improves_on_start"] else " NO"),
-                   "greedy start vs chosen answers": f"{c['start_greedy']:.3f} vs {c['chosen_answers']:.3f}"
-                   + ("" if c["greedy_start_below_chosen"] else " NO")} for c in report["checks"]]
+        rows.append({"arm": row["label"], f"true reward {PRIMARY}": _ci(p), "minus start": _ci(p["minus_start"], 3, True),
+                     "minus DPO": _ci(p["minus_dpo"], 3, True), "T1.0": f"{row['T1.0']['mean']:.3f}",
+                     "greedy": f"{row['greedy']['mean']:.3f}",
+                     "well-formed T1.0 / T0.7": f"{row['T1.0']['well_formed']:.2f} / {p['well_formed']:.2f}",
+                     "length T1.0": f"{row['T1.0']['mean_length']:.2f}"})
+    return rows
+
+
+def _check_rows(report: dict) -> list[dict]:
+    def reads(c):
+        down = f"; down {', '.join(c['start_sweep_steps_down'])}" if c["start_sweep_steps_down"] else ""
+        return f"{'yes' if c['start_reads_goals'] else 'NO'} (rho {c['start_sweep_spearman']:.2f}{down})"
+
+    return [{"seed": c["seed"], "start reads goals (sweep monotone)": reads(c),
+             "DPO - start": f"{c['dpo_minus_start']:+.3f}" + ("" if c["dpo_improves_on_start"] else " NO"),
+             "greedy start vs chosen answers": f"{c['start_greedy']:.3f} vs {c['chosen_answers']:.3f}"
+             + ("" if c["greedy_start_below_chosen"] else " NO")} for c in report["checks"]]
+
+
+def _sweep_and_probe_rows(cfg, report: dict) -> tuple[list[dict], list[dict]]:
     goals = list(report["sweeps"]["relabeled@10"])
     sweep_rows = [{"arm": BY_NAME[a].label, **{f"{float(g):g}": f"{report['sweeps'][a][g]['mean']:.2f}" for g in goals}}
                   for a in SWEPT]
@@ -194,13 +198,19 @@ def markdown(cfg, report: dict, wall_seconds: float) -> str:
                    f"chosen judged >= {cfg.band:g}": _ci(v["chosen_hq"], 2, True),
                    "rejected - chosen": _ci(v["difference"], 2, True)}
                   for a, v in report["unlearning"].items()]
+    return sweep_rows, probe_rows
+
+
+def markdown(cfg, report: dict, wall_seconds: float) -> str:
+    verdicts, arm_rows, check_rows = _verdicts_md(cfg, report), _arm_rows(report), _check_rows(report)
+    sweep_rows, probe_rows = _sweep_and_probe_rows(cfg, report)
     d = report["data"]
     minutes = sum(sum(t.values()) for t in report["timings_s"]) / 60
     full = "" if not report.get("full_run_wall_seconds") else \
         f"; the run that computed every seed took {report['full_run_wall_seconds'] / 60:.1f} min"
     return f"""# rapref demo: reward-augmented DPO in a synthetic sorting world
 
-{smoke}{verdicts}## Arms
+{verdicts}## Arms
 
 {markdown_table(arm_rows, list(arm_rows[0]))}
 
@@ -259,10 +269,7 @@ def plots(report: dict, out: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     def save(fig, name):
-        with atomic_path(out / name) as tmp:
-            fig.tight_layout(rect=(0, 0.05, 1, 1))  # room for the caption below
-            fig.savefig(tmp, format="png", dpi=120)
-        plt.close(fig)
+        save_figure(fig, out / name)
 
     seeds = len(report["seeds"])
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -339,8 +346,7 @@ def write_report(cfg, results: list[dict], out: Path, wall_seconds: float) -> di
                   full_run_git_hash=full_run.get("git_hash"), config=asdict(cfg),
                   provenance=provenance(), smoke_run=cfg.quick)
     write_json_atomic(out / "report.json", report)
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(markdown(cfg, report, wall_seconds))
+    write_text_atomic(out / "report.md", markdown(cfg, report, wall_seconds))
     plots(report, out)
     print_table(report, cfg.quick)
     minutes, seconds = divmod(round(wall_seconds), 60)

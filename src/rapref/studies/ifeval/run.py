@@ -28,13 +28,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rapref.io import read_jsonl, write_json_atomic
-from rapref.outputs import claim_output, finish_output, output_lock, reopen_output
 from rapref.progress import say
+from rapref.studies.harness import Arm, Claim, Stages, Study, generate_and_judge
 
-ARMS = {  # arm -> (augment mode of its training data or None for the start, asked for the top goal)
-    "start": (None, False), "start@10": (None, True), "dpo": ("original", False), "dpo-dup": ("duplicated", False),
-    "relabeled@10": ("relabeled", True), "half@10": ("half", True),
-}
+ARMS = (  # how each policy is made (start: the model itself; dpo:MODE: trained on that augment mode) and asked
+    Arm("start", "start", "start"), Arm("start@10", "start, asked for 10", "start", goal=True),
+    Arm("dpo", "DPO", "dpo:original"), Arm("dpo-dup", "DPO, duplicated pairs", "dpo:duplicated"),
+    Arm("relabeled@10", "relabeled DPO, asked for 10", "dpo:relabeled", goal=True),
+    Arm("half@10", "half-relabeled DPO, asked for 10", "dpo:half", goal=True),
+)
+BY_NAME = {arm.name: arm for arm in ARMS}
+CLAIMS = (  # band 0: one training seed, and no negligible-effect size was fixed for IFEval scores before the run
+    Claim("C1", "relabeled DPO asked for 10 beats DPO", "relabeled@10", "dpo"),
+    Claim("C1-start", "relabeled DPO asked for 10 beats the start asked for 10", "relabeled@10", "start@10"),
+    Claim("C3-steps", "relabeled DPO beats DPO on duplicated pairs (same steps)", "relabeled@10", "dpo-dup"),
+    Claim("C3-half", "half-relabeled DPO beats DPO", "half@10", "dpo"),
+    Claim("dpo-works", "DPO improves on the start", "dpo", "start"),
+    Claim("C4-samples", "the relabeled policy's score rises with the goal asked for", "relabeled@10",
+          kind="controllability"),
+    Claim("C2", "held-out high-quality rejected responses (scored >= {band:g}) lose less log-probability, beyond "
+                "what chosen ones lose, under relabeled DPO (own goal) than under DPO", "relabeled@10", "dpo",
+          kind="unlearning"),
+)
 SCORER = "if-official:ifeval"
 # settings a rerun may change in a finished run folder: they change no finished stage's files (workers give the same
 # texts; IFBench is an extra evaluation stage of its own)
@@ -76,60 +91,36 @@ def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def main(cfg: ExperimentConfig) -> dict:
+    from rapref.models import model_fingerprint
+
     if cfg.quick:
         cfg = quick_config(cfg)
         say("SMOKE RUN (--quick): every stage on a handful of prompts and two training steps; the numbers mean "
             "nothing and no verdict is drawn.")
-    out = claim_output(cfg.out, "experiment ifeval", overwrite=False, reuse=True, inputs=(cfg.model,))
-    with output_lock(out):
-        return _run(cfg, out)
+    settings = json.loads(json.dumps({**asdict(cfg), "model_fingerprint": model_fingerprint(cfg.model)}))
+    with Study(cfg.out, "experiment ifeval", settings, free=FREE_SETTINGS, inputs=(cfg.model,)) as study:
+        write_json_atomic(study.out / "config.json", settings)
+        report = _run(cfg, study.out)
+        study.finish()
+    return report
 
 
 def _run(cfg: ExperimentConfig, out: Path) -> dict:
-    from rapref.launches import record_launch
-    from rapref.models import model_fingerprint
+    from rapref.studies.ifeval.report import write_report
 
-    saved = out / "config.json"
-    now = json.loads(json.dumps({**asdict(cfg), "model_fingerprint": model_fingerprint(cfg.model)}))
-    if saved.is_file():
-        before = json.loads(saved.read_text())
-        before.setdefault("model_fingerprint", now["model_fingerprint"])  # folders from before it was recorded
-        changed = sorted(k for k in set(before) | set(now) if k not in FREE_SETTINGS and before.get(k) != now.get(k))
-        if changed:
-            from rapref.io import InputError
-
-            raise InputError(f"{out}: holds an experiment with other settings ({', '.join(changed)}; see its "
-                             "config.json); choose another --out")
-    reopen_output(out, "experiment ifeval")  # unfinished until this launch ends
-    record_launch(out, now, "experiment ifeval")
-    write_json_atomic(saved, now)
-    done = out / "timings.json"  # seconds per stage, summed over the runs that worked on it (a rerun adds ~0)
-    timings: dict[str, float] = json.loads(done.read_text()) if done.is_file() else {}
-
-    def stage(name, fn, *args):
-        say(f"rapref experiment: {name}")
-        start = time.perf_counter()
-        result = fn(*args)
-        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)
-        write_json_atomic(out / "timings.json", timings)
-        return result
-
-    stage("prompts", _prompts, cfg, out)
-    stage("on-policy pairs", _pairs, cfg, out)
-    models = {}
-    for arm, (mode, _) in ARMS.items():
-        models[arm] = Path(cfg.model) if mode is None else stage(f"train {arm}", _train, cfg, out, arm, mode)
-    evaluations = {arm: stage(f"evaluate {arm}", _evaluate, cfg, out, arm, models[arm], goal)
-                   for arm, (_, goal) in ARMS.items()}
-    sweep = stage("goal sweep", _sweep, cfg, out, models["relabeled@10"])
-    probe = stage("unlearning probe", _probe, cfg, out, models)
-    ifbench = {arm: stage(f"evaluate {arm} on IFBench", _evaluate, cfg, out, arm, models[arm], goal, "ifbench")
-               for arm, (_, goal) in ARMS.items()} if cfg.ifbench_prompts else None
-    from rapref.experiment_report import write_report
-
-    report = write_report(cfg, out, evaluations, sweep, probe, timings, ifbench)
-    finish_output(out, "experiment ifeval")
-    return report
+    stages = Stages(out, progress=lambda name: say(f"rapref experiment: {name}"))
+    stages.run("prompts", {"train": cfg.train_prompts, "test": cfg.test_prompts, "seed": cfg.seed},
+               lambda: _prompts(cfg, out))
+    _pairs(cfg, out)
+    models = {arm.name: Path(cfg.model) if arm.kind == "start" else _train(cfg, out, stages, arm) for arm in ARMS}
+    evaluations = {arm.name: _evaluate(cfg, out, stages, arm, models[arm.name]) for arm in ARMS}
+    sweep = _sweep(cfg, out, stages, models["relabeled@10"])
+    stages.run("probe", {"band": cfg.band, "models": {k: str(v) for k, v in models.items()}},
+               lambda: _probe(cfg, out, models), timing="unlearning probe")
+    probe = json.loads((out / "probe.json").read_text())
+    ifbench = {arm.name: _evaluate(cfg, out, stages, arm, models[arm.name], "ifbench")
+               for arm in ARMS} if cfg.ifbench_prompts else None
+    return write_report(cfg, out, evaluations, sweep, probe, stages.timings, ifbench)
 
 
 def _prompts(cfg: ExperimentConfig, out: Path) -> None:
@@ -137,14 +128,13 @@ def _prompts(cfg: ExperimentConfig, out: Path) -> None:
     from rapref.io import write_jsonl_atomic
 
     for split, n in (("train", cfg.train_prompts), ("test", cfg.test_prompts)):
-        path = out / "prompts" / f"{split}.jsonl"
-        if not path.is_file():
-            write_jsonl_atomic(path, compose(n, split, cfg.seed))
+        write_jsonl_atomic(out / "prompts" / f"{split}.jsonl", compose(n, split, cfg.seed))
 
 
 def _pairs(cfg: ExperimentConfig, out: Path) -> None:
-    from rapref.onpolicy import OnPolicyConfig, collect_pairs
+    from rapref.studies.onpolicy import OnPolicyConfig, collect_pairs
 
+    say("rapref experiment: on-policy pairs")
     collect_pairs(OnPolicyConfig(policy=cfg.model, prompts=str(out / "prompts" / "train.jsonl"), scorer=SCORER,
                                  recipe=None, out=str(out), samples=cfg.samples, pairing="best-vs-worst",
                                  modes=("original", "duplicated", "relabeled", "half"), score_mapping="none",
@@ -154,22 +144,27 @@ def _pairs(cfg: ExperimentConfig, out: Path) -> None:
                   cfg.model, out / "pairs", cfg.seed)
 
 
-def _train(cfg: ExperimentConfig, out: Path, arm: str, mode: str) -> Path:
+def _train(cfg: ExperimentConfig, out: Path, stages: Stages, arm: Arm) -> Path:
     from rapref.train.config import load_config
     from rapref.train.run import main as train
 
-    folder = out / "arms" / arm.split("@")[0]
-    if not (folder / "rapref_train.json").is_file():
-        data = out / "pairs" / "data" / mode
-        overrides = [f"{key}={_yaml_value(value)}" for key, value in cfg.training.items()]
-        train(load_config(None, [*overrides, f"model.name_or_path={cfg.model}", f"data.path={data}",
-                                 f"output_dir={folder}", f"seed={cfg.seed}"]), overwrite=True)
-    merged = out / "arms" / f"{arm.split('@')[0]}-merged"
-    if (folder / "adapter_config.json").is_file() and not (merged / "config.json").is_file():
+    name = arm.name.split("@")[0]
+    folder, merged = out / "arms" / name, out / "arms" / f"{name}-merged"
+    overrides = [f"{key}={_yaml_value(value)}" for key, value in cfg.training.items()]
+    settings = {"data": arm.data, "overrides": overrides, "seed": cfg.seed}
+    stages.run(f"train {name}", settings, lambda: train(load_config(None, [
+        *overrides, f"model.name_or_path={cfg.model}", f"data.path={out / 'pairs' / 'data' / arm.data}",
+        f"output_dir={folder}", f"seed={cfg.seed}"]), overwrite=True))
+    if not (folder / "adapter_config.json").is_file():
+        return folder
+
+    def merge():
         from rapref.models import merge_lora
 
         merge_lora(folder, merged)  # generation and the probe load one full model
-    return merged if (folder / "adapter_config.json").is_file() else folder
+
+    stages.run(f"merge {name}", settings, merge, timing=f"train {name}")
+    return merged
 
 
 def _yaml_value(value) -> str:
@@ -183,23 +178,15 @@ def _yaml_value(value) -> str:
     return json.dumps(value)
 
 
-def _generate(out: Path, model: Path, prompts: Path, name: str, goals, cfg: ExperimentConfig, limit=None,
-              scorer: str = SCORER) -> list:
-    from rapref.evaluate.generate import GenerateConfig, SamplingConfig
-    from rapref.evaluate.generate import main as generate
-    from rapref.evaluate.judge import JudgeConfig
-    from rapref.evaluate.judge import main as judge
+def _generate(cfg: ExperimentConfig, out: Path, stages: Stages, model: Path, prompts: Path, name: str, goals,
+              limit=None, scorer: str = SCORER, timing: str | None = None) -> list:
+    from rapref.evaluate.generate import SamplingConfig
 
-    gen = out / "eval" / f"{name}.jsonl"
-    if not gen.is_file():
-        generate(GenerateConfig(model=str(model), prompts=str(prompts), out=str(gen), goals=goals,
-                                no_goal=goals is None, limit=limit, overwrite=True, workers=cfg.workers,
-                                sampling=SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                                        seed=cfg.seed, batch_size=16)))
-    scores = out / "eval" / f"{name}.judge" / "scores.jsonl"
-    if not scores.is_file():
-        judge(JudgeConfig(generations=str(gen), scorer=scorer, out=str(scores.parent), overwrite=True))
-    return read_jsonl(scores)
+    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
+                              batch_size=16)
+    return generate_and_judge(stages, name, model=model, prompts=prompts, gen_path=out / "eval" / f"{name}.jsonl",
+                              judge_dir=out / "eval" / f"{name}.judge", goals=goals, sampling=sampling, scorer=scorer,
+                              limit=limit, workers=cfg.workers, timing=timing)
 
 
 def _goal_file(model: Path) -> Path:
@@ -208,64 +195,58 @@ def _goal_file(model: Path) -> Path:
     return Path(model) / GOAL_SETTINGS_FILE
 
 
-def _evaluate(cfg: ExperimentConfig, out: Path, arm: str, model: Path, goal: bool, benchmark: str = "ifeval") -> dict:
+def _evaluate(cfg: ExperimentConfig, out: Path, stages: Stages, arm: Arm, model: Path,
+              benchmark: str = "ifeval") -> dict:
     """Every held-out prompt once, the same sampling seed for every arm; `ifbench`: IFBench's own test prompts."""
     goals = None
-    if goal:
+    if arm.goal:
         if not _goal_file(model).is_file():  # the start asked for 10, in the relabeled data's wording
-            model = _start_with_goal(cfg, out)
+            stages.run("start-goal", {"model": str(cfg.model)}, lambda: _start_with_goal(cfg, out))
+            model = out / "start-goal"
         goals = [10.0]
-    prompts, name = (out / "prompts" / "test.jsonl", arm) if benchmark == "ifeval" else \
-        (Path(cfg.ifbench_prompts), f"ifbench-{arm}")
-    rows = _generate(out, model, prompts, name, goals, cfg, scorer=f"if-official:{benchmark}")
+    prompts, name = (out / "prompts" / "test.jsonl", arm.name) if benchmark == "ifeval" else \
+        (Path(cfg.ifbench_prompts), f"ifbench-{arm.name}")
+    timing = f"evaluate {arm.name}" + (" on IFBench" if benchmark == "ifbench" else "")
+    rows = _generate(cfg, out, stages, model, prompts, name, goals, scorer=f"if-official:{benchmark}", timing=timing)
     aggregate = json.loads((out / "eval" / f"{name}.judge" / "aggregate.json").read_text())
     return {"per_prompt": {r["prompt_id"]: r["score"] for r in rows},
             "all_met": {r["prompt_id"]: float(r["score"] == 10.0) for r in rows},
             "checkers": aggregate.get("scorer_aggregate", {})}
 
 
-def _start_with_goal(cfg: ExperimentConfig, out: Path) -> Path:
+def _start_with_goal(cfg: ExperimentConfig, out: Path) -> None:
     """A view of the start folder with the goal settings beside it (links to its files, not copies)."""
     folder = out / "start-goal"
-    if not (folder / "rapref_goal.json").is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        for item in Path(cfg.model).iterdir():
-            if not (folder / item.name).exists():
-                (folder / item.name).symlink_to(item.resolve())
-        (folder / "rapref_goal.json").write_text(_goal_file(out / "pairs" / "data" / "relabeled").read_text())
-    return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in Path(cfg.model).iterdir():
+        if not (folder / item.name).exists():
+            (folder / item.name).symlink_to(item.resolve())
+    (folder / "rapref_goal.json").write_text(_goal_file(out / "pairs" / "data" / "relabeled").read_text())
 
 
-def _sweep(cfg: ExperimentConfig, out: Path, model: Path) -> dict:
-    rows = _generate(out, model, out / "prompts" / "test.jsonl", "relabeled-sweep", list(cfg.sweep_goals), cfg,
-                     limit=cfg.sweep_prompts)
+def _sweep(cfg: ExperimentConfig, out: Path, stages: Stages, model: Path) -> dict:
+    rows = _generate(cfg, out, stages, model, out / "prompts" / "test.jsonl", "relabeled-sweep",
+                     list(cfg.sweep_goals), limit=cfg.sweep_prompts, timing="goal sweep")
     by_goal: dict[str, list[float]] = {}
     for r in rows:
         by_goal.setdefault(str(r["goal"]), []).append(r["score"])
     return by_goal
 
 
-def _probe(cfg: ExperimentConfig, out: Path, models: dict) -> dict:
+def _probe(cfg: ExperimentConfig, out: Path, models: dict) -> None:
     """Held-out pairs: change in log p, policy minus start, the start asked with the same goal as the policy."""
-    from rapref.augment import read_split
+    from rapref.augment import augment_splits, read_split
     from rapref.evaluate.logprobs import LogProbModel, unlearning_probe
     from rapref.goals import GoalSpec
 
-    done = out / "probe.json"
-    if done.is_file():
-        return json.loads(done.read_text())
     data = out / "pairs" / "data" / "original"
-    try:
-        pairs = read_split(data, "test").to_pylist()
-    except Exception:  # noqa: BLE001 - no held-out pairs (tiny runs)
-        pairs = []
+    pairs = read_split(data, "test").to_pylist() if "test" in augment_splits(data) else []  # tiny runs hold none
     result = {"pairs": len(pairs), "rows": []}
     if pairs:
         spec = GoalSpec.load(out / "pairs" / "data" / "relabeled")
         reference = LogProbModel(str(cfg.model), batch_size=4)
-        for arm in ("dpo", "relabeled@10"):
-            goal = ARMS[arm][1]
-            result["rows"] += unlearning_probe(pairs, LogProbModel(str(models[arm]), batch_size=4), reference,
-                                               spec if goal else None, ("own",) if goal else ("none",), cfg.band, arm)
-    write_json_atomic(done, result)
-    return result
+        for name in ("dpo", "relabeled@10"):
+            goal = BY_NAME[name].goal
+            result["rows"] += unlearning_probe(pairs, LogProbModel(str(models[name]), batch_size=4), reference,
+                                               spec if goal else None, ("own",) if goal else ("none",), cfg.band, name)
+    write_json_atomic(out / "probe.json", result)

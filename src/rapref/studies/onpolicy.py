@@ -30,8 +30,7 @@ from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE
 from rapref.io import InputError, read_jsonl, stat_fingerprint, write_json_atomic, write_jsonl_atomic
-from rapref.launches import check_settings, record_launch
-from rapref.outputs import begin_output, claim_output, empty_output, finish_output, output_lock, reopen_output
+from rapref.studies.harness import Stages, Study, generate_and_judge
 from rapref.progress import say
 
 FREE_SETTINGS = ("iterations", "workers", "out", "overwrite")  # a rerun may change these (see the module docstring)
@@ -93,17 +92,11 @@ def defining_settings(cfg: OnPolicyConfig) -> dict:
 
 
 def main(cfg: OnPolicyConfig) -> dict:
-    out = claim_output(cfg.out, "onpolicy", overwrite=cfg.overwrite, reuse=True, inputs=(cfg.prompts, cfg.policy))
-    with output_lock(out):
-        if cfg.overwrite and out.is_dir() and any(out.iterdir()):
-            empty_output(out)
-        settings = defining_settings(cfg)
-        check_settings(out, settings, FREE_SETTINGS, "an on-policy loop",
-                       "rerun with the same settings, start over with --overwrite, or branch from an iteration's "
-                       "policy into a new --out (--policy OUT/iter-N/policy)")
-        reopen_output(out, "onpolicy")  # unfinished until this launch ends
-        record_launch(out, settings, "onpolicy")
-        write_json_atomic(out / "onpolicy.json", {k: v for k, v in settings.items() if k != "overwrite"})
+    remedy_free = FREE_SETTINGS  # --iterations may grow, --workers may change
+    with Study(cfg.out, "onpolicy", defining_settings(cfg), free=remedy_free, overwrite=cfg.overwrite,
+               inputs=(cfg.prompts, cfg.policy), legacy_settings=None) as study:
+        out = study.out
+        write_json_atomic(out / "onpolicy.json", {k: v for k, v in study.settings.items() if k != "overwrite"})
         policy, history = cfg.policy, []
         for iteration in range(1, cfg.iterations + 1):
             root = out / f"iter-{iteration}"
@@ -111,18 +104,20 @@ def main(cfg: OnPolicyConfig) -> dict:
             history.append(run_iteration(cfg, policy, root, iteration))
             policy = history[-1]["policy_out"]
         write_json_atomic(out / "history.json", history)
-        finish_output(out, "onpolicy")
+        study.finish()
     say(f"rapref onpolicy: {cfg.iterations} iteration(s); the last policy is {policy}")
     return {"policy": policy, "iterations": history}
 
 
 def run_iteration(cfg: OnPolicyConfig, policy: str, root: Path, iteration: int) -> dict:
     seed = cfg.seed + iteration - 1
-    scores = collect_pairs(cfg, policy, root, seed)
+    stages = Stages(root, progress=lambda name: say(f"  {name}"))
+    scores = collect_pairs(cfg, policy, root, seed, stages)
     trained = root / "policy"
-    if not (trained / "rapref_train.json").is_file():
-        _train(cfg, policy, root / "data" / cfg.train_mode, trained, seed)
-    policy_out = full_policy(trained, root / "policy-merged")
+    overrides = [*cfg.overrides, f"seed={seed}"]
+    stages.run("train", {"policy": policy, "data": cfg.train_mode, "recipe": cfg.recipe, "overrides": overrides},
+               lambda: _train(cfg, policy, root / "data" / cfg.train_mode, trained, seed))
+    policy_out = full_policy(trained, root / "policy-merged", stages)
     rows = read_jsonl(scores)
     summary = json.loads((root / "data" / cfg.train_mode / "summary.json").read_text())
     return {"iteration": iteration, "policy_in": policy, "policy_out": str(policy_out), "samples": len(rows),
@@ -131,45 +126,44 @@ def run_iteration(cfg: OnPolicyConfig, policy: str, root: Path, iteration: int) 
             ["result"]}
 
 
-def full_policy(trained: Path, merged: Path) -> Path:
+def full_policy(trained: Path, merged: Path, stages: Stages) -> Path:
     """The trained policy as one full model: a LoRA run merged into its base (which is the previous iteration's
     full policy), so that iterations compound; a full fine-tune as it is."""
     if not (trained / "adapter_config.json").is_file():
         return trained
-    if not (merged / "config.json").is_file() or not (merged / ".rapref").is_file():
+
+    def merge():
         from rapref.models import merge_lora
 
-        say("  merge: the LoRA adapter into its base (the next iteration starts from the merged policy)")
         if merged.exists():
             import shutil
 
             shutil.rmtree(merged)
-        begin_output(merged, "onpolicy merge")
         merge_lora(trained, merged)
-        finish_output(merged, "onpolicy merge")
+
+    stages.run("merge (the next iteration starts from the merged policy)", {"adapter": str(trained)}, merge)
     return merged
 
 
-def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int) -> Path:
-    """Sample, judge, group and augment (every mode) under `root`; returns the judged scores file."""
-    samples = root / "samples.jsonl"
-    if not samples.is_file():
-        _generate(cfg, policy, samples, seed)
-    scores = root / "judge" / "scores.jsonl"
-    if not scores.is_file():
-        from rapref.evaluate.judge import JudgeConfig
-        from rapref.evaluate.judge import main as judge
+def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int, stages: Stages | None = None) -> Path:
+    """Sample, judge, group and augment (every mode) under `root`, each a stage; returns the judged scores file."""
+    from rapref.evaluate.generate import SamplingConfig
 
-        say(f"  judge: {cfg.scorer}")
-        judge(JudgeConfig(generations=str(samples), scorer=cfg.scorer, out=str(root / "judge"), overwrite=True))
+    stages = stages or Stages(root, progress=lambda name: say(f"  {name}"))
+    reads_goals = (Path(policy) / GOAL_SETTINGS_FILE).is_file()
+    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                              num_samples=cfg.samples, seed=seed, batch_size=cfg.batch_size)
+    rows = generate_and_judge(stages, "samples", model=policy, prompts=cfg.prompts, gen_path=root / "samples.jsonl",
+                              judge_dir=root / "judge", goals=None, sampling=sampling, scorer=cfg.scorer,
+                              workers=cfg.workers, split=cfg.split, goal_from_model=reads_goals)
     grouped = root / "multi_sample.jsonl"
-    if not grouped.is_file():
-        write_jsonl_atomic(grouped, multi_sample_rows(read_jsonl(scores)))
+    stages.run("group", {"scores": str(root / "judge" / "scores.jsonl")},
+               lambda: write_jsonl_atomic(grouped, multi_sample_rows(rows)))
     for mode in cfg.modes:
-        data = root / "data" / mode
-        if not (data / "summary.json").is_file():
-            _augment(cfg, grouped, data, mode, seed)
-    return scores
+        options = {"mode": mode, "seed": seed, "ties": cfg.ties, "pairing": cfg.pairing, "scale": cfg.scale,
+                   "score_mapping": cfg.score_mapping, "test_size": cfg.test_size, "placement": cfg.placement}
+        stages.run(f"augment {mode}", options, lambda m=mode: _augment(cfg, grouped, root / "data" / m, m, seed))
+    return root / "judge" / "scores.jsonl"
 
 
 def multi_sample_rows(scored: list[dict]) -> list[dict]:
@@ -182,18 +176,6 @@ def multi_sample_rows(scored: list[dict]) -> list[dict]:
         entry["all_generated_responses"].append(row["text"])
         entry["all_rm_scores"].append(row["score"])
     return list(by_prompt.values())
-
-
-def _generate(cfg: OnPolicyConfig, policy: str, out: Path, seed: int) -> None:
-    from rapref.evaluate.generate import GenerateConfig, SamplingConfig
-    from rapref.evaluate.generate import main as generate
-
-    reads_goals = (Path(policy) / GOAL_SETTINGS_FILE).is_file()
-    say(f"  generate: {cfg.samples} samples per prompt" + (" at the top goal" if reads_goals else ""))
-    generate(GenerateConfig(model=policy, prompts=cfg.prompts, out=str(out), split=cfg.split, no_goal=not reads_goals,
-                            backend="auto", overwrite=True, workers=cfg.workers,
-                            sampling=SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                                    num_samples=cfg.samples, seed=seed, batch_size=cfg.batch_size)))
 
 
 def _augment(cfg: OnPolicyConfig, source: Path, out: Path, mode: str, seed: int) -> None:

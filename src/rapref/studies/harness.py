@@ -1,0 +1,194 @@
+"""The harness every study runs on: the demo, the IFEval experiment and the on-policy loop.
+
+- `Study`: a run folder under rapref's output rule (`rapref.outputs`). A rerun whose defining settings differ from the
+  folder's first launch is refused with one line (`rapref.launches`); `--overwrite` starts over; every launch is
+  appended to `launches.jsonl` (settings, commit, package versions, time); two runs at once: the second stops.
+- `Stages`: named units of work under a root. A stage is done when its marker, `ROOT/.stages/NAME.json`, is there
+  (written last, after everything the stage writes) and records the settings that define it. A rerun reuses a stage
+  only then; a stage whose marker records other settings is refused with one line, or redone where the driver says
+  the stage is cheap. Wall time per stage is accumulated over reruns in `ROOT/timings.json`.
+- `Arm`, `Claim`: arms and claims as data: each study declares its arms and claims in one table, and its report is
+  generated from the table.
+- `generate_and_judge`: sample a policy on a prompt file and score the samples, as two stages.
+
+    study = Study(out, "demo", settings, free=("workers",), overwrite=False)
+    with study:
+        stages = Stages(out / "seed-1")
+        stages.run("world", {"seed": 1}, lambda: build_world(...))
+        study.finish()
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rapref.io import InputError, write_json_atomic
+from rapref.launches import changed, check_settings, launches, record_launch
+from rapref.outputs import claim_output, empty_output, finish_output, output_lock, reopen_output
+
+STAGES = ".stages"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A policy and how it is asked: `recipe` says how the policy is made, "KIND" or "KIND:DATA" (the driver reads
+    it: e.g. "start", "sft:goal", "dpo:relabeled"), `goal` whether it is asked for the top score at evaluation."""
+    name: str
+    label: str
+    recipe: str
+    family: str | None = None  # arms of one family share a tuned value (the demo: a learning rate)
+    goal: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.recipe.partition(":")[0]
+
+    @property
+    def data(self) -> str | None:
+        return self.recipe.partition(":")[2] or None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a study claims and the direction that supports the paper: the claim holds when its interval lies above
+    +band (`rapref.stats.verdict`). `kind` "paired": the paired difference `arm - baseline`; "unlearning": C2 of `arm`
+    against `baseline`; "controllability": C4 of `arm` (`rapref.studies.claims`)."""
+    name: str
+    statement: str
+    arm: str
+    baseline: str | None = None
+    band: float = 0.0  # negligible effect, in the claim's units
+    kind: str = "paired"
+
+    @property
+    def difference(self) -> str:
+        return f"{self.arm} - {self.baseline}" if self.kind == "paired" else self.kind
+
+
+class Study:
+    """A study's run folder (see the module notes). Use as a context manager; call `finish()` once every stage ran."""
+
+    def __init__(self, out: str | Path, command: str, settings: dict, free: tuple[str, ...] = (),
+                 overwrite: bool = False, inputs: tuple = (), legacy_settings: str | None = "config.json"):
+        self.out = claim_output(out, command, overwrite=overwrite, reuse=True, inputs=inputs)
+        self.command, self.settings, self.free, self.overwrite = command, settings, free, overwrite
+        self.legacy = legacy_settings
+        self._lock = None
+
+    def __enter__(self) -> "Study":
+        self._lock = output_lock(self.out)
+        self._lock.__enter__()
+        try:
+            if self.overwrite and self.out.is_dir() and any(self.out.iterdir()):
+                empty_output(self.out)
+            self._check()
+            reopen_output(self.out, self.command)  # unfinished until this launch ends
+            record_launch(self.out, self.settings, self.command)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.__exit__(*exc)
+
+    def _check(self) -> None:
+        remedy = "rerun with the same settings, pass --overwrite to start over, or choose another --out"
+        if launches(self.out):
+            check_settings(self.out, self.settings, self.free, f"a `{self.command}` run", remedy)
+            return
+        saved = self.out / self.legacy if self.legacy else None
+        if saved is not None and saved.is_file():  # a folder from before launches were recorded
+            diff = changed(json.loads(saved.read_text()), self.settings, self.free)
+            if diff:
+                raise InputError(f"{self.out}: holds a `{self.command}` run with other settings ({', '.join(diff[:3])}"
+                                 f"; see {self.legacy}); {remedy}")
+
+    def finish(self) -> None:
+        finish_output(self.out, self.command)
+
+
+class Stages:
+    """The stages of one root folder (see the module notes)."""
+
+    def __init__(self, root: str | Path, progress: Callable[[str], None] | None = None):
+        self.root = Path(root)
+        self.progress = progress or (lambda text: None)
+        path = self.root / "timings.json"
+        self.timings: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def _marker(self, name: str) -> Path:
+        return self.root / STAGES / f"{re.sub(r'[^A-Za-z0-9_.@=-]+', '_', name)}.json"
+
+    def done(self, name: str, settings: dict) -> bool:
+        """True when `name` finished with these settings; refused when it finished with others (see `run`)."""
+        marker = self._marker(name)
+        if not marker.is_file():
+            return False
+        saved = json.loads(marker.read_text())["settings"]
+        diff = changed(saved, settings)
+        if diff:
+            raise InputError(f"{self.root}: stage {name!r} was made with other settings ({', '.join(diff[:3])}); "
+                             "start over with --overwrite or choose another --out")
+        return True
+
+    def run(self, name: str, settings: dict, work: Callable[[], object], *, outputs: tuple = (), cheap: bool = False,
+            timing: str | None = None) -> bool:
+        """Run `work()` unless stage `name` is done with `settings`; returns whether it ran. `outputs` (files or folders
+        the stage writes) are removed before a redo of a cheap stage whose settings changed. Wall time is added to
+        `timings[timing or name]`."""
+        try:
+            if self.done(name, settings):
+                return False
+        except InputError:
+            if not cheap:
+                raise
+            for path in map(Path, outputs):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        self.progress(name)
+        start = time.perf_counter()
+        work()
+        key = timing or name
+        self.timings[key] = round(self.timings.get(key, 0.0) + time.perf_counter() - start, 2)
+        write_json_atomic(self.root / "timings.json", self.timings)
+        self.mark(name, settings)
+        return True
+
+    def mark(self, name: str, settings: dict) -> None:
+        """Record stage `name` as done with `settings` (what `run` does last; for a stage whose work the driver ran
+        itself, e.g. one that gathers the results of the others)."""
+        write_json_atomic(self._marker(name), {"stage": name, "settings": json.loads(json.dumps(settings,
+                                                                                              default=str))})
+
+
+def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts: str | Path, gen_path: Path,
+                       judge_dir: Path, goals: list | None, sampling, scorer: str, limit: int | None = None,
+                       workers: int = 1, backend: str = "auto", split: str = "test", goal_from_model: bool = False,
+                       timing: str | None = None) -> list[dict]:
+    """Sample `model` on `prompts` (the goals given; with none, no goal, or with `goal_from_model` the top goal of
+    the model's own goal settings) and score every sample with `scorer`: two stages, each reused when done with the
+    same settings. Returns the judged rows (`judge_dir/scores.jsonl`)."""
+    from dataclasses import asdict
+
+    from rapref.evaluate.generate import GenerateConfig
+    from rapref.evaluate.generate import main as generate
+    from rapref.evaluate.judge import JudgeConfig
+    from rapref.evaluate.judge import main as judge
+    from rapref.io import read_jsonl
+
+    no_goal = goals is None and not goal_from_model
+    gen_settings = {"model": str(model), "prompts": str(prompts), "split": split, "goals": goals, "no_goal": no_goal,
+                    "limit": limit, "sampling": asdict(sampling), "out": str(gen_path)}
+    stages.run(f"generate {name}", gen_settings, lambda: generate(GenerateConfig(
+        model=str(model), prompts=str(prompts), out=str(gen_path), split=split, goals=goals, no_goal=no_goal,
+        limit=limit, sampling=sampling, backend=backend, overwrite=True, workers=workers)), timing=timing)
+    stages.run(f"judge {name}", {"generations": str(gen_path), "scorer": scorer, "out": str(judge_dir)},
+               lambda: judge(JudgeConfig(generations=str(gen_path), scorer=scorer, out=str(judge_dir),
+                                         overwrite=True)), timing=timing)
+    return read_jsonl(judge_dir / "scores.jsonl")

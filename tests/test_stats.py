@@ -1,0 +1,83 @@
+"""rapref.stats and rapref.studies.claims, every function checked against numbers worked out by hand."""
+
+import math
+
+import pytest
+
+from rapref.stats import (interval, paired_difference, paired_over_prompts, paired_over_seeds, spearman, summary,
+                          t_interval, verdict)
+from rapref.studies.claims import c2_one_run, c2_over_seeds, c4_over_seeds, c4_samples, goal_curve
+
+
+def test_summary_and_clustered_standard_error():
+    assert summary([1.0, 2.0, 3.0, 4.0])["stderr"] == pytest.approx(math.sqrt(5 / 3) / 2)  # var 5/3, n 4
+    # clusters a: [1, 1], b: [0, 0]; mean 0.5; totals +1, -1; sqrt(2/1 * 2) / 4 = 0.5
+    assert summary([1.0, 1.0, 0.0, 0.0], clusters=["a", "a", "b", "b"])["stderr"] == pytest.approx(0.5)
+
+
+def test_t_interval_by_hand():
+    mean, low, high = t_interval([1.0, 2.0, 3.0])  # sd 1, se 1/sqrt(3), t(0.975, 2) = 4.302653
+    assert mean == 2.0 and low == pytest.approx(2 - 4.302653 / math.sqrt(3), abs=1e-5)
+    assert t_interval([5.0]) == (5.0, None, None)
+    assert interval([1.0, 2.0, 3.0])["n"] == 3
+
+
+def test_paired_differences_average_samples_per_prompt_and_require_equal_prompts():
+    assert paired_difference({"a": [1.0, 0.0], "b": 1.0}, {"a": 0.0, "b": 0.5}) == [0.5, 0.5]
+    with pytest.raises(ValueError, match="different prompts"):
+        paired_difference({"a": 1.0, "b": 1.0}, {"a": 0.0})  # never silently intersected
+    # over prompts: differences 1, 0, 2 -> mean 1, sd 1, se 1/sqrt(3)
+    ci = paired_over_prompts({"p": 2.0, "q": 1.0, "r": 3.0}, {"p": 1.0, "q": 1.0, "r": 1.0})
+    assert ci["mean"] == pytest.approx(1.0) and ci["high"] == pytest.approx(1 + 4.302653 / math.sqrt(3), abs=1e-5)
+    # over seeds: seed means 0.5 and 1.5 -> mean 1.0, sd 0.7071, se 0.5, t(0.975, 1) = 12.7062
+    ci = paired_over_seeds([({"p": 1.0, "q": 0.0}, {"p": 0.0, "q": 0.0}), ({"p": 2.0}, {"p": 0.5})])
+    assert ci["values"] == [0.5, 1.5] and ci["low"] == pytest.approx(1 - 12.7062 * 0.5, abs=1e-3)
+
+
+def test_spearman_by_hand():
+    r = spearman([1, 2, 3, 4, 5, 6], [1, 3, 2, 4, 6, 5])  # sum d^2 = 4: rho = 1 - 24 / 210
+    assert r["rho"] == pytest.approx(1 - 24 / 210)
+    z, half = math.atanh(r["rho"]), 1.959964 * math.sqrt((1 + r["rho"] ** 2 / 2) / 3)
+    assert r["low"] == pytest.approx(math.tanh(z - half), abs=1e-5)
+    assert spearman([1, 2, 3], [3, 2, 1])["low"] is None  # fewer than 4 points: no interval
+
+
+@pytest.mark.parametrize("low,high,expected", [
+    (0.02, 0.05, "holds"), (-0.05, -0.02, "fails (reversed)"),
+    (-0.005, 0.005, "fails (no effect beyond ±0.01)"),
+    (0.001, 0.009, "fails (no effect beyond ±0.01)"),   # was "holds" under the old asymmetric rule
+    (-0.001, 0.009, "fails (no effect beyond ±0.01)"),  # ... and this "fails": now both alike
+    (0.005, 0.05, "inconclusive at this precision (±0.023)"), (-0.05, 0.05, "inconclusive at this precision (±0.050)"),
+    (None, None, "inconclusive (one replicate)")])
+def test_the_verdict_rule_is_symmetric(low, high, expected):
+    assert verdict({"low": low, "high": high}, 0.01) == expected
+
+
+def test_band_zero():
+    assert verdict({"low": 0.001, "high": 0.2}, 0.0) == "holds"
+    assert verdict({"low": -0.2, "high": -0.001}, 0.0) == "fails (reversed)"
+    assert verdict({"low": -0.001, "high": 0.001}, 0.0).startswith("inconclusive")
+
+
+def test_c2_both_ways_by_hand():
+    # per seed: relabeled (rejected, chosen), dpo (rejected, chosen); gaps -0.1 - (-0.5) = 0.4 and 0.2 - (-0.2) = 0.4
+    ci = c2_over_seeds([(-0.2, -0.1), (0.0, -0.2)], [(-0.6, -0.1), (-0.4, -0.2)])
+    assert ci["values"] == [0.4, 0.4] and ci["low"] == pytest.approx(0.4) and ci["verdict"] == "holds"  # sd 0
+    ci = c2_one_run({"rejected": (-0.1, 0.1), "chosen": (0.0, 0.1)}, {"rejected": (-0.5, 0.1), "chosen": (0.0, 0.1)})
+    assert ci["mean"] == pytest.approx(0.4) and ci["low"] == pytest.approx(0.4 - 1.96 * 0.2)  # sqrt(4 * 0.01)
+    assert ci["verdict"] == "holds"
+
+
+def test_c4_both_ways_by_hand():
+    sweep = {"1": {"p": 0.1, "q": 0.3}, "2": {"p": 0.4, "q": 0.4}, "3": {"p": 0.5, "q": 0.7}}
+    assert goal_curve(sweep) == {1.0: pytest.approx(0.2), 2.0: pytest.approx(0.4), 3.0: pytest.approx(0.6)}
+    assert c4_over_seeds([sweep, sweep])["values"] == [1.0, 1.0]
+    samples = c4_samples({"1": [1.0, 2.0], "2": [2.0, 3.0], "3": [3.0, 4.0]})
+    # average ranks: goals 1.5 1.5 3.5 3.5 5.5 5.5, scores 1 2.5 2.5 4.5 4.5 6; their Pearson correlation
+    gx, sy = [1.5, 1.5, 3.5, 3.5, 5.5, 5.5], [1, 2.5, 2.5, 4.5, 4.5, 6]
+    cov = sum((a - 3.5) * (b - 3.5) for a, b in zip(gx, sy))
+    rho = cov / math.sqrt(sum((a - 3.5) ** 2 for a in gx) * sum((b - 3.5) ** 2 for b in sy))
+    assert samples["mean"] == pytest.approx(rho) and samples["n"] == 6
+    half = 1.959964 * math.sqrt((1 + rho ** 2 / 2) / 3)
+    assert samples["low"] == pytest.approx(math.tanh(math.atanh(rho) - half), abs=1e-5)
+    assert samples["verdict"] == ("holds" if samples["low"] > 0 else verdict(samples, 0.0))
