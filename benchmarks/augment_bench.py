@@ -128,14 +128,21 @@ def main() -> None:
     p.add_argument("--slow-up-to", type=int, default=1_000_000,
                    help="run the per-row and authors' contenders only up to this many pairs")
     p.add_argument("--repeat", type=int, default=3, help="runs per contender; the median is reported")
+    p.add_argument("--json", help="also write the results here (docs/bench/augment.json)")
     args = p.parse_args()
     import pyarrow
     import datasets
 
     print(f"pyarrow {pyarrow.__version__}, datasets {datasets.__version__}, {os.cpu_count()} CPUs")
+    results = []
     with tempfile.TemporaryDirectory(prefix="rapref-augment-bench-") as tmp:
         for n in args.pairs:
-            bench(n, Path(tmp), args.slow_up_to, args.repeat)
+            results += [{"pairs": n, "contender": name, "seconds": seconds, "peak_rss_gb": rss}
+                        for name, seconds, rss in bench(n, Path(tmp), args.slow_up_to, args.repeat)]
+    if args.json:
+        from record import write_record
+
+        write_record(args.json, "augment", results)
 
 
 if __name__ == "__main__":

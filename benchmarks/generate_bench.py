@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="threads of the one-process contenders")
+    p.add_argument("--json", help="also write the results here (docs/bench/generate.json)")
     args = p.parse_args()
 
     import torch
@@ -76,7 +77,7 @@ def main() -> None:
     print(f"{len(ids)} prompts, mean {sum(map(len, ids)) / len(ids):.0f} prompt tokens, max_new_tokens "
           f"{args.max_new_tokens}, batch {args.batch_size}; torch {torch.__version__}, {os.cpu_count()} CPUs")
     print(f"{'contender':<12} {'wall s':>8} {'useful tok':>11} {'tok/s':>8} {'vs plain':>9}")
-    base = None
+    base, results = None, []
     for name, run in contenders.items():
         start = time.perf_counter()
         texts = run()
@@ -85,6 +86,13 @@ def main() -> None:
         rate = tokens / wall
         base = base or rate
         print(f"{name:<12} {wall:8.1f} {tokens:11d} {rate:8.1f} {rate / base:8.2f}x", flush=True)
+        results.append({"contender": name, "wall_s": wall, "useful_tokens": tokens, "tokens_per_s": rate,
+                        "vs_plain": rate / base})
+    if args.json:
+        from record import write_record
+
+        write_record(args.json, "generate", results, prompts=len(ids), max_new_tokens=args.max_new_tokens,
+                     batch_size=args.batch_size)
 
 
 if __name__ == "__main__":

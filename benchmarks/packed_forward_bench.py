@@ -120,6 +120,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on")
     p.add_argument("--no-heads", action="store_true", help="skip the LM head comparison")
+    p.add_argument("--json", help="also write the results here (docs/bench/packed-forward.json)")
     p.add_argument("--_child", help=argparse.SUPPRESS)
     p.add_argument("--_folder", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -136,19 +137,26 @@ def main() -> None:
                "HF_HUB_OFFLINE": "1"}
         print(f"policy forward + backward, 8 pairs, max length {args.max_length}, {args.threads} thread(s)"
               f"{', gradient checkpointing' if args.checkpointing else ''}")
+        results = []
         for path in [x.strip() for x in args.paths.split(",") if x.strip()]:
             child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--_child", path, "--_folder", tmp],
                                    capture_output=True, text=True, env=env)
             if child.returncode != 0:
                 sys.exit(f"{path} failed:\n{child.stderr[-3000:]}")
             r = json.loads(child.stdout.strip().splitlines()[-1])
+            results.append(r)
             print(f"  {r['path']:<7} {r['seconds']:7.2f} s  positions {r['positions']:>6}  LM head positions "
                   f"{r['scored']:>6}  peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
         if not args.no_heads:
             print("LM head alone, the batch's labelled positions:")
             child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--_child", "heads", "--_folder", tmp],
                                    text=True, env=env, stdout=subprocess.PIPE)
-            print("\n".join(line for line in child.stdout.splitlines() if line.strip() != "None"))
+            head_lines = [line for line in child.stdout.splitlines() if line.strip() != "None"]
+            print("\n".join(head_lines))
+        if args.json:
+            from record import write_record
+
+            write_record(args.json, "packed-forward", results, heads=None if args.no_heads else head_lines)
 
 
 if __name__ == "__main__":

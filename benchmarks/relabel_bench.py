@@ -107,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=3, help="best of N for rapref and the floor")
+    parser.add_argument("--json", help="also write the results here (docs/bench/relabel.json)")
     args = parser.parse_args()
     import datasets
 
@@ -127,6 +128,13 @@ def main() -> None:
         print(f"{name:<34}{seconds:>10.2f}{n / seconds:>14,.0f}")
     print(f"\nrapref vs per-row: {per_row / ours:.1f}x faster (target >= 10x)")
     print(f"rapref vs floor:   {ours / floor:.2f}x the floor's time (target <= 3x)")
+    if args.json:
+        from record import write_record
+
+        write_record(args.json, "relabel", [{"contender": name, "seconds": seconds, "pairs_per_s": n / seconds}
+                                            for name, seconds in (("rapref", ours), ("per-row", per_row),
+                                                                  ("floor", floor))],
+                     pairs=n, input_mb=mb)
 
 
 if __name__ == "__main__":

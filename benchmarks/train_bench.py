@@ -223,8 +223,10 @@ def report(results: list[dict], tokens: int, args) -> None:
     for r in results:
         print(f"  {r['variant']:<21} " + " ".join(f"{x:.6f}" for x in r["losses"]))
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "real_tokens": tokens, "results": results},
-                                              indent=2))
+        from record import write_record
+
+        write_record(args.json, "train", results, real_tokens=tokens,
+                     settings={k: v for k, v in vars(args).items() if not k.startswith("_") and k != "json"})
 
 
 if __name__ == "__main__":

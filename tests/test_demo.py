@@ -1,6 +1,7 @@
 """The synthetic world by hand, the demo's statistics by hand, and `rapref demo --quick` end to end."""
 
 import json
+from pathlib import Path
 import random
 
 import pytest
@@ -96,6 +97,7 @@ def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("SMOKE RUN") and "verdicts (paired" not in printed and "holds" not in printed
+    assert "DPO, positive copies only, asked for 10" in printed  # printed to a pipe: natural width, never wrapped
     report = json.loads((out / "report.json").read_text())
     assert report["smoke_run"] and "claims" not in report
     assert [row["arm"] for row in report["arms"]] == ["start", "start@10", "goal-sft@10", "sft-epoch", "dpo",
@@ -132,33 +134,38 @@ def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out), "--judge-noise", "2"]) == 2
     assert "other settings" in capsys.readouterr().err
 
-    # the README's results block is generated from a run folder's report, never typed; a smoke run is refused
+    # the published demo results are generated from a run folder's report, never typed; a smoke run is refused
     import importlib.util
+    import shutil
     from dataclasses import replace
 
+    from rapref.provenance import provenance
     from rapref.studies.demo.report import build
     from rapref.studies.demo.run import DemoConfig, quick_config
-    from rapref.provenance import provenance
 
-    spec = importlib.util.spec_from_file_location("readme_results", "scripts/readme_results.py")
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path / "repo"
+    shutil.copytree(repo / "docs", root / "docs")
+    shutil.copy(repo / "README.md", root / "README.md")
+    spec = importlib.util.spec_from_file_location("readme_results", repo / "scripts" / "readme_results.py")
     readme_results = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(readme_results)
     with pytest.raises(SystemExit, match="smoke run"):
-        readme_results.main([str(out), "--readme", str(tmp_path / "README.md")])
+        readme_results.main(["--demo", str(out), "--root", str(root)])
     cfg = replace(quick_config(DemoConfig(out=str(out))), quick=False)
     report = build(cfg, [json.loads((seed / "results.json").read_text())])
     report.update(wall_seconds=65.0, config=json.loads(json.dumps(cfg.__dict__, default=lambda o: o.__dict__)),
                   provenance=provenance(), smoke_run=False)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "report.json").write_text(json.dumps(report))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{readme_results.START}\nold figures\n{readme_results.END}\ntail\n")
-    assert readme_results.main([str(tmp_path / "full"), "--readme", str(readme), "--check"]) == 1
-    assert readme_results.main([str(tmp_path / "full"), "--readme", str(readme)]) == 0
-    text = readme.read_text()
-    assert "old figures" not in text and text.endswith("tail\n") and "1 min 5 s" in text
-    assert f"trl {report['provenance']['packages']['trl']}" in text and "inconclusive (one replicate)" in text
-    assert readme_results.main([str(tmp_path / "full"), "--readme", str(readme), "--check"]) == 0
+    assert readme_results.main(["--root", str(root), "--check"]) == 0
+    assert readme_results.main(["--demo", str(tmp_path / "full"), "--root", str(root), "--check"]) == 1
+    assert readme_results.main(["--root", str(root)]) == 0
+    text = (root / "docs" / "demo.md").read_text()
+    assert "1 min 5 s" in text and "inconclusive (one replicate)" in text
+    assert f"trl {report['provenance']['packages']['trl']}" in text
+    assert "inconclusive (one replicate)" in (root / "README.md").read_text()
+    assert readme_results.main(["--root", str(root), "--check"]) == 0
 
 
 def test_a_sweep_step_down_counts_only_beyond_sampling_noise():

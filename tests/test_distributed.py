@@ -19,6 +19,14 @@ LAUNCHERS = {
 }
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_process_cpu_run(tmp_path, tiny_model_dir, relabeled_dir, launcher):
     out = tmp_path / "run"
@@ -29,12 +37,13 @@ def test_two_process_cpu_run(tmp_path, tiny_model_dir, relabeled_dir, launcher):
         "  max_steps: 3\n  disable_tqdm: true\n")
     load_config(recipe)  # valid before we spend time launching
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [*LAUNCHERS[launcher], "-m", "rapref", "train", "--config", str(recipe)],
+    port = ["--main_process_port", str(free_port())] if launcher == "accelerate" else []  # not 29500: a run a
+    proc = subprocess.run(                                                                 # minute ago may hold it
+        [*LAUNCHERS[launcher], *port, "-m", "rapref", "train", "--config", str(recipe)],
         capture_output=True, text=True, timeout=300, env=env)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert log.count("trained 3 steps on 2 process(es)") == 1  # only rank 0 prints results
+    assert log.count("rapref train: 3 steps on 2 process(es)") == 1  # only rank 0 prints results
     assert log.count("saved model, tokenizer, goal settings and model card") == 1
     assert log.count("rapref train: 3 steps on 2 process(es)") == 1
     result = json.loads((out / "rapref_train.json").read_text())["result"]

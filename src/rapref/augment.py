@@ -234,8 +234,14 @@ def hold_out(pairs: pa.Table, test_size, seed: int) -> tuple[pa.Table, pa.Table,
     n_test = max(0, min(n_test, len(prompts) - 1))
     held = prompts.take(pa.array(np.argsort(hashes, kind="stable")[:n_test]))
     in_test = pc.is_in(keys, value_set=held)
-    note = f"held out {n_test} of {len(prompts)} prompts for test (seed {seed})"
-    return pairs.filter(pc.invert(in_test)), pairs.filter(in_test), note
+    train, test = pairs.filter(pc.invert(in_test)), pairs.filter(in_test)
+    if n_test == 0:
+        size = "10% by default" if test_size is None else f"{test_size:g}"
+        note = f"no prompts held out for test (--test-size {size}); all {pairs.num_rows} pairs train"
+    else:
+        note = (f"held out {n_test} of {len(prompts)} distinct prompts for test ({test.num_rows} of {pairs.num_rows} "
+                f"pairs; seed {seed})")
+    return train, test, note
 
 
 def prompt_keys(prompts) -> pa.Array:

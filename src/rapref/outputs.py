@@ -94,13 +94,14 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
 
 
 def begin_output(folder: str | Path, command: str) -> None:
-    """Mark `folder` as rapref's, being written (the first thing written into it)."""
+    """Mark `folder` as rapref's and being written (the first thing written into it): a finished marker of an earlier
+    run is taken away until this one finishes."""
     from rapref import __version__
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / MARKER).is_file():
-        write_json_atomic(folder / BEGUN, {"command": command, "version": __version__})
+    write_json_atomic(folder / BEGUN, {"command": command, "version": __version__})
+    (folder / MARKER).unlink(missing_ok=True)
 
 
 def finish_output(folder: str | Path, command: str) -> None:
@@ -111,16 +112,6 @@ def finish_output(folder: str | Path, command: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / MARKER, {"command": command, "version": __version__})
     (folder / BEGUN).unlink(missing_ok=True)
-
-
-def reopen_output(folder: str | Path, command: str) -> None:
-    """A finished output that a rerun is about to change again (stages reused and added): unfinished until it ends."""
-    from rapref import __version__
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / BEGUN, {"command": command, "version": __version__})
-    (folder / MARKER).unlink(missing_ok=True)
 
 
 def empty_output(folder: Path) -> None:

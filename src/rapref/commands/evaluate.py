@@ -108,8 +108,22 @@ def run_diagnose(args):
                                  band=args.band, scale=scale_field(args.scale), limit=args.limit,
                                  score_range=scale_field(args.score_range) if args.score_range else None,
                                  overwrite=args.overwrite))
-    print(f"rapref diagnose {args.kind}: written to {args.out}")
+    print(f"rapref diagnose {args.kind}: {headline(args.kind, result, args.band)}; written to {args.out}")
     return result
+
+
+def headline(kind: str, result: dict, band: float) -> str:
+    """The figure a user looks for first, as `judge` prints its mean."""
+    if kind == "controllability":
+        return f"Spearman rho {result['spearman_rho']:.3f} (p = {result['p_value']:.2g}, n = {result['n']})"
+    if kind == "accuracy":
+        return ", ".join(f"implicit-reward accuracy {k} goal {v['accuracy']:.3f} (n = {v['n']})"
+                         for k, v in result.items())
+    if kind == "unlearning":
+        rows = [r for r in result["rows"] if r["response"] == "rejected" and r["band"] == f">= {band:g}"]
+        return "; ".join(f"{r['policy']} ({r['condition']}) rejected >= {band:g}: {r['mean_delta_logp']:+.3f} nats "
+                         f"(n = {r['n']})" for r in rows) or f"no held-out rejected responses scored >= {band:g}"
+    return f"{result['rows']} pairs relabeled by the implicit reward"
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:

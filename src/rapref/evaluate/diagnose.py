@@ -150,6 +150,10 @@ def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:
         rows, mapping = implicit_relabel_rows(pairs, chosen, rejected, cfg.scale)
         write_jsonl_atomic(out, rows)
         return {"rows": len(rows), "mapping": mapping, "out": str(out)}
+    if Path(cfg.policy).is_dir() and not (Path(cfg.policy) / "rapref_goal.json").is_file():
+        raise InputError(f"{cfg.policy}: no rapref_goal.json; diagnose {cfg.kind} measures a goal-conditioned policy "
+                         "(trained on relabeled data)" + ("; give a plain DPO policy as --dpo" if cfg.kind == "unlearning"
+                                                          else ""))
     spec = model_goal_spec(cfg.policy, no_goal=False)
     if cfg.kind == "accuracy":
         result = {}

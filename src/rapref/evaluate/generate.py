@@ -86,7 +86,7 @@ def load_prompts(source: str, split: str = "test", limit: int | None = None) -> 
 
     if is_augment_folder(source):
         table = read_split(source, split)
-        rows = [{"prompt_id": r["source_id"], "prompt": r["prompt"], "chosen": r["chosen"],
+        rows = [{"prompt_id": split_id(r["source_id"], split), "prompt": r["prompt"], "chosen": r["chosen"],
                  "rejected": r["rejected"], "score_chosen": r["score_chosen"], "score_rejected": r["score_rejected"]}
                 for r in table.to_pylist()]
     else:
@@ -99,6 +99,18 @@ def load_prompts(source: str, split: str = "test", limit: int | None = None) -> 
             raise InputError(f"{source}: row {i}, field 'prompt': empty or missing (a prompt file needs `prompt`; "
                              "benchmark files need `turns` (MT-Bench, Arena-Hard) or `instruction` (AlpacaEval))")
     return rows[:limit] if limit else rows
+
+
+def split_id(source_id: str, split: str) -> str:
+    """A held-out row's id named by the split it is read from: `test:4` for the input's row `train:4` held out for
+    test (the number still points at the input row).
+
+    >>> split_id("train:4", "test"), split_id("test:7", "test"), split_id("q12", "test")
+    ('test:4', 'test:7', 'test:q12')
+    """
+    source_id = str(source_id)
+    _, sep, rest = source_id.partition(":")
+    return f"{split}:{rest if sep and '|' not in source_id else source_id}"
 
 
 def _prompt_row(source: str, i: int, row: dict) -> dict:

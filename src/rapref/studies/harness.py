@@ -30,7 +30,7 @@ from typing import Callable
 
 from rapref.io import InputError, write_json_atomic
 from rapref.launches import changed, check_settings, launches, record_launch
-from rapref.outputs import claim_output, empty_output, finish_output, output_lock, reopen_output
+from rapref.outputs import begin_output, claim_output, empty_output, finish_output, output_lock
 
 STAGES = ".stages"
 
@@ -75,10 +75,11 @@ class Study:
     """A study's run folder (see the module notes). Use as a context manager; call `finish()` once every stage ran."""
 
     def __init__(self, out: str | Path, command: str, settings: dict, free: tuple[str, ...] = (),
-                 overwrite: bool = False, inputs: tuple = (), legacy_settings: str | None = "config.json"):
+                 overwrite: bool = False, inputs: tuple = (), legacy_settings: str | None = "config.json",
+                 remedy: str = "rerun with the same settings, pass --overwrite to start over, or choose another --out"):
         self.out = claim_output(out, command, overwrite=overwrite, reuse=True, inputs=inputs)
         self.command, self.settings, self.free, self.overwrite = command, settings, free, overwrite
-        self.legacy = legacy_settings
+        self.legacy, self.remedy = legacy_settings, remedy
         self._lock = None
 
     def __enter__(self) -> "Study":
@@ -88,7 +89,7 @@ class Study:
             if self.overwrite and self.out.is_dir() and any(self.out.iterdir()):
                 empty_output(self.out)
             self._check()
-            reopen_output(self.out, self.command)  # unfinished until this launch ends
+            begin_output(self.out, self.command)  # unfinished until this launch ends
             record_launch(self.out, self.settings, self.command)
         except BaseException:
             self._lock.__exit__(None, None, None)
@@ -99,15 +100,15 @@ class Study:
         self._lock.__exit__(*exc)
 
     def _check(self) -> None:
-        remedy = "rerun with the same settings, pass --overwrite to start over, or choose another --out"
+        remedy, what = self.remedy, f"an earlier `rapref {self.command}` run"
         if launches(self.out):
-            check_settings(self.out, self.settings, self.free, f"a `{self.command}` run", remedy)
+            check_settings(self.out, self.settings, self.free, what, remedy)
             return
         saved = self.out / self.legacy if self.legacy else None
         if saved is not None and saved.is_file():  # a folder from before launches were recorded
             diff = changed(json.loads(saved.read_text()), self.settings, self.free)
             if diff:
-                raise InputError(f"{self.out}: holds a `{self.command}` run with other settings ({', '.join(diff[:3])}"
+                raise InputError(f"{self.out}: holds {what} with other settings ({', '.join(diff[:3])}"
                                  f"; see {self.legacy}); {remedy}")
 
     def finish(self) -> None:

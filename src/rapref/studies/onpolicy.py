@@ -92,9 +92,10 @@ def defining_settings(cfg: OnPolicyConfig) -> dict:
 
 
 def main(cfg: OnPolicyConfig) -> dict:
-    remedy_free = FREE_SETTINGS  # --iterations may grow, --workers may change
-    with Study(cfg.out, "onpolicy", defining_settings(cfg), free=remedy_free, overwrite=cfg.overwrite,
-               inputs=(cfg.prompts, cfg.policy), legacy_settings=None) as study:
+    remedy = ("rerun with the same settings, pass --overwrite to start over, or branch from an iteration's policy "
+              "into a new --out (--policy OUT/iter-N/policy)")
+    with Study(cfg.out, "onpolicy", defining_settings(cfg), free=FREE_SETTINGS, overwrite=cfg.overwrite,
+               inputs=(cfg.prompts, cfg.policy), legacy_settings=None, remedy=remedy) as study:
         out = study.out
         write_json_atomic(out / "onpolicy.json", {k: v for k, v in study.settings.items() if k != "overwrite"})
         policy, history = cfg.policy, []

@@ -37,14 +37,24 @@ class Algorithm:
 
 
 def _load(path: str):
+    """A TRL class by "module:Class"; TRL's notice on importing `trl.experimental` (SimPO, CPO, ORPO live there) is
+    not shown: it asks the user to act on nothing they chose."""
+    import warnings
+
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
+        return getattr(importlib.import_module(module), name)
 
 
 def _dpo_kwargs(algo) -> dict:
     loss_type, loss_weights = with_conservative_dpo(algo.loss_type, algo.loss_weights, algo.label_smoothing)
     return {"loss_type": loss_type, "loss_weights": loss_weights, "label_smoothing": algo.label_smoothing}
 
+
+# CPO/SimPO/ORPO pad with DPODataCollatorWithPadding, which needs every column: set what their trainers would set
+# (and warn about) themselves
+PAIRED_COLLATOR = {"remove_unused_columns": False}
 
 ALGORITHMS: dict[str, Algorithm] = {
     "dpo": Algorithm("trl:DPOConfig", "trl:DPOTrainer", True,
@@ -53,13 +63,13 @@ ALGORITHMS: dict[str, Algorithm] = {
     "simpo": Algorithm("trl.experimental.cpo:CPOConfig", "trl.experimental.cpo:CPOTrainer", False,
                        smoothed=lambda a: True,
                        trl_kwargs=lambda a: {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": a.simpo_gamma,
-                                             "label_smoothing": a.label_smoothing}),
+                                             "label_smoothing": a.label_smoothing, **PAIRED_COLLATOR}),
     "cpo": Algorithm("trl.experimental.cpo:CPOConfig", "trl.experimental.cpo:CPOTrainer", False,
                      smoothed=lambda a: True,
                      trl_kwargs=lambda a: {"loss_type": "sigmoid", "cpo_alpha": a.cpo_alpha,
-                                           "label_smoothing": a.label_smoothing}),
+                                           "label_smoothing": a.label_smoothing, **PAIRED_COLLATOR}),
     "orpo": Algorithm("trl.experimental.orpo:ORPOConfig", "trl.experimental.orpo:ORPOTrainer", False,
-                      smoothed=lambda a: False, trl_kwargs=lambda a: {}),
+                      smoothed=lambda a: False, trl_kwargs=lambda a: dict(PAIRED_COLLATOR)),
     "kto": Algorithm("trl:KTOConfig", "trl:KTOTrainer", True, smoothed=lambda a: False,
                      trl_kwargs=lambda a: {"desirable_weight": a.desirable_weight,
                                            "undesirable_weight": a.undesirable_weight}, unpaired=True),

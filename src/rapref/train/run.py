@@ -18,8 +18,10 @@ template, plain text otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
@@ -88,11 +90,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
     if trainer.accelerator.is_main_process:
         if overwrite and not resume and out.is_dir() and any(out.iterdir()):
             empty_output(out)  # an earlier rapref run, replaced as asked
-        begin_output(out, "train")
-        if resume:
-            from rapref.outputs import reopen_output
-
-            reopen_output(out, "train")  # a finished run continued: unfinished until this launch ends
+        begin_output(out, "train")  # unfinished until rapref_train.json and the finished marker are written
         record_launch(out, settings, "train --resume" if resume else "train")
         if spec is not None:
             spec.save(out)  # before the first checkpoint: every save carries the goal settings
@@ -101,9 +99,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    accel = trainer.accelerator
-    say(f"rapref train: trained {trainer.state.global_step} steps on {accel.num_processes} process(es)")
+    with _quiet_tied_keys(model):
+        trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(cfg.output_dir)
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
@@ -128,6 +125,29 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
         say(f"rapref train: pushed {out} to the Hub as {trainer.hub_model_id}")
     _end_process_group()
     return result
+
+
+@contextlib.contextmanager
+def _quiet_tied_keys(model):
+    """On resume, transformers warns that a checkpoint lacks `lm_head.weight`: a tied output embedding is saved once,
+    as the input embedding, so that key is expected to be missing. Drop that warning (and only that one)."""
+    import logging
+
+    tied = bool(getattr(model.config.get_text_config(), "tie_word_embeddings", False))
+
+    class TiedKeys(logging.Filter):
+        def filter(self, record) -> bool:
+            message = record.getMessage()
+            return not (tied and message.startswith("There were missing keys in the checkpoint model loaded")
+                        and all(k.endswith("lm_head.weight") for k in re.findall(r"'([^']+)'", message)))
+
+    trainer_logger = logging.getLogger("transformers.trainer")
+    quiet = TiedKeys()
+    trainer_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        trainer_logger.removeFilter(quiet)
 
 
 def _hub_name(cfg: TrainConfig) -> str:
@@ -250,6 +270,9 @@ def load_dataset_folder(path: str) -> dict:
     from rapref.augment import augment_splits, read_split
 
     folder = Path(path)
+    if folder.is_file():
+        raise InputError(f"{path}: a file; `rapref train` reads a folder written by `rapref augment` (relabel it first: "
+                         f"rapref augment {path} --out runs/data, then data.path=runs/data)")
     ours = augment_splits(folder)
     if ours:
         return {split: datasets.Dataset(read_split(folder, split)) for split in ours}

@@ -312,7 +312,10 @@ def print_table(report: dict, quick: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    import sys
+
+    # in a terminal, fit it; in a pipe or a file, print every table at its natural width (never wrapped into cells)
+    console = Console() if sys.stdout.isatty() else Console(width=1000)
     if "claims" in report:
         table = Table(title=f"rapref demo: verdicts (paired over seeds {report['seeds']}, {PRIMARY})")
         for column in ("claim", "difference", "paired [95% CI]", "verdict"):
