@@ -70,7 +70,7 @@ def demo_block(report: dict) -> str:
     minutes, seconds = divmod(round(report.get("full_run_wall_seconds") or report["wall_seconds"]), 60)
     return f"""`rapref demo` on {len(report['seeds'])} evaluation seeds ({', '.join(map(str, report['seeds']))}), {report['n_prompts']}
 held-out prompts x 2 samples per seed at {primary}; wall time **{minutes} min {seconds} s** with {cfg['workers']} workers
-on a 2-core CPU machine ({_machine(report)}). Run at commit `{commit[:10]}` with
+on a 2-core CPU machine. Run at commit `{commit[:10]}` with
 Python {report['provenance']['python']}, {versions}.
 
 | claim | statement | paired difference [95% CI over seeds] | verdict |
