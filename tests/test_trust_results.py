@@ -9,16 +9,7 @@ from pathlib import Path
 import pytest
 
 from rapref.cli import main as cli
-
-
-def one_line_error(capsys, argv, needle: str) -> str:
-    capsys.readouterr()
-    code = cli(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, (argv, err)
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert needle in err, err
-    return err
+from tests.test_trust import one_line_error
 
 
 def length(row, text):
