@@ -276,14 +276,16 @@ def batch_prompt_ids(tokenizer, prompts: list) -> list[list[int]]:
     return [prompt_ids(tokenizer, p) for p in prompts]
 
 
-def _generate_vllm(model_dir, prompts, sampling: SamplingConfig) -> list[str]:  # pragma: no cover - GPU only
+def _generate_vllm(model_dir, prompts, sampling: SamplingConfig) -> list[str]:
+    """In-process vLLM (GPU). Each request gets its own seed (the run's seed + its position): the K samples of one
+    prompt are K requests with the same tokens, and one shared seed would make them identical."""
     from vllm import LLM, SamplingParams
 
     from rapref.models import load_tokenizer
 
     llm = LLM(model=model_dir, seed=sampling.seed)
-    params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                            top_p=sampling.top_p, seed=sampling.seed)
+    params = [SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                             top_p=sampling.top_p, seed=sampling.seed + i) for i in range(len(prompts))]
     ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)  # the same tokens as training and transformers
     outputs = llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=True)
     return [o.outputs[0].text.strip() for o in outputs]
