@@ -123,6 +123,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
         trainer.create_model_card = lambda *a, **k: write_model_card(out, cfg, spec, result, _hub_name(cfg))
         trainer.push_to_hub(commit_message="rapref train")
         say(f"rapref train: pushed {out} to the Hub as {trainer.hub_model_id}")
+    _release(trainer)
+    del trainer, model
     _end_process_group()
     return result
 
@@ -178,6 +180,17 @@ def _attach_artefacts(trainer, cfg: TrainConfig, spec: GoalSpec | None, tokenize
     trainer.add_callback(CheckpointArtefacts())
     if not interactive():
         trainer.add_callback(trainer_callback(f"rapref train ({cfg.algorithm.name})"))
+
+
+def _release(trainer) -> None:
+    """Drop the distributed wrapper (DDP's reducer holds the gloo process group) while every rank is still alive: freed
+    later, after the group is destroyed or a peer has exited, its destructor waits for gloo threads that never return
+    (seen: a rank hanging after training, in `~ProcessGroupGloo`)."""
+    import gc
+
+    trainer.accelerator.free_memory()
+    trainer.model_wrapped = None
+    gc.collect()
 
 
 def _end_process_group() -> None:
