@@ -103,15 +103,22 @@ def spearman(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> dic
     >>> round(r["rho"], 4), round(r["low"], 3), round(r["high"], 3)
     (0.8857, 0.066, 0.992)
     """
-    from scipy.stats import norm, spearmanr
+    from scipy.stats import spearmanr
 
     rho, p_value = spearmanr(x, y)
     rho, n = float(rho), len(x)
-    low = high = None
-    if n > 3 and abs(rho) < 1:
-        half = float(norm.ppf(0.5 + level / 2)) * math.sqrt((1 + rho * rho / 2) / (n - 3))
-        low, high = math.tanh(math.atanh(rho) - half), math.tanh(math.atanh(rho) + half)
+    low, high = spearman_interval(rho, n, level)
     return {"rho": rho, "p_value": float(p_value), "n": n, "low": low, "high": high}
+
+
+def spearman_interval(rho: float, n: int, level: float = 0.95) -> tuple[float | None, float | None]:
+    """The interval of `spearman` from rho and the number of points alone (for a report that stored only those)."""
+    from scipy.stats import norm
+
+    if n <= 3 or abs(rho) >= 1:
+        return None, None
+    half = float(norm.ppf(0.5 + level / 2)) * math.sqrt((1 + rho * rho / 2) / (n - 3))
+    return math.tanh(math.atanh(rho) - half), math.tanh(math.atanh(rho) + half)
 
 
 def verdict(ci: dict, band: float) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 from rapref.evaluate.generate import load_prompts, model_goal_spec
+from rapref.goals import GOAL_SETTINGS_FILE
 from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
 from rapref.outputs import (begin_output, claim_output, claim_output_file, finish_output, finish_output_file,
                             output_lock)
@@ -150,8 +151,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:
         rows, mapping = implicit_relabel_rows(pairs, chosen, rejected, cfg.scale)
         write_jsonl_atomic(out, rows)
         return {"rows": len(rows), "mapping": mapping, "out": str(out)}
-    if Path(cfg.policy).is_dir() and not (Path(cfg.policy) / "rapref_goal.json").is_file():
-        raise InputError(f"{cfg.policy}: no rapref_goal.json; diagnose {cfg.kind} measures a goal-conditioned policy "
+    if Path(cfg.policy).is_dir() and not (Path(cfg.policy) / GOAL_SETTINGS_FILE).is_file():
+        raise InputError(f"{cfg.policy}: no {GOAL_SETTINGS_FILE}; diagnose {cfg.kind} measures a goal-conditioned policy "
                          "(trained on relabeled data)" + ("; give a plain DPO policy as --dpo" if cfg.kind == "unlearning"
                                                           else ""))
     spec = model_goal_spec(cfg.policy, no_goal=False)

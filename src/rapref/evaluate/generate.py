@@ -32,17 +32,14 @@ class SamplingConfig:
     batch_size: int = 16
 
     def __post_init__(self):
-        checks = ((self.max_new_tokens >= 1, "--max-new-tokens must be at least 1"),
-                  (self.temperature >= 0, "--temperature must be 0 (greedy) or more"),
-                  (0 < self.top_p <= 1, "--top-p must lie in (0, 1]"),
-                  (self.num_samples >= 1, "--num-samples must be at least 1"),
-                  (self.batch_size >= 1, "--batch-size must be at least 1"))
-        for ok, message in checks:
+        for flag, value, ok, rule in (
+                ("--max-new-tokens", self.max_new_tokens, self.max_new_tokens >= 1, "be at least 1"),
+                ("--temperature", self.temperature, self.temperature >= 0, "be 0 (greedy) or more"),
+                ("--top-p", self.top_p, 0 < self.top_p <= 1, "lie in (0, 1]"),
+                ("--num-samples", self.num_samples, self.num_samples >= 1, "be at least 1"),
+                ("--batch-size", self.batch_size, self.batch_size >= 1, "be at least 1")):
             if not ok:
-                value = {"--max-new-tokens": self.max_new_tokens, "--temperature": self.temperature,
-                         "--top-p": self.top_p, "--num-samples": self.num_samples,
-                         "--batch-size": self.batch_size}[message.split()[0]]
-                raise InputError(f"{message}, got {value:g}")
+                raise InputError(f"{flag} must {rule}, got {value:g}")
 
 
 @dataclass

@@ -5,8 +5,8 @@
   appended to `launches.jsonl` (settings, commit, package versions, time); two runs at once: the second stops.
 - `Stages`: named units of work under a root. A stage is done when its marker, `ROOT/.stages/NAME.json`, is there
   (written last, after everything the stage writes) and records the settings that define it. A rerun reuses a stage
-  only then; a stage whose marker records other settings is refused with one line, or redone where the driver says
-  the stage is cheap. Wall time per stage is accumulated over reruns in `ROOT/timings.json`.
+  only then; a stage whose marker records other settings is refused with one line. Wall time per stage is
+  accumulated over reruns in `ROOT/timings.json`.
 - `Arm`, `Claim`: arms and claims as data: each study declares its arms and claims in one table, and its report is
   generated from the table.
 - `generate_and_judge`: sample a policy on a prompt file and score the samples, as two stages.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,19 +138,11 @@ class Stages:
                              "start over with --overwrite or choose another --out")
         return True
 
-    def run(self, name: str, settings: dict, work: Callable[[], object], *, outputs: tuple = (), cheap: bool = False,
-            timing: str | None = None) -> bool:
-        """Run `work()` unless stage `name` is done with `settings`; returns whether it ran. `outputs` (files or folders
-        the stage writes) are removed before a redo of a cheap stage whose settings changed. Wall time is added to
-        `timings[timing or name]`."""
-        try:
-            if self.done(name, settings):
-                return False
-        except InputError:
-            if not cheap:
-                raise
-            for path in map(Path, outputs):
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    def run(self, name: str, settings: dict, work: Callable[[], object], *, timing: str | None = None) -> bool:
+        """Run `work()` unless stage `name` is done with `settings` (refused when done with others); returns whether
+        it ran. Wall time is added to `timings[timing or name]`."""
+        if self.done(name, settings):
+            return False
         self.progress(name)
         start = time.perf_counter()
         work()

@@ -18,23 +18,28 @@ import numpy as np
 
 from rapref.io import write_json_atomic
 from rapref.reports import markdown_table, save_figure, write_text_atomic
-from rapref.stats import paired_over_seeds, summary, t_interval, verdict
+from rapref.stats import interval as stats_interval
+from rapref.stats import paired_over_seeds, summary, verdict
 from rapref.studies.claims import c2_over_seeds, c4_over_seeds, goal_curve, sweep_rho
 from rapref.studies.demo.arms import ARMS, BY_NAME, CLAIMS, DECODINGS, NEGLIGIBLE, PRIMARY, SWEPT
 
 MONOTONE_TOLERANCE = 0.02  # a goal sweep is monotone when no step down exceeds this and two paired standard errors
 
 
+def per_seed(ci: dict) -> dict:
+    """A `rapref.stats` interval in the report's layout: its values are one per seed."""
+    return {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "per_seed": ci["values"],
+            **({"verdict": ci["verdict"]} if "verdict" in ci else {})}
+
+
 def interval(values: list[float]) -> dict:
-    mean, low, high = t_interval(values)
-    return {"mean": mean, "low": low, "high": high, "per_seed": [round(v, 4) for v in values]}
+    return per_seed(stats_interval(values))
 
 
 def paired(results: list[dict], decoding: str, arm: str, baseline: str) -> dict:
     """Per-seed paired differences over the same prompts (required equal), t-interval over seeds."""
-    ci = paired_over_seeds([tuple(seed["evaluations"][decoding][a]["per_prompt"] for a in (arm, baseline))
-                            for seed in results])
-    return {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "per_seed": ci["values"]}
+    return per_seed(paired_over_seeds([tuple(seed["evaluations"][decoding][a]["per_prompt"] for a in (arm, baseline))
+                                       for seed in results]))
 
 
 def curve(sweep: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -127,13 +132,9 @@ def claims(cfg, results, probe) -> list[dict]:
                 continue
             gaps = {arm: [(u["rejected_hq"], u["chosen_hq"]) for u in (unlearning(r, arm, cfg.band) for r in results)]
                     for arm in (claim.arm, claim.baseline)}
-            ci = c2_over_seeds(gaps[claim.arm], gaps[claim.baseline])
-            ci = {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "per_seed": ci["values"],
-                  "verdict": ci["verdict"]}
+            ci = per_seed(c2_over_seeds(gaps[claim.arm], gaps[claim.baseline]))
         else:
-            ci = c4_over_seeds([r["sweeps"][claim.arm] for r in results])
-            ci = {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "per_seed": ci["values"],
-                  "verdict": ci["verdict"]}
+            ci = per_seed(c4_over_seeds([r["sweeps"][claim.arm] for r in results]))
         out.append({"name": claim.name, "statement": claim.statement.format(band=cfg.band),
                     "difference": DIFFERENCES.get(claim.kind, f"{claim.arm} - {claim.baseline}"), "band": claim.band,
                     **ci})

@@ -14,7 +14,7 @@ import numpy as np
 from rapref.io import write_json_atomic
 from rapref.progress import say
 from rapref.reports import markdown_table, write_text_atomic
-from rapref.stats import paired_over_prompts, summary, verdict
+from rapref.stats import paired_over_prompts, spearman_interval, summary, verdict
 from rapref.studies.claims import c2_one_run, c4_samples
 
 
@@ -157,8 +157,6 @@ def rederive_claims(report: dict) -> list[dict]:
     """The claims of a finished report.json under today's definitions, from what it stores: paired intervals as
     they were (the per-prompt scores are not in report.json), C2 from the probe rows, C4-samples from rho and the
     number of sweep samples."""
-    import math
-
     from rapref.studies.ifeval.run import CLAIMS
 
     cfg, stored = report["config"], {c["name"]: c for c in report["claims"]}
@@ -170,10 +168,8 @@ def rederive_claims(report: dict) -> list[dict]:
         elif claim.kind == "controllability":
             old = stored.get(claim.name) or stored["C4"]
             n = old.get("n") or cfg["sweep_prompts"] * len(cfg["sweep_goals"])
-            rho = old["mean"]
-            half = 1.96 * math.sqrt((1 + rho * rho / 2) / (n - 3))
-            ci = {"mean": rho, "low": math.tanh(math.atanh(rho) - half), "high": math.tanh(math.atanh(rho) + half),
-                  "p_value": old.get("p_value"), "n": n}
+            low, high = spearman_interval(old["mean"], n)
+            ci = {"mean": old["mean"], "low": low, "high": high, "p_value": old.get("p_value"), "n": n}
             difference = f"Spearman rho (goal, score) over samples, p = {old.get('p_value'):.2g}"
         else:
             mine, theirs = (probe_means(report["probe"], p, cfg["band"]) for p in (claim.arm, claim.baseline))
