@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--relabeled-lr", type=float, default=d.relabeled_lr,
                        help="relabeled, half-relabeled and positive-copies arms")
     train.add_argument("--extra-sft-lr", type=float, default=d.extra_sft_lr, help="the +1 SFT epoch arms")
+    p.add_argument("--grid", metavar="GRID.yaml",
+                   help="instead of the demo: its claims over a grid of worlds and training settings, one cell per "
+                        "entry of the file (e.g. docs/demo-grid.yaml, about 2 hours); the world and training flags "
+                        "above do not apply (each cell sets its own)")
     p.add_argument("--select-hparams", action="store_true",
                    help="instead of the demo: choose each arm family's learning rate on validation seeds 101-102 "
                         "by improvement over the start (answers must stay well-formed); writes OUT/selection.json")
@@ -60,8 +64,25 @@ def config_from_args(args):
 
 
 def run(args):
-    from rapref.studies.demo.run import main, select_hyperparameters
+    from rapref.io import InputError
+    from rapref.studies.demo.run import DemoConfig, main, select_hyperparameters
 
+    if args.workers < 1:
+        raise InputError(f"--workers must be at least 1, got {args.workers}")
+    if args.grid:
+        from dataclasses import asdict
+
+        from rapref.launches import changed
+        from rapref.studies.demo.grid import main as grid
+
+        if args.select_hparams:
+            raise InputError("--grid and --select-hparams: choose one")
+        given = changed(asdict(DemoConfig()), asdict(config_from_args(args)), ("out", "quick", "workers"))
+        if given:
+            raise InputError(f"--grid: each cell sets its own world and training; leave out the flags that set "
+                             f"{', '.join(given)} (or add a cell to the grid file)")
+        out = args.out if args.out != DemoConfig().out else "runs/grid"
+        return grid(args.grid, out, workers=args.workers, quick=args.quick, overwrite=args.overwrite)
     cfg = config_from_args(args)
     if args.select_hparams:
         selection = select_hyperparameters(cfg)

@@ -56,6 +56,9 @@ class DemoConfig:
     band: float = 8.0  # "high-quality" responses: judged score >= band (unlearning probe)
     workers: int = 2  # seeds trained in parallel, one thread each
     quick: bool = False
+    dpo_epochs: float = 1.0  # epochs of every DPO arm (the grid's over-fitting regime trains longer)
+    arms: tuple[str, ...] = ()  # a subset of the arms table (names); empty: every arm
+    decodings: tuple[str, ...] = ()  # a subset of the decodings (names); empty: every decoding
 
     def goal_spec(self) -> GoalSpec:
         return GoalSpec(scale=(1, 10), placement="system", header="target {lo}-{hi}:", line="{score}",
@@ -63,6 +66,14 @@ class DemoConfig:
 
     def learning_rate(self, family: str) -> float:
         return {"sft": self.extra_sft_lr, "dpo": self.dpo_lr, "relabeled": self.relabeled_lr}[family]
+
+    @property
+    def arm_table(self) -> tuple[Arm, ...]:
+        return tuple(arm for arm in ARMS if not self.arms or arm.name in self.arms)
+
+    @property
+    def decoding_table(self) -> tuple[Decoding, ...]:
+        return tuple(d for d in DECODINGS if not self.decodings or d.name in self.decodings)
 
 
 def quick_config(cfg: DemoConfig) -> DemoConfig:
@@ -149,6 +160,8 @@ class Seed:
             return self.root / "start"
         folder = folder or self.root / arm_folder(arm)
         settings = self._settings(arm=arm.recipe, lr=lr, beta=self.cfg.beta, batch_size=self.cfg.batch_size)
+        if arm.kind == "dpo" and self.cfg.dpo_epochs != 1.0:  # one epoch: the key is left out, as before it existed
+            settings["epochs"] = self.cfg.dpo_epochs
         self.stages.run(f"train {folder.relative_to(self.root)}", settings, lambda: self._train(arm, lr, folder),
                         timing=f"train {arm.name.split('@')[0]}")
         return folder
@@ -174,7 +187,7 @@ class Seed:
             output_dir=str(folder), seed=self.seed, model=ModelArgs(name_or_path=str(start)),
             data=DataArgs(path=str(self.root / "data" / arm.data), max_prompt_length=48),
             algorithm=AlgorithmArgs(name="dpo", beta=self.cfg.beta),
-            training={"learning_rate": lr, "num_train_epochs": 1.0,
+            training={"learning_rate": lr, "num_train_epochs": self.cfg.dpo_epochs,
                       "per_device_train_batch_size": self.cfg.batch_size, "max_length": 64,
                       "lr_scheduler_type": "cosine", "warmup_steps": 0.1, "disable_tqdm": True,
                       "logging_steps": 10, "save_strategy": "no"},
@@ -224,7 +237,7 @@ class Seed:
         pairs = read_split(self.root / "data" / "heldout", "train").to_pylist()
         reference = LogProbModel(str(self.root / "start"), batch_size=256)
         result = {}
-        for arm in ARMS:
+        for arm in self.cfg.arm_table:
             if arm.kind == "start" or arm.name not in models:
                 continue
             condition = "own" if arm.goal or arm.data == "goal" else "none"
@@ -246,6 +259,7 @@ class Seed:
         return {
             **judge_agreement(self.world),
             "pairs": n, "dropped_by_reason": summary["dropped_by_reason"],
+            "rejected_judged_at_least_band": sum(s >= self.cfg.band for s in rejected) / n,
             "tie_fraction": sum(a == b for a, b in zip(chosen, rejected)) / n,
             "mean_score_chosen": sum(chosen) / n, "mean_score_rejected": sum(rejected) / n,
             # the level preferences point to: the true reward of the held-out chosen answers
@@ -279,10 +293,11 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
     if s.stages.done("results", {"seed": seed}):
         return json.loads(done.read_text())
     s.prepare()
-    models = {arm.name: s.train(arm, cfg.learning_rate(arm.family) if arm.family else 0.0) for arm in ARMS}
-    evaluations = {d.name: {arm.name: s.evaluate(arm.name, models[arm.name], arm.goal, d) for arm in ARMS}
-                   for d in DECODINGS}
-    sweeps = {name: s.sweep(name, models[name]) for name in SWEPT}
+    arms = cfg.arm_table
+    models = {arm.name: s.train(arm, cfg.learning_rate(arm.family) if arm.family else 0.0) for arm in arms}
+    evaluations = {d.name: {arm.name: s.evaluate(arm.name, models[arm.name], arm.goal, d) for arm in arms}
+                   for d in cfg.decoding_table}
+    sweeps = {name: s.sweep(name, models[name]) for name in SWEPT if name in models}
     probe = s.timed("probe", s.probe, models)
     results = {"seed": seed, "evaluations": evaluations, "sweeps": sweeps, "probe": probe, "data": s.data_stats(),
                "timings_s": s.timings}
@@ -341,15 +356,21 @@ def _worker_env():
 
 
 def _worker(job):
-    """One seed in a worker process: one thread, progress lines to the parent's queue."""
-    fn, cfg, seed, queue = job
+    """One (configuration, seed) job in a worker process: one thread, progress lines to the parent's queue."""
+    fn, cfg, seed, queue, prefix = job
     with _quiet():
-        return fn(cfg, seed, progress=(lambda text: queue.put(text)) if queue is not None else None)
+        return fn(cfg, seed, progress=(lambda text: queue.put(prefix + text)) if queue is not None else None)
 
 
 def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
-    """`fn(cfg, seed, progress)` for every seed, `cfg.workers` at a time. In a terminal a progress bar (stage, seeds
-    done, time left); in a log file one line per stage with the time elapsed; nothing with --quiet."""
+    """`fn(cfg, seed, progress)` for every seed, `cfg.workers` at a time (see `run_jobs`)."""
+    return run_jobs(fn, [(cfg, seed, "") for seed in seeds], label, cfg.workers)
+
+
+def run_jobs(fn, jobs: list[tuple], label: str, workers: int) -> list:
+    """`fn(cfg, seed, progress)` for every job (cfg, seed, progress prefix), `workers` at a time, in worker processes
+    of one thread each. In a terminal a progress bar (stage, jobs done, time left); in a log file one line per stage
+    with the time elapsed; nothing with --quiet. Results in the order of the jobs."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     from contextlib import nullcontext
@@ -358,43 +379,46 @@ def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
 
     from rapref.progress import interactive, quiet
 
-    workers = max(1, min(cfg.workers, len(seeds)))
+    unit = "seeds" if len({id(job[0]) for job in jobs}) <= 1 else "runs"
+    workers = max(1, min(workers, len(jobs)))
     results = {}
     start = time.monotonic()
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} seeds"),
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(f"{{task.completed}}/{{task.total}} {unit}"),
                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()) \
         if interactive() and not quiet() else None
     with bar or nullcontext():
-        task = bar.add_task(label, total=len(seeds)) if bar else None
+        task = bar.add_task(label, total=len(jobs)) if bar else None
 
         def report(text: str | None = None, advance: bool = False) -> None:
             if bar:
                 bar.update(task, description=f"{label}: {text}" if text else None, advance=int(advance))
             elif not quiet() and text:
                 minutes, seconds = divmod(int(time.monotonic() - start), 60)
-                print(f"[{minutes:02d}:{seconds:02d}] {label}: {text} ({len(results)}/{len(seeds)} seeds done)",
+                print(f"[{minutes:02d}:{seconds:02d}] {label}: {text} ({len(results)}/{len(jobs)} {unit} done)",
                       flush=True)
 
         if workers == 1:
             with _quiet():
-                for seed in seeds:
-                    results[seed] = fn(cfg, seed, progress=report)
-                    report(f"seed {seed} done", advance=True)
+                for i, (cfg, seed, prefix) in enumerate(jobs):
+                    results[i] = fn(cfg, seed, progress=lambda text, p=prefix: report(p + text))
+                    report(f"{prefix}seed {seed} done", advance=True)
         else:
             context = mp.get_context("spawn")
             with _worker_env(), context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
                 queue = manager.Queue()
-                futures = {pool.submit(_worker, (fn, cfg, seed, queue)): seed for seed in seeds}
+                futures = {pool.submit(_worker, (fn, cfg, seed, queue, prefix)): i
+                           for i, (cfg, seed, prefix) in enumerate(jobs)}
                 pending = set(futures)
                 while pending:
                     while not queue.empty():
                         report(queue.get())
                     for future in [f for f in pending if f.done()]:
-                        results[futures[future]] = future.result()
+                        i = futures[future]
+                        results[i] = future.result()
                         pending.discard(future)
-                        report(f"seed {futures[future]} done", advance=True)
+                        report(f"{jobs[i][2]}seed {jobs[i][1]} done", advance=True)
                     time.sleep(0.2)
-    return [results[seed] for seed in seeds]
+    return [results[i] for i in range(len(jobs))]
 
 
 def select_seed(cfg: DemoConfig, seed: int, progress=None, grid: dict | None = None) -> dict:
