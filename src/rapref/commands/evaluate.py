@@ -31,7 +31,14 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="transformers backend: sampling processes, one thread each (on a CPU two single-thread "
                         "workers beat one two-thread process); an interrupted run resumes from OUT.partial either way")
-    p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto", help="auto: vLLM when installed and a GPU is present, else transformers")
+    p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto",
+                   help="auto: in-process vLLM when installed and a GPU is present, else transformers")
+    p.add_argument("--endpoint", metavar="URL",
+                   help="sample through an OpenAI-compatible server on this model (vllm serve, SGLang, TGI, "
+                        "llama.cpp), e.g. http://127.0.0.1:8000/v1; prompts are sent as the token ids training saw")
+    p.add_argument("--served-model", metavar="NAME",
+                   help="--endpoint: the server's name for the model, where its model list does not show the folder")
+    p.add_argument("--concurrency", type=int, default=8, help="--endpoint: requests in flight")
     p.add_argument("--overwrite", action="store_true", help="replace an output file that rapref generate wrote")
 
 
@@ -42,7 +49,9 @@ def run_generate(args):
                               num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size)
     rows = main(GenerateConfig(model=args.model, prompts=args.prompts, out=args.out, split=args.split,
                                goals=args.goals, no_goal=args.no_goal, sampling=sampling, backend=args.backend,
-                               limit=args.limit, overwrite=args.overwrite, workers=args.workers))
+                               limit=args.limit, overwrite=args.overwrite, workers=args.workers,
+                               endpoint=args.endpoint, served_model=args.served_model,
+                               concurrency=args.concurrency))
     from rapref.progress import say
 
     say(f"rapref generate: {len(rows)} samples -> {args.out}")
@@ -57,6 +66,10 @@ def add_judge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--against", help="pairwise: win rate of GENERATIONS against this generation set")
     p.add_argument("--cache", help="score cache file (default OUT/cache.jsonl)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a reward model's own code to run")
+    p.add_argument("--judge-template", metavar="FILE",
+                   help="LLM judges: the prompt template ({instruction} and {output}; pairwise {output_1}, "
+                        "{output_2}); default: rapref's, in the manner of MT-Bench / AlpacaEval")
+    p.add_argument("--judge-model", metavar="NAME", help="LLM judges: the served model, where a server serves several")
     p.add_argument("--overwrite", action="store_true", help="replace an output folder that rapref judge wrote "
                    "(its score cache is kept: scores are keyed by content)")
 
@@ -66,15 +79,27 @@ def run_judge(args):
 
     result = main(JudgeConfig(generations=args.generations, scorer=args.scorer, out=args.out, against=args.against,
                               cache=args.cache, trust_remote_code=args.trust_remote_code,
-                              overwrite=args.overwrite))
+                              overwrite=args.overwrite, judge_template=args.judge_template,
+                              judge_model=args.judge_model))
     line = f"rapref judge: n={result['n']} mean={result['mean']:.4f}{_pm(result['stderr'])}"
-    if "pairwise" in result:
+    if result.get("unscored"):
+        line += f" ({result['unscored']} unscored: no grade in the judge's reply)"
+    if "pairwise" in result and "lc_win_rate" in result["pairwise"]:
+        pw = result["pairwise"]
+        line = (f"rapref judge: win rate {pw['win_rate']:.3f} [{_fmt(pw['low'])}, {_fmt(pw['high'])}], "
+                f"length-controlled {pw['lc_win_rate']:.3f} [{_fmt(pw['lc_low'])}, {_fmt(pw['lc_high'])}] over "
+                f"{pw['n']} comparisons, both orders (ties = 1/2; {pw['unscored']} unscored)")
+    elif "pairwise" in result:
         pw = result["pairwise"]
         clustered = f", clustered by {pw['prompts']} prompts" if "prompts" in pw else ""
         line += (f"; win rate {pw['win_rate']:.3f}{_pm(pw['stderr'])} over {pw['n']} matched (prompt, goal, sample, "
                  "turn)"
                  f"{clustered}; ties = 1/2")
     print(line)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _pm(stderr) -> str:

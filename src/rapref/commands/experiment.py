@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=d.workers, help="generation processes, one thread each")
     p.add_argument("--ifbench-prompts", help="also evaluate every arm on IFBench's test prompts (a file written by "
                                              "`rapref prompts --split ifbench-test`)")
+    p.add_argument("--serve", metavar="COMMAND",
+                   help="sample through a server started on each policy from this command template (see "
+                        "`rapref onpolicy --serve`)")
     p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE", help="training overrides, as `rapref train`")
 
 
@@ -35,5 +38,5 @@ def run(args):
                                  test_prompts=args.test_prompts, samples=args.samples,
                                  max_new_tokens=args.max_new_tokens, seed=args.seed, training=training,
                                  ifbench_prompts=args.ifbench_prompts, sweep_prompts=args.sweep_prompts,
-                                 workers=args.workers,
+                                 workers=args.workers, serve=args.serve,
                                  quick=args.quick))

@@ -34,6 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
     p.add_argument("--workers", type=int, default=1, help="generation processes, one thread each (see generate)")
+    p.add_argument("--serve", metavar="COMMAND",
+                   help="sample through a server rapref starts on each iteration's policy and stops after sampling, "
+                        "from this command template ({model}, {port}, {python}; NAME=value settings may lead), e.g. "
+                        "\"VLLM_CPU_KVCACHE_SPACE=2 .venv-vllm/bin/python -m vllm.entrypoints.openai.api_server "
+                        "--model {model} --port {port} --no-enable-chunked-prefill\" (see docs/evaluation.md)")
     p.add_argument("--seed", type=int, default=0, help="seed of iteration 1 (iteration i uses seed + i - 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in --out (a rerun with other settings is refused otherwise)")
@@ -50,4 +55,4 @@ def run(args):
         modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), train_mode=args.train_mode,
         score_mapping=args.score_mapping, ties=args.ties, scale=scale_field(args.scale), placement=args.placement,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, batch_size=args.batch_size,
-        workers=args.workers, seed=args.seed, overwrite=args.overwrite))
+        workers=args.workers, serve=args.serve, seed=args.seed, overwrite=args.overwrite))

@@ -55,11 +55,22 @@ class GenerateConfig:
     limit: int | None = None
     overwrite: bool = False
     workers: int = 1  # transformers backend: sampling processes, one thread each when more than one
+    endpoint: str | None = None  # an OpenAI-compatible server on this model (`rapref.evaluate.serving`)
+    served_model: str | None = None  # the server's name for the model, where it does not report the folder
+    concurrency: int = 8  # endpoint: requests in flight
 
     def __post_init__(self):
         self.sampling = self.sampling or SamplingConfig()
         if self.workers < 1:
             raise InputError(f"--workers must be at least 1, got {self.workers}")
+        if self.concurrency < 1:
+            raise InputError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.endpoint and self.backend not in ("auto", "endpoint"):
+            raise InputError(f"--endpoint and --backend {self.backend}: the server samples; leave out --backend")
+        if self.endpoint:
+            self.backend = "endpoint"
+        elif self.backend == "endpoint":
+            raise InputError("--backend endpoint needs --endpoint URL")
         if self.limit is not None and self.limit < 1:
             raise InputError(f"--limit must be at least 1 (leave it out for every prompt), got {self.limit}")
         if self.goals is not None and self.no_goal:
@@ -162,6 +173,13 @@ def _generate(cfg: GenerateConfig, out: Path) -> list[dict]:
     prompts = load_prompts(cfg.prompts, cfg.split, cfg.limit)
     jobs = [(row, goal, k) for goal in goals for row in prompts for k in range(cfg.sampling.num_samples)]
     settings = asdict(cfg.sampling)
+    engine = None
+    if cfg.endpoint:
+        from rapref.evaluate.serving import Endpoint
+        from rapref.models import load_tokenizer
+
+        engine = Endpoint(cfg.endpoint)
+        engine.check(cfg.model, cfg.served_model, load_tokenizer(cfg.model))
     resume = ResumeFile(out, resume_settings(cfg, goals, prompts))
     conversations = [row["prompt"] for row, _, _ in jobs]
     rows, turn = [], 0
@@ -171,7 +189,8 @@ def _generate(cfg: GenerateConfig, out: Path) -> list[dict]:
         done = {pos: resume.done[(turn, i)] for pos, i in enumerate(active) if (turn, i) in resume.done}
         texts = generate_texts(cfg.model, [goal_prompt(conversations[i], spec, jobs[i][1]) for i in active],
                                sampling, cfg.backend, description=f"Generating turn {turn + 1}" if turn else
-                               "Generating", done=done, workers=cfg.workers,
+                               "Generating", done=done, workers=cfg.workers, endpoint=engine,
+                               concurrency=cfg.concurrency,
                                on_batch=lambda idx, texts, t=turn, a=active: resume.add(t, [a[j] for j in idx], texts))
         answers = dict(zip(active, texts))
         for i, text in answers.items():
@@ -199,6 +218,7 @@ def resume_settings(cfg: GenerateConfig, goals: list, prompts: list[dict]) -> di
     return {"model": str(cfg.model), "model_fingerprint": model_fingerprint(cfg.model), "prompts": str(cfg.prompts),
             "split": cfg.split, "goals": goals,
             "limit": cfg.limit, "sampling": asdict(cfg.sampling), "samples": cfg.sampling.num_samples,
+            "backend": "endpoint" if cfg.endpoint else "local",  # engines draw differently: never mixed
             "prompt_digest": _digest([(r["prompt_id"], r["prompt"]) for r in prompts])}
 
 
@@ -242,12 +262,21 @@ def _digest(value) -> str:
 
 def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, backend: str = "auto",
                    description: str = "Generating", done: dict[int, str] | None = None, on_batch=None,
-                   workers: int = 1) -> list[str]:
+                   workers: int = 1, endpoint=None, concurrency: int = 8) -> list[str]:
     """One sampled response per goal-conditioned prompt (string or messages), in the trained prompt form.
 
-    Transformers backend: `done` (prompt position -> text) skips finished batches, `on_batch(positions, texts)` sees
-    each batch as it finishes, `workers` > 1 samples in that many single-thread processes (`rapref.evaluate.sampler`).
+    Transformers backend and endpoint: `done` (prompt position -> text) skips finished work, `on_batch(positions,
+    texts)` sees each batch (request) as it finishes. Transformers: `workers` > 1 samples in that many single-thread
+    processes (`rapref.evaluate.sampler`). Endpoint (`rapref.evaluate.serving.Endpoint`, checked to serve this model):
+    the same token ids, `concurrency` requests in flight.
     """
+    if endpoint is not None:
+        from rapref.evaluate.serving import generate_endpoint
+        from rapref.models import load_tokenizer
+
+        ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)
+        return generate_endpoint(endpoint, model_dir, ids, sampling, concurrency=concurrency,
+                                 description=description, done=done, on_batch=on_batch)
     if backend == "vllm" or (backend == "auto" and _vllm_usable()):
         return _generate_vllm(model_dir, prompts, sampling)
     from rapref.evaluate.sampler import sample_batches

@@ -40,6 +40,8 @@ class JudgeConfig:
     cache: str | None = None  # default: <out>/cache.jsonl
     trust_remote_code: bool = False
     overwrite: bool = False
+    judge_template: str | None = None  # LLM judges: the prompt template file (default: rapref's)
+    judge_model: str | None = None  # LLM judges: the served model, where the server serves several
 
 
 BOOKKEEPING = ("text", "model", "sampling", "score", "scorer")  # row fields no scorer's score may depend on
@@ -83,7 +85,7 @@ def score_rows(rows: list[dict], scorer: Scorer, cache: ScoreCache) -> list[floa
         chunks = [idx[start:start + SCORE_CHUNK] for start in range(0, len(idx), SCORE_CHUNK)]
         for chunk in track(chunks, f"Judging ({scorer.id})", unit="chunk"):  # cached as it goes: a kill loses little
             fresh = scorer.score([rows[i] for i in chunk], [rows[i]["text"] for i in chunk])
-            cache.add({keys[i]: float(s) for i, s in zip(chunk, fresh)})
+            cache.add({keys[i]: None if s is None else float(s) for i, s in zip(chunk, fresh)})  # None: unscored
     return [cache.scores[k] for k in keys]
 
 
@@ -101,11 +103,18 @@ def win_rate(a: list[float], b: list[float], clusters: list | None = None) -> di
             **({"prompts": stats["clusters"]} if "clusters" in stats else {})}
 
 
-def aggregate(rows: list[dict], scores: list[float]) -> dict:
+def aggregate(rows: list[dict], scores: list[float | None]) -> dict:
+    """Summary over the scored samples; a sample its scorer could not score (an LLM judge's reply without a grade)
+    is counted in `unscored`, never averaged."""
     by_goal = defaultdict(list)
     for row, score in zip(rows, scores):
-        by_goal["none" if row.get("goal") is None else f"{row['goal']:g}"].append(score)
-    return {**summary(scores), "by_goal": {g: summary(v) for g, v in by_goal.items()}}
+        if score is not None:
+            by_goal["none" if row.get("goal") is None else f"{row['goal']:g}"].append(score)
+    scored = [s for s in scores if s is not None]
+    if not scored:
+        raise InputError(f"no sample could be scored ({len(scores)} unscored); see the judge's replies")
+    return {**summary(scored), "unscored": len(scores) - len(scored),
+            "by_goal": {g: summary(v) for g, v in by_goal.items()}}
 
 
 def main(cfg: JudgeConfig) -> dict:
@@ -113,7 +122,19 @@ def main(cfg: JudgeConfig) -> dict:
                        continue_unfinished=True)  # an interrupted judge resumes from its cache
     rows = read_generations(cfg.generations)
     other = read_generations(cfg.against) if cfg.against else None
-    scorer = build_scorer(cfg.scorer, cfg.trust_remote_code)
+    options = {k: v for k, v in (("template", cfg.judge_template), ("judge_model", cfg.judge_model)) if v}
+    if options and not cfg.scorer.startswith("llm-judge"):
+        raise InputError("--judge-template and --judge-model are for the LLM judges (--scorer llm-judge:URL)")
+    scorer = build_scorer(cfg.scorer, cfg.trust_remote_code, **options)
+    if hasattr(scorer, "compare"):
+        if other is None:
+            raise InputError(f"scorer {cfg.scorer}: compares two outputs; give the baseline with --against FILE")
+        with output_lock(out):
+            begin_output(out, "judge")
+            result = judge_pairs(rows, other, scorer, ScoreCache(Path(cfg.cache) if cfg.cache else
+                                                                 out / "cache.jsonl"), cfg, out)
+            finish_output(out, "judge")
+        return result
     with output_lock(out):
         begin_output(out, "judge")
         cache = ScoreCache(Path(cfg.cache) if cfg.cache else out / "cache.jsonl")
@@ -135,6 +156,46 @@ def main(cfg: JudgeConfig) -> dict:
 
 
 MATCHED_ON = ["prompt", "goal", "sample", "turn"]
+
+
+def judge_pairs(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: Path) -> dict:
+    """An LLM judge's pairwise verdicts on the matched rows: raw and length-controlled win rates with intervals."""
+    from rapref.evaluate.llm_judge import length_controlled_win_rate
+    from rapref.stats import interval
+
+    _same_prompts_under_same_ids(rows, other, cfg.generations, cfg.against)
+    mine, theirs = _keyed_rows(rows, cfg.generations), _keyed_rows(other, cfg.against)
+    shared = [k for k in mine if k in theirs]
+    if not shared:
+        raise InputError(f"{cfg.generations} and {cfg.against} share no (prompt, goal, sample, turn) to compare")
+    outcomes = scorer.compare([(mine[k], mine[k]["text"], theirs[k]["text"]) for k in shared], cache)
+    scored = [(k, o) for k, o in zip(shared, outcomes) if o is not None]
+    if not scored:
+        raise InputError(f"the judge named neither output in any of {2 * len(shared)} replies; see its template")
+    write_jsonl_atomic(out / "scores.jsonl", [{**mine[k], "score": o, "scorer": scorer.id,
+                                               "baseline_text": theirs[k]["text"]} for k, o in zip(shared, outcomes)])
+    keys, values = [k for k, _ in scored], [o for _, o in scored]
+    raw = summary(values, [k[0] for k in keys])  # outcomes 1, 1/2, 0; the standard error clustered by prompt
+    raw["win_rate"] = raw["mean"]
+    ci = interval(values) if len({k[0] for k in keys}) == len(keys) else None  # one comparison per prompt: t
+    lc = length_controlled_win_rate(values, [len(mine[k]["text"]) for k in keys],
+                                    [len(theirs[k]["text"]) for k in keys], clusters=[k[0] for k in keys])
+    stderr = raw["stderr"]
+    pairwise = {"against": cfg.against, "n": len(values), "unscored": len(shared) - len(values),
+                "win_rate": raw["win_rate"], "stderr": stderr,
+                "low": ci["low"] if ci else (raw["win_rate"] - 1.96 * stderr if stderr is not None else None),
+                "high": ci["high"] if ci else (raw["win_rate"] + 1.96 * stderr if stderr is not None else None),
+                "wins": values.count(1.0), "ties": values.count(0.5), "losses": values.count(0.0),
+                "lc_win_rate": lc["lc_win_rate"], "lc_low": lc["low"], "lc_high": lc["high"],
+                "length_coefficient": lc["length_coefficient"],
+                "mean_length": sum(len(mine[k]["text"]) for k in keys) / len(keys),
+                "mean_length_against": sum(len(theirs[k]["text"]) for k in keys) / len(keys),
+                "matched_on": MATCHED_ON, "unmatched": len(mine) - len(shared),
+                "unmatched_against": len(theirs) - len(shared), "both_orders": True}
+    result = {"scorer": scorer.id, "scorer_fingerprint": scorer.fingerprint, "generations": cfg.generations,
+              "n": len(values), "mean": raw["win_rate"], "stderr": stderr, "pairwise": pairwise}
+    write_json_atomic(out / "aggregate.json", result)
+    return result
 
 
 def pairwise(rows, scores, other, other_scores, cfg: JudgeConfig) -> dict:
@@ -204,12 +265,19 @@ def _goal_text(goals: set) -> str:
 
 
 def _keyed(rows: list[dict], scores: list[float], path: str) -> dict:
-    """{(prompt, goal, sample, turn): score}, the prompt by its content (its k-th distinct id where a file repeats a
+    """{(prompt, goal, sample, turn): score} (see `_keyed_rows`)."""
+    keyed_rows = _keyed_rows(rows, path)
+    score_of = {id(row): score for row, score in zip(rows, scores)}
+    return {key: score_of[id(row)] for key, row in keyed_rows.items()}
+
+
+def _keyed_rows(rows: list[dict], path: str) -> dict:
+    """{(prompt, goal, sample, turn): row}, the prompt by its content (its k-th distinct id where a file repeats a
     prompt). A single-goal set is keyed with goal None, so a plain (no-goal) set matches a set with one goal."""
     single_goal = len(_goals(rows)) == 1
     ids_of: dict[str, list[str]] = defaultdict(list)
     keyed = {}
-    for row, score in zip(rows, scores):
+    for row in rows:
         content, pid = prompt_key(_first_turn(row)), str(row["prompt_id"])
         if pid not in ids_of[content]:
             ids_of[content].append(pid)
@@ -218,7 +286,7 @@ def _keyed(rows: list[dict], scores: list[float], path: str) -> dict:
         if key in keyed:
             raise InputError(f"{path}: two rows for prompt {pid!r}, goal {row.get('goal')}, sample {key[2]}, "
                              f"turn {key[3]}")
-        keyed[key] = score
+        keyed[key] = row
     return keyed
 
 

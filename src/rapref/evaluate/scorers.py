@@ -6,6 +6,9 @@
     constraints              rapref's own small constraint checks (not IFEval): the fraction of a row's
                              `constraints` ([{"type": "max_words", "value": 50}, ...]) the response satisfies
     python:MODULE:FUNCTION   any function f(row, text) -> float (synthetic tasks with a known true reward)
+    llm-judge:URL            an LLM on an OpenAI-compatible server grades each answer 1-10 (MT-Bench's manner);
+                             llm-judge-pairwise:URL compares against --against in both orders (AlpacaEval's manner)
+                             (`rapref.evaluate.llm_judge`)
 
 A scorer is `score(rows, texts) -> list[float]` plus an `id` (its name, shown in outputs), a `fingerprint` of what
 computes its scores (keys the judge's cache, so a scorer changed in place is never answered from the cache) and the
@@ -17,6 +20,7 @@ computes its scores (keys the judge's cache, so a scorer changed in place is nev
 | `python:M:F` | the source of module M (the file), so editing F or a helper it calls gives new scores |
 | `constraints` | the source of this module (its checks) |
 | `if-official:B` | the `if-verifiable` package version and the source of this module |
+| `llm-judge:URL` | the served model (its folder's fingerprint where the server reports one) and the template |
 """
 
 from __future__ import annotations
@@ -70,12 +74,15 @@ def register_scorer(name: str):
     return wrap
 
 
-def build_scorer(spec: str, trust_remote_code: bool = False) -> Scorer:
-    """`name` or `name:argument` -> a scorer; a clear one-line error when it cannot load."""
+def build_scorer(spec: str, trust_remote_code: bool = False, **options) -> Scorer:
+    """`name` or `name:argument` -> a scorer; a clear one-line error when it cannot load. `options` go to the
+    scorer (the LLM judge's template and model)."""
     name, _, argument = spec.partition(":")
+    if name.startswith("llm-judge"):
+        import rapref.evaluate.llm_judge  # noqa: F401 - registers the LLM judges
     if name not in SCORERS:
         raise InputError(f"unknown scorer {name!r}; choose one of {', '.join(sorted(SCORERS))}")
-    return SCORERS[name](argument, trust_remote_code=trust_remote_code)
+    return SCORERS[name](argument, trust_remote_code=trust_remote_code, **options)
 
 
 # --- a programmatic scorer --------------------------------------------------------------------------------------------

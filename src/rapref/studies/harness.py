@@ -162,10 +162,12 @@ class Stages:
 def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts: str | Path, gen_path: Path,
                        judge_dir: Path, goals: list | None, sampling, scorer: str, limit: int | None = None,
                        workers: int = 1, backend: str = "auto", split: str = "test", goal_from_model: bool = False,
-                       timing: str | None = None) -> list[dict]:
+                       timing: str | None = None, serve: str | None = None) -> list[dict]:
     """Sample `model` on `prompts` (the goals given; with none, no goal, or with `goal_from_model` the top goal of
     the model's own goal settings) and score every sample with `scorer`: two stages, each reused when done with the
-    same settings. Returns the judged rows (`judge_dir/scores.jsonl`)."""
+    same settings. With `serve` (a server command template, `rapref.evaluate.serving.Server`) the samples come from
+    a server started on `model` for the generation stage only, and stopped after it, whatever happens. Returns the
+    judged rows (`judge_dir/scores.jsonl`)."""
     from dataclasses import asdict
 
     from rapref.evaluate.generate import GenerateConfig
@@ -177,9 +179,23 @@ def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts:
     no_goal = goals is None and not goal_from_model
     gen_settings = {"model": str(model), "prompts": str(prompts), "split": split, "goals": goals, "no_goal": no_goal,
                     "limit": limit, "sampling": asdict(sampling), "out": str(gen_path)}
-    stages.run(f"generate {name}", gen_settings, lambda: generate(GenerateConfig(
-        model=str(model), prompts=str(prompts), out=str(gen_path), split=split, goals=goals, no_goal=no_goal,
-        limit=limit, sampling=sampling, backend=backend, overwrite=True, workers=workers)), timing=timing)
+    if serve:
+        gen_settings["serve"] = serve  # another engine draws other samples: never reused across engines
+
+    def sample(endpoint: str | None = None):
+        generate(GenerateConfig(model=str(model), prompts=str(prompts), out=str(gen_path), split=split, goals=goals,
+                                no_goal=no_goal, limit=limit, sampling=sampling,
+                                backend="auto" if endpoint else backend, overwrite=True, workers=workers,
+                                endpoint=endpoint))
+
+    def served():
+        from rapref.evaluate.serving import Server
+
+        gen_path.parent.mkdir(parents=True, exist_ok=True)
+        with Server(serve, str(model), log=gen_path.parent / f"{gen_path.stem}.server.log") as url:
+            sample(url)
+
+    stages.run(f"generate {name}", gen_settings, served if serve else sample, timing=timing)
     stages.run(f"judge {name}", {"generations": str(gen_path), "scorer": scorer, "out": str(judge_dir)},
                lambda: judge(JudgeConfig(generations=str(gen_path), scorer=scorer, out=str(judge_dir),
                                          overwrite=True)), timing=timing)

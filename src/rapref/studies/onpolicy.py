@@ -57,6 +57,7 @@ class OnPolicyConfig:
     temperature: float = 1.0
     batch_size: int = 16
     workers: int = 1  # generation processes (see `rapref generate --workers`)
+    serve: str | None = None  # sample through a server started on each iteration's policy (`rapref.evaluate.serving`)
     seed: int = 0
     split: str = "test"  # for augment-folder prompts
     test_size: float = 0  # prompts whose pairs are held out (data/<mode>/ test split), e.g. for the unlearning probe
@@ -156,7 +157,7 @@ def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int, stage
                               num_samples=cfg.samples, seed=seed, batch_size=cfg.batch_size)
     rows = generate_and_judge(stages, "samples", model=policy, prompts=cfg.prompts, gen_path=root / "samples.jsonl",
                               judge_dir=root / "judge", goals=None, sampling=sampling, scorer=cfg.scorer,
-                              workers=cfg.workers, split=cfg.split, goal_from_model=reads_goals)
+                              workers=cfg.workers, split=cfg.split, goal_from_model=reads_goals, serve=cfg.serve)
     grouped = root / "multi_sample.jsonl"
     stages.run("group", {"scores": str(root / "judge" / "scores.jsonl")},
                lambda: write_jsonl_atomic(grouped, multi_sample_rows(rows)))

@@ -71,6 +71,7 @@ class ExperimentConfig:
     workers: int = 2  # generation processes, one thread each (measured faster than one two-thread process on CPU)
     band: float = 7.0  # unlearning probe: "high-quality" responses scored >= band
     ifbench_prompts: str | None = None  # `rapref prompts --split ifbench-test` output: a second held-out evaluation
+    serve: str | None = None  # sample through a server started per policy (`rapref.evaluate.serving.Server`)
     # untuned CPU defaults (LoRA keeps memory low); any `rapref train` recipe key can be overridden
     training: dict = field(default_factory=lambda: {
         "lora.enabled": True, "lora.r": 16, "algorithm.beta": 0.1, "training.learning_rate": 5e-5,
@@ -87,7 +88,7 @@ def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
     return ExperimentConfig(model=cfg.model, out=cfg.out, train_prompts=10, test_prompts=6, samples=2,
                             max_new_tokens=24, temperature=cfg.temperature, seed=cfg.seed, sweep_prompts=3,
                             sweep_goals=(1, 10), band=cfg.band, workers=cfg.workers, training=training, quick=True,
-                            ifbench_prompts=cfg.ifbench_prompts)
+                            ifbench_prompts=cfg.ifbench_prompts, serve=cfg.serve)
 
 
 def main(cfg: ExperimentConfig) -> dict:
@@ -140,7 +141,8 @@ def _pairs(cfg: ExperimentConfig, out: Path) -> None:
                                  modes=("original", "duplicated", "relabeled", "half"), score_mapping="none",
                                  ties="drop",  # all K samples alike: no preference, and noise for plain DPO
                                  placement="user", max_new_tokens=cfg.max_new_tokens, temperature=1.0,
-                                 batch_size=16, workers=cfg.workers, seed=cfg.seed, test_size=0.2),
+                                 batch_size=16, workers=cfg.workers, seed=cfg.seed, test_size=0.2,
+                                 serve=cfg.serve),
                   cfg.model, out / "pairs", cfg.seed)
 
 
@@ -186,7 +188,7 @@ def _generate(cfg: ExperimentConfig, out: Path, stages: Stages, model: Path, pro
                               batch_size=16)
     return generate_and_judge(stages, name, model=model, prompts=prompts, gen_path=out / "eval" / f"{name}.jsonl",
                               judge_dir=out / "eval" / f"{name}.judge", goals=goals, sampling=sampling, scorer=scorer,
-                              limit=limit, workers=cfg.workers, timing=timing)
+                              limit=limit, workers=cfg.workers, timing=timing, serve=cfg.serve)
 
 
 def _goal_file(model: Path) -> Path:

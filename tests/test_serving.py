@@ -1,0 +1,134 @@
+"""Against a real vLLM server (vLLM's CPU build in its own environment, `make serving-env`) on SmolLM2-135M-Instruct:
+generation (K samples, reruns, a kill and a resume), the token ids the server sees, the LLM judge, and an on-policy
+iteration through `--serve`. Marked `serving` (deselected by default); `make test-serving` runs it, about 5 minutes
+on 2 cores, most of it two engine starts. Only localhost is contacted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rapref.cli import main as cli
+from rapref.evaluate.serving import VLLM_CPU_SERVE, Endpoint, Server
+from rapref.io import read_jsonl, read_jsonl_prefix
+from rapref.io import write_jsonl_atomic as write_jsonl
+
+pytestmark = pytest.mark.serving
+VLLM_PYTHON = os.environ.get("RAPREF_VLLM_PYTHON", ".venv-vllm/bin/python")
+SERVE = VLLM_CPU_SERVE.replace("{python}", str(Path(VLLM_PYTHON).absolute()))  # not resolved: a venv's python is a link
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory) -> Path:
+    if not Path(VLLM_PYTHON).is_file():
+        pytest.fail(f"{VLLM_PYTHON}: no vLLM environment; run `make serving-env` (or set RAPREF_VLLM_PYTHON)")
+    out = tmp_path_factory.mktemp("serving") / "smollm2"
+    assert cli(["model", "smollm2", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(smollm2, tmp_path_factory):
+    log = tmp_path_factory.mktemp("log") / "vllm.log"
+    with Server(SERVE, str(smollm2), log=log, timeout=600) as url:
+        yield url
+
+
+@pytest.fixture
+def prompts(tmp_path) -> Path:
+    path = tmp_path / "prompts.jsonl"
+    write_jsonl(path, [{"prompt_id": str(i), "prompt": text} for i, text in enumerate(
+        ["Name a colour.", "What is 7 times 6?", "Write one sentence about rain.", "Give a word that rhymes with cat.",
+         "Say hello in French.", "What is the capital of Italy?"])])
+    return path
+
+
+def test_k_samples_differ_and_a_rerun_repeats_them(tmp_path, smollm2, server, prompts):
+    argv = ["generate", str(smollm2), "--prompts", str(prompts), "--no-goal", "--num-samples", "3",
+            "--max-new-tokens", "24", "--temperature", "1.0", "--endpoint", server]
+    # every request in flight at once, twice: the same batches, the same seeds, the same texts. (With batches
+    # composed differently, bf16 logits differ in the last bits and a text can part after some tokens: vLLM is not
+    # batch-invariant; 17 of 18 texts were identical at concurrency 16 vs 3.)
+    assert cli([*argv, "--out", str(tmp_path / "a.jsonl"), "--concurrency", "32"]) == 0
+    assert cli([*argv, "--out", str(tmp_path / "b.jsonl"), "--concurrency", "32"]) == 0
+    a, b = read_jsonl(tmp_path / "a.jsonl"), read_jsonl(tmp_path / "b.jsonl")
+    assert len(a) == 18 and [r["text"] for r in a] == [r["text"] for r in b]
+    distinct = [len({r["text"] for r in a if r["prompt_id"] == pid}) for pid in {r["prompt_id"] for r in a}]
+    assert sum(distinct) >= 2 * len(distinct) + 2, distinct  # samples of one prompt differ (rare exact repeats)
+
+
+def test_the_server_sees_exactly_the_token_ids_training_saw(smollm2, server):
+    from rapref.evaluate.generate import SamplingConfig
+    from rapref.goals import GoalSpec
+    from rapref.models import load_tokenizer
+    from rapref.prompting import goal_prompt, prompt_ids
+
+    tokenizer = load_tokenizer(str(smollm2))
+    endpoint = Endpoint(server)
+    endpoint.check(str(smollm2), tokenizer=tokenizer)  # includes /tokenize: the same tokenizer on both sides
+    for placement in ("system", "user", "user-suffix"):
+        spec = GoalSpec(scale=(1, 10), placement=placement)
+        for prompt in ("Sort: c a b", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                                       {"role": "user", "content": "And now?"}]):
+            ids = prompt_ids(tokenizer, goal_prompt(prompt, spec, 10))
+            echoed = endpoint.complete(ids, SamplingConfig(max_new_tokens=2, temperature=0), seed=0)
+            assert echoed["prompt_token_ids"] == ids
+
+
+def test_generate_resumes_after_a_kill(tmp_path, smollm2, server, prompts):
+    argv = [str(smollm2), "--prompts", str(prompts), "--no-goal", "--num-samples", "2", "--max-new-tokens", "48",
+            "--endpoint", server, "--concurrency", "1"]
+    assert cli(["generate", *argv, "--out", str(tmp_path / "full.jsonl")]) == 0
+    cut = tmp_path / "cut.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "rapref", "generate", *argv, "--out", str(cut)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = Path(f"{cut}.partial")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (partial.is_file() and len(read_jsonl_prefix(partial)) >= 4):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not cut.exists() and 4 <= len(read_jsonl_prefix(partial)) < 13
+    assert cli(["generate", *argv, "--out", str(cut)]) == 0
+    assert [r["text"] for r in read_jsonl(cut)] == [r["text"] for r in read_jsonl(tmp_path / "full.jsonl")]
+
+
+def test_llm_judge_plumbing_with_smollm2_as_the_judge(tmp_path, smollm2, server, prompts):
+    """SmolLM2-135M is a stand-in judge: the calls, parsing, counting and caching, not the verdicts."""
+    argv = ["generate", str(smollm2), "--prompts", str(prompts), "--no-goal", "--max-new-tokens", "24",
+            "--endpoint", server]
+    assert cli([*argv, "--out", str(tmp_path / "hot.jsonl"), "--temperature", "1.0"]) == 0
+    assert cli([*argv, "--out", str(tmp_path / "cold.jsonl"), "--temperature", "0"]) == 0
+    code = cli(["judge", str(tmp_path / "hot.jsonl"), "--scorer", f"llm-judge:{server}", "--out", str(tmp_path / "g")])
+    assert len(read_jsonl(tmp_path / "g" / "cache.jsonl")) == 6  # one call per answer, parsed or not
+    if code == 0:
+        result = json.loads((tmp_path / "g" / "aggregate.json").read_text())
+        assert result["n"] + result["unscored"] == 6 and 1 <= result["mean"] <= 10
+    else:
+        assert code == 2  # no reply held a grade: counted and refused, never scored
+    assert cli(["judge", str(tmp_path / "hot.jsonl"), "--against", str(tmp_path / "cold.jsonl"), "--scorer",
+                f"llm-judge-pairwise:{server}", "--out", str(tmp_path / "w")]) in (0, 2)
+    assert len(read_jsonl(tmp_path / "w" / "cache.jsonl")) == 12  # both orders of six comparisons
+    if (tmp_path / "w" / "aggregate.json").is_file():
+        pairwise = json.loads((tmp_path / "w" / "aggregate.json").read_text())["pairwise"]
+        assert pairwise["n"] + pairwise["unscored"] == 6 and 0 <= pairwise["lc_win_rate"] <= 1
+
+
+def test_onpolicy_iteration_through_a_server_it_starts(tmp_path, smollm2, prompts):
+    out = tmp_path / "loop"
+    assert cli(["onpolicy", "--policy", str(smollm2), "--prompts", str(prompts), "--scorer",
+                "python:rapref.studies.demo.world:true_reward", "--samples", "3", "--max-new-tokens", "16",
+                "--out", str(out), "--serve", SERVE, "lora.enabled=true", "lora.r=4", "training.max_steps=1",
+                "training.max_length=256", "data.max_prompt_length=192"]) == 0
+    samples = read_jsonl(out / "iter-1" / "samples.jsonl")
+    assert len(samples) == 18
+    distinct = [len({r["text"] for r in samples if r["prompt_id"] == pid}) for pid in {r["prompt_id"] for r in samples}]
+    assert sum(distinct) >= 2 * len(distinct) + 2, distinct
+    assert (out / "iter-1" / "policy-merged").is_dir()
+    log = (out / "iter-1" / "samples.server.log").read_text()
+    assert "vllm" in log.lower()
