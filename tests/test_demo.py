@@ -178,3 +178,52 @@ def test_a_sweep_step_down_counts_only_beyond_sampling_noise():
     falling = {"1": {p: 0.8 for p in prompts}, "2": {p: 0.7 for p in prompts}}
     assert steps_down(rising) == [] and steps_down(falling) == ["1->2: -0.100"]
     assert steps_down(flat) == []  # a dip within two paired standard errors is noise
+
+
+# --- the grid: `rapref demo --grid` -----------------------------------------------------------------------------------
+
+from rapref.cli import main  # noqa: E402
+
+
+def test_grid_quick_runs_one_tiny_cell_and_refuses_a_changed_cell(tmp_path, capsys):
+    import json
+
+    from tests.test_trust import one_line_error
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(Path("docs/demo-grid.yaml").read_text())
+    out = tmp_path / "g"
+    assert main(["demo", "--grid", str(grid), "--quick", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["smoke_run"] and list(report["cells"]) == ["demo"]
+    assert "smoke run" in (out / "report.md").read_text()
+    assert main(["demo", "--grid", str(grid), "--quick", "--out", str(out)]) == 0  # finished stages reused
+    grid.write_text(grid.read_text().replace("  demo: {}", "  demo: {world.judge_noise: 3.0}"))
+    one_line_error(capsys, ["demo", "--grid", str(grid), "--quick", "--out", str(out)],
+                   "cell 'demo' was begun with other settings (world.judge_noise")
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("cells: {a: {world.noise: 1}}", "unknown setting 'world.noise'"),
+    ("cells: {a: {out: x}}", "unknown setting 'out'"),
+    ("cells: {}", "non-empty 'cells'"),
+    ("seeds: [101]\ncells: {a: {}}", "validation seeds"),
+    ("arms: [nope]\ncells: {a: {}}", "arms: unknown name 'nope'"),
+    ("decodings: [greedy]\ncells: {a: {}}", "the verdicts use T0.7"),
+    ("cells: {'a b': {}}", "names a folder"),
+    ("cells: [", "not valid YAML"),
+])
+def test_grid_file_mistakes_are_one_line(tmp_path, capsys, text, needle):
+    from tests.test_trust import one_line_error
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text)
+    one_line_error(capsys, ["demo", "--grid", str(grid), "--out", str(tmp_path / "g")], needle)
+
+
+def test_grid_refuses_world_flags_it_would_ignore(tmp_path, capsys):
+    from tests.test_trust import one_line_error
+
+    one_line_error(capsys, ["demo", "--grid", "docs/demo-grid.yaml", "--judge-noise", "2", "--out",
+                            str(tmp_path / "g")], "leave out the flags that set world.judge_noise")
+    one_line_error(capsys, ["demo", "--workers", "0", "--out", str(tmp_path / "g")], "--workers must be at least 1")

@@ -100,34 +100,3 @@ def test_workers_must_be_positive(tmp_path, tiny_model_dir):
 
     with pytest.raises(InputError, match="--workers"):
         config(tiny_model_dir, write_prompts(tmp_path / "p.jsonl", 1), tmp_path / "g.jsonl", workers=0)
-
-
-def test_the_vllm_path_gives_each_sample_its_own_seed(monkeypatch, trained_dir):
-    """vLLM is not installed here: a stand-in records what rapref asks of it. K samples of one prompt are K requests
-    with the same tokens; each must carry its own seed, or all K would be the same text."""
-    import sys
-    import types
-
-    from rapref.evaluate.generate import SamplingConfig, _generate_vllm, batch_prompt_ids
-    from rapref.models import load_tokenizer
-
-    asked = {}
-
-    class SamplingParams:
-        def __init__(self, **kwargs):
-            self.__dict__.update(kwargs)
-
-    class LLM:
-        def __init__(self, model, seed):
-            asked["engine_seed"] = seed
-
-        def generate(self, requests, params, use_tqdm=True):
-            asked["requests"], asked["params"] = requests, params
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f" text {p.seed} ")]) for p in params]
-
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
-    prompts = ["Question?"] * 3  # three samples of one prompt
-    texts = _generate_vllm(str(trained_dir), prompts, SamplingConfig(seed=7, max_new_tokens=5))
-    assert [p.seed for p in asked["params"]] == [7, 8, 9] and len(set(texts)) == 3
-    expected = batch_prompt_ids(load_tokenizer(str(trained_dir)), prompts)
-    assert [r["prompt_token_ids"] for r in asked["requests"]] == expected  # the tokens training saw

@@ -31,8 +31,8 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="transformers backend: sampling processes, one thread each (on a CPU two single-thread "
                         "workers beat one two-thread process); an interrupted run resumes from OUT.partial either way")
-    p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto",
-                   help="auto: in-process vLLM when installed and a GPU is present, else transformers")
+    p.add_argument("--backend", choices=("auto", "transformers"), default="auto",
+                   help="transformers' generate in this process (vLLM: through its server, --endpoint)")
     p.add_argument("--endpoint", metavar="URL",
                    help="sample through an OpenAI-compatible server on this model (vllm serve, SGLang, TGI, "
                         "llama.cpp), e.g. http://127.0.0.1:8000/v1; prompts are sent as the token ids training saw")

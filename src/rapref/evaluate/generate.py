@@ -51,7 +51,7 @@ class GenerateConfig:
     goals: list[float] | None = None  # None: the top of the training data's scale
     no_goal: bool = False  # sample unconditioned (baselines trained without goals)
     sampling: SamplingConfig = None
-    backend: str = "auto"  # auto (vLLM when installed and a GPU is present), transformers, vllm
+    backend: str = "auto"  # auto and transformers: transformers' generate here; endpoint: a server (`endpoint`)
     limit: int | None = None
     overwrite: bool = False
     workers: int = 1  # transformers backend: sampling processes, one thread each when more than one
@@ -67,6 +67,9 @@ class GenerateConfig:
             raise InputError(f"--concurrency must be at least 1, got {self.concurrency}")
         if self.endpoint and self.backend not in ("auto", "endpoint"):
             raise InputError(f"--endpoint and --backend {self.backend}: the server samples; leave out --backend")
+        if self.backend == "vllm":
+            raise InputError("--backend vllm: rapref samples with vLLM through its server, in vLLM's own environment: "
+                             "start `vllm serve MODEL` and pass --endpoint URL (or --serve in onpolicy / experiment)")
         if self.endpoint:
             self.backend = "endpoint"
         elif self.backend == "endpoint":
@@ -277,8 +280,6 @@ def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, back
         ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)
         return generate_endpoint(endpoint, model_dir, ids, sampling, concurrency=concurrency,
                                  description=description, done=done, on_batch=on_batch)
-    if backend == "vllm" or (backend == "auto" and _vllm_usable()):
-        return _generate_vllm(model_dir, prompts, sampling)
     from rapref.evaluate.sampler import sample_batches
     from rapref.models import load_tokenizer
 
@@ -287,34 +288,11 @@ def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, back
                           workers=workers, threads=1 if workers > 1 else None)
 
 
-def _vllm_usable() -> bool:
-    import importlib.util
-
-    import torch
-
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-
-
 def batch_prompt_ids(tokenizer, prompts: list) -> list[list[int]]:
     """The prompt token ids the model is fed: exactly those training conditioned on (`rapref.prompting`)."""
     from rapref.prompting import prompt_ids
 
     return [prompt_ids(tokenizer, p) for p in prompts]
-
-
-def _generate_vllm(model_dir, prompts, sampling: SamplingConfig) -> list[str]:
-    """In-process vLLM (GPU). Each request gets its own seed (the run's seed + its position): the K samples of one
-    prompt are K requests with the same tokens, and one shared seed would make them identical."""
-    from vllm import LLM, SamplingParams
-
-    from rapref.models import load_tokenizer
-
-    llm = LLM(model=model_dir, seed=sampling.seed)
-    params = [SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                             top_p=sampling.top_p, seed=sampling.seed + i) for i in range(len(prompts))]
-    ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)  # the same tokens as training and transformers
-    outputs = llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=True)
-    return [o.outputs[0].text.strip() for o in outputs]
 
 
 def read_generations(path: str) -> list[dict]:
