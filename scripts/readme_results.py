@@ -102,6 +102,8 @@ def readme_block(root: Path) -> str:
     big = max(augment["results"], key=lambda r: r["pairs"])
     exp = _load(root, "docs/exp-ifeval/report.json")
     c1 = next(c for c in exp["claims"] if c["name"] == "C1")
+    grid = _load(root, "docs/demo-grid/report.json")
+    generate = {x["contender"]: x for x in _load(root, "docs/bench/generate.json")["results"]}
     return f"""**The main job** ([docs/demo.md](docs/demo.md)): `rapref demo`, a synthetic world with a known true reward,
 {len(demo['seeds'])} evaluation seeds, paired differences with 95% t-intervals over seeds, one symmetric verdict rule:
 
@@ -117,9 +119,42 @@ the authors' per-row pipeline, and {big['pairs']:,} pairs in {big['seconds']:.1f
 - **A real model** ([docs/real-model.md](docs/real-model.md)): SmolLM2-135M-Instruct on IFEval-style prompts with the
   official checkers, one training seed on CPU: relabeled DPO minus DPO {_ci(c1, 2)} on a 1-10 score, \
 {c1['verdict'].split(' (')[0]}: a null result at this scale.
+{grid_summary(grid)}
+{engine_summary(generate)}
 
-Every figure here comes from a committed JSON (`docs/demo/report.json`, `docs/bench/`, `docs/exp-ifeval/`) through
+Every figure here comes from a committed JSON (`docs/demo/report.json`, `docs/demo-grid/`, `docs/bench/`,
+`docs/exp-ifeval/`) through
 `python scripts/readme_results.py`."""
+
+
+def grid_summary(grid: dict) -> str:
+    """Four lines on the grid, from its verdicts (`rapref.studies.demo.grid_report`)."""
+    cells = grid["cells"]
+
+    def where(name: str, verdict: str) -> list[str]:
+        return [cell for cell, c in cells.items() for x in c["claims"]
+                if x["name"] == name and x["verdict"].startswith(verdict)]
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(f"`{n}`" for n in names) if names else "none"
+
+    c1 = where("C1", "holds")
+    return (f"- **Where it helps** ([docs/demo-grid/report.md](docs/demo-grid/report.md)): the demo's claims over "
+            f"{len(cells)} regimes (DPO epochs, how often the rejected answer is good, judge noise, a start that never "
+            f"saw goals), {len(grid['seeds'])} seeds each. C1 (relabeled DPO beats DPO) holds in "
+            f"{len(c1)} of {len(cells)} cells ({listed(c1)}), fails in {listed(where('C1', 'fails'))}; "
+            f"C2 (less unlearning) holds in {len(where('C2', 'holds'))}, C4 (controllability) in "
+            f"{len(where('C4', 'holds'))}; the flipped copies help in {listed(where('flipped', 'holds'))}.")
+
+
+def engine_summary(generate: dict) -> str:
+    server, plain = generate.get("server"), generate["plain"]
+    if not server:
+        return ""
+    return (f"- **Sampling engines** ([docs/evaluation.md](docs/evaluation.md)): a vLLM server (CPU build, bf16) "
+            f"samples SmolLM2-135M at {server['steady_tokens_per_s']:.0f} useful tokens/s in steady state, "
+            f"**{server['steady_tokens_per_s'] / plain['steady_tokens_per_s']:.1f}x** transformers' loop "
+            f"({plain['steady_tokens_per_s']:.0f}); its start takes {server['load_s']:.0f} s.")
 
 
 def relabel_block(root: Path) -> str:
@@ -199,13 +234,15 @@ contender a fresh process, command start to files written, the median of the run
 
 def generate_block(root: Path) -> str:
     r = _load(root, "docs/bench/generate.json")
-    rows = "\n".join(f"| {x['contender']} | {x['wall_s']:.1f} | {x['tokens_per_s']:.1f} | {x['vs_plain']:.2f}x |"
-                     for x in r["results"])
+    rows = "\n".join(f"| {x['contender']} | {x['wall_s']:.1f} | {x['load_s']:.1f} | {x['tokens_per_s']:.1f} | "
+                     f"{x['steady_tokens_per_s']:.1f} | {x['vs_plain']:.2f}x |" for x in r["results"])
+    serve = f" The server: `{r['serve']}`." if r.get("serve") else ""
     return f"""SmolLM2-135M-Instruct, {r['prompts']} IFEval-style prompts x {r['max_new_tokens']} new tokens, batch
-{r['batch_size']}, KV cache in all ({_source(r, "docs/bench/generate.json")})
+{r['batch_size']} for the transformers contenders (every prompt in flight at once for the server), KV cache in all
+({_source(r, "docs/bench/generate.json")}){serve}
 
-| contender | wall s (model loading included) | useful tokens/s | vs plain |
-|---|---:|---:|---:|
+| contender | wall s (loading included) | loading s | useful tokens/s | steady state tokens/s | steady vs plain |
+|---|---:|---:|---:|---:|---:|
 {rows}"""
 
 

@@ -220,3 +220,14 @@ def test_length_controlled_win_rate_matches_alpaca_evals_own_fit():
     ours = length_controlled_win_rate(reference["outcomes"], reference["len_model"], reference["len_baseline"])
     assert abs(ours["lc_win_rate"] - reference["lc_win_rate"]) < 0.003
     assert ours["low"] < reference["lc_win_rate"] < ours["high"]
+
+
+def test_flags_that_would_be_ignored_are_refused(tmp_path, capsys, tiny_model_dir, prompts):
+    argv = ["generate", str(tiny_model_dir), "--prompts", str(prompts), "--no-goal", "--out", str(tmp_path / "g.jsonl")]
+    one_line_error(capsys, [*argv, "--concurrency", "4"], "give --endpoint URL")
+    one_line_error(capsys, [*argv, "--served-model", "x"], "give --endpoint URL")
+    one_line_error(capsys, [*argv, "--endpoint", "http://127.0.0.1:1/v1", "--workers", "2"], "use --concurrency")
+    one_line_error(capsys, [*argv, "--backend", "vllm"], "through its server")
+    one_line_error(capsys, ["onpolicy", "--policy", str(tiny_model_dir), "--prompts", str(prompts), "--scorer",
+                            "constraints", "--out", str(tmp_path / "o"), "--serve", "x {model} {port}", "--workers",
+                            "2"], "with --serve the server batches")

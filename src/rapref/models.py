@@ -228,3 +228,18 @@ def device() -> str:
 def _first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def sampling_top_k(model_dir: str) -> int | None:
+    """The top-k transformers' `generate` applies when sampling this model (its generation config, else transformers'
+    default 50): a serving engine is sent the same, so both sample one distribution."""
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(model_dir)
+    except (OSError, ValueError):
+        config = GenerationConfig()
+    if config.top_k is None:  # unset: generate() fills in transformers' global default
+        defaults = getattr(GenerationConfig, "_get_default_generation_params", lambda: {"top_k": 50})()
+        return defaults.get("top_k") or None
+    return config.top_k or None

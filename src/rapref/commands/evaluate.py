@@ -31,14 +31,15 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="transformers backend: sampling processes, one thread each (on a CPU two single-thread "
                         "workers beat one two-thread process); an interrupted run resumes from OUT.partial either way")
-    p.add_argument("--backend", choices=("auto", "transformers"), default="auto",
-                   help="transformers' generate in this process (vLLM: through its server, --endpoint)")
+    p.add_argument("--backend", choices=("auto", "transformers", "vllm"), default="auto",
+                   help="transformers' generate in this process; vLLM runs as a server in its own environment: "
+                        "use --endpoint (vllm here says how)")
     p.add_argument("--endpoint", metavar="URL",
                    help="sample through an OpenAI-compatible server on this model (vllm serve, SGLang, TGI, "
                         "llama.cpp), e.g. http://127.0.0.1:8000/v1; prompts are sent as the token ids training saw")
     p.add_argument("--served-model", metavar="NAME",
                    help="--endpoint: the server's name for the model, where its model list does not show the folder")
-    p.add_argument("--concurrency", type=int, default=8, help="--endpoint: requests in flight")
+    p.add_argument("--concurrency", type=int, help="--endpoint: requests in flight (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace an output file that rapref generate wrote")
 
 
@@ -51,10 +52,18 @@ def run_generate(args):
                                goals=args.goals, no_goal=args.no_goal, sampling=sampling, backend=args.backend,
                                limit=args.limit, overwrite=args.overwrite, workers=args.workers,
                                endpoint=args.endpoint, served_model=args.served_model,
-                               concurrency=args.concurrency))
+                               concurrency=_concurrency(args)))
     from rapref.progress import say
 
     say(f"rapref generate: {len(rows)} samples -> {args.out}")
+
+
+def _concurrency(args) -> int:
+    from rapref.io import InputError
+
+    if args.concurrency is not None and not args.endpoint:
+        raise InputError("--concurrency is for sampling through a server; give --endpoint URL")
+    return 8 if args.concurrency is None else args.concurrency
 
 
 def add_judge_arguments(p: argparse.ArgumentParser) -> None:

@@ -70,6 +70,11 @@ class GenerateConfig:
         if self.backend == "vllm":
             raise InputError("--backend vllm: rapref samples with vLLM through its server, in vLLM's own environment: "
                              "start `vllm serve MODEL` and pass --endpoint URL (or --serve in onpolicy / experiment)")
+        if self.endpoint and self.workers > 1:
+            raise InputError("--workers is for sampling in this process's workers; through --endpoint the server "
+                             "batches: use --concurrency")
+        if self.served_model and not self.endpoint:
+            raise InputError("--served-model names the model of an --endpoint server; give --endpoint URL")
         if self.endpoint:
             self.backend = "endpoint"
         elif self.backend == "endpoint":

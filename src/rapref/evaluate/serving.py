@@ -161,18 +161,6 @@ def _resolved(path) -> str | None:
         return str(path)
 
 
-def model_top_k(model_dir: str) -> int | None:
-    """The top-k transformers' `generate` applies for this model (its generation config, else transformers' default
-    50): sent to the server too, so both backends sample the same distribution."""
-    from transformers import GenerationConfig
-
-    try:
-        config = GenerationConfig.from_pretrained(model_dir)
-    except (OSError, ValueError):
-        config = GenerationConfig()
-    return config.top_k or None
-
-
 def generate_endpoint(endpoint: Endpoint, model_dir: str, ids: list[list[int]], sampling, *, concurrency: int = 8,
                       description: str = "Generating", done: dict[int, str] | None = None, on_batch=None) -> list[str]:
     """One sampled text per token-id prompt, `concurrency` requests in flight; prompt `i` is seeded `seed + i`.
@@ -181,7 +169,9 @@ def generate_endpoint(endpoint: Endpoint, model_dir: str, ids: list[list[int]], 
 
     done = dict(done or {})
     todo = [i for i in range(len(ids)) if i not in done]
-    top_k = model_top_k(model_dir)
+    from rapref.models import sampling_top_k
+
+    top_k = sampling_top_k(model_dir)
     if todo:
         with ThreadPoolExecutor(max(1, concurrency)) as pool:
             futures = {pool.submit(endpoint.complete, ids[i], sampling, sampling.seed + i, top_k): i for i in todo}

@@ -185,8 +185,8 @@ def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts:
     def sample(endpoint: str | None = None):
         generate(GenerateConfig(model=str(model), prompts=str(prompts), out=str(gen_path), split=split, goals=goals,
                                 no_goal=no_goal, limit=limit, sampling=sampling,
-                                backend="auto" if endpoint else backend, overwrite=True, workers=workers,
-                                endpoint=endpoint))
+                                backend="auto" if endpoint else backend, overwrite=True,
+                                workers=1 if endpoint else workers, endpoint=endpoint))  # the server batches
 
     def served():
         from rapref.evaluate.serving import Server

@@ -72,6 +72,8 @@ class OnPolicyConfig:
             raise InputError("--iterations must be at least 1")
         if self.workers < 1:
             raise InputError(f"--workers must be at least 1, got {self.workers}")
+        if self.serve and self.workers > 1:
+            raise InputError("--workers is for sampling in rapref's own processes; with --serve the server batches")
         if self.test_size < 0:
             raise InputError(f"test_size must be 0 or more, got {self.test_size:g}")
         SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, num_samples=self.samples,
