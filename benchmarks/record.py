@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def write_record(path: str | Path, benchmark: str, results, **extra) -> Path:
 
     script = Path(sys.argv[0]).resolve()
     argv = [script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else sys.argv[0], *sys.argv[1:]]
-    record = {"benchmark": benchmark, "command": "python " + " ".join(argv), "machine": machine(), **provenance(),
+    record = {"benchmark": benchmark, "command": "python " + shlex.join(argv), "machine": machine(), **provenance(),
               **extra, "results": results}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

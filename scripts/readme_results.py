@@ -142,9 +142,10 @@ def grid_summary(grid: dict) -> str:
     return (f"- **Where it helps** ([docs/demo-grid/report.md](docs/demo-grid/report.md)): the demo's claims over "
             f"{len(cells)} regimes (DPO epochs, how often the rejected answer is good, judge noise, a start that never "
             f"saw goals), {len(grid['seeds'])} seeds each. C1 (relabeled DPO beats DPO) holds in "
-            f"{len(c1)} of {len(cells)} cells ({listed(c1)}), fails in {listed(where('C1', 'fails'))}; "
-            f"C2 (less unlearning) holds in {len(where('C2', 'holds'))}, C4 (controllability) in "
-            f"{len(where('C4', 'holds'))}; the flipped copies help in {listed(where('flipped', 'holds'))}.")
+            f"{len(c1) or 'none'} of the {len(cells)} cells{' (' + listed(c1) + ')' if c1 else ''} and is reversed in "
+            f"{listed(where('C1', 'fails (reversed)'))}; C2 (less unlearning) holds in {len(where('C2', 'holds'))} "
+            f"of {len(cells)}, C4 (controllability) in {len(where('C4', 'holds'))}; the flipped copies help in "
+            f"{listed(where('flipped', 'holds'))}.")
 
 
 def engine_summary(generate: dict) -> str:
@@ -237,6 +238,17 @@ def generate_block(root: Path) -> str:
     rows = "\n".join(f"| {x['contender']} | {x['wall_s']:.1f} | {x['load_s']:.1f} | {x['tokens_per_s']:.1f} | "
                      f"{x['steady_tokens_per_s']:.1f} | {x['vs_plain']:.2f}x |" for x in r["results"])
     serve = f" The server: `{r['serve']}`." if r.get("serve") else ""
+    by = {x["contender"]: x for x in r["results"]}
+    server, best = by.get("server"), max((x for x in r["results"] if x["contender"] != "server"),
+                                         key=lambda x: x["steady_tokens_per_s"])
+    if server:  # tokens after which the server's start is paid back against the fastest in-process contender
+        even = server["load_s"] / (1 / best["steady_tokens_per_s"] - 1 / server["steady_tokens_per_s"])
+        serve += (f" The server is {server['steady_tokens_per_s'] / best['steady_tokens_per_s']:.1f}x the fastest "
+                  f"in-process contender ({best['contender']}) in steady state, but its start costs "
+                  f"{server['load_s']:.0f} s: it pays back after about {even:,.0f} useful tokens (here "
+                  f"{server['useful_tokens']:,} were made, so end to end {best['contender']} was faster). rapref "
+                  "samples in-process by default; `--endpoint` / `--serve` are for long runs. The server computes in "
+                  "bf16, the in-process contenders in fp32.")
     return f"""SmolLM2-135M-Instruct, {r['prompts']} IFEval-style prompts x {r['max_new_tokens']} new tokens, batch
 {r['batch_size']} for the transformers contenders (every prompt in flight at once for the server), KV cache in all
 ({_source(r, "docs/bench/generate.json")}){serve}

@@ -38,3 +38,13 @@ def test_every_benchmark_record_says_how_it_was_made():
         record = json.loads(path.read_text())
         assert record["command"].startswith("python benchmarks/"), path
         assert record["machine"]["cpus"] and record["packages"]["torch"] and record["git_hash"], path
+
+
+def test_the_grid_report_matches_its_json():
+    """docs/demo-grid/report.md is what `python -m rapref.studies.demo.grid_report docs/demo-grid` renders from the
+    committed report.json (the map's tables and its "where it helps" paragraph are never edited by hand)."""
+    from rapref.studies.demo.grid_report import markdown
+
+    report = json.loads((ROOT / "docs" / "demo-grid" / "report.json").read_text())
+    assert markdown(report) == (ROOT / "docs" / "demo-grid" / "report.md").read_text()
+    assert not report["smoke_run"] and len(report["cells"]) == 8 and report["grid_file"] == "docs/demo-grid.yaml"

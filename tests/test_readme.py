@@ -37,7 +37,8 @@ def test_every_page_is_listed():
 def test_page_runs_as_written(page, tmp_path, monkeypatch, capsys):
     from rapref.cli import main
 
-    for name in ("recipes", "examples", "tests", "configs"):
+    for name in ("recipes", "examples", "tests", "configs", "docs/demo-grid.yaml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).symlink_to(ROOT / name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

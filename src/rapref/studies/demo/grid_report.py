@@ -19,7 +19,15 @@ from rapref.studies.demo.report import build
 
 
 def _short(verdict: str) -> str:
+    """holds | fails | inconclusive (the verdict's family; `_label` keeps the kind of failure)."""
     return verdict.split(" (")[0].replace(" at this precision", "")
+
+
+def _label(verdict: str) -> str:
+    """A verdict in a table cell: "fails (reversed)" and "fails (no effect)" told apart."""
+    if verdict.startswith("fails (no effect"):
+        return "fails (no effect)"
+    return verdict if verdict.startswith("fails") else _short(verdict)
 
 
 def cell_report(cfg, overrides: dict, results: list[dict], names: list[str]) -> dict:
@@ -39,7 +47,8 @@ def cell_report(cfg, overrides: dict, results: list[dict], names: list[str]) -> 
             "claims": [claims[n] for n in names if n in claims],
             "checks": {"start_trained_to_read_goals": trained_to_read, "start_reads_goals": reads,
                        "dpo_improves_on_start": improves, "seeds": len(checks), "failed": failed},
-            "arms": {row["arm"]: {k: row[PRIMARY][k] for k in ("mean", "low", "high")} for row in full["arms"]},
+            "arms": {row["arm"]: {k: row[PRIMARY][k] for k in ("mean", "low", "high", "well_formed")}
+                     for row in full["arms"]},
             "data": full["data"] | {"rejected_judged_at_least_band": float(np.mean(
                 [r["data"].get("rejected_judged_at_least_band", float("nan")) for r in results]))},
             "timings_s": sum(sum(t.values()) for t in full["timings_s"])}
@@ -50,27 +59,35 @@ def where_it_helps(report: dict) -> str:
     cells = report["cells"]
     lines = []
     for name in report["claims"]:
-        by = {"holds": [], "fails": [], "inconclusive": []}
+        by = {"holds": [], "fails (reversed)": [], "fails (no effect)": [], "inconclusive": []}
         widths = []
         for cell, c in cells.items():
             claim = next((x for x in c["claims"] if x["name"] == name), None)
             if claim is None:
                 continue
-            by[_short(claim["verdict"])].append(cell)
+            by[_label(claim["verdict"])].append(cell)
             if claim["low"] is not None:
                 widths.append((claim["high"] - claim["low"]) / 2)
         statement = next(x["statement"] for c in cells.values() for x in c["claims"] if x["name"] == name)
-        parts = [f"holds in {_cells(by['holds'])}", f"fails in {_cells(by['fails'])}",
-                 f"is inconclusive in {_cells(by['inconclusive'])}"]
+        parts = [f"{words} {_cells(by[key])}" for key, words in (
+            ("holds", "holds in"), ("fails (reversed)", "is reversed in"),
+            ("fails (no effect)", "shows no effect beyond the band in"), ("inconclusive", "is inconclusive in"))
+            if by[key]]
         precision = f" (95% intervals ±{min(widths):.3f} to ±{max(widths):.3f})" if widths else ""
         lines.append(f"- **{name}** ({statement}): {'; '.join(parts)}{precision}.")
     c1 = [cell for cell, c in cells.items() for x in c["claims"] if x["name"] == "C1" and x["verdict"] == "holds"]
+    reversed_c1 = [f"`{cell}` (relabeled DPO asked for 10 answers well-formed {c['arms']['relabeled@10']['well_formed']:.0%}"
+                   f" of the time, DPO {c['arms']['dpo']['well_formed']:.0%})" for cell, c in cells.items()
+                   for x in c["claims"] if x["name"] == "C1" and x["verdict"] == "fails (reversed)"]
     flagged = [cell for cell, c in cells.items() if c["checks"]["failed"]]
     head = (f"Relabeled DPO asked for 10 beats DPO (C1) in {_cells(c1)} of {len(cells)} cells." if c1 else
             f"C1 holds in none of the {len(cells)} cells: no regime of this grid shows relabeled DPO asked for 10 "
             "beating DPO on the true reward at the precision reached.")
-    flags = (f" Cells that fail a world check (their verdicts are shown but test less): {_cells(flagged)}."
-             if flagged else " Every cell passes its world checks.")
+    flags = (f" Cells where a world check fails on some seed (the start's goal sweep rises without a step down beyond "
+             f"noise where it was trained to read goals; DPO beats the start), so that their verdicts test less: "
+             f"{_cells(flagged)}." if flagged else " Every cell passes its world checks on every seed.")
+    if reversed_c1:
+        head += f" It is reversed in {', '.join(reversed_c1)}."
     return head + flags + "\n\n" + "\n".join(lines)
 
 
@@ -91,7 +108,7 @@ def markdown(report: dict) -> str:
     for cell, c in cells.items():
         row = {"cell": f"`{cell}`"}
         for claim in c["claims"]:
-            row[claim["name"]] = f"{_ci(claim)} {_short(claim['verdict'])}"
+            row[claim["name"]] = f"{_ci(claim)} {_label(claim['verdict'])}"
         checks = c["checks"]
         row["world checks"] = "; ".join(checks["failed"]) if checks["failed"] else "pass"
         rows.append(row)
@@ -101,7 +118,8 @@ def markdown(report: dict) -> str:
                  "rejected judged >= 8": f"{c['data']['rejected_judged_at_least_band']:.0%}",
                  "judge vs true (Spearman)": f"{c['data']['spearman_judge_vs_true']:.2f}",
                  "DPO": f"{c['arms']['dpo']['mean']:.3f}",
-                 "relabeled@10": f"{c['arms']['relabeled@10']['mean']:.3f}",
+                 "relabeled@10 (well-formed)": f"{c['arms']['relabeled@10']['mean']:.3f} "
+                                               f"({c['arms']['relabeled@10']['well_formed']:.2f})",
                  "start reads goals": (f"{c['checks']['start_reads_goals']}/{c['checks']['seeds']}"
                                        + ("" if c["checks"]["start_trained_to_read_goals"] else " (not trained to)")),
                  "DPO > start": f"{c['checks']['dpo_improves_on_start']}/{c['checks']['seeds']}"}
