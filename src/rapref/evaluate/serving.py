@@ -81,7 +81,8 @@ class Endpoint:
                 if attempt == attempts - 1:
                     reason = getattr(err, "reason", err)
                     raise InputError(f"{url}: no server answers ({reason}); start one (e.g. `vllm serve MODEL "
-                                     "--port 8000`) or check --endpoint") from None
+                                     "--port 8000`), check --endpoint, or read the server's log if it stopped") \
+                        from None
             time.sleep(wait)
             wait *= 2
         raise AssertionError("unreachable")
