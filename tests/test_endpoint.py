@@ -231,3 +231,46 @@ def test_flags_that_would_be_ignored_are_refused(tmp_path, capsys, tiny_model_di
     one_line_error(capsys, ["onpolicy", "--policy", str(tiny_model_dir), "--prompts", str(prompts), "--scorer",
                             "constraints", "--out", str(tmp_path / "o"), "--serve", "x {model} {port}", "--workers",
                             "2"], "with --serve the server batches")
+
+
+def test_a_killed_onpolicy_run_stops_the_server_it_started(tmp_path, tiny_model_dir, prompts):
+    """SIGTERM (or Ctrl-C) while the server samples: rapref exits 130 and the server's process group is gone."""
+    import subprocess
+    import time
+
+    out = tmp_path / "loop"
+    marker = str(tmp_path / "policy-copy")
+    import shutil
+
+    shutil.copytree(tiny_model_dir, marker)  # a path only this test's server has on its command line
+    process = subprocess.Popen([sys.executable, "-m", "rapref", "onpolicy", "--policy", marker, "--prompts",
+                                str(prompts), "--scorer", "constraints", "--samples", "2", "--max-new-tokens", "4",
+                                "--out", str(out), "--serve",
+                                f"{{python}} {STAND_IN} --model {{model}} --port {{port}} --delay 5"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = out / "iter-1" / "samples.server.log"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "iter-1" / "samples.jsonl.partial").is_file():
+        time.sleep(0.2)
+    assert log.is_file(), "the server never started"
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130, process.stderr.read()
+    time.sleep(0.5)
+    left = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline")
+            if marker.encode() in _read(p) and _living_pid(int(p.parent.name))]
+    assert left == []
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended meanwhile
+        return b""
+
+
+def _living_pid(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -22,11 +22,13 @@ Every reuse of earlier work, and what keys it (a changed key recomputes or refus
 | reuse | where | keyed by |
 |---|---|---|
 | judge score cache | `judge/cache.jsonl` (`--cache`) | scorer fingerprint (model content, module source, package version), the row fields the scorer reads, text |
-| generate resume | `OUT.partial` | model path and content fingerprint, prompt file and a digest of its prompts, split, goals, limit, sampling |
+| LLM judge calls | `judge/cache.jsonl` | judge fingerprint (served model, its folder's content where reported), template, prompt, texts, order |
+| generate resume | `OUT.partial` | model path and content fingerprint, prompt file and a digest of its prompts, split, goals, limit, sampling, in-process or server |
 | train `--resume` | `output_dir/checkpoint-N` | the first launch's recipe and the content of start model and data (`rapref.launches`); changes refused |
 | onpolicy stages | `OUT/iter-i/...` | the first launch's settings, start, prompts, recipe file and scorer fingerprints; changes refused |
 | experiment stages | `OUT/...` (`config.json`) | every setting but workers and IFBench prompts, and the start model's content; changes refused |
 | demo stages | `OUT/seed-s/...` (`config.json`, `.done`) | every setting; changes refused (`--overwrite` starts over) |
+| grid cells | `OUT/CELL/seed-s/...` (`cell.json`) | the cell's whole demo configuration when begun; a changed cell refused |
 | augment | none | the output is written whole each time; `summary.json` records the input's content fingerprint |
 
 `output_lock` keeps two runs from writing the same output at once: the second stops with one line. Every writer
