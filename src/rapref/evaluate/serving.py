@@ -15,7 +15,8 @@
   backoff on connection errors, timeouts and 5xx; other errors and a server that is not there are one-line errors.
   Only the standard library is used (no client package to pin).
 - `Server`: starts a server from a command template in its own process group, waits until it answers, and stops the
-  whole group on the way out, whatever happens (an error, Ctrl-C): an engine left behind holds gigabytes and a core.
+  whole group on the way out, whatever happens (an error, Ctrl-C, SIGTERM); should rapref itself be killed outright,
+  the server is sent SIGTERM by the kernel (Linux): an engine left behind holds gigabytes and a core.
 """
 
 from __future__ import annotations
@@ -191,6 +192,19 @@ def generate_endpoint(endpoint: Endpoint, model_dir: str, ids: list[list[int]], 
 
 
 # -- a server started and stopped by rapref ------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """In the server's process, before it runs (Linux): SIGTERM when rapref's process ends, however it ends (even
+    SIGKILL, which leaves no chance to stop the server); the server then stops its own workers."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -233,7 +247,8 @@ class Server:
         self._out = out
         try:
             self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True, env={**os.environ, **self.env})
+                                            start_new_session=True, env={**os.environ, **self.env},
+                                            preexec_fn=_die_with_parent)
         except OSError as err:
             self.stop()
             raise InputError(f"--serve: cannot start {self.command[0]!r} ({err.strerror})") from None

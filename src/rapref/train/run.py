@@ -208,6 +208,12 @@ def prepare_splits(cfg: TrainConfig, tokenizer, spec: GoalSpec | None):
     chat template where conversational data meets a tokenizer without one), goal-safe lengths, KTO unpairing.
     Returns (splits, length-fit counts, whether a template was installed)."""
     splits = load_splits(cfg.data)
+    if len(splits["train"]) == 0:
+        summary = Path(cfg.data.path) / "summary.json"
+        dropped = json.loads(summary.read_text()).get("dropped_by_reason") if summary.is_file() else None
+        raise InputError(f"{cfg.data.path}: no training pairs"
+                         + (f" (every pair was dropped: {dropped})" if dropped else "")
+                         + "; nothing to train on")
     installed = ensure_chat_template(tokenizer, is_conversation(splits["train"][0]["prompt"]))
     if installed:
         say("rapref train: the tokenizer has no chat template; conversational data is rendered with rapref's plain "

@@ -141,8 +141,8 @@ def _pairs(cfg: ExperimentConfig, out: Path) -> None:
                                  modes=("original", "duplicated", "relabeled", "half"), score_mapping="none",
                                  ties="drop",  # all K samples alike: no preference, and noise for plain DPO
                                  placement="user", max_new_tokens=cfg.max_new_tokens, temperature=1.0,
-                                 batch_size=16, workers=cfg.workers, seed=cfg.seed, test_size=0.2,
-                                 serve=cfg.serve),
+                                 batch_size=16, workers=1 if cfg.serve else cfg.workers, seed=cfg.seed,
+                                 test_size=0.2, serve=cfg.serve),  # a server batches itself
                   cfg.model, out / "pairs", cfg.seed)
 
 
