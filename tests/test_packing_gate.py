@@ -178,7 +178,7 @@ def test_the_demos_quiet_mode_puts_everything_back():
 
     from transformers.utils import logging
 
-    from rapref.studies.demo.run import _quiet
+    from rapref.studies.demo.jobs import _quiet
 
     threads, verbosity, filters = torch.get_num_threads(), logging.get_verbosity(), list(warnings.filters)
     with _quiet():

@@ -26,7 +26,8 @@ from pathlib import Path
 from rapref.io import InputError, write_json_atomic
 from rapref.launches import changed
 from rapref.studies.demo.arms import ARMS, CLAIMS, DECODINGS, PRIMARY
-from rapref.studies.demo.run import DemoConfig, quick_config, run_jobs, run_seed
+from rapref.studies.demo.jobs import run_jobs
+from rapref.studies.demo.run import DemoConfig, quick_config, run_seed
 from rapref.studies.demo.world import WorldConfig
 from rapref.studies.harness import Study
 
@@ -121,10 +122,11 @@ def main(grid_path: str, out: str, workers: int = 2, quick: bool = False, overwr
     if quick:
         first = next(iter(grid["cells"]))
         grid = {**grid, "cells": {first: grid["cells"][first]}}
-        print(f"SMOKE RUN (--quick): cell {first!r} only, on a tiny world and model that cannot learn the task; its "
-              "numbers mean nothing and no verdict is drawn.", flush=True)
     with Study(out, "demo --grid", {"quick": quick}, free=("workers",), overwrite=overwrite,
                inputs=(grid_path,), legacy_settings=None) as study:
+        if quick:
+            print(f"SMOKE RUN (--quick): cell {first!r} only, on a tiny world and model that cannot learn the task; "
+                  "its numbers mean nothing and no verdict is drawn.", flush=True)
         write_json_atomic(study.out / "grid.json", grid)
         configs = {name: cell_config(grid, name, study.out, workers, quick) for name in grid["cells"]}
         for name, cfg in configs.items():

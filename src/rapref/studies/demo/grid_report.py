@@ -15,6 +15,7 @@ import numpy as np
 from rapref.io import write_json_atomic
 from rapref.reports import markdown_table, save_figure, write_text_atomic
 from rapref.studies.demo.arms import BY_NAME, NEGLIGIBLE, PRIMARY
+from rapref.studies.demo.report import _ci as _interval
 from rapref.studies.demo.report import build
 
 
@@ -95,12 +96,6 @@ def _cells(names: list[str]) -> str:
     return ", ".join(f"`{n}`" for n in names) if names else "no cell"
 
 
-def _ci(c: dict) -> str:
-    if c["low"] is None:
-        return f"{c['mean']:+.3f}"
-    return f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
-
-
 def markdown(report: dict) -> str:
     cells = report["cells"]
     claim_names = report["claims"]
@@ -108,7 +103,7 @@ def markdown(report: dict) -> str:
     for cell, c in cells.items():
         row = {"cell": f"`{cell}`"}
         for claim in c["claims"]:
-            row[claim["name"]] = f"{_ci(claim)} {_label(claim['verdict'])}"
+            row[claim["name"]] = f"{_interval(claim, 3, True)} {_label(claim['verdict'])}"
         checks = c["checks"]
         row["world checks"] = "; ".join(checks["failed"]) if checks["failed"] else "pass"
         rows.append(row)
