@@ -276,3 +276,29 @@ def _read(path: Path) -> bytes:
 def _living_pid(pid: int) -> bool:
     fields = _stat(Path(f"/proc/{pid}"))
     return bool(fields) and fields[0] != "Z"
+
+
+def test_a_server_outlives_no_rapref_killed_outright(tmp_path, tiny_model_dir):
+    """SIGKILL leaves rapref no chance to stop its server: the kernel sends the server SIGTERM (PR_SET_PDEATHSIG)."""
+    import subprocess
+    import time
+
+    marker = str(tmp_path / "policy-copy")
+    import shutil
+
+    shutil.copytree(tiny_model_dir, marker)
+    script = (f"from rapref.evaluate.serving import Server; import time\n"
+              f"with Server('{{python}} {STAND_IN} --model {{model}} --port {{port}}', {marker!r}):\n"
+              f"    print('up', flush=True); time.sleep(300)\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    while process.stdout.readline().strip() != "up":  # past rapref's own lines
+        assert process.poll() is None
+    assert any(marker.encode() in _read(p) for p in Path("/proc").glob("[0-9]*/cmdline"))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and [p for p in Path("/proc").glob("[0-9]*/cmdline")
+                                           if marker.encode() in _read(p) and _living_pid(int(p.parent.name))]:
+        time.sleep(0.2)
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline")
+                if marker.encode() in _read(p) and _living_pid(int(p.parent.name))]
