@@ -97,6 +97,7 @@ def test_resume_from_last_checkpoint(tmp_path, tiny_model_dir, relabeled_dir):
     save = {"training.save_strategy": "steps", "training.save_steps": 1, "training.max_steps": 3}
     main(load_config(None, overrides(tiny_model_dir, relabeled_dir, out, **save)))
     shutil.rmtree(out / "checkpoint-3")  # as if the run had been killed after saving step 2
+    (out / ".rapref").rename(out / ".rapref-unfinished")  # (a killed run never wrote its finished marker)
     result = main(load_config(None, overrides(tiny_model_dir, relabeled_dir, out, **save)), resume=True)
     history = [__import__("json").loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert result["steps"] == 3 and result["resumed_from"].endswith("checkpoint-2")

@@ -185,6 +185,7 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path, tiny_mode
     main(load_config(None, base + ["training.max_steps=3"]))
     weights = out / "checkpoint-3" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # a kill in the middle of writing checkpoint-3
+    (out / ".rapref").rename(out / ".rapref-unfinished")  # (so the run never finished)
     result = main(load_config(None, base + ["training.max_steps=3"]), resume=True)
     assert result["resumed_from"].endswith("checkpoint-2") and result["steps"] == 3
 

@@ -150,8 +150,10 @@ def test_train_resume_with_other_settings_is_refused(tmp_path, capsys, tiny_mode
                            ("training.learning_rate=1e-3", "training.learning_rate")):
         err = one_line_error(capsys, base + [change, "--resume"], needle)
         assert "--overwrite" in err and "output_dir=NEW" in err
+    run = tmp_path / "run"
+    (run / ".rapref").rename(run / ".rapref-unfinished")  # as if killed: a finished run's resume is a no-op
     assert cli(base + ["training.logging_steps=5", "--resume", "--quiet"]) == 0  # logging changes no step
-    launches = (tmp_path / "run" / "launches.jsonl").read_text().splitlines()
+    launches = (run / "launches.jsonl").read_text().splitlines()
     assert [json.loads(line)["command"] for line in launches] == ["train", "train --resume"]
     assert all("git_hash" in json.loads(line) and "created" in json.loads(line) for line in launches)
 

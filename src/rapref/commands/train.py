@@ -58,6 +58,8 @@ def run(args) -> dict:
     from rapref.progress import say
 
     result = main(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
+    if result.get("already_finished"):  # `train --resume` on a finished run said so in its one line
+        return result
     loss = "" if result["first_loss"] is None else \
         f"; loss {result['first_loss']:.4f} -> {result['last_loss']:.4f}"
     say(f"rapref train: {result['steps']} steps on {result['world_size']} process(es){loss}")

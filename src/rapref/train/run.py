@@ -74,6 +74,11 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
         check_settings(out, settings, RESUME_FREE, "a training run",
                        "resume with the same recipe, start over with --overwrite, or branch from a checkpoint into a "
                        "new run: model.name_or_path=OUT/checkpoint-N output_dir=NEW")
+        finished = finished_run(out)
+        if finished is not None:  # a no-op: nothing in the folder is written, not even launches.jsonl
+            say(f"rapref train: {out} already holds this run, finished ({finished.get('steps')} steps); nothing to "
+                "do (--overwrite trains it again from the start)")
+            return {**finished, "already_finished": True}
     spec = _goal_spec(cfg.data.path)
     tokenizer = load_tokenizer(cfg.model)
     splits, length_counts, installed = prepare_splits(cfg, tokenizer, spec)
@@ -100,7 +105,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
 
         trainer.remove_callback(PrinterCallback)
     with _quiet_tied_keys(model):
-        trainer.train(resume_from_checkpoint=checkpoint)
+        if not (checkpoint and _restore_final_checkpoint(trainer, checkpoint)):
+            trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(cfg.output_dir)
     history = trainer.state.log_history
     losses = [h["loss"] for h in history if "loss" in h]
@@ -382,6 +388,46 @@ def to_unpaired(dataset):
         return out
 
     return dataset.map(split_pairs, batched=True, remove_columns=dataset.column_names, desc="Unpairing for KTO")
+
+
+def finished_run(out: Path) -> dict | None:
+    """The recorded result of the finished training run in `out` (finished marker and `rapref_train.json` present),
+    or None when there is none to continue from. `--resume` on a finished run is a no-op: training it on would add
+    an optimizer step past max_steps and rewrite the record, metrics and card each time. A folder another rapref
+    command wrote is refused: it holds no training run to resume."""
+    from rapref.outputs import BEGUN, MARKER
+
+    for marker in (MARKER, BEGUN):
+        try:
+            command = json.loads((out / marker).read_text()).get("command")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if command != "train":
+            raise InputError(f"{out}: holds a rapref `{command}` output, not a training run; --resume continues a "
+                             "run of `rapref train` (give its output_dir, or a new folder without --resume)")
+        break
+    if not (out / MARKER).is_file() or not (out / TRAIN_SETTINGS_FILE).is_file():
+        return None
+    try:
+        return json.loads((out / TRAIN_SETTINGS_FILE).read_text())["result"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # an unreadable record: not known to be finished; the checkpoints decide
+
+
+def _restore_final_checkpoint(trainer, checkpoint: str) -> bool:
+    """A run killed after saving its last step (checkpoint at max_steps, record not yet written) has no step left:
+    its weights and state are loaded as they are and the run's files written from them. (transformers' resume would
+    skip the trained batches, then take one more optimizer step before it checks max_steps.)"""
+    from transformers.trainer_callback import TrainerState
+
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    if not state.max_steps or state.global_step < state.max_steps:
+        return False
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = state
+    say(f"rapref train: {Path(checkpoint).name} holds the last step ({state.global_step} of {state.max_steps}); "
+        "writing the run's files from it, no further step")
+    return True
 
 
 def _last_complete_checkpoint(output_dir: Path) -> str | None:
