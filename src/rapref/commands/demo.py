@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from rapref import dispatch
+
 
 def _seeds(text: str) -> tuple[int, ...]:
     return tuple(int(s) for s in text.split(",") if s.strip())
@@ -22,6 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start over: empty an earlier demo run folder instead of reusing its finished stages")
     p.add_argument("--seeds", type=_seeds, default=d.seeds, help="evaluation seeds, e.g. 1,2,3,4,5")
     p.add_argument("--workers", type=int, default=d.workers, help="seeds trained in parallel, one thread each")
+    p.add_argument("--kernels", choices=dispatch.choices(), default=dispatch.default_kernels(),
+                   help="CPU kernel dispatch: 'pinned' (default; AVX2 on x86-64, NEON on ARM) gives the published "
+                        "numbers on every machine; 'native' lets torch use all the CPU has (faster where it has "
+                        "AVX-512 or AMX, other numbers); or a level. Default from $RAPREF_KERNELS, else pinned")
+    p.add_argument("--native-kernels", dest="kernels", action="store_const", const="native",
+                   help="the same as --kernels native")
     world = p.add_argument_group("the world (probe where an effect appears or vanishes)")
     world.add_argument("--goal-style", choices=STYLES, default=d.goal_style, help="how the goal looks to the model")
     world.add_argument("--start-goal-fraction", type=float, default=d.start_goal_fraction,
@@ -58,7 +66,7 @@ def config_from_args(args):
     world = replace(d.world, judge_noise=args.judge_noise, judge_length_bias=args.judge_length_bias,
                     shared_mistake=args.shared_mistake, n_train_prompts=args.train_prompts,
                     n_test_prompts=args.test_prompts, generator_skills=tuple(float(s) for s in args.pool.split(",")))
-    return replace(d, out=args.out, quick=args.quick, seeds=args.seeds, workers=args.workers,
+    return replace(d, out=args.out, quick=args.quick, seeds=args.seeds, workers=args.workers, kernels=args.kernels,
                    goal_style=args.goal_style, start_goal_fraction=args.start_goal_fraction, world=world,
                    beta=args.beta, dpo_lr=args.dpo_lr, relabeled_lr=args.relabeled_lr, extra_sft_lr=args.extra_sft_lr)
 
@@ -69,6 +77,10 @@ def run(args):
 
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
+    try:
+        dispatch.level(args.kernels)
+    except ValueError as error:
+        raise InputError(f"--kernels (or ${dispatch.ENV}): {error}") from None
     if args.grid:
         from dataclasses import asdict
 
@@ -77,12 +89,13 @@ def run(args):
 
         if args.select_hparams:
             raise InputError("--grid and --select-hparams: choose one")
-        given = changed(asdict(DemoConfig()), asdict(config_from_args(args)), ("out", "quick", "workers"))
+        given = changed(asdict(DemoConfig()), asdict(config_from_args(args)), ("out", "quick", "workers", "kernels"))
         if given:
             raise InputError(f"--grid: each cell sets its own world and training; leave out the flags that set "
                              f"{', '.join(given)} (or add a cell to the grid file)")
         out = args.out if args.out != DemoConfig().out else "runs/grid"
-        return grid(args.grid, out, workers=args.workers, quick=args.quick, overwrite=args.overwrite)
+        return grid(args.grid, out, workers=args.workers, quick=args.quick, overwrite=args.overwrite,
+                    kernels=args.kernels)
     cfg = config_from_args(args)
     if args.select_hparams:
         selection = select_hyperparameters(cfg)

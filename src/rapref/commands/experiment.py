@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rapref import dispatch
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from rapref.studies.ifeval.run import ExperimentConfig
@@ -26,11 +28,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serve", metavar="COMMAND",
                    help="sample through a server started on each policy from this command template (see "
                         "`rapref onpolicy --serve`)")
+    p.add_argument("--kernels", choices=dispatch.choices(), default=dispatch.default_kernels(),
+                   help="CPU kernel dispatch: pinned (default: AVX2 on x86-64, NEON on ARM; the same numbers on every "
+                        "machine), native (all the CPU has), or a level; default from $RAPREF_KERNELS, else pinned")
+    p.add_argument("--native-kernels", dest="kernels", action="store_const", const="native",
+                   help="the same as --kernels native")
     p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE", help="training overrides, as `rapref train`")
 
 
 def run(args):
+    from rapref.io import InputError
     from rapref.studies.ifeval.run import ExperimentConfig, main
+
+    try:
+        dispatch.level(args.kernels)
+    except ValueError as error:
+        raise InputError(f"--kernels (or ${dispatch.ENV}): {error}") from None
 
     d = ExperimentConfig(model="", out="")
     training = {**d.training, **dict(o.split("=", 1) for o in args.overrides)}
@@ -38,5 +51,5 @@ def run(args):
                                  test_prompts=args.test_prompts, samples=args.samples,
                                  max_new_tokens=args.max_new_tokens, seed=args.seed, training=training,
                                  ifbench_prompts=args.ifbench_prompts, sweep_prompts=args.sweep_prompts,
-                                 workers=args.workers, serve=args.serve,
+                                 workers=args.workers, serve=args.serve, kernels=args.kernels,
                                  quick=args.quick))

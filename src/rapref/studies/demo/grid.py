@@ -32,7 +32,7 @@ from rapref.studies.demo.world import WorldConfig
 from rapref.studies.harness import Study
 
 COMMON_KEYS = ("seeds", "arms", "decodings", "claims", "description")
-FIXED = ("out", "workers", "quick", "seeds", "arms", "decodings")  # set by the grid itself, never by a cell
+FIXED = ("out", "workers", "quick", "seeds", "arms", "decodings", "kernels")  # set by the grid itself, never by a cell
 CELL_FREE = ("out", "workers")  # a rerun may change these
 
 
@@ -92,10 +92,10 @@ def _overrides(path, cell: str, overrides) -> dict:
     return dict(overrides)
 
 
-def cell_config(grid: dict, name: str, out: Path, workers: int, quick: bool) -> DemoConfig:
+def cell_config(grid: dict, name: str, out: Path, workers: int, quick: bool, kernels: str = "pinned") -> DemoConfig:
     """The demo configuration of one cell: the demo's defaults, the grid's common settings, the cell's overrides."""
     cfg = DemoConfig(out=str(out / name), workers=workers, seeds=tuple(grid["seeds"]), arms=tuple(grid["arms"]),
-                     decodings=tuple(grid["decodings"]))
+                     decodings=tuple(grid["decodings"]), kernels=kernels)
     world = {k.partition(".")[2]: v for k, v in grid["cells"][name].items() if k.startswith("world.")}
     top = {k: v for k, v in grid["cells"][name].items() if not k.startswith("world.")}
     world = {k: tuple(v) if isinstance(v, list) else v for k, v in world.items()}
@@ -117,23 +117,24 @@ def _check_cell(cfg: DemoConfig, name: str) -> None:
         write_json_atomic(path, settings)
 
 
-def main(grid_path: str, out: str, workers: int = 2, quick: bool = False, overwrite: bool = False) -> dict:
+def main(grid_path: str, out: str, workers: int = 2, quick: bool = False, overwrite: bool = False,
+         kernels: str = "pinned") -> dict:
     grid = load_grid(grid_path)
     if quick:
         first = next(iter(grid["cells"]))
         grid = {**grid, "cells": {first: grid["cells"][first]}}
-    with Study(out, "demo --grid", {"quick": quick}, free=("workers",), overwrite=overwrite,
+    with Study(out, "demo --grid", {"quick": quick, "kernels": kernels}, free=("workers",), overwrite=overwrite,
                inputs=(grid_path,), legacy_settings=None) as study:
         if quick:
             print(f"SMOKE RUN (--quick): cell {first!r} only, on a tiny world and model that cannot learn the task; "
                   "its numbers mean nothing and no verdict is drawn.", flush=True)
         write_json_atomic(study.out / "grid.json", grid)
-        configs = {name: cell_config(grid, name, study.out, workers, quick) for name in grid["cells"]}
+        configs = {name: cell_config(grid, name, study.out, workers, quick, kernels) for name in grid["cells"]}
         for name, cfg in configs.items():
             _check_cell(cfg, name)
         jobs = [(cfg, seed, f"{name} ") for name, cfg in configs.items() for seed in cfg.seeds]
         start = time.perf_counter()
-        results = run_jobs(run_seed, jobs, "demo --grid", workers)
+        results = run_jobs(run_seed, jobs, "demo --grid", workers, kernels)
         wall = time.perf_counter() - start
         per_cell = {name: [r for (cfg, _, _), r in zip(jobs, results) if cfg is configs[name]] for name in configs}
         from rapref.studies.demo.grid_report import write_report

@@ -16,7 +16,7 @@ from rapref.io import write_json_atomic
 from rapref.reports import markdown_table, save_figure, write_text_atomic
 from rapref.studies.demo.arms import BY_NAME, NEGLIGIBLE, PRIMARY
 from rapref.studies.demo.report import _ci as _interval
-from rapref.studies.demo.report import build
+from rapref.studies.demo.report import _dispatch_md, build, seeds_dispatch
 
 
 def _short(verdict: str) -> str:
@@ -146,6 +146,8 @@ by the demo's rule (band {NEGLIGIBLE} true-reward points for the paired claims, 
 Learning rates are the demo's, chosen on validation seeds 101-102 at one epoch (`docs/demo-hparam-selection.json`),
 in every cell (none re-chosen); evaluation seeds {', '.join(map(str, report['seeds']))}. No cell was dropped.
 
+{_dispatch_md(report)}
+
 Reproduce: `rapref demo --grid {report['grid_file']} --out runs/grid`{f" ({minutes:.0f} min with {report['workers']} workers on a 2-core CPU machine)" if minutes else ""}.
 Commit `{str(p.get('git_hash'))[:10]}`; {versions}.
 """
@@ -198,7 +200,7 @@ def write_report(grid: dict, configs: dict, per_cell: dict, out: Path, wall: flo
               "cells": {name: cell_report(configs[name], grid["cells"][name], per_cell[name], names)
                         for name in configs},
               "wall_seconds": wall, "full_run_wall_seconds": json.loads(timing.read_text())["full_run_wall_seconds"],
-              "provenance": provenance()}
+              "provenance": provenance(), "dispatch": seeds_dispatch([r for rs in per_cell.values() for r in rs])}
     write_json_atomic(out / "report.json", report)
     render(report, out)
     return report

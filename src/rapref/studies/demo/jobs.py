@@ -1,15 +1,20 @@
 """The demo's worker pool: (configuration, seed) jobs in single-thread processes, with one progress display.
 
-`run_jobs(fn, jobs, label, workers)` calls `fn(cfg, seed, progress)` for every job; the demo runs its seeds through it
-(`run_seeds`), the grid every (cell, seed). Each worker starts with one OpenMP thread unless the user set a count, and
-runs quietly (`_quiet`): the libraries' own bars, notices and warnings would bury the one progress display.
+`run_jobs(fn, jobs, label, workers, kernels)` calls `fn(cfg, seed, progress)` for every job; the demo runs its seeds
+through it (`run_seeds`), the grid every (cell, seed). Each worker starts with one OpenMP thread unless the user set a
+count and with the CPU kernel dispatch `kernels` (`rapref.dispatch`: pinned unless asked otherwise), and runs quietly
+(`_quiet`): the libraries' own bars, notices and warnings would bury the one progress display. One worker runs in this
+process only where the dispatch asked for is in effect here; otherwise in a fresh process that starts with it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+
+from rapref import dispatch
 
 
 @contextlib.contextmanager
@@ -49,16 +54,21 @@ def _quiet():
 
 
 @contextlib.contextmanager
-def _worker_env():
-    """Worker processes start with one OpenMP thread unless the user set a count; the caller's environment is put back
-    once they have started and ended."""
-    before = os.environ.get("OMP_NUM_THREADS")
+def _worker_env(kernels: str):
+    """Worker processes start with one OpenMP thread unless the user set a count, and with the kernel dispatch asked
+    for; the caller's environment is put back once they have started and ended."""
+    names = ("OMP_NUM_THREADS", *dispatch.VARIABLES)
+    before = {name: os.environ.get(name) for name in names}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.update(dispatch.environment(kernels))
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _worker(job):
@@ -68,15 +78,15 @@ def _worker(job):
         return fn(cfg, seed, progress=(lambda text: queue.put(prefix + text)) if queue is not None else None)
 
 
-def run_seeds(fn, cfg: DemoConfig, seeds, label: str) -> list:
+def run_seeds(fn, cfg, seeds, label: str) -> list:
     """`fn(cfg, seed, progress)` for every seed, `cfg.workers` at a time (see `run_jobs`)."""
-    return run_jobs(fn, [(cfg, seed, "") for seed in seeds], label, cfg.workers)
+    return run_jobs(fn, [(cfg, seed, "") for seed in seeds], label, cfg.workers, cfg.kernels)
 
 
-def run_jobs(fn, jobs: list[tuple], label: str, workers: int) -> list:
+def run_jobs(fn, jobs: list[tuple], label: str, workers: int, kernels: str = "pinned") -> list:
     """`fn(cfg, seed, progress)` for every job (cfg, seed, progress prefix), `workers` at a time, in worker processes
-    of one thread each. In a terminal a progress bar (stage, jobs done, time left); in a log file one line per stage
-    with the time elapsed; nothing with --quiet. Results in the order of the jobs."""
+    of one thread each with the kernel dispatch `kernels`. In a terminal a progress bar (stage, jobs done, time left);
+    in a log file one line per stage with the time elapsed; nothing with --quiet. Results in the order of the jobs."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     from contextlib import nullcontext
@@ -103,14 +113,16 @@ def run_jobs(fn, jobs: list[tuple], label: str, workers: int) -> list:
                 print(f"[{minutes:02d}:{seconds:02d}] {label}: {text} ({len(results)}/{len(jobs)} {unit} done)",
                       flush=True)
 
-        if workers == 1:
+        if workers == 1 and "torch" not in sys.modules:
+            dispatch.apply(kernels)  # before torch loads in this process
+        if workers == 1 and dispatch.in_effect(kernels):
             with _quiet():
                 for i, (cfg, seed, prefix) in enumerate(jobs):
                     results[i] = fn(cfg, seed, progress=lambda text, p=prefix: report(p + text))
                     report(f"{prefix}seed {seed} done", advance=True)
         else:
             context = mp.get_context("spawn")
-            with _worker_env(), context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+            with _worker_env(kernels), context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
                 queue = manager.Queue()
                 futures = {pool.submit(_worker, (fn, cfg, seed, queue, prefix)): i
                            for i, (cfg, seed, prefix) in enumerate(jobs)}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rapref.dispatch import sentence
 from rapref.io import write_json_atomic
 from rapref.reports import markdown_table, save_figure, write_text_atomic
 from rapref.stats import interval as stats_interval
@@ -269,8 +270,21 @@ Learning rates (chosen on validation seeds 101-102 by improvement over the start
 {cfg.sft_lr}, model hidden size {cfg.hidden_size}, {cfg.num_layers} layers. Stage time {minutes:.1f} min over all
 seeds; this invocation {wall_seconds / 60:.1f} min wall ({cfg.workers} workers){full}.
 
-Reproduce: `rapref demo --out {cfg.out}{' --quick' if cfg.quick else ''}`
+{_dispatch_md(report)}
+
+Reproduce: `rapref demo --out {cfg.out}{' --quick' if cfg.quick else ''}{_kernels_flag(cfg)}`
 """
+
+
+def _kernels_flag(cfg) -> str:
+    return "" if cfg.kernels == "pinned" else f" --kernels {cfg.kernels}"
+
+
+def _dispatch_md(report: dict) -> str:
+    record = report.get("dispatch")
+    if not record or record.get("kernels") == "mixed":
+        return "CPU kernel dispatch: not the same for every seed; these numbers need not match the published ones."
+    return sentence(record)
 
 
 def plots(report: dict, out: Path) -> None:
@@ -349,6 +363,14 @@ def print_table(report: dict, quick: bool) -> None:
                       f"answers {c['chosen_answers']:.3f}")
 
 
+def seeds_dispatch(results: list[dict]) -> dict | None:
+    """The kernel dispatch the seeds ran with (`rapref.dispatch.describe`), or a note where seeds differ in it."""
+    records = [r.get("dispatch") for r in results]
+    if not records[0] or any(r != records[0] for r in records):
+        return {"kernels": "mixed", "per_seed": records}
+    return records[0]
+
+
 def write_report(cfg, results: list[dict], out: Path, wall_seconds: float) -> dict:
     from dataclasses import asdict
 
@@ -359,7 +381,7 @@ def write_report(cfg, results: list[dict], out: Path, wall_seconds: float) -> di
     full_run = json.loads(timing.read_text()) if timing.is_file() else {}
     report.update(wall_seconds=wall_seconds, full_run_wall_seconds=full_run.get("full_run_wall_seconds"),
                   full_run_git_hash=full_run.get("git_hash"), config=asdict(cfg),
-                  provenance=provenance(), smoke_run=cfg.quick)
+                  provenance=provenance(), smoke_run=cfg.quick, dispatch=seeds_dispatch(results))
     write_json_atomic(out / "report.json", report)
     write_text_atomic(out / "report.md", markdown(cfg, report, wall_seconds))
     plots(report, out)

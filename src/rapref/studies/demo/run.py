@@ -26,6 +26,7 @@ from rapref.studies.demo.arms import folder as arm_folder
 from rapref.studies.demo.jobs import run_seeds
 from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
 from rapref.studies.demo.world import WorldConfig, build_world, corpus, judge_agreement, true_reward, well_formed
+from rapref import dispatch
 from rapref.goals import GoalSpec
 from rapref.io import write_json_atomic, write_jsonl_atomic
 
@@ -59,6 +60,7 @@ class DemoConfig:
     dpo_epochs: float = 1.0  # epochs of every DPO arm (the grid's over-fitting regime trains longer)
     arms: tuple[str, ...] = ()  # a subset of the arms table (names); empty: every arm
     decodings: tuple[str, ...] = ()  # a subset of the decodings (names); empty: every decoding
+    kernels: str = "pinned"  # CPU kernel dispatch (rapref.dispatch): pinned, native, or a level such as avx512
 
     def goal_spec(self) -> GoalSpec:
         return GoalSpec(scale=(1, 10), placement="system", header="target {lo}-{hi}:", line="{score}",
@@ -300,7 +302,7 @@ def run_seed(cfg: DemoConfig, seed: int, progress=None) -> dict:
     sweeps = {name: s.sweep(name, models[name]) for name in SWEPT if name in models}
     probe = s.timed("probe", s.probe, models)
     results = {"seed": seed, "evaluations": evaluations, "sweeps": sweeps, "probe": probe, "data": s.data_stats(),
-               "timings_s": s.timings}
+               "timings_s": s.timings, "dispatch": dispatch.describe(cfg.kernels)}
     write_json_atomic(done, results)
     s.stages.mark("results", {"seed": seed})
     return results

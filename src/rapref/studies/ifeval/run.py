@@ -23,10 +23,12 @@ none, so goal-conditioned and plain arms then see the same system text apart fro
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rapref import dispatch
 from rapref.io import read_jsonl, write_json_atomic
 from rapref.progress import say
 from rapref.studies.harness import Arm, Claim, Stages, Study, generate_and_judge
@@ -79,6 +81,7 @@ class ExperimentConfig:
         "training.gradient_accumulation_steps": 4, "training.max_length": 384, "data.max_prompt_length": 256,
         "training.lr_scheduler_type": "cosine", "training.warmup_steps": 0.1, "training.save_strategy": "no"})
     quick: bool = False
+    kernels: str = "pinned"  # CPU kernel dispatch (rapref.dispatch): pinned, native, or a level such as avx512
 
 
 def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -88,10 +91,12 @@ def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
     return ExperimentConfig(model=cfg.model, out=cfg.out, train_prompts=10, test_prompts=6, samples=2,
                             max_new_tokens=24, temperature=cfg.temperature, seed=cfg.seed, sweep_prompts=3,
                             sweep_goals=(1, 10), band=cfg.band, workers=cfg.workers, training=training, quick=True,
-                            ifbench_prompts=cfg.ifbench_prompts, serve=cfg.serve)
+                            ifbench_prompts=cfg.ifbench_prompts, serve=cfg.serve, kernels=cfg.kernels)
 
 
 def main(cfg: ExperimentConfig) -> dict:
+    if "torch" not in sys.modules:  # the dispatch is read when torch loads; generation workers inherit it
+        dispatch.apply(cfg.kernels)
     from rapref.models import model_fingerprint
 
     if cfg.quick:
@@ -101,6 +106,8 @@ def main(cfg: ExperimentConfig) -> dict:
     settings = json.loads(json.dumps({**asdict(cfg), "model_fingerprint": model_fingerprint(cfg.model)}))
     with Study(cfg.out, "experiment ifeval", settings, free=FREE_SETTINGS, inputs=(cfg.model,)) as study:
         write_json_atomic(study.out / "config.json", settings)
+        write_json_atomic(study.out / "dispatch.json", {**dispatch.describe(cfg.kernels),
+                                                        "in_effect": dispatch.in_effect(cfg.kernels)})
         report = _run(cfg, study.out)
         study.finish()
     return report
