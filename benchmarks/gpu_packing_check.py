@@ -1,4 +1,4 @@
-"""Packed DPO against TRL's padded path on one device: per-token log-probs, one optimizer step, speed and memory.
+"""Packed DPO against TRL's padded path on one device: per-token log-probs, gradients, speed and memory.
 
     python benchmarks/gpu_packing_check.py --out docs/bench/gpu-packing.json          # on a CUDA device (scripts/gpu_check.sh)
     python benchmarks/gpu_packing_check.py --device cpu --tiny --out /tmp/check.json   # the same code on a CPU, tiny
@@ -8,7 +8,8 @@ The model is SmolLM2-135M-shaped (a Llama built from its config, random weights:
 Each variant (attention x LoRA, with bf16 autocast and gradient checkpointing on CUDA) runs TRL's fused head on the
 padded rows and rapref's packed forward on a copy of the same weights, and records:
 - the largest per-token log-probability difference and the largest relative difference of per-sequence sums;
-- the largest relative difference of the parameters after one AdamW step on the summed log-probs;
+- the gradients of the summed log-probs per parameter tensor (`equality.grad_comparison`: the largest relative norm
+  of the difference and the smallest cosine; tensors zero in both, LoRA's A at the first step, counted apart);
 - tokens per second (padded positions of the batch / seconds per forward + backward, median of 3) and peak memory;
 - where the packing gate (`rapref.train.packing_gate`) sends the run (flash attention is not on its allow-list).
 The JSON holds the device, versions and commit; `scripts/gpu_report.py` turns it into the README's GPU table.
@@ -27,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from equality import grad_comparison  # noqa: E402 - benchmarks/ is on the path above
 
 SMOLLM2 = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True)
@@ -70,7 +74,8 @@ def build(attn: str, lora: bool, tiny: bool, device, checkpointing: bool):
     return model.train()
 
 
-def step(model, inputs, autocast: bool, optimizer=None):
+def step(model, inputs, autocast: bool):
+    """Forward and backward of the summed log-probs; the gradients stay on the parameters."""
     import torch
 
     input_ids, mask, labels = inputs
@@ -78,10 +83,12 @@ def step(model, inputs, autocast: bool, optimizer=None):
         out = model(input_ids=input_ids, attention_mask=mask, labels=labels, use_cache=False, fused_lm_head=True)
     total = out.log_probs.float().sum()
     total.backward()
-    if optimizer is not None:
-        optimizer.step()
-        optimizer.zero_grad()
     return out.log_probs.detach().float(), (out.log_probs.detach().float().sum(1))
+
+
+def gradients(model) -> dict:
+    return {n: p.grad.detach().float().cpu() for n, p in model.named_parameters()
+            if p.requires_grad and p.grad is not None}
 
 
 def timed(model, inputs, autocast: bool, repeats: int = 3) -> tuple[float, float]:
@@ -123,16 +130,17 @@ def variant(attn: str, lora: bool, tiny: bool, device) -> dict:
     inputs = batch(8, base.config.vocab_size, tiny, device)
     result = {"attention": attn, "lora": lora, "bf16_autocast": autocast, "gradient_checkpointing": cuda,
               "gate": refusal or "packed", "padded_positions": int(inputs[0].numel())}
-    params = [p for p in trl_model.parameters() if p.requires_grad]
-    packed_params = [p for p in packed_model.parameters() if p.requires_grad]
-    ours = step(packed_model, inputs, autocast, torch.optim.AdamW(packed_params, lr=1e-4))
-    theirs = step(trl_model, inputs, autocast, torch.optim.AdamW(params, lr=1e-4))
+    ours = step(packed_model, inputs, autocast)
+    theirs = step(trl_model, inputs, autocast)
     label = inputs[2][:, 1:] != -100
     result["max_abs_logprob_diff"] = float((ours[0] - theirs[0]).abs()[label].max())
     result["max_rel_sequence_diff"] = float(((ours[1] - theirs[1]).abs() / theirs[1].abs().clamp(min=1e-6)).max())
-    rel = [float(((a - b).abs().max() / b.abs().max().clamp(min=1e-12))) for a, b in zip(packed_params, params)]
-    result["max_rel_param_diff_after_step"] = max(rel)
+    grads = grad_comparison(gradients(packed_model), gradients(trl_model))
+    result["grad_max_rel_diff"], result["grad_min_cosine"] = grads["max_rel_diff"], grads["min_cosine"]
+    result["grad_tensors"], result["grad_zero_in_both"] = grads["tensors"], grads["zero_in_both"]
     result["packed_batches"] = stats["packed_batches"]
+    packed_model.zero_grad(set_to_none=True)
+    trl_model.zero_grad(set_to_none=True)
     for name, model in (("trl", trl_model), ("packed", packed_model)):
         seconds, peak = timed(model, inputs, autocast)
         result[f"{name}_tokens_per_s"] = round(result["padded_positions"] / seconds, 1)

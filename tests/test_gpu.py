@@ -1,5 +1,6 @@
-"""GPU checks (deselected by default; `pytest -m gpu` on a CUDA machine): bf16 and gradient checkpointing on by
-default, LoRA, and generation on the device."""
+"""GPU checks (deselected by default; `pytest -m gpu` on a CUDA machine): bf16 by default, rapref's CUDA defaults
+(activation checkpointing off where the run fits, Liger's kernels where installed) with their recorded reasons, LoRA,
+and generation on the device."""
 
 import pytest
 import torch
@@ -18,14 +19,19 @@ def train(tmp_path, model, data, *extra):
                                    "training.disable_tqdm=true", *extra]))
 
 
-def test_gpu_defaults_are_bf16_with_checkpointing(tmp_path, tiny_model_dir, relabeled_dir):
+def test_gpu_defaults_are_bf16_and_chosen_for_the_run(tmp_path, tiny_model_dir, relabeled_dir):
+    import importlib.util
     import json
 
     from transformers import AutoModelForCausalLM
 
     result = train(tmp_path / "run", tiny_model_dir, relabeled_dir)
     args = json.loads((tmp_path / "run" / "rapref_train.json").read_text())["trl_args"]
-    assert args["bf16"] is True and args["gradient_checkpointing"] is True and args["use_cpu"] is False
+    assert args["bf16"] is True and args["use_cpu"] is False
+    chosen = result["cuda_defaults"]
+    assert args["gradient_checkpointing"] is False and chosen["gradient_checkpointing"]["reason"].startswith("fits")
+    liger = importlib.util.find_spec("liger_kernel") is not None
+    assert args["use_liger_kernel"] is liger and chosen["use_liger_kernel"]["value"] is liger
     assert result["steps"] == 4 and torch.isfinite(torch.tensor(result["last_loss"]))
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "run")
     start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -59,3 +65,11 @@ def test_gpu_packing_is_opt_in_and_trains_when_asked(tmp_path, tiny_model_dir, r
     result = train(tmp_path / "on", tiny_model_dir, relabeled_dir, "training.packing=true")
     assert result["packing"]["enabled"] is True and result["packing"]["packed_batches"] > 0
     assert torch.isfinite(torch.tensor(result["last_loss"]))
+
+
+def test_gpu_checkpointing_asked_for_keeps_liger_off(tmp_path, tiny_model_dir, relabeled_dir):
+    result = train(tmp_path / "run", tiny_model_dir, relabeled_dir, "training.gradient_checkpointing=true")
+    chosen = result["cuda_defaults"]
+    assert "gradient_checkpointing" not in chosen and chosen["use_liger_kernel"]["value"] is False
+    assert "checkpointing" in chosen["use_liger_kernel"]["reason"] or "not installed" in chosen["use_liger_kernel"][
+        "reason"]

@@ -90,7 +90,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
     _check_attention_device(cfg, torch.cuda.is_available())
     model = load_model(cfg.model)
     _warn_low_precision_weights(cfg)
-    args = trl_args(cfg, on_gpu=torch.cuda.is_available())
+    cuda = _cuda_defaults(cfg, model) if torch.cuda.is_available() else None
+    args = trl_args(cfg, on_gpu=torch.cuda.is_available(), chosen=cuda.kwargs if cuda else None)
     trainer = build_trainer(cfg, args, model, tokenizer, splits)
     if trainer.accelerator.is_main_process:
         if overwrite and not resume and out.is_dir() and any(out.iterdir()):
@@ -114,7 +115,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
               "last_loss": losses[-1] if losses else None, "length_fit": length_counts,
               "world_size": trainer.accelerator.num_processes,
               "train_examples": len(splits["train"]), "resumed_from": checkpoint,
-              "chat_template_installed": installed, "packing": getattr(trainer, "rapref_packing", None)}
+              "chat_template_installed": installed, "packing": getattr(trainer, "rapref_packing", None),
+              "cuda_defaults": cuda.record if cuda else None}
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(out)
         if spec is not None:
@@ -320,15 +322,26 @@ def load_dataset_folder(path: str) -> dict:
 CHECKPOINT_DEFAULTS = {"save_strategy": "steps", "save_steps": 200, "save_total_limit": 2}
 
 
-def trl_args(cfg: TrainConfig, on_gpu: bool):
-    """Map our recipe onto the TRL config class; fp32 without checkpointing on CPU unless the recipe says otherwise."""
+def _cuda_defaults(cfg: TrainConfig, model):
+    """rapref's CUDA defaults for this run (`rapref.train.cuda_defaults`), said in one line."""
+    from rapref.train.cuda_defaults import choose
+
+    cuda = choose(cfg, model)
+    if cuda.notices and int(os.environ.get("RANK", "0")) == 0:
+        say("rapref train: on CUDA: " + "; ".join(cuda.notices))
+    return cuda
+
+
+def trl_args(cfg: TrainConfig, on_gpu: bool, chosen: dict | None = None):
+    """Map our recipe onto the TRL config class; fp32 without checkpointing on CPU unless the recipe says otherwise;
+    `chosen`: rapref's CUDA defaults (`rapref.train.cuda_defaults`), below anything the recipe sets."""
     algorithm = ALGORITHMS[cfg.algorithm.name]
     from rapref.progress import interactive, quiet
 
     defaults = {"bf16": on_gpu, "gradient_checkpointing": on_gpu, "report_to": "none", "logging_steps": 1,
                 "use_cpu": not on_gpu, **CHECKPOINT_DEFAULTS,
                 # the Trainer's tqdm bar in a terminal; in a log file rapref's periodic progress lines instead
-                "disable_tqdm": quiet() or not interactive()}
+                "disable_tqdm": quiet() or not interactive(), **(chosen or {})}
     trl_fields = {k: v for k, v in cfg.training.items() if k not in RAPREF_TRAINING_KEYS}
     kwargs = {**defaults, **trl_fields, "output_dir": cfg.output_dir, "seed": cfg.seed, "beta": cfg.algorithm.beta,
               **algorithm.trl_kwargs(cfg.algorithm)}
@@ -349,7 +362,9 @@ def build_trainer(cfg: TrainConfig, args, model, tokenizer, splits):
     kwargs = {"model": model, "args": args, "train_dataset": splits["train"], "eval_dataset": splits.get("eval"),
               "processing_class": tokenizer, "peft_config": peft_config}
     if algorithm.reference_model:
-        kwargs["ref_model"] = None if peft_config is not None else load_model(cfg.model)
+        # precomputed reference log-probs: TRL scores the data with the policy before training, no resident copy
+        resident = peft_config is None and not getattr(args, "precompute_ref_log_probs", False)
+        kwargs["ref_model"] = load_model(cfg.model) if resident else None
     trainer_class = algorithm.trainer_class()
     if not algorithm.packable:
         return trainer_class(**kwargs)
