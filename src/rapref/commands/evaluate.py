@@ -40,7 +40,28 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--served-model", metavar="NAME",
                    help="--endpoint: the server's name for the model, where its model list does not show the folder")
     p.add_argument("--concurrency", type=int, help="--endpoint: requests in flight (default 8)")
+    add_network_arguments(p, "--endpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an output file that rapref generate wrote")
+
+
+def add_network_arguments(p: argparse.ArgumentParser, where: str) -> None:
+    """--connect-timeout, --request-timeout, --retry-time: the fields of `NetworkConfig`, with their help."""
+    from dataclasses import fields
+
+    from rapref.evaluate.serving import NetworkConfig
+
+    for f in fields(NetworkConfig):
+        p.add_argument("--" + f.name.replace("_", "-"), type=float, metavar="S", help=f"{where}: {f.metadata['help']}")
+
+
+def network_config(args):
+    """The flags' `NetworkConfig`, or None where none was given."""
+    from dataclasses import fields
+
+    from rapref.evaluate.serving import NetworkConfig
+
+    given = {f.name: getattr(args, f.name) for f in fields(NetworkConfig) if getattr(args, f.name) is not None}
+    return NetworkConfig(**given) if given else None
 
 
 def run_generate(args):
@@ -52,7 +73,7 @@ def run_generate(args):
                                goals=args.goals, no_goal=args.no_goal, sampling=sampling, backend=args.backend,
                                limit=args.limit, overwrite=args.overwrite, workers=args.workers,
                                endpoint=args.endpoint, served_model=args.served_model,
-                               concurrency=_concurrency(args)))
+                               concurrency=_concurrency(args), network=network_config(args)))
     from rapref.progress import say
 
     say(f"rapref generate: {len(rows)} samples -> {args.out}")
@@ -79,6 +100,7 @@ def add_judge_arguments(p: argparse.ArgumentParser) -> None:
                    help="LLM judges: the prompt template ({instruction} and {output}; pairwise {output_1}, "
                         "{output_2}); default: rapref's, in the manner of MT-Bench / AlpacaEval")
     p.add_argument("--judge-model", metavar="NAME", help="LLM judges: the served model, where a server serves several")
+    add_network_arguments(p, "LLM judges")
     p.add_argument("--overwrite", action="store_true", help="replace an output folder that rapref judge wrote "
                    "(its score cache is kept: scores are keyed by content)")
 
@@ -89,7 +111,7 @@ def run_judge(args):
     result = main(JudgeConfig(generations=args.generations, scorer=args.scorer, out=args.out, against=args.against,
                               cache=args.cache, trust_remote_code=args.trust_remote_code,
                               overwrite=args.overwrite, judge_template=args.judge_template,
-                              judge_model=args.judge_model))
+                              judge_model=args.judge_model, network=network_config(args)))
     line = f"rapref judge: n={result['n']} mean={result['mean']:.4f}{_pm(result['stderr'])}"
     if result.get("unscored"):
         line += f" ({result['unscored']} unscored: no grade in the judge's reply)"

@@ -58,6 +58,7 @@ class GenerateConfig:
     endpoint: str | None = None  # an OpenAI-compatible server on this model (`rapref.evaluate.serving`)
     served_model: str | None = None  # the server's name for the model, where it does not report the folder
     concurrency: int = 8  # endpoint: requests in flight
+    network: object = None  # endpoint: timeouts and retry time (`rapref.evaluate.serving.NetworkConfig`)
 
     def __post_init__(self):
         self.sampling = self.sampling or SamplingConfig()
@@ -186,9 +187,28 @@ def _generate(cfg: GenerateConfig, out: Path) -> list[dict]:
         from rapref.evaluate.serving import Endpoint
         from rapref.models import load_tokenizer
 
-        engine = Endpoint(cfg.endpoint)
+        engine = Endpoint(cfg.endpoint, cfg.network)
         engine.check(cfg.model, cfg.served_model, load_tokenizer(cfg.model))
+    elif cfg.network is not None:
+        raise InputError("the timeouts and retry time are for sampling through a server; give --endpoint URL")
     resume = ResumeFile(out, resume_settings(cfg, goals, prompts))
+    try:
+        rows = _sample_turns(cfg, jobs, spec, settings, resume, engine)
+    except InputError as err:
+        if engine is None:
+            raise
+        raise InputError(f"{err}; the answers so far are kept in {resume.path} (a rerun resumes from them)") from None
+    write_jsonl_atomic(out, rows)
+    if engine is not None:
+        from rapref.evaluate.serving import record_requests
+
+        record_requests(engine, out, "rapref generate")
+    finish_output_file(out, "generate")
+    resume.remove()
+    return rows
+
+
+def _sample_turns(cfg: GenerateConfig, jobs: list, spec, settings: dict, resume, engine) -> list[dict]:
     conversations = [row["prompt"] for row, _, _ in jobs]
     rows, turn = [], 0
     active = list(range(len(jobs)))
@@ -213,9 +233,6 @@ def _generate(cfg: GenerateConfig, out: Path) -> list[dict]:
                 [{"role": "user", "content": conversations[i]}]
             conversations[i] = history + [{"role": "assistant", "content": answers[i]},
                                           {"role": "user", "content": jobs[i][0]["turns"][turn]}]
-    write_jsonl_atomic(out, rows)
-    finish_output_file(out, "generate")
-    resume.remove()
     return rows
 
 

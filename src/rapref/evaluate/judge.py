@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,20 +43,29 @@ class JudgeConfig:
     overwrite: bool = False
     judge_template: str | None = None  # LLM judges: the prompt template file (default: rapref's)
     judge_model: str | None = None  # LLM judges: the served model, where the server serves several
+    network: object = None  # LLM judges: timeouts and retry time (`rapref.evaluate.serving.NetworkConfig`)
 
 
 BOOKKEEPING = ("text", "model", "sampling", "score", "scorer")  # row fields no scorer's score may depend on
 
 
 class ScoreCache:
-    """Append-only JSONL of {key: score}; keys hash the scorer's fingerprint, the row fields it reads and the text."""
+    """Append-only JSONL of what a scorer said, keyed by a hash of the scorer's fingerprint, the row fields it reads
+    and the text. Only successes are cached: `{key, score}` is never asked again; a reply without a score (an LLM
+    judge's reply with no grade) is recorded as `{key, score: null, reply}`, so the user can read what the judge
+    said, and asked again on the next run."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.scores: dict[str, float] = {}
+        self.scores: dict[str, float] = {}  # successes
+        self.replies: dict[str, str | None] = {}  # the latest reply without a score, by key (asked again)
         if path.is_file():
             for entry in read_jsonl(path):
-                self.scores[entry["key"]] = entry["score"]
+                if entry.get("score") is None:
+                    self.replies[entry["key"]] = entry.get("reply")
+                else:
+                    self.scores[entry["key"]] = entry["score"]
+                    self.replies.pop(entry["key"], None)
 
     @staticmethod
     def key(scorer: Scorer, row: dict, text: str) -> str:
@@ -64,29 +74,50 @@ class ScoreCache:
                           ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def add(self, entries: dict[str, float]) -> None:
-        self.scores.update(entries)
+    def add(self, entries: dict, replies: dict[str, str] | None = None) -> None:
+        """Record `{key: score}`; a None score is recorded with its reply (from `replies`) but not cached."""
+        replies = replies or {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             for key, score in entries.items():
-                handle.write(json.dumps({"key": key, "score": score}) + "\n")
+                if score is None:
+                    self.replies[key] = replies.get(key)
+                    handle.write(json.dumps({"key": key, "score": None, "reply": replies.get(key)},
+                                            ensure_ascii=False) + "\n")
+                else:
+                    self.scores[key] = score
+                    self.replies.pop(key, None)
+                    handle.write(json.dumps({"key": key, "score": score}) + "\n")
 
 
-SCORE_CHUNK = 512  # generations scored (and cached) per step
+SCORE_CHUNK = 512  # generations scored (and cached) per step; a scorer may set its own `chunk`
 
 
-def score_rows(rows: list[dict], scorer: Scorer, cache: ScoreCache) -> list[float]:
+def score_rows(rows: list[dict], scorer: Scorer, cache: ScoreCache) -> list[float | None]:
+    """Each row's score, from the cache where it holds one; None where the scorer gave none (asked again next run).
+    A score that is not a finite number is refused, naming the row."""
     keys = [cache.key(scorer, r, r["text"]) for r in rows]
-    todo = {k: i for i, k in enumerate(keys) if k not in cache.scores}
+    todo = list(dict.fromkeys(k for k in keys if k not in cache.scores))
+    first = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
     if todo:
         from rapref.progress import track
 
-        idx = list(todo.values())
-        chunks = [idx[start:start + SCORE_CHUNK] for start in range(0, len(idx), SCORE_CHUNK)]
+        idx = [first[k] for k in todo]
+        step = getattr(scorer, "chunk", SCORE_CHUNK)
+        chunks = [idx[start:start + step] for start in range(0, len(idx), step)]
         for chunk in track(chunks, f"Judging ({scorer.id})", unit="chunk"):  # cached as it goes: a kill loses little
             fresh = scorer.score([rows[i] for i in chunk], [rows[i]["text"] for i in chunk])
-            cache.add({keys[i]: None if s is None else float(s) for i, s in zip(chunk, fresh)})  # None: unscored
-    return [cache.scores[k] for k in keys]
+            replies = getattr(scorer, "replies", None) or [None] * len(chunk)
+            for i, s in zip(chunk, fresh):
+                if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or
+                                      not math.isfinite(float(s))):
+                    raise InputError(f"scorer {scorer.id}: row {i + 1} (prompt_id {rows[i].get('prompt_id')!r}): "
+                                     f"score {s!r} is not a finite number")
+            cache.add({keys[i]: None if s is None else float(s) for i, s in zip(chunk, fresh)},
+                      {keys[i]: r for i, r in zip(chunk, replies)})
+    return [cache.scores.get(k) for k in keys]
 
 
 def win_rate(a: list[float], b: list[float], clusters: list | None = None) -> dict:
@@ -103,7 +134,19 @@ def win_rate(a: list[float], b: list[float], clusters: list | None = None) -> di
             **({"prompts": stats["clusters"]} if "clusters" in stats else {})}
 
 
-def aggregate(rows: list[dict], scores: list[float | None]) -> dict:
+def _say_unscored(unscored: int, out: Path) -> None:
+    if unscored:
+        say(f"rapref judge: {unscored} replies held no score; what the judge said is in {out / 'scores.jsonl'} "
+            "(judge_reply); they are not cached and are asked again on the next run")
+
+
+def _requests(scorer) -> dict:
+    """What an LLM judge's transport met (requests, retries, refusals), for aggregate.json."""
+    endpoint = getattr(scorer, "endpoint", None)
+    return {"requests": {"server": endpoint.url, **endpoint.stats.as_dict()}} if endpoint is not None else {}
+
+
+def aggregate(rows: list[dict], scores: list[float | None], replies: Path | None = None) -> dict:
     """Summary over the scored samples; a sample its scorer could not score (an LLM judge's reply without a grade)
     is counted in `unscored`, never averaged."""
     by_goal = defaultdict(list)
@@ -112,7 +155,8 @@ def aggregate(rows: list[dict], scores: list[float | None]) -> dict:
             by_goal["none" if row.get("goal") is None else f"{row['goal']:g}"].append(score)
     scored = [s for s in scores if s is not None]
     if not scored:
-        raise InputError(f"no sample could be scored ({len(scores)} unscored); see the judge's replies")
+        raise InputError(f"no sample could be scored ({len(scores)} unscored)" +
+                         (f"; the judge's replies are in {replies} (field `reply`)" if replies else ""))
     return {**summary(scored), "unscored": len(scores) - len(scored),
             "by_goal": {g: summary(v) for g, v in by_goal.items()}}
 
@@ -122,9 +166,11 @@ def main(cfg: JudgeConfig) -> dict:
                        continue_unfinished=True)  # an interrupted judge resumes from its cache
     rows = read_generations(cfg.generations)
     other = read_generations(cfg.against) if cfg.against else None
-    options = {k: v for k, v in (("template", cfg.judge_template), ("judge_model", cfg.judge_model)) if v}
+    options = {k: v for k, v in (("template", cfg.judge_template), ("judge_model", cfg.judge_model),
+                                 ("network", cfg.network)) if v}
     if options and not cfg.scorer.startswith("llm-judge"):
-        raise InputError("--judge-template and --judge-model are for the LLM judges (--scorer llm-judge:URL)")
+        raise InputError("--judge-template, --judge-model and the timeouts are for the LLM judges "
+                         "(--scorer llm-judge:URL)")
     scorer = build_scorer(cfg.scorer, cfg.trust_remote_code, **options)
     if hasattr(scorer, "compare"):
         if other is None:
@@ -139,10 +185,13 @@ def main(cfg: JudgeConfig) -> dict:
         begin_output(out, "judge")
         cache = ScoreCache(Path(cfg.cache) if cfg.cache else out / "cache.jsonl")
         scores = score_rows(rows, scorer, cache)
-        write_jsonl_atomic(out / "scores.jsonl",
-                           [{**r, "score": s, "scorer": scorer.id} for r, s in zip(rows, scores)])
+        write_jsonl_atomic(out / "scores.jsonl", [
+            {**r, "score": s, "scorer": scorer.id,
+             **({"judge_reply": cache.replies.get(cache.key(scorer, r, r["text"]))} if s is None else {})}
+            for r, s in zip(rows, scores)])
+        _say_unscored(scores.count(None), out)
         result = {"scorer": scorer.id, "scorer_fingerprint": scorer.fingerprint, "generations": cfg.generations,
-                  **aggregate(rows, scores)}
+                  **aggregate(rows, scores, cache.path), **_requests(scorer)}
         if hasattr(scorer, "aggregate"):  # a scorer's own measures (e.g. prompt- and instruction-level accuracy)
             result["scorer_aggregate"] = scorer.aggregate(rows, [r["text"] for r in rows])
         if other is not None:
@@ -169,33 +218,72 @@ def judge_pairs(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: P
     if not shared:
         raise InputError(f"{cfg.generations} and {cfg.against} share no (prompt, goal, sample, turn) to compare")
     outcomes = scorer.compare([(mine[k], mine[k]["text"], theirs[k]["text"]) for k in shared], cache)
+    write_jsonl_atomic(out / "scores.jsonl", [
+        {**mine[k], "score": o, "scorer": scorer.id, "baseline_text": theirs[k]["text"],
+         **({"judge_replies": _pair_replies(scorer, cache, mine[k], theirs[k])} if o is None else {})}
+        for k, o in zip(shared, outcomes)])
     scored = [(k, o) for k, o in zip(shared, outcomes) if o is not None]
+    _say_unscored(len(shared) - len(scored), out)
     if not scored:
-        raise InputError(f"the judge named neither output in any of {2 * len(shared)} replies; see its template")
-    write_jsonl_atomic(out / "scores.jsonl", [{**mine[k], "score": o, "scorer": scorer.id,
-                                               "baseline_text": theirs[k]["text"]} for k, o in zip(shared, outcomes)])
+        raise InputError(f"the judge named neither output in any of {2 * len(shared)} replies; its replies are in "
+                         f"{out / 'scores.jsonl'} (judge_replies); see its template")
     keys, values = [k for k, _ in scored], [o for _, o in scored]
     raw = summary(values, [k[0] for k in keys])  # outcomes 1, 1/2, 0; the standard error clustered by prompt
     raw["win_rate"] = raw["mean"]
-    ci = interval(values) if len({k[0] for k in keys}) == len(keys) else None  # one comparison per prompt: t
+    verdicts = getattr(scorer, "verdicts", {})
+    refused = _no_interval(values, verdicts)
+    ci = interval(values) if not refused and len({k[0] for k in keys}) == len(keys) else None  # one per prompt: t
     lc = length_controlled_win_rate(values, [len(mine[k]["text"]) for k in keys],
                                     [len(theirs[k]["text"]) for k in keys], clusters=[k[0] for k in keys])
-    stderr = raw["stderr"]
+    stderr = None if refused else raw["stderr"]
     pairwise = {"against": cfg.against, "n": len(values), "unscored": len(shared) - len(values),
                 "win_rate": raw["win_rate"], "stderr": stderr,
                 "low": ci["low"] if ci else (raw["win_rate"] - 1.96 * stderr if stderr is not None else None),
                 "high": ci["high"] if ci else (raw["win_rate"] + 1.96 * stderr if stderr is not None else None),
                 "wins": values.count(1.0), "ties": values.count(0.5), "losses": values.count(0.0),
-                "lc_win_rate": lc["lc_win_rate"], "lc_low": lc["low"], "lc_high": lc["high"],
-                "length_coefficient": lc["length_coefficient"],
+                "split": sum(v not in (0.0, 0.5, 1.0) for v in values),  # one order parsed a tie, the other not
+                "lc_win_rate": lc["lc_win_rate"], "lc_low": None if refused else lc["low"],
+                "lc_high": None if refused else lc["high"], "length_coefficient": lc["length_coefficient"],
                 "mean_length": sum(len(mine[k]["text"]) for k in keys) / len(keys),
                 "mean_length_against": sum(len(theirs[k]["text"]) for k in keys) / len(keys),
                 "matched_on": MATCHED_ON, "unmatched": len(mine) - len(shared),
-                "unmatched_against": len(theirs) - len(shared), "both_orders": True}
+                "unmatched_against": len(theirs) - len(shared), "both_orders": True, "verdicts": verdicts}
+    if refused:
+        pairwise["no_interval"] = refused
+        say(f"rapref judge: note: no interval: {refused}")
+    pairwise = _finite(pairwise)
     result = {"scorer": scorer.id, "scorer_fingerprint": scorer.fingerprint, "generations": cfg.generations,
-              "n": len(values), "mean": raw["win_rate"], "stderr": stderr, "pairwise": pairwise}
+              "n": len(values), "mean": raw["win_rate"], "stderr": stderr, "pairwise": pairwise, **_requests(scorer)}
     write_json_atomic(out / "aggregate.json", result)
     return result
+
+
+def _no_interval(values: list[float], verdicts: dict) -> str | None:
+    """Why a pairwise judge's outcomes give no interval, or None: outcomes without spread say nothing about their
+    uncertainty (a zero-width interval would claim certainty), least of all from a judge that names one position
+    whatever it is shown."""
+    named = {k: verdicts.get(k, 0) for k in ("first", "second")}
+    if len(values) > 1 and sum(named.values()) >= 2 and min(named.values()) == 0 and len(set(values)) == 1:
+        side = "first (a)" if named["first"] else "second (b)"
+        return (f"the judge named the {side} output in all {max(named.values())} replies that named one, whichever "
+                "output it was shown there: its verdicts follow position, not content (every comparison a tie)")
+    if len(set(values)) == 1:
+        return f"all {len(values)} comparisons have the same outcome ({values[0]:g}): no spread to estimate one from"
+    return None
+
+
+def _finite(record: dict) -> dict:
+    """`record` with every non-finite number replaced by None and named in `not_finite` (never written as a result)."""
+    bad = sorted(k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v))
+    if bad:
+        say(f"rapref judge: note: {', '.join(bad)} not finite; written as null")
+    return {**{k: None if k in bad else v for k, v in record.items()}, **({"not_finite": bad} if bad else {})}
+
+
+def _pair_replies(scorer, cache: ScoreCache, row: dict, baseline: dict) -> list:
+    """The judge's replies (model first, baseline first) for a comparison neither order of which was parsed."""
+    replies = getattr(scorer, "replies_for", None)
+    return replies(cache, row, row["text"], baseline["text"]) if replies else []
 
 
 def pairwise(rows, scores, other, other_scores, cfg: JudgeConfig) -> dict:
@@ -203,9 +291,10 @@ def pairwise(rows, scores, other, other_scores, cfg: JudgeConfig) -> dict:
     _same_prompts_under_same_ids(rows, other, cfg.generations, cfg.against)
     mine = _keyed(rows, scores, cfg.generations)
     theirs = _keyed(other, other_scores, cfg.against)
-    shared = [k for k in mine if k in theirs]
+    matched = [k for k in mine if k in theirs]
+    shared = [k for k in matched if mine[k] is not None and theirs[k] is not None]  # unscored rows: counted, not won
     if not shared:
-        raise InputError(f"{cfg.generations} and {cfg.against} share no (prompt, goal, sample, turn) to compare; "
+        raise InputError(f"{cfg.generations} and {cfg.against} share no scored (prompt, goal, sample, turn) to compare; "
                          "a goal sweep is compared goal by goal, so generate the baseline with the same goals "
                          "(or compare a --no-goal baseline with one goal of the sweep)")
     result = win_rate([mine[k] for k in shared], [theirs[k] for k in shared], clusters=[k[0] for k in shared])
@@ -216,8 +305,9 @@ def pairwise(rows, scores, other, other_scores, cfg: JudgeConfig) -> dict:
     sampling = sampling_differences(rows, other)
     if sampling:
         notes.append("different sampling settings: " + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in sampling.items()))
-    return {**result, "matched_on": MATCHED_ON, "unmatched": len(mine) - len(shared),
-            "unmatched_against": len(theirs) - len(shared), "goals": [_goal_text(g) for g in goals],
+    return {**result, "matched_on": MATCHED_ON, "unmatched": len(mine) - len(matched),
+            "unscored": len(matched) - len(shared),
+            "unmatched_against": len(theirs) - len(matched), "goals": [_goal_text(g) for g in goals],
             "sampling_differences": sampling, "notes": notes}
 
 

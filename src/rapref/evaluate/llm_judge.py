@@ -8,14 +8,18 @@
   given a score.
 - **Pairwise** (AlpacaEval's manner): against a baseline file, rows matched as `rapref judge --against` matches them.
   The judge sees the instruction and both outputs and names the better one, in both orders (cancelling position
-  bias); a comparison scores 1 when the model's output wins both orders, 0 when it loses both and 1/2 when the orders
-  disagree (a tie); an order whose reply names neither output is left out, and a comparison with no parsed order is
-  counted as unscored. Reported: the raw win rate and AlpacaEval 2's length-controlled win rate
+  bias); each order scores 1 for the model's output, 0 for the baseline's and 1/2 for a tie the judge declares
+  ("tie", "[[C]]"), and a comparison scores the mean of its orders (a judge that names one position whatever it is
+  shown gives ties throughout, and no interval: see `rapref judge`); an order whose reply names neither output is left
+  out, and a comparison with no parsed order is counted as unscored. Reported: the raw win rate and AlpacaEval 2's length-controlled win rate
   (`length_controlled_win_rate`), each with a 95% interval.
 - The prompts are templates in files (`judge_templates/single.txt`, `pairwise.txt`; `--judge-template FILE` replaces
   them) with the placeholders {instruction}, {output} / {output_1}, {output_2}.
-- Every call is cached (the judge's `cache.jsonl`) by the judge's fingerprint (served model and, where the server
-  reports a local folder, its content fingerprint), the template, the prompt, the texts and the order.
+- Every verdict is cached (the judge's `cache.jsonl`) by the judge's fingerprint (served model and, where the server
+  reports a local folder, its content fingerprint), the template, the prompt, the texts and the order. Only verdicts
+  are cached: a reply without a grade or a choice is recorded with its text and asked again on the next run.
+- A reply is checked before it becomes data (`rapref.evaluate.serving.Endpoint.chat`): one without message text is
+  refused in one line naming the server and the request, never parsed as "no grade".
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import hashlib
 import json
 import math
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,7 @@ from rapref.io import InputError
 TEMPLATES = Path(__file__).parent / "judge_templates"
 MAX_TOKENS = {"single": 512, "pairwise": 16}
 CONCURRENCY = 8
+CHUNK = 32  # calls per step, cached as they finish: a refusal or Ctrl-C loses at most this many
 BOOTSTRAP = 2000  # resamples of prompts for the length-controlled win rate's interval
 
 
@@ -65,13 +69,24 @@ def parse_grade(reply: str) -> float | None:
     return grade if 1 <= grade <= 10 else None
 
 
+TIE = 0  # parse_choice's verdict for a declared tie
+
+
 def parse_choice(reply: str) -> int | None:
-    """1 when the reply names output (a), 2 for (b), None for neither or both.
+    """1 when the reply names output (a), 2 for (b), TIE (0) for a declared tie ("tie", MT-Bench's "[[C]]"), None for
+    neither or both.
 
     >>> parse_choice("Output (a)"), parse_choice("output (B)"), parse_choice("b"), parse_choice("(a) or (b)")
     (1, 2, 2, None)
+    >>> parse_choice("Tie."), parse_choice("[[C]]"), parse_choice("[[A]]")
+    (0, 0, 1)
     """
     text = reply.strip().lower()
+    bracketed = set(re.findall(r"\[\[([abc])\]\]", text))
+    if len(bracketed) == 1:
+        return {"a": 1, "b": 2, "c": TIE}[bracketed.pop()]
+    if re.fullmatch(r"(it'?s a )?tie\.?|(both|the two) (outputs )?are equally good\.?", text):
+        return TIE
     marks = set(re.findall(r"output\s*\(?([ab])\)?", text)) or set(re.findall(r"\(([ab])\)", text))
     if not marks and text.rstrip(".") in ("a", "b"):
         marks = {text.rstrip(".")}
@@ -83,12 +98,12 @@ class LLMJudge(Scorer):
 
     kind = "single"
 
-    def __init__(self, url: str, template: str | None = None, judge_model: str | None = None, **_):
+    def __init__(self, url: str, template: str | None = None, judge_model: str | None = None, network=None, **_):
         from rapref.evaluate.serving import Endpoint
 
         if not url:
             raise InputError(f"scorer {self.name}: expected {self.name}:URL of an OpenAI-compatible server")
-        self.endpoint = Endpoint(url)
+        self.endpoint = Endpoint(url, network)
         models = self.endpoint.served()
         names = [m.get("id") for m in models]
         if judge_model and judge_model not in names:
@@ -112,13 +127,24 @@ class LLMJudge(Scorer):
         self.id = f"{self.name}:{self.endpoint.model}"
         self.fingerprint = _digest([self.kind, self.endpoint.model, _served_fingerprint(served), self.template])
         self.row_fields = ("prompt",)
+        self.chunk = CHUNK
+        self.replies: list[str] = []  # the last `score` call's replies, recorded where they hold no grade
 
     name = "llm-judge"
 
-    def ask(self, prompts: list[str]) -> list[str]:
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            return list(pool.map(lambda text: self.endpoint.chat([{"role": "user", "content": text}],
-                                                                 MAX_TOKENS[self.kind]), prompts))
+    def ask(self, prompts: list[str], names: list[str] | None = None) -> list[str]:
+        """The judge's replies, CONCURRENCY calls in flight; Ctrl-C, SIGTERM or a refused reply stops them all."""
+        from contextlib import closing
+
+        names = names or [f"judge call {i + 1} of {len(prompts)}" for i in range(len(prompts))]
+        calls = [lambda text=text, name=name: self.endpoint.chat([{"role": "user", "content": text}],
+                                                                  MAX_TOKENS[self.kind], what=name)
+                 for text, name in zip(prompts, names)]
+        replies: list[str | None] = [None] * len(prompts)
+        with closing(self.endpoint.each(calls, CONCURRENCY)) as answers:
+            for i, reply in answers:
+                replies[i] = reply
+        return replies
 
 
 def _served_fingerprint(served: dict) -> str:
@@ -142,7 +168,8 @@ class SingleAnswerJudge(LLMJudge):
 
     def score(self, rows, texts):
         prompts = [render(self.template, instruction=_instruction(r["prompt"]), output=t) for r, t in zip(rows, texts)]
-        return [parse_grade(reply) for reply in self.ask(prompts)]
+        self.replies = self.ask(prompts, [f"grading prompt_id {r.get('prompt_id')!r}" for r in rows])
+        return [parse_grade(reply) for reply in self.replies]
 
 
 @register_scorer("llm-judge-pairwise")
@@ -155,7 +182,9 @@ class PairwiseJudge(LLMJudge):
         raise InputError(f"scorer {self.name} compares two outputs: give the baseline with --against FILE")
 
     def compare(self, pairs: list[tuple[dict, str, str]], cache) -> list[float | None]:
-        """(row, model's text, baseline's text) -> the model's outcome: 1, 1/2, 0, or None (no order parsed)."""
+        """(row, model's text, baseline's text) -> the model's outcome: 1, 1/2, 0 or a mean of the two orders, None
+        where neither order was parsed. Sets `verdicts`: how often the judge named the first position, the second,
+        a tie, or nothing."""
         calls, keys = {}, []
         for row, mine, theirs in pairs:
             instruction = _instruction(row["prompt"])
@@ -163,22 +192,35 @@ class PairwiseJudge(LLMJudge):
                 key = _digest([self.fingerprint, instruction, first, second, order])
                 keys.append(key)
                 if key not in cache.scores:
-                    calls[key] = render(self.template, instruction=instruction, output_1=first, output_2=second)
+                    calls[key] = (render(self.template, instruction=instruction, output_1=first, output_2=second),
+                                  f"comparing prompt_id {row.get('prompt_id')!r} ({'model' if order == 0 else 'baseline'}"
+                                  " first)")
         if calls:
             from rapref.progress import track
 
             todo = list(calls)
-            chunks = [todo[i:i + 64] for i in range(0, len(todo), 64)]
+            chunks = [todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK)]
             for chunk in track(chunks, f"Judging ({self.id}, both orders)", unit="chunk"):
-                replies = self.ask([calls[k] for k in chunk])
-                cache.add({k: parse_choice(r) for k, r in zip(chunk, replies)})  # 1, 2 or None (cached too)
+                replies = self.ask([calls[k][0] for k in chunk], [calls[k][1] for k in chunk])
+                cache.add({k: parse_choice(r) for k, r in zip(chunk, replies)}, dict(zip(chunk, replies)))
+        self.verdicts = {"first": 0, "second": 0, "tie": 0, "none": 0}  # per reply, both orders
         outcomes = []
         for i in range(len(pairs)):
-            first, second = cache.scores[keys[2 * i]], cache.scores[keys[2 * i + 1]]
-            wins = [v for v in ((1.0 if first == 1 else 0.0) if first else None,
-                                (1.0 if second == 2 else 0.0) if second else None) if v is not None]
-            outcomes.append(sum(wins) / len(wins) if wins else None)
+            orders = []
+            for order in (0, 1):
+                choice = cache.scores.get(keys[2 * i + order])
+                self.verdicts[{1: "first", 2: "second", TIE: "tie", None: "none"}[choice]] += 1
+                if choice is not None:
+                    mine_named = 1 if order == 0 else 2  # the position the model's output held
+                    orders.append(0.5 if choice == TIE else 1.0 if choice == mine_named else 0.0)
+            outcomes.append(sum(orders) / len(orders) if orders else None)
         return outcomes
+
+    def replies_for(self, cache, row: dict, mine: str, theirs: str) -> list[str | None]:
+        """The judge's recorded replies (model first, baseline first) where they named no output."""
+        instruction = _instruction(row["prompt"])
+        return [cache.replies.get(_digest([self.fingerprint, instruction, first, second, order]))
+                for order, (first, second) in enumerate(((mine, theirs), (theirs, mine)))]
 
 
 def length_controlled_win_rate(outcomes: list[float], len_model: list[int], len_baseline: list[int],

@@ -21,17 +21,20 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import os
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from rapref.io import InputError
@@ -41,9 +44,80 @@ from rapref.io import InputError
 # VLLM_CPU_KVCACHE_SPACE sizes the KV cache (GiB) instead of reserving most of the machine's memory.
 VLLM_CPU_SERVE = ("VLLM_CPU_KVCACHE_SPACE=2 {python} -m vllm.entrypoints.openai.api_server --model {model} "
                   "--port {port} --seed 0 --no-enable-chunked-prefill --max-model-len 2048 --dtype bfloat16")
-RETRIES = 5  # attempts after the first, on connection errors, timeouts and 5xx
-BACKOFF_S = 0.5  # the first wait; doubled after every failed attempt
+BACKOFF_S = 0.5  # the first wait between attempts; doubled after every failed attempt
 PROBE = "Sort these letters: b, a, c. Then say why, in one sentence."  # tokenized on both sides to compare tokenizers
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+# (connect, request, retry) seconds: an engine on this machine answers a connection at once but may take minutes to
+# sample a long batch on a CPU; a hosted one takes longer to connect and asks clients to wait out its rate limits.
+DEFAULT_TIMEOUTS = {"local": (5.0, 300.0, 60.0), "hosted": (15.0, 120.0, 300.0)}
+
+
+@dataclass
+class NetworkConfig:
+    """How long rapref waits on a server; None takes the default for a local engine or a hosted one (by the URL)."""
+
+    connect_timeout: float | None = field(default=None, metadata={
+        "help": "seconds to wait for a connection (default 5 for a server on this machine, 15 for a hosted one)"})
+    request_timeout: float | None = field(default=None, metadata={
+        "help": "seconds to wait for one complete reply (default 300 on this machine, 120 hosted)"})
+    retry_time: float | None = field(default=None, metadata={
+        "help": "seconds to keep retrying one request after it first fails: connection refused or reset, timeouts, "
+                "429, 5xx, a reply cut short (default 60 on this machine, 300 hosted); 0 never retries"})
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and not (math.isfinite(value) and (value > 0 or f.name == "retry_time" and value == 0)):
+                raise InputError(f"{f.name.replace('_', ' ')} must be a finite number of seconds above 0"
+                                 f"{' (or 0)' if f.name == 'retry_time' else ''}, got {value:g}")
+
+    def resolve(self, url: str) -> tuple[float, float, float]:
+        """(connect, request, retry) seconds for this server."""
+        host = urllib.parse.urlsplit(url).hostname or ""
+        defaults = DEFAULT_TIMEOUTS["local" if host in LOCAL_HOSTS else "hosted"]
+        return tuple(d if v is None else float(v) for v, d in
+                     zip((self.connect_timeout, self.request_timeout, self.retry_time), defaults))
+
+
+class RequestStats:
+    """Counts of what the transport met, thread-safe; recorded with the run's output."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.counts = {"requests": 0, "retries": 0, "refused": 0, "empty_answers": 0}
+        self.retried_for: dict[str, int] = {}
+
+    def add(self, name: str, reason: str | None = None) -> None:
+        with self._lock:
+            self.counts[name] += 1
+            if reason:
+                self.retried_for[reason] = self.retried_for.get(reason, 0) + 1
+
+    def as_dict(self) -> dict:
+        with self._lock:
+            return {**self.counts, "retried_for": dict(self.retried_for)}
+
+    def line(self) -> str:
+        c = self.as_dict()
+        why = ", ".join(f"{n} {reason}" for reason, n in c["retried_for"].items())
+        return (f"{c['requests']} requests, {c['retries']} retried{f' ({why})' if why else ''}, {c['refused']} "
+                f"refused, {c['empty_answers']} empty answers")
+
+
+class _Retry(Exception):
+    """One attempt failed in a way a later attempt can fix; `reason` is its short kind, `wait` the server's ask."""
+
+    def __init__(self, message: str, reason: str, wait: float | None = None):
+        super().__init__(message)
+        self.reason, self.wait = reason, wait
+
+
+class _Refuse(Exception):
+    """One attempt failed in a way no retry fixes."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The endpoint was closed (Ctrl-C, SIGTERM or another request's refusal) while this request was under way."""
 
 
 def base_url(url: str) -> str:
@@ -57,40 +131,156 @@ def base_url(url: str) -> str:
 class Endpoint:
     """An OpenAI-compatible server: its model list, completions from token ids, chat replies (the LLM judge)."""
 
-    def __init__(self, url: str, timeout: float = 600.0, retries: int | None = None, backoff: float | None = None):
-        self.url, self.timeout = base_url(url), timeout
-        self.retries = RETRIES if retries is None else retries
-        self.backoff = BACKOFF_S if backoff is None else backoff
+    def __init__(self, url: str, network: NetworkConfig | None = None):
+        self.url = base_url(url)
+        self.connect_timeout, self.timeout, self.retry_time = (network or NetworkConfig()).resolve(self.url)
+        self.backoff = BACKOFF_S
         self.model: str | None = None  # the served model's name, set by `check` / `use`
+        self.stats = RequestStats()
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._live: set = set()  # connections with a request under way, cut by `close`
 
     # -- transport ---------------------------------------------------------------------------------------------
-    def request(self, path: str, body: dict | None = None, retry: bool = True) -> dict:
-        """GET (no body) or POST JSON to `path` under the server's root; retried with backoff on connection errors, timeouts and 5xx."""
+    def request(self, path: str, body: dict | None = None, retry: bool = True, what: str | None = None) -> dict:
+        """GET (no body) or POST JSON to `path` under the server's root; the reply's JSON object. Retried, within
+        the retry time, on what a retry can fix (connection refused or reset, timeouts, 429, 5xx, a reply cut
+        short or unreadable once); anything else, or the retry time spent, is one line naming the server, the
+        request (`what`) and what was wrong."""
         url = self.url.removesuffix("/v1") + path  # `path` from the server's root: /v1/models, /tokenize
         data = None if body is None else json.dumps(body).encode()
-        wait, attempts = self.backoff, (self.retries if retry else 0) + 1
-        for attempt in range(attempts):
-            req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        what = what or f"{'POST' if data else 'GET'} {path}"
+        start, wait, attempt, unreadable = time.monotonic(), self.backoff, 0, 0
+        self.stats.add("requests")
+        while True:
+            attempt += 1
+            left = self.retry_time - (time.monotonic() - start)
+            timeout = self.timeout if attempt == 1 else max(0.1, min(self.timeout, left))
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                    return json.loads(response.read() or b"{}")
-            except urllib.error.HTTPError as err:
-                detail = _error_text(err)
-                if err.code < 500 or attempt == attempts - 1:
-                    raise InputError(f"{url}: the server answered {err.code} ({detail})") from None
-            except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout) as err:
-                if attempt == attempts - 1:
-                    reason = getattr(err, "reason", err)
-                    raise InputError(f"{url}: no server answers ({reason}); start one (e.g. `vllm serve MODEL "
-                                     "--port 8000`), check --endpoint, or read the server's log if it stopped") \
-                        from None
-            time.sleep(wait)
+                return self._attempt(url, data, timeout)
+            except _Refuse as err:
+                problem, reason, asked = str(err), None, None
+            except _Retry as err:
+                problem, reason, asked = str(err), err.reason, err.wait
+                if reason == "unreadable reply":
+                    unreadable += 1
+                    reason = reason if unreadable <= 1 else None  # a second unreadable reply is the server's way
+            elapsed = time.monotonic() - start
+            pause = wait if asked is None else asked
+            if reason is None or not retry or elapsed + pause > self.retry_time:
+                self.stats.add("refused")
+                tried = "" if attempt == 1 else f"; gave up after {attempt} attempts in {elapsed:.1f} s " \
+                                                f"(retry time {self.retry_time:g} s)"
+                if asked is not None and elapsed + pause > self.retry_time:
+                    tried += f"; it asked to wait {asked:g} s"
+                raise InputError(f"{self.url}: {what}: {problem}{tried}")
+            self.stats.add("retries", reason)
+            if self._closed.wait(pause):
+                raise Interrupted(f"{self.url}: closed")
             wait *= 2
-        raise AssertionError("unreachable")
+
+    def _attempt(self, url: str, data: bytes | None, timeout: float) -> dict:
+        parts = urllib.parse.urlsplit(url)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = kind(parts.hostname, parts.port, timeout=self.connect_timeout)
+        with self._lock:
+            if self._closed.is_set():
+                raise Interrupted(f"{self.url}: closed")
+            self._live.add(conn)
+        expired = threading.Event()
+        timer = threading.Timer(timeout, self._cut, (conn, expired))  # the whole reply, however slowly it trickles
+        timer.daemon = True
+        phase = "connect"
+        try:
+            conn.connect()
+            if self._closed.is_set():
+                raise Interrupted(f"{self.url}: closed")
+            phase = "reply"
+            conn.sock.settimeout(timeout)
+            timer.start()
+            conn.request("POST" if data else "GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                         body=data, headers={"Content-Type": "application/json", "Accept": "application/json"})
+            response = conn.getresponse()
+            raw = response.read()
+            status, headers = response.status, response.headers
+        except (TimeoutError, socket.timeout):
+            if phase == "connect":
+                raise _Retry(f"no connection within {self.connect_timeout:g} s (connect timeout)", "timeout") \
+                    from None
+            raise _Retry(f"no complete reply within {timeout:g} s (request timeout)", "timeout") from None
+        except socket.gaierror as err:
+            raise _Refuse(f"cannot resolve the host {parts.hostname!r} ({err.strerror})") from None
+        except ConnectionRefusedError:
+            raise _Retry("no server answers (connection refused); start one (e.g. `vllm serve MODEL --port 8000`), "
+                         "check the URL, or read the server's log if it stopped", "connection refused") from None
+        except (http.client.HTTPException, OSError) as err:  # reset, closed mid-reply, a cut by `close` or the timer
+            if self._closed.is_set():
+                raise Interrupted(f"{self.url}: closed") from None
+            if expired.is_set():
+                raise _Retry(f"no complete reply within {timeout:g} s (request timeout)", "timeout") from None
+            if isinstance(err, OSError) and phase == "connect":
+                raise _Retry(f"cannot connect ({err.strerror or err})", "connection error") from None
+            detail = "closed before its reply was complete" if isinstance(
+                err, (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionError)) else \
+                f"broke off ({type(err).__name__}: {str(err).splitlines()[0][:80] if str(err) else ''})"
+            raise _Retry(f"the connection {detail}", "connection cut") from None
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._live.discard(conn)
+            conn.close()
+        if status == 429 or status >= 500:
+            raise _Retry(f"the server answered {status} ({_error_text(raw, headers)})",
+                         "429" if status == 429 else "5xx", _retry_after(headers))
+        if not 200 <= status < 300:
+            raise _Refuse(f"the server answered {status} ({_error_text(raw, headers)})")
+        return _json_object(raw, headers)
+
+    def _cut(self, conn, expired: threading.Event | None = None) -> None:
+        if expired is not None:
+            expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a read blocked on it returns at once
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Stop: requests under way end at once (Interrupted), none starts. For Ctrl-C, SIGTERM or a refusal."""
+        with self._lock:
+            self._closed.set()
+            live = list(self._live)
+        for conn in live:
+            self._cut(conn)
+
+    def each(self, calls: list, concurrency: int):
+        """(position, result) of each zero-argument call as it finishes, `concurrency` at a time. Whatever stops
+        the caller (a refusal, Ctrl-C, SIGTERM) closes the endpoint first, so no request outlives it by more than
+        a connect timeout."""
+        pool = ThreadPoolExecutor(max(1, concurrency))
+        futures = {pool.submit(call): i for i, call in enumerate(calls)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=True)
 
     # -- which model -------------------------------------------------------------------------------------------
-    def served(self) -> list[dict]:
-        return self.request("/v1/models").get("data", [])
+    def served(self, retry: bool = False) -> list[dict]:
+        """The model list (`/v1/models`), checked: a first contact is not retried (no server is one line at once)."""
+        reply = self.request("/v1/models", retry=retry, what="the model list (GET /v1/models)")
+        models = reply.get("data")
+        if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str)
+                                                   for m in models):
+            raise InputError(f"{self.url}: the model list (GET /v1/models): expected `data`, a list of models with "
+                             f"an `id` each; got {_shape(reply)}")
+        return models
 
     def check(self, model_dir: str, served_model: str | None = None, tokenizer=None) -> str:
         """The served model's name, after checking it is `model_dir` (see the module notes)."""
@@ -121,37 +311,131 @@ class Endpoint:
         except InputError:
             return  # the server has no /tokenize (not vLLM): token-id prompts are all we can do
         ours = tokenizer(PROBE, add_special_tokens=False)["input_ids"]
-        if theirs is not None and list(theirs) != list(ours):
+        if isinstance(theirs, list) and list(theirs) != list(ours):
             raise InputError(f"{self.url}: the served model {self.model!r} tokenizes text differently from "
                              f"{model_dir} ({len(theirs)} vs {len(ours)} tokens for a probe); it is another model")
 
     # -- generation --------------------------------------------------------------------------------------------
-    def complete(self, prompt_ids: list[int], sampling, seed: int, top_k: int | None = None) -> dict:
+    def complete(self, prompt_ids: list[int], sampling, seed: int, top_k: int | None = None,
+                 what: str | None = None) -> dict:
         """One completion of a token-id prompt: {"text", "prompt_token_ids" (as the server saw them, where it
-        reports them), "completion_tokens"}."""
+        reports them), "completion_tokens"}; a reply without them, or of other types, is refused (never an empty
+        answer)."""
         body = {"model": self.model, "prompt": prompt_ids, "max_tokens": sampling.max_new_tokens,
                 "temperature": sampling.temperature, "top_p": sampling.top_p, "n": 1, "seed": seed,
                 "return_token_ids": True}
         if top_k and sampling.temperature > 0:
             body["top_k"] = top_k
-        reply = self.request("/v1/completions", body)
-        choice = reply["choices"][0]
-        return {"text": choice.get("text", ""), "prompt_token_ids": choice.get("prompt_token_ids"),
-                "completion_tokens": (reply.get("usage") or {}).get("completion_tokens")}
+        what = what or f"completion (seed {seed})"
+        reply = self.request("/v1/completions", body, what=what)
+        choice = self._first_choice(reply, what)
+        text, ids = choice.get("text"), choice.get("prompt_token_ids")
+        tokens = (reply.get("usage") or {}).get("completion_tokens") if isinstance(reply.get("usage"), dict) else None
+        problem = ("no choices[0].text (a chat-only endpoint? rapref samples through /v1/completions)"
+                   if "text" not in choice else f"choices[0].text is {_kind(text)}, not text"
+                   if not isinstance(text, str) else "choices[0].prompt_token_ids is not a list of token ids"
+                   if ids is not None and not (isinstance(ids, list) and all(type(t) is int for t in ids)) else
+                   f"usage.completion_tokens is {_kind(tokens)}, not a count"
+                   if tokens is not None and type(tokens) is not int else None)
+        if problem:
+            self.stats.add("refused")
+            raise InputError(f"{self.url}: {what}: {problem}")
+        return {"text": text, "prompt_token_ids": ids, "completion_tokens": tokens}
 
-    def chat(self, messages: list[dict], max_tokens: int, temperature: float = 0.0, seed: int = 0) -> str:
+    def chat(self, messages: list[dict], max_tokens: int, temperature: float = 0.0, seed: int = 0,
+             what: str | None = None) -> str:
+        """The reply's text (`choices[0].message.content`); a reply without one, or of another type, is refused."""
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
                 "seed": seed}
-        return self.request("/v1/chat/completions", body)["choices"][0]["message"].get("content") or ""
+        what = what or "chat request"
+        choice = self._first_choice(self.request("/v1/chat/completions", body, what=what), what)
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, str):
+            self.stats.add("refused")
+            problem = (f"choices[0].message is {_kind(message)}, not a message" if not isinstance(message, dict) else
+                       "choices[0].message has no content (a refusal or a tool call?)" if content is None else
+                       f"choices[0].message.content is {_kind(content)}, not text")
+            raise InputError(f"{self.url}: {what}: {problem}")
+        return content
+
+    def _first_choice(self, reply: dict, what: str) -> dict:
+        choices = reply.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            return choices[0]
+        self.stats.add("refused")
+        problem = ("no `choices`" + (f" (it says: {_error_text(json.dumps(reply).encode(), {})})"
+                                     if "error" in reply or "message" in reply else "")
+                   if choices is None else "an empty `choices` list" if choices == [] else
+                   f"`choices` is {_kind(choices)}" if not isinstance(choices, list) else
+                   f"choices[0] is {_kind(choices[0])}, not an object")
+        raise InputError(f"{self.url}: {what}: {problem}")
 
 
-def _error_text(err) -> str:
+def _kind(value) -> str:
+    return "missing" if value is None else f"{type(value).__name__} {json.dumps(value, default=str)[:40]}"
+
+
+def _shape(value) -> str:
+    return json.dumps(value, default=str)[:80]
+
+
+def _json_object(raw: bytes, headers) -> dict:
+    """A 2xx reply's JSON object; an HTML page or other type is refused, an unreadable body retried (once)."""
+    ctype = (headers.get("Content-Type") or "").split(";")[0].strip()
     try:
-        body = json.loads(err.read() or b"{}")
-        message = body.get("message") or (body.get("error") or {}).get("message") or body.get("detail")
-    except (ValueError, AttributeError):
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _Retry(f"the reply is not UTF-8 (byte {err.start} of {len(raw)})", "unreadable reply") from None
+    if not text.strip():
+        raise _Retry("the reply is empty", "unreadable reply")
+    if ctype == "text/html" or text.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
+        raise _Refuse(f"the reply is an HTML page, not JSON ({_snippet(text)}); is the URL the API's root, e.g. "
+                      "http://HOST:PORT/v1?")
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise _Retry(f"the reply is not JSON ({getattr(err, 'msg', err)} at character {getattr(err, 'pos', '?')}: "
+                     f"{_snippet(text)})", "unreadable reply") from None
+    if not isinstance(value, dict):
+        raise _Refuse(f"the reply is JSON but not an object ({_snippet(text)})")
+    return value
+
+
+def _snippet(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= width else text[:width - 3] + "...")
+
+
+def _retry_after(headers) -> float | None:
+    """Seconds a 429 or 503 asks to wait (`Retry-After`: seconds or an HTTP date), or None."""
+    value = (headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _error_text(raw: bytes, headers) -> str:
+    try:
+        body = json.loads(raw or b"{}")
+        message = body.get("message") or (body.get("error") or {}).get("message") or body.get("detail") \
+            if isinstance(body, dict) else None
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            message = body["error"]
+    except (ValueError, AttributeError, UnicodeDecodeError):
         message = None
-    return str(message or err.reason).splitlines()[0][:200]
+    if message is None:
+        message = _snippet(raw.decode("utf-8", "replace")) if raw else "no message"
+    return " ".join(str(message).split())[:200]
 
 
 def _resolved(path) -> str | None:
@@ -166,29 +450,42 @@ def _resolved(path) -> str | None:
 def generate_endpoint(endpoint: Endpoint, model_dir: str, ids: list[list[int]], sampling, *, concurrency: int = 8,
                       description: str = "Generating", done: dict[int, str] | None = None, on_batch=None) -> list[str]:
     """One sampled text per token-id prompt, `concurrency` requests in flight; prompt `i` is seeded `seed + i`.
-    `done` (position -> text) is skipped; `on_batch([i], [text])` sees each answer as it arrives (resume file)."""
+    `done` (position -> text) is skipped; `on_batch([i], [text])` sees each answer as it arrives (resume file).
+    Empty answers (the model's own) are counted in `endpoint.stats`; a refused reply ends the run, the answers so far
+    kept by `on_batch`."""
+    from contextlib import closing
+
+    from rapref.models import sampling_top_k
     from rapref.progress import track
 
     done = dict(done or {})
     todo = [i for i in range(len(ids)) if i not in done]
-    from rapref.models import sampling_top_k
-
     top_k = sampling_top_k(model_dir)
-    if todo:
-        with ThreadPoolExecutor(max(1, concurrency)) as pool:
-            futures = {pool.submit(endpoint.complete, ids[i], sampling, sampling.seed + i, top_k): i for i in todo}
-            try:
-                for future in track(as_completed(futures), description, total=len(futures), unit="request"):
-                    i = futures[future]
-                    text = future.result()["text"].strip()
-                    done[i] = text
-                    if on_batch:
-                        on_batch([i], [text])
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+    calls = [lambda i=i: endpoint.complete(ids[i], sampling, sampling.seed + i, top_k,
+                                           what=f"completion of prompt {i} (seed {sampling.seed + i})") for i in todo]
+    with closing(endpoint.each(calls, concurrency)) as answers:
+        for j, reply in track(answers, description, total=len(calls), unit="request"):
+            i, text = todo[j], reply["text"].strip()
+            if not text:
+                endpoint.stats.add("empty_answers")
+            done[i] = text
+            if on_batch:
+                on_batch([i], [text])
     return [done[i] for i in range(len(ids))]
+
+
+def record_requests(endpoint: Endpoint, out: Path, command: str) -> dict:
+    """Say and record (`OUT.requests.json`) what the transport met: requests, retries by reason, refusals, empty
+    answers."""
+    from rapref.io import write_json_atomic
+    from rapref.progress import say
+
+    stats = {"server": endpoint.url, "model": endpoint.model, **endpoint.stats.as_dict(),
+             "connect_timeout_s": endpoint.connect_timeout, "request_timeout_s": endpoint.timeout,
+             "retry_time_s": endpoint.retry_time}
+    write_json_atomic(Path(f"{out}.requests.json"), stats)
+    say(f"{command}: through {endpoint.url}: {endpoint.stats.line()}")
+    return stats
 
 
 # -- a server started and stopped by rapref ------------------------------------------------------------------------
@@ -253,7 +550,7 @@ class Server:
             self.stop()
             raise InputError(f"--serve: cannot start {self.command[0]!r} ({err.strerror})") from None
         say(f"rapref: starting a server on {self.model} (port {self.port}); log: {self.log or 'none'}")
-        start, endpoint = time.monotonic(), Endpoint(self.url, timeout=5, retries=0)
+        start, endpoint = time.monotonic(), Endpoint(self.url, NetworkConfig(5, 5, 0))
         try:
             while True:
                 if self.process.poll() is not None:
