@@ -62,7 +62,9 @@ def test_band_zero():
 def test_c2_both_ways_by_hand():
     # per seed: relabeled (rejected, chosen), dpo (rejected, chosen); gaps -0.1 - (-0.5) = 0.4 and 0.2 - (-0.2) = 0.4
     ci = c2_over_seeds([(-0.2, -0.1), (0.0, -0.2)], [(-0.6, -0.1), (-0.4, -0.2)])
-    assert ci["values"] == [0.4, 0.4] and ci["low"] == pytest.approx(0.4) and ci["verdict"] == "holds"  # sd 0
+    # sd 0: no zero-width interval (two equal seeds cannot show certainty), so no verdict either way
+    assert ci["values"] == [0.4, 0.4] and ci["low"] is None and ci["high"] is None
+    assert ci["verdict"] == "inconclusive (no spread: all 2 values are 0.4)"
     ci = c2_one_run({"rejected": (-0.1, 0.1), "chosen": (0.0, 0.1)}, {"rejected": (-0.5, 0.1), "chosen": (0.0, 0.1)})
     assert ci["mean"] == pytest.approx(0.4) and ci["low"] == pytest.approx(0.4 - 1.96 * 0.2)  # sqrt(4 * 0.01)
     assert ci["verdict"] == "holds"

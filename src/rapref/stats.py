@@ -16,6 +16,24 @@ from collections import defaultdict
 from typing import Hashable, Sequence
 
 
+class Undefined(ValueError):
+    """A statistic the data cannot define (a non-finite value, a rank correlation of a constant): refused with its
+    reason, never written as NaN or infinity."""
+
+
+def finite(values: Sequence[float], what: str = "values") -> list[float]:
+    """`values` as floats, refusing NaN and infinities (they would spread into every mean and interval).
+
+    >>> finite([1, 2.5])
+    [1.0, 2.5]
+    """
+    out = [float(v) for v in values]
+    bad = next((i for i, v in enumerate(out) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise Undefined(f"{what}: value {bad + 1} is {out[bad]}, not a finite number")
+    return out
+
+
 def summary(values: Sequence[float], clusters: Sequence[Hashable] | None = None) -> dict:
     """n, mean and standard error of the mean; `stderr` is None when it cannot be estimated (n < 2).
 
@@ -24,7 +42,7 @@ def summary(values: Sequence[float], clusters: Sequence[Hashable] | None = None)
     which does not pretend that samples of one prompt are independent. With one value per cluster it equals the
     plain standard error.
     """
-    values = [float(v) for v in values]
+    values = finite(values)
     n = len(values)
     if n == 0:
         return {"n": 0, "mean": None, "stderr": None}
@@ -43,11 +61,13 @@ def summary(values: Sequence[float], clusters: Sequence[Hashable] | None = None)
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
-    """Mean and the two-sided t-interval over independent replicates (e.g. seeds); (mean, None, None) for one."""
+    """Mean and the two-sided t-interval over independent replicates (e.g. seeds); (mean, None, None) for one, and
+    for replicates that all agree: a zero-width interval would claim a certainty that a few equal values (a judge
+    that always picks one side, a metric stuck at its bound) cannot give (`no_interval` says why)."""
     from scipy.stats import t
 
     stats = summary(values)
-    if stats["stderr"] is None:
+    if stats["stderr"] is None or no_interval(values):
         return stats["mean"], None, None
     half = float(t.ppf(0.5 + level / 2, stats["n"] - 1)) * stats["stderr"]
     return stats["mean"], stats["mean"] - half, stats["mean"] + half
@@ -56,7 +76,25 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
 def interval(values: Sequence[float], level: float = 0.95) -> dict:
     """{mean, low, high, n, values}: the t-interval of `t_interval` as a record (values rounded to 4 places)."""
     mean, low, high = t_interval(values, level)
-    return {"mean": mean, "low": low, "high": high, "n": len(values), "values": [round(float(v), 4) for v in values]}
+    record = {"mean": mean, "low": low, "high": high, "n": len(values), "values": [round(float(v), 4) for v in values]}
+    reason = no_interval(values)
+    if reason:
+        record["no_interval"] = reason
+    return record
+
+
+def no_interval(values: Sequence[float]) -> str | None:
+    """Why `t_interval` gives no interval for `values`, or None when it gives one.
+
+    >>> no_interval([1.0]), no_interval([1.0, 1.0, 1.0]), no_interval([1.0, 2.0])
+    ('one replicate', 'no spread: all 3 values are 1', None)
+    """
+    values = finite(values)
+    if len(values) < 2:
+        return "one replicate" if values else "no values"
+    if all(math.isclose(v, values[0], rel_tol=1e-9, abs_tol=1e-12) for v in values):  # equal up to rounding
+        return f"no spread: all {len(values)} values are {values[0]:.4g}"
+    return None
 
 
 def _per_prompt_means(scores: dict) -> dict:
@@ -102,20 +140,32 @@ def spearman(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> dic
     >>> r = spearman([1, 2, 3, 4, 5, 6], [1, 3, 2, 4, 6, 5])  # d^2 sums to 4: rho = 1 - 6 * 4 / (6 * 35)
     >>> round(r["rho"], 4), round(r["low"], 3), round(r["high"], 3)
     (0.8857, 0.066, 0.992)
+
+    A rank correlation of a constant (every x, or every y, the same) is undefined: refused (`Undefined`), as are
+    non-finite values and sequences of different lengths.
     """
     from scipy.stats import spearmanr
 
+    x, y = finite(x, "x"), finite(y, "y")
+    if len(x) != len(y):
+        raise Undefined(f"rank correlation of {len(x)} values against {len(y)}")
+    if len(x) < 2:
+        raise Undefined(f"rank correlation of {len(x)} point(s): needs at least 2")
+    for name, values in (("x", x), ("y", y)):
+        if len(set(values)) == 1:
+            raise Undefined(f"rank correlation with a constant: every {name} is {values[0]:g} ({len(values)} points)")
     rho, p_value = spearmanr(x, y)
     rho, n = float(rho), len(x)
+    p_value = float(p_value) if math.isfinite(float(p_value)) else None  # too few points for the test
     low, high = spearman_interval(rho, n, level)
-    return {"rho": rho, "p_value": float(p_value), "n": n, "low": low, "high": high}
+    return {"rho": rho, "p_value": p_value, "n": n, "low": low, "high": high}
 
 
 def spearman_interval(rho: float, n: int, level: float = 0.95) -> tuple[float | None, float | None]:
     """The interval of `spearman` from rho and the number of points alone (for a report that stored only those)."""
     from scipy.stats import norm
 
-    if n <= 3 or abs(rho) >= 1:
+    if rho is None or not math.isfinite(rho) or n <= 3 or abs(rho) >= 1:
         return None, None
     half = float(norm.ppf(0.5 + level / 2)) * math.sqrt((1 + rho * rho / 2) / (n - 3))
     return math.tanh(math.atanh(rho) - half), math.tanh(math.atanh(rho) + half)
@@ -134,7 +184,9 @@ def verdict(ci: dict, band: float) -> str:
     """
     low, high = ci.get("low"), ci.get("high")
     if low is None or high is None:
-        return "inconclusive (one replicate)"
+        return f"inconclusive ({ci.get('no_interval', 'one replicate')})"
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise Undefined(f"an interval from {low} to {high}")
     if low > band:
         return "holds"
     if high < -band:

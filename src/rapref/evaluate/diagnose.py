@@ -42,18 +42,80 @@ class DiagnoseConfig:
     overwrite: bool = False
 
 
-def controllability(rows: list[dict]) -> dict:
-    """Mean achieved score per goal and Spearman's rank correlation between goal and score over all samples."""
-    rows = [r for r in rows if r.get("goal") is not None]
-    if len({r["goal"] for r in rows}) < 2:
-        raise InputError("controllability needs scores of a goal sweep (at least two goals); "
-                         "run `rapref generate --goals 1,2,...` then `rapref judge`")
+def controllability(rows: list[dict], source: str = "scores", score_range: tuple[float, float] | None = None) -> dict:
+    """Mean achieved score per goal and Spearman's rank correlation between goal and score over all samples.
+
+    Reads what `rapref judge` writes, unscored rows included: a row whose score is null (an LLM judge's reply
+    without a grade) is counted in `unscored`, never averaged; rows without a goal (unconditioned samples) in
+    `without_goal`. A row that is not a number (text, NaN, infinity, a score outside `score_range`), or that repeats
+    another row's (prompt, goal, sample, turn) and would be counted twice, is refused with its row number. Scores
+    that are all the same have no rank correlation: refused with that reason, never written as NaN.
+    """
+    import math
+
+    from rapref.stats import Undefined
+
+    kept, unscored, without_goal, seen = [], 0, 0, {}
+    for i, r in enumerate(rows, start=1):
+        if not isinstance(r, dict):
+            raise InputError(f"{source}: row {i}: expected an object with goal and score")
+        if "score" not in r:
+            raise InputError(f"{source}: row {i}, field 'score': missing; controllability reads the scores.jsonl "
+                             "that `rapref judge` writes")
+        if r.get("goal") is None:
+            without_goal += 1
+            continue
+        goal = _number(r["goal"], source, i, "goal")
+        if r["score"] is None:
+            unscored += 1
+            continue
+        score = _number(r["score"], source, i, "score")
+        if score_range and not score_range[0] <= score <= score_range[1]:
+            raise InputError(f"{source}: row {i}, field 'score': {score:g} lies outside the score range "
+                             f"{score_range[0]:g}-{score_range[1]:g}")
+        identity = r.get("prompt_id", r.get("prompt"))  # rows without one (hand-made files) cannot be matched
+        key = (str(identity), goal, r.get("sample", 0), r.get("turn", 0))
+        if identity is not None and key in seen:
+            raise InputError(f"{source}: row {i} repeats row {seen[key]} (prompt_id {key[0]!r}, goal {goal:g}, "
+                             f"sample {key[2]}, turn {key[3]}); it would be counted twice (two files joined?)")
+        seen[key] = i
+        kept.append((goal, score))
+    if not kept and unscored:
+        raise InputError(f"{source}: no row has a score ({unscored} unscored: the judge gave no grade); nothing to "
+                         "measure; see the judge's replies and rerun `rapref judge`")
+    if len({g for g, _ in kept}) < 2:
+        raise InputError(f"{source}: controllability needs scores of a goal sweep (at least two goals, found "
+                         f"{len({g for g, _ in kept})} among the scored rows); run `rapref generate --goals 1,2,...` "
+                         "then `rapref judge`")
+    if len(kept) < 3:
+        raise InputError(f"{source}: {len(kept)} scored samples; a rank correlation and its test need at least 3")
+    if len({v for _, v in kept}) == 1:
+        raise InputError(f"{source}: every scored sample has the score {kept[0][1]:g}; a rank correlation with a "
+                         "constant is undefined (does the scorer tell these answers apart?)")
     by_goal = defaultdict(list)
-    for r in rows:
-        by_goal[float(r["goal"])].append(float(r["score"]))
-    test = spearman([r["goal"] for r in rows], [r["score"] for r in rows])
+    for goal, score in kept:
+        by_goal[goal].append(score)
+    try:
+        test = spearman([g for g, _ in kept], [v for _, v in kept])
+    except Undefined as err:
+        raise InputError(f"{source}: {err}; controllability is undefined (does the judge score these answers?)") \
+            from None
+    if not math.isfinite(test["rho"]):
+        raise InputError(f"{source}: the rank correlation is undefined for these scores")
     curve = [{"goal": g, **summary(v)} for g, v in sorted(by_goal.items())]
-    return {"spearman_rho": test["rho"], "p_value": test["p_value"], "n": len(rows), "curve": curve}
+    return {"spearman_rho": test["rho"], "p_value": test["p_value"], "n": len(kept), "unscored": unscored,
+            "without_goal": without_goal, "curve": curve}
+
+
+def _number(value, source: str, row: int, field: str) -> float:
+    """A finite number from a scores row, or one line naming the row and field."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{source}: row {row}, field {field!r}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise InputError(f"{source}: row {row}, field {field!r}: {value} is not a finite number")
+    return float(value)
 
 
 def plot_curve(curve: list[dict], path: Path, title: str, ylabel: str = "achieved score",
@@ -129,11 +191,12 @@ def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:
         if not cfg.scores:
             raise InputError("controllability needs --scores (a judged goal sweep, scores.jsonl)")
         rows = read_jsonl(cfg.scores)
-        result = controllability(rows)
+        result = controllability(rows, cfg.scores, cfg.score_range)
         plot_curve(result["curve"], out / "controllability.png",
                    f"controllability (Spearman rho {result['spearman_rho']:.2f})", score_range=cfg.score_range)
+        dropped = "".join(f", {result[k]} {k.replace('_', ' ')}" for k in ("unscored", "without_goal") if result[k])
         _write(out, "controllability", result,
-               f"Spearman rho = {result['spearman_rho']:.3f} (p = {result['p_value']:.2g}, n = {result['n']})\n\n"
+               f"Spearman rho = {result['spearman_rho']:.3f} (p = {result['p_value']:.2g}, n = {result['n']}{dropped})\n\n"
                + markdown_table(result["curve"], ["goal", "n", "mean", "stderr"]))
         return result
     if not (cfg.policy and cfg.reference and cfg.data):

@@ -32,6 +32,15 @@ class SamplingConfig:
     batch_size: int = 16
 
     def __post_init__(self):
+        import math
+
+        for flag, value in (("--max-new-tokens", self.max_new_tokens), ("--num-samples", self.num_samples),
+                            ("--batch-size", self.batch_size), ("--seed", self.seed)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{flag} must be a whole number, got {value!r}")
+        for flag, value in (("--temperature", self.temperature), ("--top-p", self.top_p)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InputError(f"{flag} must be a finite number, got {value!r}")
         for flag, value, ok, rule in (
                 ("--max-new-tokens", self.max_new_tokens, self.max_new_tokens >= 1, "be at least 1"),
                 ("--temperature", self.temperature, self.temperature >= 0, "be 0 (greedy) or more"),
@@ -82,9 +91,27 @@ class GenerateConfig:
             raise InputError("--backend endpoint needs --endpoint URL")
         if self.limit is not None and self.limit < 1:
             raise InputError(f"--limit must be at least 1 (leave it out for every prompt), got {self.limit}")
+        if self.goals is not None:
+            self._check_goals()
         if self.goals is not None and self.no_goal:
             raise InputError("--goals and --no-goal contradict each other: a goal sweep needs a goal-conditioned "
                              "policy, --no-goal samples a plain one")
+
+    def _check_goals(self) -> None:
+        """A sweep names each goal once (a goal given twice would be sampled, judged and counted twice), and every
+        goal is a finite number (the scale check follows once the policy's scale is read)."""
+        import math
+
+        if not self.goals:
+            raise InputError("--goals is empty; give goals like 1,5,10 (or leave it out for the top score)")
+        bad = next((g for g in self.goals if not math.isfinite(float(g))), None)
+        if bad is not None:
+            raise InputError(f"--goals: {bad!r} is not a finite number")
+        seen = set()
+        for g in self.goals:
+            if float(g) in seen:
+                raise InputError(f"--goals names goal {float(g):g} twice; each goal of a sweep once")
+            seen.add(float(g))
 
 
 # Fields of benchmark question files carried into the generations, so `rapref export` can write them back.
@@ -191,6 +218,12 @@ def _generate(cfg: GenerateConfig, out: Path) -> list[dict]:
         engine.check(cfg.model, cfg.served_model, load_tokenizer(cfg.model))
     elif cfg.network is not None:
         raise InputError("the timeouts and retry time are for sampling through a server; give --endpoint URL")
+    first = [(row, goal) for goal in goals for row in prompts]  # checked before anything is written
+    from rapref.models import load_tokenizer
+
+    check_context(cfg.model, batch_prompt_ids(load_tokenizer(cfg.model), [goal_prompt(r["prompt"], spec, g)
+                                                                            for r, g in first]),
+                  cfg.sampling.max_new_tokens, [f"prompt_id {r['prompt_id']!r}" for r, _ in first])
     resume = ResumeFile(out, resume_settings(cfg, goals, prompts))
     try:
         rows = _sample_turns(cfg, jobs, spec, settings, resume, engine)
@@ -219,6 +252,8 @@ def _sample_turns(cfg: GenerateConfig, jobs: list, spec, settings: dict, resume,
                                sampling, cfg.backend, description=f"Generating turn {turn + 1}" if turn else
                                "Generating", done=done, workers=cfg.workers, endpoint=engine,
                                concurrency=cfg.concurrency,
+                               names=[f"prompt_id {jobs[i][0]['prompt_id']!r}" + (f", turn {turn + 1}" if turn else "")
+                                      for i in active],
                                on_batch=lambda idx, texts, t=turn, a=active: resume.add(t, [a[j] for j in idx], texts))
         answers = dict(zip(active, texts))
         for i, text in answers.items():
@@ -287,27 +322,68 @@ def _digest(value) -> str:
 
 def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, backend: str = "auto",
                    description: str = "Generating", done: dict[int, str] | None = None, on_batch=None,
-                   workers: int = 1, endpoint=None, concurrency: int = 8) -> list[str]:
+                   workers: int = 1, endpoint=None, concurrency: int = 8, names: list[str] | None = None) -> list[str]:
     """One sampled response per goal-conditioned prompt (string or messages), in the trained prompt form.
 
     Transformers backend and endpoint: `done` (prompt position -> text) skips finished work, `on_batch(positions,
     texts)` sees each batch (request) as it finishes. Transformers: `workers` > 1 samples in that many single-thread
     processes (`rapref.evaluate.sampler`). Endpoint (`rapref.evaluate.serving.Endpoint`, checked to serve this model):
-    the same token ids, `concurrency` requests in flight.
+    the same token ids, `concurrency` requests in flight. Prompt and answer must fit the model's context
+    (`check_context`; `names` label the prompts in its refusal).
     """
     if endpoint is not None:
         from rapref.evaluate.serving import generate_endpoint
         from rapref.models import load_tokenizer
 
         ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)
+        check_context(model_dir, ids, sampling.max_new_tokens, names)
         return generate_endpoint(endpoint, model_dir, ids, sampling, concurrency=concurrency,
                                  description=description, done=done, on_batch=on_batch)
     from rapref.evaluate.sampler import sample_batches
     from rapref.models import load_tokenizer
 
     ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)
+    check_context(model_dir, ids, sampling.max_new_tokens, names)
     return sample_batches(model_dir, ids, sampling, description=description, done=done, on_batch=on_batch,
                           workers=workers, threads=1 if workers > 1 else None)
+
+
+def model_context(model_dir: str) -> int | None:
+    """The longest sequence (prompt and answer, in tokens) the model was built for; None where its config says not."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_dir).get_text_config()
+    except (OSError, ValueError):
+        return None
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(model_dir: str, ids: list[list[int]], max_new_tokens: int, names: list[str] | None = None) -> None:
+    """Refuse, before any sampling, a prompt that cannot be answered within the model's context: a prompt at or past
+    it would be read at positions the model never learned (transformers only warns), and --max-new-tokens past it
+    can never be honoured (a huge value would only reserve memory).
+
+    >>> check_context("/no/such/model", [[1, 2]], 10**12)  # no config: nothing known to check against
+    """
+    context = model_context(model_dir)
+    if context is None or not ids:
+        return
+    if max_new_tokens >= context:
+        raise InputError(f"--max-new-tokens {max_new_tokens} is not below the model's context of {context} tokens "
+                         f"({model_dir}); answers can be at most {context - 1} tokens, fewer the longer the prompt")
+    longest = max(range(len(ids)), key=lambda i: len(ids[i]))
+    if len(ids[longest]) + max_new_tokens > context:
+        name = names[longest] if names else f"prompt {longest + 1}"
+        room = context - len(ids[longest])
+        raise InputError(f"{name}: {len(ids[longest])} prompt tokens + --max-new-tokens {max_new_tokens} exceed the "
+                         f"model's context of {context} tokens ({model_dir}); "
+                         + (f"lower --max-new-tokens to {room} or shorten the prompt" if room > 0 else
+                            "the prompt alone fills it: shorten or leave out this prompt"))
 
 
 def batch_prompt_ids(tokenizer, prompts: list) -> list[list[int]]:

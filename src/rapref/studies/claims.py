@@ -58,8 +58,11 @@ def goal_curve(sweep: dict) -> dict[float, float]:
 
 
 def sweep_rho(sweep: dict) -> float:
-    """Spearman's rho between the goal and the mean reward at that goal."""
+    """Spearman's rho between the goal and the mean reward at that goal. A flat curve (the same mean reward at every
+    goal) has no rank correlation; it does not rise with the goal, so it counts as 0 here, never as NaN."""
     curve = goal_curve(sweep)
+    if len(curve) >= 2 and len(set(curve.values())) == 1:
+        return 0.0
     return spearman(list(curve), list(curve.values()))["rho"]
 
 
@@ -74,6 +77,10 @@ def c4_samples(sweep: dict) -> dict:
     pairs = [(float(g), float(v)) for g, values in sweep.items() for v in values]
     if len({g for g, _ in pairs}) < 2:
         ci = {"mean": None, "low": None, "high": None, "p_value": None}
+    elif len({v for _, v in pairs}) == 1:  # no rank correlation with a constant: no rise with the goal
+        return {"mean": 0.0, "low": None, "high": None, "p_value": None, "n": len(pairs),
+                "no_interval": f"every score is {pairs[0][1]:g}",
+                "verdict": f"fails (the same score, {pairs[0][1]:g}, at every goal)"}
     else:
         test = spearman([g for g, _ in pairs], [v for _, v in pairs])
         ci = {"mean": test["rho"], "low": test["low"], "high": test["high"], "p_value": test["p_value"],
