@@ -224,10 +224,15 @@ def test_exports_from_rapref_prompt_files(tmp_path, trained_dir, capsys):
     assert cli(["export", "mt-bench", str(questions), "--name", "m", "--out", str(tmp_path / "mt.jsonl")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "mt.jsonl").read_text().splitlines()]
     assert rows[2]["question_id"] == 82 and rows[2]["choices"] == [{"index": 0, "turns": ["A2"]}]
-    capsys.readouterr()
+    capsys.readouterr()  # integer ids are MT-Bench's: no Arena-Hard question has one
     assert cli(["export", "arena-hard", str(questions), "--name", "m", "--out", str(tmp_path / "ah.jsonl")]) == 2
+    assert "row 1 is a MT-Bench generation (question_id 80)" in capsys.readouterr().err
+    hard = tmp_path / "hard.jsonl"
+    hard.write_text("".join(json.dumps({"prompt_id": str(i), "question_id": f"{i:032x}", "goal": 10.0, "prompt": [
+        {"role": "user", "content": f"Q{i}"}], "text": f"A{i}"}) + "\n" for i in range(3)))
+    assert cli(["export", "arena-hard", str(hard), "--name", "m", "--out", str(tmp_path / "ah.jsonl")]) == 2
     assert "--tokenizer" in capsys.readouterr().err
-    assert cli(["export", "arena-hard", str(questions), "--name", "m", "--tokenizer", str(trained_dir), "--out",
+    assert cli(["export", "arena-hard", str(hard), "--name", "m", "--tokenizer", str(trained_dir), "--out",
                 str(tmp_path / "ah.jsonl")]) == 0
     capsys.readouterr()
     assert cli(["export", "lm-eval", str(trained_dir)]) == 0

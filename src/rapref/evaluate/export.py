@@ -97,6 +97,104 @@ def lm_eval_command(model_dir: str, tasks: str = "ifeval", goal: float | None = 
     return note + shlex.join([*base, "--system_instruction", text])
 
 
+BENCHMARKS = {"alpaca-eval": "AlpacaEval", "mt-bench": "MT-Bench", "arena-hard": "Arena-Hard"}
+MT_BENCH_CATEGORIES = {"writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities"}
+ALPACA_EVAL_DATASETS = {"helpful_base", "koala", "oasst", "selfinstruct", "vicuna"}
+
+
+def origin(row: dict) -> str | None:
+    """The benchmark whose question file a generation came from, read from what that file leaves in it (rapref
+    generate carries the question's own fields): Arena-Hard's `cluster` and hexadecimal ids, MT-Bench's integer ids,
+    categories and second turns, AlpacaEval's `instruction` and `dataset`. None for rapref's own prompt files.
+
+    >>> origin({"question_id": 81, "category": "writing"}), origin({"instruction": "Hi", "dataset": "koala"})
+    ('mt-bench', 'alpaca-eval')
+    """
+    qid, category = row.get("question_id"), row.get("category")
+    if "cluster" in row or str(category or "").startswith("arena-hard") or \
+            (isinstance(qid, str) and len(qid) == 32 and all(c in "0123456789abcdef" for c in qid)):
+        return "arena-hard"
+    if category in MT_BENCH_CATEGORIES or (row.get("turn") or 0) > 0 or \
+            (isinstance(qid, int) and not isinstance(qid, bool) and "instruction" not in row):
+        return "mt-bench" if qid is not None else None
+    if "instruction" in row and qid is None and (row.get("dataset") in ALPACA_EVAL_DATASETS or "dataset" in row):
+        return "alpaca-eval"
+    return None
+
+
+def first_question(row: dict) -> str:
+    """The text of the question's first turn, from the prompt the generation was asked with."""
+    prompt = row["prompt"]
+    if isinstance(prompt, list):
+        users = [m.get("content") for m in prompt if m.get("role") == "user"]
+        return str(users[0]) if users else ""
+    return prompt
+
+
+def check_source(rows: list[dict], fmt: str, source: str) -> None:
+    """Only the benchmark's own generations, matched on the questions' content: every row from that benchmark's
+    question file (or from a plain prompt file, where the format allows), one question per id (the same first turn
+    in every row of an id), no question under two ids, the turns the benchmark has, and for AlpacaEval one answer
+    per instruction, equal to the prompt it was asked with. A refusal says which benchmark the file came from."""
+    name = BENCHMARKS[fmt]
+    for i, row in enumerate(rows, start=1):
+        came = origin(row)
+        if came is not None and came != fmt:
+            fields = ", ".join(f"{k} {row[k]!r}" for k in ("question_id", "category", "cluster", "dataset", "turn")
+                               if row.get(k) is not None)
+            raise InputError(f"{source}: row {i} is a {BENCHMARKS[came]} generation ({fields}); `export {fmt}` takes "
+                             f"only {name}'s own: generate from {name}'s question file, or export this file with "
+                             f"`rapref export {came}`")
+    if fmt in ("mt-bench", "arena-hard"):
+        check_questions(rows, fmt, source)
+        by_id, by_text = {}, {}
+        for i, row in enumerate(rows, start=1):
+            qid, text = row["question_id"], first_question(row)
+            key = (type(qid).__name__, str(qid))
+            if key in by_id and by_id[key][1] != text:
+                raise InputError(f"{source}: rows {by_id[key][0]} and {i} give question_id {qid!r} two different "
+                                 f"questions ({by_id[key][1][:40]!r} / {text[:40]!r}); generations of two question "
+                                 "files joined? Export each one alone")
+            by_id.setdefault(key, (i, text))
+            if text in by_text and by_text[text][1] != key:
+                raise InputError(f"{source}: rows {by_text[text][0]} and {i} ask the same question under two ids "
+                                 f"({by_text[text][2]!r} and {qid!r}); the judge would count it twice")
+            by_text.setdefault(text, (i, key, qid))
+        if fmt == "arena-hard":
+            later = next((i for i, r in enumerate(rows, start=1) if (r.get("turn") or 0) > 0), None)
+            if later is not None:
+                raise InputError(f"{source}: row {later}, field 'turn': {rows[later - 1]['turn']}; Arena-Hard "
+                                 "questions have one turn (a second turn is MT-Bench's)")
+        else:
+            _check_turns(rows, source)
+    else:
+        seen = {}
+        for i, row in enumerate(rows, start=1):
+            asked = first_question(row)
+            if row.get("instruction") is not None and row["instruction"] != asked:
+                raise InputError(f"{source}: row {i}, field 'instruction': differs from the prompt it was asked "
+                                 f"with ({row['instruction'][:40]!r} / {asked[:40]!r}); AlpacaEval matches outputs to "
+                                 "its references by instruction")
+            instruction = row.get("instruction") or asked
+            if instruction in seen:
+                raise InputError(f"{source}: rows {seen[instruction]} and {i} answer the same instruction "
+                                 f"({instruction[:40]!r}); AlpacaEval takes one output per instruction: generate with "
+                                 "--num-samples 1 (and one goal: --goal G)")
+            seen[instruction] = i
+
+
+def _check_turns(rows: list[dict], source: str) -> None:
+    """MT-Bench: every sample of a question answers the same turns, 0, 1, ... without a gap or a repeat."""
+    turns: dict = {}
+    for i, row in enumerate(rows, start=1):
+        turns.setdefault((str(row["question_id"]), row.get("sample", 0)), []).append((row.get("turn", 0), i))
+    for (qid, sample), found in turns.items():
+        numbers = sorted(t for t, _ in found)
+        if numbers != list(range(len(numbers))):
+            raise InputError(f"{source}: question_id {qid}, sample {sample}: turns {numbers} (rows "
+                             f"{', '.join(str(i) for _, i in found)}); expected 0, 1, ... once each")
+
+
 def check_questions(rows: list[dict], fmt: str, source: str) -> None:
     """MT-Bench and Arena-Hard judge answers by the benchmark's own `question_id`: generations of other prompts
     have none, and ids made up from rapref's row ids would match the wrong questions (or none)."""
@@ -115,8 +213,7 @@ def main(fmt: str, source: str, out: str | None, name: str, tasks: str = "ifeval
         raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     target = claim_output_file(out, f"export {fmt}", overwrite=overwrite, inputs=(source,))
     rows = select_goal(read_generations(source), goal, source)
-    if fmt in ("mt-bench", "arena-hard"):
-        check_questions(rows, fmt, source)
+    check_source(rows, fmt, source)
     with output_lock(target):
         _write(fmt, rows, source, str(target), name, tokenizer)
         finish_output_file(target, f"export {fmt}")
