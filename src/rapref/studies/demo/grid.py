@@ -40,15 +40,75 @@ def _fail(path, text: str) -> InputError:
     return InputError(f"{path}: {text}")
 
 
+REPORT_ARMS = ("start", "start@10", "dpo")  # every cell's world checks and paired columns read these
+
+
+def _yaml_without_duplicates(text: str, path: Path):
+    """YAML as `yaml.safe_load` reads it, except that a key given twice in one mapping (a cell defined twice, a
+    setting set twice) is refused: PyYAML would silently keep the last one."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _fail(path, f"line {key_node.start_mark.line + 1}: {key!r} given twice in one mapping (first "
+                                  f"at line {seen[key]}); YAML would keep only the last")
+            seen[key] = key_node.start_mark.line + 1
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _names(path, grid: dict, key: str, known: set) -> list:
+    """A common list (seeds, arms, decodings, claims): absent means the demo's default; given, it is a non-empty list
+    of known names, each once."""
+    if key not in grid:
+        return []
+    values = grid[key]
+    if not isinstance(values, list) or not values:
+        raise _fail(path, f"{key}: expected a non-empty list, got {values!r} (leave the key out for the demo's "
+                          "default)")
+    for value in values:
+        if known and value not in known:
+            raise _fail(path, f"{key}: unknown name {value!r}; known: {', '.join(sorted(known))}")
+        if values.count(value) > 1:
+            raise _fail(path, f"{key}: {value!r} listed twice (it would be run and counted twice)")
+    return values
+
+
+def _needed_arms(path, arms: list, claims: list) -> None:
+    """Arms the report reads (its world checks and paired columns, each claim's arm and baseline) must be run."""
+    if not arms:
+        return  # every arm
+    for arm in REPORT_ARMS:
+        if arm not in arms:
+            raise _fail(path, f"arms: {arm!r} is missing; every cell's report reads {', '.join(REPORT_ARMS)}")
+    for claim in CLAIMS:
+        if claims and claim.name not in claims:
+            continue
+        for arm in (claim.arm, claim.baseline):
+            if arm and arm not in arms:
+                raise _fail(path, f"claims: {claim.name} needs arm {arm!r}, which arms leaves out; add it to arms "
+                                  f"or leave {claim.name} out of claims")
+
+
 def load_grid(path: str | Path) -> dict:
-    """Read and check a grid file; every mistake is one line naming the file, the cell and the key."""
+    """Read and check a grid file before any work; every mistake is one line naming the file, the cell and the key:
+    a key given twice, an empty or repeated list entry, an unknown name, a setting of the wrong type or outside its
+    range, an arm a claim or the report needs but the grid leaves out."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise _fail(path, "no such grid file")
     try:
-        grid = yaml.safe_load(path.read_text())
+        grid = _yaml_without_duplicates(path.read_text(), path)
     except yaml.YAMLError as error:
         raise _fail(path, f"not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(grid, dict) or not isinstance(grid.get("cells"), dict) or not grid["cells"]:
@@ -56,13 +116,12 @@ def load_grid(path: str | Path) -> dict:
     unknown = sorted(set(grid) - set(COMMON_KEYS) - {"cells"})
     if unknown:
         raise _fail(path, f"unknown key {unknown[0]!r}; expected {', '.join(COMMON_KEYS + ('cells',))}")
-    arms, decodings, claims = ({a.name for a in ARMS}, {d.name for d in DECODINGS}, {c.name for c in CLAIMS})
-    for key, known in (("arms", arms), ("decodings", decodings), ("claims", claims)):
-        for name in grid.get(key) or ():
-            if name not in known:
-                raise _fail(path, f"{key}: unknown name {name!r}; known: {', '.join(sorted(known))}")
-    seeds = grid.get("seeds") or list(DemoConfig().seeds)
-    if not all(isinstance(s, int) for s in seeds):
+    arms = _names(path, grid, "arms", {a.name for a in ARMS})
+    _names(path, grid, "decodings", {d.name for d in DECODINGS})
+    claims = _names(path, grid, "claims", {c.name for c in CLAIMS})
+    _needed_arms(path, arms, claims)
+    seeds = _names(path, grid, "seeds", set()) or list(DemoConfig().seeds)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise _fail(path, f"seeds: expected whole numbers, got {seeds!r}")
     if set(seeds) & {101, 102}:
         raise _fail(path, "seeds: 101 and 102 are the validation seeds the learning rates were chosen on")
@@ -73,6 +132,11 @@ def load_grid(path: str | Path) -> dict:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
             raise _fail(path, f"cell {name!r}: a name of letters, digits, '.', '_' or '-' (it names a folder)")
         cells[str(name)] = _overrides(path, str(name), overrides or {})
+        twin = next((other for other, settings in cells.items() if other != str(name)
+                     and settings == cells[str(name)]), None)
+        if twin is not None:
+            raise _fail(path, f"cells {twin!r} and {name!r} have the same settings (a cell defined twice would be run "
+                              "and reported twice)")
     return {"seeds": seeds, "arms": list(grid.get("arms") or ()), "decodings": list(grid.get("decodings") or ()),
             "claims": list(grid.get("claims") or ()), "description": grid.get("description", ""), "cells": cells}
 
@@ -89,7 +153,59 @@ def _overrides(path, cell: str, overrides) -> dict:
                               f"(world: {', '.join(sorted(world))})")
         if value is None:
             raise _fail(path, f"cell {cell!r}: {key} has no value")
+        problem = _value_problem(key, value)
+        if problem:
+            raise _fail(path, f"cell {cell!r}: {key}: {problem}, got {value!r}")
     return dict(overrides)
+
+
+_COUNT, _POSITIVE, _SHARE = ("a whole number of at least 1", "a finite number above 0", "a number from 0 to 1")
+# the range of every setting a cell may change (a world or model that cannot be built, or a number the report
+# cannot mean); names as in DemoConfig and WorldConfig
+RANGES = {
+    "world.n_train_prompts": _COUNT, "world.n_test_prompts": _COUNT, "world.letters": _COUNT,
+    "world.completions_per_prompt": "a whole number of at least 2", "world.generator_skills": "skills",
+    "world.shared_mistake": _SHARE, "world.judge_noise": "a finite number of 0 or more",
+    "world.judge_length_bias": "a finite number", "goal_style": "style", "start_goal_fraction": _SHARE,
+    "hidden_size": _COUNT, "num_layers": _COUNT, "sft_epochs": _POSITIVE, "sft_lr": _POSITIVE,
+    "extra_sft_lr": _POSITIVE, "dpo_lr": _POSITIVE, "relabeled_lr": _POSITIVE, "beta": _POSITIVE,
+    "batch_size": _COUNT, "sweep_goals": "goals", "sweep_prompts": _COUNT, "band": "a number from 1 to 10",
+    "dpo_epochs": _POSITIVE,
+}
+
+
+def _value_problem(key: str, value) -> str | None:
+    """What is wrong with a cell's `value` for `key`, or None.
+
+    >>> _value_problem("world.judge_noise", -1), _value_problem("dpo_epochs", 3)
+    ('expected a finite number of 0 or more', None)
+    """
+    import math
+
+    rule = RANGES.get(key)
+    if rule is None:
+        return None
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if rule == "style":
+        return None if value in ("digits", "thermometer", "opaque") else "expected digits, thermometer or opaque"
+    if rule in ("skills", "goals"):
+        if not isinstance(value, list) or not value or not all(number(v) for v in value):
+            return "expected a non-empty list of finite numbers"
+        if rule == "skills" and not all(0 <= v <= 1 for v in value):
+            return "expected skills from 0 to 1"
+        if rule == "goals" and (len(value) < 2 or len(set(map(float, value))) != len(value)
+                                or not all(1 <= v <= 10 for v in value)):
+            return "expected at least two different goals from 1 to 10, each once"
+        return None
+    ok = {_COUNT: lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+          "a whole number of at least 2": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+          _POSITIVE: lambda v: number(v) and v > 0, _SHARE: lambda v: number(v) and 0 <= v <= 1,
+          "a finite number of 0 or more": lambda v: number(v) and v >= 0, "a finite number": number,
+          "a number from 1 to 10": lambda v: number(v) and 1 <= v <= 10}[rule]
+    return None if ok(value) else f"expected {rule}"
 
 
 def cell_config(grid: dict, name: str, out: Path, workers: int, quick: bool, kernels: str = "pinned") -> DemoConfig:

@@ -1,0 +1,66 @@
+"""Grid files (`rapref demo --grid FILE`) are checked before any work: a key given twice (PyYAML would keep the
+last), an empty or repeated list, a setting of the wrong type or outside its range, an arm a claim or the report
+needs but the grid leaves out. Each is one line naming the file and the key (exit 2), and nothing is written."""
+
+from dataclasses import fields
+
+import pytest
+
+from rapref.cli import main as cli
+
+
+@pytest.mark.parametrize("text, needle", [
+    # duplicates that YAML would silently resolve
+    ("cells:\n  a: {dpo_epochs: 3}\n  a: {dpo_epochs: 2}\n", "line 3: 'a' given twice in one mapping (first at line 2)"),
+    ("cells:\n  a:\n    dpo_epochs: 3\n    dpo_epochs: 2\n", "line 4: 'dpo_epochs' given twice"),
+    ("seeds: [1]\nseeds: [2]\ncells: {a: {}}\n", "'seeds' given twice"),
+    ("cells:\n  a: {dpo_epochs: 3}\n  b: {dpo_epochs: 3}\n", "cells 'a' and 'b' have the same settings"),
+    # empty and repeated lists
+    ("seeds: []\ncells: {a: {}}\n", "seeds: expected a non-empty list"),
+    ("arms: []\ncells: {a: {}}\n", "arms: expected a non-empty list"),
+    ("claims:\ncells: {a: {}}\n", "claims: expected a non-empty list"),
+    ("seeds: [1, 2, 1]\ncells: {a: {}}\n", "seeds: 1 listed twice"),
+    ("seeds: 3\ncells: {a: {}}\n", "seeds: expected a non-empty list, got 3"),
+    ("seeds: [1.5]\ncells: {a: {}}\n", "seeds: expected whole numbers"),
+    # out-of-range and mistyped settings
+    ("cells: {a: {world.judge_noise: -1}}\n", "cell 'a': world.judge_noise: expected a finite number of 0 or more"),
+    ("cells: {a: {world.judge_noise: .inf}}\n", "world.judge_noise: expected a finite number"),
+    ("cells: {a: {dpo_epochs: 0}}\n", "dpo_epochs: expected a finite number above 0, got 0"),
+    ("cells: {a: {dpo_lr: .nan}}\n", "dpo_lr: expected a finite number above 0"),
+    ("cells: {a: {batch_size: 2.5}}\n", "batch_size: expected a whole number of at least 1"),
+    ("cells: {a: {start_goal_fraction: 1.5}}\n", "start_goal_fraction: expected a number from 0 to 1"),
+    ("cells: {a: {world.generator_skills: []}}\n", "expected a non-empty list of finite numbers"),
+    ("cells: {a: {world.generator_skills: [0.9, 1.2]}}\n", "expected skills from 0 to 1"),
+    ("cells: {a: {sweep_goals: [5, 5]}}\n", "at least two different goals from 1 to 10"),
+    ("cells: {a: {goal_style: emoji}}\n", "expected digits, thermometer or opaque"),
+    ("cells: {a: {world.completions_per_prompt: 1}}\n", "expected a whole number of at least 2"),
+    # arms the claims and the report need
+    ("arms: [start, start@10, relabeled@10]\ncells: {a: {}}\n", "arms: 'dpo' is missing"),
+    ("arms: [start, start@10, dpo]\nclaims: [C4]\ncells: {a: {}}\n", "claims: C4 needs arm 'relabeled@10'"),
+    ("arms: [start, start@10, dpo, relabeled@10]\ncells: {a: {}}\n", "claims: C3-steps needs arm 'dpo-dup'"),
+], ids=lambda v: None)
+def test_grid_mistakes_are_refused_before_any_work(tmp_path, capsys, text, needle):
+    grid, out = tmp_path / "grid.yaml", tmp_path / "g"
+    grid.write_text(text)
+    assert cli(["demo", "--grid", str(grid), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and str(grid) in err, err
+    assert not out.exists()
+
+
+def test_a_grid_with_the_arms_its_claims_need_is_accepted():
+    from rapref.studies.demo.grid import load_grid
+
+    grid = load_grid("docs/demo-grid.yaml")
+    assert len(grid["cells"]) == 8 and grid["seeds"] == [1, 2, 3, 4, 5]
+
+
+def test_every_range_names_a_real_setting():
+    from rapref.studies.demo.grid import RANGES
+    from rapref.studies.demo.run import DemoConfig
+    from rapref.studies.demo.world import WorldConfig
+
+    settings = {f.name for f in fields(DemoConfig)} | {f"world.{f.name}" for f in fields(WorldConfig)}
+    assert set(RANGES) <= settings
+    assert {k for k in settings if k not in RANGES} == {"out", "seeds", "world", "workers", "quick", "arms",
+                                                        "decodings", "kernels", "world.seed"}
