@@ -49,11 +49,51 @@ def _ci(ci: dict, digits: int = 3) -> str:
     return f"{ci['mean']:+.{digits}f} [{ci['low']:+.{digits}f}, {ci['high']:+.{digits}f}]"
 
 
-def demo_block(report: dict) -> str:
+def claims_table(report: dict, spread: dict | None) -> str:
+    """The demo's claims with, beside each interval, its paired difference at every CPU dispatch level measured
+    (`docs/demo/dispatch.json`); a verdict that changes with the dispatch says so."""
+    by_name = {c["name"]: c for c in (spread or {}).get("claims", [])}
+    levels = len((spread or {}).get("levels", []))
+    rows = []
+    for c in report["claims"]:
+        s = by_name.get(c["name"])
+        across = f"{s['min']:+.3f} to {s['max']:+.3f}" if s else "not measured"
+        changes = "; **changes with the CPU dispatch: not decided at this precision**" if s and s["verdict_changes"] \
+            else ""
+        rows.append(f"| {c['name']} | {c['statement']} | {_ci(c)} | {across} | **{c['verdict']}**{changes} |")
+    return (f"| claim | statement | paired difference [95% CI] | across {levels} CPU dispatch levels | verdict |\n"
+            "|---|---|---|---|---|\n" + "\n".join(rows))
+
+
+def dispatch_note(report: dict, spread: dict | None) -> str:
+    """Which dispatch made the numbers, and what the others gave (`rapref.dispatch`)."""
+    record = report.get("dispatch") or {}
+    cpu = (record.get("cpu") or {}).get("model") or "an unnamed CPU"
+    if record.get("kernels") != "pinned":
+        return (f"These numbers were computed with the CPU kernel dispatch `{record.get('kernels', 'unrecorded')}`: "
+                "they need not match what a fresh `rapref demo` (dispatch pinned) gives.")
+    text = (f"CPU kernel dispatch pinned to {str(record.get('level')).upper()} (torch's own kernels, MKL and oneDNN; "
+            f"`--kernels`, `--native-kernels` to opt out) on {cpu}: a fresh `rapref demo` on any x86-64 machine gives "
+            "these numbers.")
+    if spread:
+        names = ", ".join(level["level"].upper() for level in spread["levels"])
+        changed = [c["name"] for c in spread["claims"] if c["verdict_changes"]]
+        text += (f" The same run at {len(spread['levels'])} dispatch levels on that machine ({names}; "
+                 f"`docs/demo/dispatch.json`) moves each paired difference within the range shown; "
+                 + (f"the verdict of {', '.join(changed)} changes with the dispatch." if changed
+                    else "no verdict changes with the dispatch."))
+    return text
+
+
+def _spread(root: Path) -> dict | None:
+    path = root / "docs/demo/dispatch.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def demo_block(report: dict, spread: dict | None = None) -> str:
     primary = report["primary_decoding"]
     versions = ", ".join(f"{k} {v}" for k, v in report["provenance"]["packages"].items() if v)
-    claims = "\n".join(f"| {c['name']} | {c['statement']} | {_ci(c)} | **{c['verdict']}** |"
-                       for c in report["claims"])
+    claims = claims_table(report, spread)
     arms = "\n".join(
         f"| {a['label']} | {a[primary]['mean']:.3f} | {_ci(a[primary]['minus_start'])} | {_ci(a[primary]['minus_dpo'])}"
         f" | {a['T1.0']['mean']:.3f} | {a['greedy']['mean']:.3f} | {a['T1.0']['well_formed']:.2f} |"
@@ -73,9 +113,9 @@ held-out prompts x 2 samples per seed at {primary}; wall time **{minutes} min {s
 on a 2-core CPU machine. Run at commit `{commit[:10]}` with
 Python {report['provenance']['python']}, {versions}.
 
-| claim | statement | paired difference [95% CI over seeds] | verdict |
-|---|---|---|---|
 {claims}
+
+{dispatch_note(report, spread)}
 
 | arm | true reward {primary} | minus start | minus DPO | T1.0 | greedy | well-formed T1.0 |
 |---|---:|---|---|---:|---:|---:|
@@ -94,7 +134,7 @@ runs/demo`."""
 
 def readme_block(root: Path) -> str:
     demo = _load(root, "docs/demo/report.json")
-    claims = "\n".join(f"| {c['name']} | {c['statement']} | {_ci(c)} | **{c['verdict']}** |" for c in demo["claims"])
+    claims = claims_table(demo, _spread(root)) + "\n\n" + dispatch_note(demo, _spread(root))
     train = _load(root, "docs/bench/train-smollm2.json")
     packed = next(r for r in train["results"] if r["variant"] == "packed")
     augment = _load(root, "docs/bench/augment.json")
@@ -107,8 +147,6 @@ def readme_block(root: Path) -> str:
     return f"""**The main job** ([docs/demo.md](docs/demo.md)): `rapref demo`, a synthetic world with a known true reward,
 {len(demo['seeds'])} evaluation seeds, paired differences with 95% t-intervals over seeds, one symmetric verdict rule:
 
-| claim | statement | paired difference [95% CI] | verdict |
-|---|---|---|---|
 {claims}
 
 - **Training speed** ([docs/performance.md](docs/performance.md)): packed DPO trains at **{packed['speedup']:.2f}x**
@@ -279,13 +317,37 @@ def exp_ifeval_block(root: Path) -> str:
 Source: `docs/exp-ifeval/report.json` (commit `{(r['provenance'].get('git_hash') or '?')[:10]}`)."""
 
 
+def dispatch_block(root: Path) -> str:
+    if not (root / "docs/bench/dispatch.json").is_file():
+        return "Not measured yet: `python benchmarks/dispatch_bench.py --json docs/bench/dispatch.json`."
+    r = _load(root, "docs/bench/dispatch.json")
+    labels = {"native": "native (all the CPU has)", "default": "default (no vector extensions)"}
+    rows = "\n".join(f"| {labels.get(x['kernels'], x['kernels'].upper())}{' (pinned)' if x['pinned'] else ''} | "
+                     f"{x['compute_cpu_s']:.2f} | {x['compute_vs_native']:.2f}x | {x['process_cpu_s']:.2f} |"
+                     for x in r["results"])
+    pinned = next(x for x in r["results"] if x["pinned"])
+    return f"""The demo in miniature (`python -m rapref.studies.demo.fingerprint`: tokenizer, tiny Llama, 60 training steps,
+16 sampled answers) in a fresh one-thread process per run, the levels alternating, median of {r['repeats']} runs; CPU
+seconds from the process itself, which a busy machine inflates far less than wall time, on {r['cpu']['model']}
+({', '.join(r['cpu']['instruction_sets'])}) ({_source(r, "docs/bench/dispatch.json")})
+
+| dispatch | CPU s, training and sampling | vs native | CPU s, whole process (imports included) |
+|---|---:|---:|---:|
+{rows}
+
+Pinning costs {pinned['compute_vs_native']:.2f}x the native dispatch's compute time here (the tiny model's
+matrices are too small for AVX-512 to pay much; a larger model on a CPU with AMX would lose more)."""
+
+
 # (page, block name, generator)
 BLOCKS = (("README.md", "readme-results", readme_block), ("docs/demo.md", "demo-results",
-                                                           lambda root: demo_block(_load(root, "docs/demo/report.json"))),
+                                                           lambda root: demo_block(_load(root, "docs/demo/report.json"),
+                                                                                  _spread(root))),
           ("docs/performance.md", "bench-relabel", relabel_block), ("docs/performance.md", "bench-train", train_block),
           ("docs/performance.md", "bench-packed-forward", packed_forward_block),
           ("docs/performance.md", "bench-augment", augment_block),
           ("docs/performance.md", "bench-generate", generate_block),
+          ("docs/performance.md", "bench-dispatch", dispatch_block),
           ("docs/real-model.md", "exp-ifeval-arms", exp_ifeval_block))
 
 

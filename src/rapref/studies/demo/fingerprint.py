@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from rapref import dispatch
 from rapref.io import write_json_atomic
@@ -87,7 +88,9 @@ def main(argv=None) -> dict:
     if "torch" in sys.modules:
         raise SystemExit("fingerprint: torch is loaded already; run it in a fresh process")
     dispatch.apply(args.kernels)
-    result = {"numbers": run(), "dispatch": dispatch.describe(args.kernels),
+    start = time.process_time()
+    numbers = run()
+    result = {"numbers": numbers, "compute_cpu_s": time.process_time() - start, "dispatch": dispatch.describe(args.kernels),
               "packages": package_versions(("torch", "transformers", "trl", "tokenizers"))}
     if args.out:
         write_json_atomic(args.out, result)
