@@ -16,7 +16,7 @@ from rapref.evaluate import serving
 from rapref.evaluate.serving import Endpoint, Server
 from rapref.io import InputError, read_jsonl
 from rapref.io import write_jsonl_atomic as write_jsonl
-from tests.test_trust import one_line_error
+from tests.standin_server import one_line_error
 
 STAND_IN = Path(__file__).parent / "fixtures" / "stand_in_server.py"
 

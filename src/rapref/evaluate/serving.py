@@ -142,16 +142,18 @@ class Endpoint:
         self._live: set = set()  # connections with a request under way, cut by `close`
 
     # -- transport ---------------------------------------------------------------------------------------------
-    def request(self, path: str, body: dict | None = None, retry: bool = True, what: str | None = None) -> dict:
+    def request(self, path: str, body: dict | None = None, retry: bool = True, what: str | None = None,
+                counted: bool = True) -> dict:
         """GET (no body) or POST JSON to `path` under the server's root; the reply's JSON object. Retried, within
         the retry time, on what a retry can fix (connection refused or reset, timeouts, 429, 5xx, a reply cut
         short or unreadable once); anything else, or the retry time spent, is one line naming the server, the
-        request (`what`) and what was wrong."""
+        request (`what`) and what was wrong. `counted`: in `stats` (an optional probe is not)."""
         url = self.url.removesuffix("/v1") + path  # `path` from the server's root: /v1/models, /tokenize
         data = None if body is None else json.dumps(body).encode()
         what = what or f"{'POST' if data else 'GET'} {path}"
         start, wait, attempt, unreadable = time.monotonic(), self.backoff, 0, 0
-        self.stats.add("requests")
+        if counted:
+            self.stats.add("requests")
         while True:
             attempt += 1
             left = self.retry_time - (time.monotonic() - start)
@@ -168,7 +170,8 @@ class Endpoint:
             elapsed = time.monotonic() - start
             pause = wait if asked is None else asked
             if reason is None or not retry or elapsed + pause > self.retry_time:
-                self.stats.add("refused")
+                if counted:
+                    self.stats.add("refused")
                 tried = "" if attempt == 1 else f"; gave up after {attempt} attempts in {elapsed:.1f} s " \
                                                 f"(retry time {self.retry_time:g} s)"
                 if asked is not None and elapsed + pause > self.retry_time:
@@ -207,7 +210,7 @@ class Endpoint:
             if phase == "connect":
                 raise _Retry(f"no connection within {self.connect_timeout:g} s (connect timeout)", "timeout") \
                     from None
-            raise _Retry(f"no complete reply within {timeout:g} s (request timeout)", "timeout") from None
+            raise _Retry(f"no complete reply within {timeout:.2g} s (request timeout)", "timeout") from None
         except socket.gaierror as err:
             raise _Refuse(f"cannot resolve the host {parts.hostname!r} ({err.strerror})") from None
         except ConnectionRefusedError:
@@ -217,7 +220,7 @@ class Endpoint:
             if self._closed.is_set():
                 raise Interrupted(f"{self.url}: closed") from None
             if expired.is_set():
-                raise _Retry(f"no complete reply within {timeout:g} s (request timeout)", "timeout") from None
+                raise _Retry(f"no complete reply within {timeout:.2g} s (request timeout)", "timeout") from None
             if isinstance(err, OSError) and phase == "connect":
                 raise _Retry(f"cannot connect ({err.strerror or err})", "connection error") from None
             detail = "closed before its reply was complete" if isinstance(
@@ -307,7 +310,7 @@ class Endpoint:
     def _same_tokenizer(self, tokenizer, model_dir: str) -> None:
         try:
             theirs = self.request("/tokenize", {"model": self.model, "prompt": PROBE, "add_special_tokens": False},
-                                  retry=False).get("tokens")
+                                  retry=False, counted=False).get("tokens")
         except InputError:
             return  # the server has no /tokenize (not vLLM): token-id prompts are all we can do
         ours = tokenizer(PROBE, add_special_tokens=False)["input_ids"]

@@ -1,0 +1,169 @@
+"""Test helpers: an OpenAI-compatible stand-in server in this process that misbehaves on purpose, one fault at a time,
+and the check of a one-line refusal. (The stand-in run as its own process, as `--serve` starts one, is
+`tests/fixtures/stand_in_server.py`; a real vLLM is `tests/test_serving.py`.)
+
+    with FaultyServer(model_dir, fault="no-text", times=2) as server:   # the first 2 POSTs fault, then good replies
+        cli(["generate", ..., "--endpoint", server.url])
+        server.posts                                                      # completion and chat requests
+
+Faults (on completions and chat; the model list always answers, /tokenize never): hang (accepts, never answers), trickle (a
+byte at a time, never finishing), not-json, html, empty-body, no-choices, no-text, wrong-type, bad-utf8, cut (closed
+mid-body), reset (closed before any reply), 429 (with Retry-After), 503, 400, no-content and content-int (chat),
+empty-text (a valid empty answer). `after=N` lets N requests through before the fault starts. Good replies: a
+completion's text is drawn from its seed; a chat reply follows `judge`: grade, a, b, tie, none, alternate (a grade
+for even-numbered requests, none for odd) or a-or-none (alike, with "Output (a)"). Bound to 127.0.0.1; stopped on exit or after `lifetime` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):  # a client that hung up mid-fault is the point of the fault
+        pass
+
+
+class FaultyServer:
+    def __init__(self, model: str, fault: str | None = None, times: int | None = None, after: int = 0,
+                 judge: str = "grade", retry_after: str = "1", lifetime: float = 120.0):
+        self.model, self.fault, self.times, self.after = str(model), fault, times, after
+        self.judge, self.retry_after, self.lifetime = judge, retry_after, lifetime
+        self.posts = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def __enter__(self) -> FaultyServer:
+        self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self._timer = threading.Timer(self.lifetime, self.stop)  # a bounded lifetime, whatever the test does
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        self._stop.set()  # releases hanging handlers
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _faulty(self) -> tuple[int, bool]:
+        with self._lock:
+            self.posts += 1
+            n = self.posts
+        faulty = self.fault is not None and n > self.after and (self.times is None or n <= self.after + self.times)
+        return n, faulty
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def send(self, code: int, data: bytes, ctype: str = "application/json", headers: dict | None = None,
+                     length: int | None = None) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data) if length is None else length))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+
+            def do_GET(self):
+                if self.path == "/v1/models":
+                    return self.send(200, json.dumps({"data": [{"id": server.model, "root": server.model}]}).encode())
+                self.send(404, b'{"message": "not found"}')
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path not in ("/v1/completions", "/v1/chat/completions"):  # /tokenize: not vLLM
+                    return self.send(404, b'{"message": "not found"}')
+                n, faulty = server._faulty()
+                if faulty:
+                    return self.fault(server.fault, body)
+                if self.path == "/v1/completions":
+                    rng = random.Random(f"{body.get('seed')}-{sum(body['prompt'])}")
+                    text = " " + " ".join(rng.choice("red green blue amber violet".split()) for _ in range(3))
+                    return self.send(200, json.dumps({"choices": [{"text": text, "prompt_token_ids": body["prompt"]}],
+                                                      "usage": {"completion_tokens": 3}}).encode())
+                judge = {"alternate": "grade", "a-or-none": "a"}.get(server.judge, server.judge) if n % 2 == 0 else \
+                    "none" if server.judge in ("alternate", "a-or-none") else server.judge
+                answer = {"grade": f"Fine. Rating: [[{1 + len(body['messages'][-1]['content']) % 10}]]",
+                          "a": "Output (a)", "b": "Output (b)", "tie": "Tie.", "none": "I cannot decide."}[judge]
+                self.send(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode())
+
+            def fault(self, fault: str, body: dict) -> None:
+                chat = self.path.endswith("chat/completions")
+                if fault == "hang":
+                    server._stop.wait()
+                    return
+                if fault == "trickle":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    while not server._stop.wait(0.05):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    return
+                if fault in ("cut", "reset"):
+                    if fault == "cut":
+                        self.send(200, b'{"choices": [{"te', length=200)  # promised 200 bytes, sent 16
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault in ("429", "503", "400"):
+                    return self.send(int(fault), b'{"error": {"message": "not now"}}',
+                                     headers={"Retry-After": server.retry_after} if fault == "429" else None)
+                replies = {
+                    "not-json": b'{"choices": [{"text": "half',
+                    "html": b"<!DOCTYPE html><html><body>Welcome to nginx!</body></html>",
+                    "empty-body": b"",
+                    "no-choices": b'{"choices": []}',
+                    "no-text": b'{"choices": [{"index": 0, "message": {"content": "chat"}}]}' if not chat else
+                               b'{"choices": [{"index": 0, "text": "completion"}]}',
+                    "wrong-type": b'{"choices": [{"text": 42, "message": {"content": ["x"]}}]}',
+                    "bad-utf8": b'{"choices": [{"text": "\xff\xfe", "message": {"content": "\xff"}}]}',
+                    "no-content": b'{"choices": [{"message": {"role": "assistant", "content": null}}]}',
+                    "content-int": b'{"choices": [{"message": {"role": "assistant", "content": 7}}]}',
+                    "empty-text": b'{"choices": [{"text": "", "message": {"content": ""}}]}',
+                }
+                self.send(200, replies[fault], ctype="text/html" if fault == "html" else "application/json")
+
+        return Handler
+
+
+def one_line_error(capsys, argv: list[str], needle: str) -> str:
+    """Run the CLI; it must refuse with exit 2 and one line (no traceback) holding `needle`."""
+    from rapref.cli import main as cli
+
+    capsys.readouterr()
+    code = cli(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (argv, err)
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert needle in err, err
+    return err
+
+
+def wait_for(condition, timeout: float = 60.0, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return False
