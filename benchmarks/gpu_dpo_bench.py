@@ -171,6 +171,26 @@ def first_loss_from_logps(logps: dict, beta: float) -> float | None:
     return float(-F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean())
 
 
+LLAMA_GLOBALS = ("LlamaRMSNorm", "LlamaMLP", "apply_rotary_pos_emb")
+
+
+def llama_module_state() -> dict:
+    """What Liger's patch replaces in transformers' Llama module (and leaves replaced for every later model of the
+    process): saved before a configuration and put back after it, so each one starts from transformers' own."""
+    from transformers.models.llama import modeling_llama
+
+    return {name: getattr(modeling_llama, name) for name in LLAMA_GLOBALS} | {
+        "LlamaForCausalLM.forward": modeling_llama.LlamaForCausalLM.forward}
+
+
+def restore_llama_module(state: dict) -> None:
+    from transformers.models.llama import modeling_llama
+
+    for name in LLAMA_GLOBALS:
+        setattr(modeling_llama, name, state[name])
+    modeling_llama.LlamaForCausalLM.forward = state["LlamaForCausalLM.forward"]
+
+
 def run_config(name: str, folder: Path, pairs: int, steps: int, max_length: int, splits, tok, device: str) -> tuple:
     import torch
     from peft import LoraConfig
@@ -324,12 +344,15 @@ def main() -> None:
             if name.startswith("trl-liger") and not _version("liger-kernel"):
                 size["results"].append({"config": name, "skipped": "liger-kernel is not installed"})
                 continue
+            state = llama_module_state()
             try:
                 result, captured = run_config(name, folder, pairs, steps, max_length, splits, tok, args.device)
             except Exception as err:  # noqa: BLE001 - one configuration's failure is recorded, the others run
                 size["results"].append({"config": name, "error": f"{type(err).__name__}: {str(err)[:400]}"})
                 _write(out, report)
                 continue
+            finally:
+                restore_llama_module(state)
             if cuda:
                 result["peak_estimate_gib"] = estimate_for(result, shape, vocab, pairs, max_length)
             kind = "lora" if result["lora"] else "full"

@@ -368,6 +368,15 @@ def build_trainer(cfg: TrainConfig, args, model, tokenizer, splits):
     trainer_class = algorithm.trainer_class()
     if not algorithm.packable:
         return trainer_class(**kwargs)
+    trainer = _packed_or_padded(cfg, trainer_class, kwargs, model)
+    from rapref.train.cuda_defaults import match_reference_kernels
+
+    match_reference_kernels(trainer)  # Liger on the policy: the reference runs on the same kernels
+    return trainer
+
+
+def _packed_or_padded(cfg: TrainConfig, trainer_class, kwargs: dict, model):
+    """The DPO trainer with rapref's packed forward where the packing gate allows it, TRL's padded path otherwise."""
     import torch
 
     from rapref.train.packing import packed_heads
