@@ -154,6 +154,8 @@ def main() -> None:
 
     import torch
 
+    from record import machine
+
     from rapref.provenance import provenance
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -165,7 +167,8 @@ def main() -> None:
     results = [variant(attn, lora, args.tiny, args.device) for attn in attentions for lora in (False, True)]
     device = torch.cuda.get_device_name(0) if torch.device(args.device).type == "cuda" else "cpu"
     report = {"command": " ".join(["python", "benchmarks/gpu_packing_check.py", *sys.argv[1:]]), "device": device,
-              "tiny": args.tiny, "model": "tiny Llama" if args.tiny else "SmolLM2-135M-shaped Llama (random weights)",
+              "machine": machine(), "tiny": args.tiny,
+              "model": "tiny Llama" if args.tiny else "SmolLM2-135M-shaped Llama (random weights)",
               "batch": "8 pairs, TRL's padded layout", "results": results, **provenance()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

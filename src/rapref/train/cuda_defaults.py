@@ -30,6 +30,8 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 
+from rapref.train.algorithms import ALGORITHMS
+
 # Activation bytes saved per position per layer without checkpointing (bf16 autocast, sdpa), as
 # BYTES_PER_HIDDEN * hidden_size + BYTES_PER_INTERMEDIATE * intermediate_size: fitted on two H200 peaks of TRL 1.16's
 # DPOTrainer (SmolLM2-135M shape, 32 pairs x 1024: 52.3 GiB; 1.7B shape, 16 pairs x 1024: 109.6 GiB).
@@ -72,10 +74,15 @@ def peak_estimate(n_params: int, text_config, pairs: int, max_length: int, *, fu
     return int(states + activations * (1 if bf16 else 2))
 
 
+def _dpo_trainer(algorithm: str) -> bool:
+    """True when `algorithm` trains with TRL's DPOTrainer (the trainer the kernels and precompute were measured with)."""
+    return ALGORITHMS[algorithm].trainer == "trl:DPOTrainer"
+
+
 def liger_refusal(model_type: str, algorithm: str, packing: bool | None, installed: bool | None = None,
                   patched_types=None) -> str | None:
     """Why Liger's kernels stay off for this run; None when they go on."""
-    if algorithm != "dpo":
+    if not _dpo_trainer(algorithm):
         return f"measured with TRL's DPOTrainer only, not algorithm.name={algorithm}"
     if packing:
         return "training.packing=true replaces the forward Liger would patch"
@@ -110,7 +117,7 @@ def choose(cfg, model, device_memory: int | None = None, liger_installed: bool |
     n_params = sum(p.numel() for p in model.parameters())
     pairs, max_length = t.get("per_device_train_batch_size", 8), t.get("max_length", 1024) or 1024
     full = not cfg.lora.enabled
-    has_reference = cfg.algorithm.name in ("dpo", "kto")
+    has_reference = ALGORITHMS[cfg.algorithm.name].reference_model
     if device_memory is None:
         import torch
 
@@ -119,7 +126,7 @@ def choose(cfg, model, device_memory: int | None = None, liger_installed: bool |
     bf16 = t.get("bf16", True)
     epochs, max_steps = t.get("num_train_epochs", 3.0), t.get("max_steps", -1)
     precompute = t.get("precompute_ref_log_probs")
-    if precompute is None and cfg.algorithm.name == "dpo" and not t.get("sync_ref_model") and not t.get("packing"):
+    if precompute is None and _dpo_trainer(cfg.algorithm.name) and not t.get("sync_ref_model") and not t.get("packing"):
         if max_steps <= 0 and epochs > 1:
             out.set("precompute_ref_log_probs", True, False,
                     f"{epochs:g} epochs: the reference log-probs are computed once, up front, not once per epoch")
