@@ -29,7 +29,7 @@ def test_goal_layout_lives_in_goals():
 def test_prompt_tokens_come_from_prompting():
     """Chat templates are applied to policy prompts only in prompting.py (the reward model scorer renders its own
     input with the reward model's template)."""
-    assert offenders(r"apply_chat_template\(", ("prompting.py", "evaluate/scorers.py", CARD)) == []
+    assert offenders(r"(?<!def )apply_chat_template\(", ("prompting.py", "evaluate/scorers.py", CARD)) == []  # calls
 
 
 CARD = "train/card.py"  # the model card's usage example is code for the model's users, not a rapref code path

@@ -38,6 +38,8 @@ COMMANDS = {
                  "measure unlearning, implicit-reward accuracy and controllability of a trained policy"),
     "export": ("rapref.commands.evaluate", "add_export_arguments", "run_export",
                "write answers for the AlpacaEval / MT-Bench / Arena-Hard judges; print an lm-eval command"),
+    "lm-eval": ("rapref.commands.lm_eval", "add_arguments", "run",
+                "lm-evaluation-harness with the policy's goal applied (lm-eval's own flags, model `rapref`)"),
     "prompts": ("rapref.commands.prompts", "add_arguments", "run",
                 "compose IFEval-style prompts from the official instruction registry (train / test, disjoint)"),
     "onpolicy": ("rapref.commands.onpolicy", "add_arguments", "run",
@@ -155,10 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
         warnings.filterwarnings("ignore", category=UserWarning, module=module)
     parser, runners = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lm-eval"] and argv[1:2] not in (["-h"], ["--help"]):  # lm-eval's flags, handed on as given
+        args = argparse.Namespace(command="lm-eval", lm_eval_args=argv[1:])
+    else:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:
+            return int(exit_.code or 0)
     if not args.command:
         parser.print_help()
         return 0

@@ -83,6 +83,17 @@ def prompt_ids(tokenizer, prompt) -> list[int]:
     return list(_tokenize(tokenizer, prompt)["input_ids"])
 
 
+def prompt_text(tokenizer, prompt, continue_final: bool = False) -> str:
+    """The prompt as the text the model reads: the chat template applied with its generation prompt (or, with
+    `continue_final`, left open after a final assistant message to be continued), or the plain text. For tools that
+    tokenize text themselves (lm-eval): encoded without added special tokens it gives `prompt_ids`."""
+    prompt = model_input(prompt, tokenizer)
+    if is_conversation(prompt):
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=not continue_final,
+                                             continue_final_message=continue_final)
+    return prompt
+
+
 def tokenize_pair(tokenizer, prompt, completion) -> tuple[list[int], list[int]]:
     """(prompt ids, completion ids) exactly as TRL's DPOTrainer builds them for one side of a pair: text responses
     end with EOS; the completion starts where prompt and prompt+completion tokenizations diverge."""
