@@ -52,12 +52,19 @@ def test_same_input_settings_and_seed_give_identical_files(tmp_path):
         assert (tmp_path / "a" / split).read_bytes() == (tmp_path / "b" / split).read_bytes()
 
 
-def test_existing_output_needs_overwrite(tmp_path):
+def test_existing_output_is_reused_with_the_same_settings_and_refused_with_others(tmp_path):
     src = write(tmp_path, synthetic_rows())
     main(cfg(src, tmp_path / "out"))
-    with pytest.raises(InputError, match="--overwrite"):
-        main(cfg(src, tmp_path / "out"))
-    main(cfg(src, tmp_path / "out", overwrite=True))
+    made = (tmp_path / "out" / SPLIT_FILES["train"]).stat().st_mtime_ns
+    again = main(cfg(src, tmp_path / "out"))  # a page run twice, or after the README: the same output, kept
+    assert "reused" in again["notes"][0]
+    assert (tmp_path / "out" / SPLIT_FILES["train"]).stat().st_mtime_ns == made
+    with pytest.raises(InputError, match=r"give a fresh --out \(e\.g\. .*out-2\); --overwrite deletes it"):
+        main(cfg(src, tmp_path / "out", relabel=RelabelOptions(ties="drop")))
+    main(cfg(src, tmp_path / "out", relabel=RelabelOptions(ties="drop"), overwrite=True))
+    src.write_text(src.read_text().replace("careful", "careless"))  # changed input: never reused
+    with pytest.raises(InputError, match="fresh --out"):
+        main(cfg(src, tmp_path / "out", relabel=RelabelOptions(ties="drop")))
 
 
 def test_interrupted_write_leaves_no_half_folder(tmp_path, monkeypatch):

@@ -109,7 +109,9 @@ def test_strict_mode_stops_at_first_bad_row(tmp_path, capsys):
 
 def test_everything_dropped_is_an_error_not_an_empty_dataset(tmp_path, capsys):
     src = write_jsonl(tmp_path / "e.jsonl", [good(0, score_chosen=99)])
-    code, err = run([src, "--out", tmp_path / "out"], capsys)
+    code, err = run([src, "--out", tmp_path / "out"], capsys)  # out of scale: stops, saying what to pass
+    assert_one_line_error(code, err, "1 of 1 rows have a score outside the scale", "--score-mapping quantile")
+    code, err = run([src, "--out", tmp_path / "out", "--out-of-scale", "drop"], capsys)
     assert_one_line_error(code, err, "no usable training pairs", "score_outside_scale")
     assert not (tmp_path / "out").exists()
 

@@ -32,8 +32,11 @@ from rapref.io import (InputError, atomic_path, fingerprint, iter_arrow_tables, 
                        write_json_atomic)
 from rapref.outputs import claim_output, finish_output, output_lock
 from rapref.provenance import provenance
-from rapref.relabel import RelabelOptions, condition_on, make_copy, plan_relabel, unconditioned
+from rapref.relabel import RelabelOptions, condition_on, make_copy, orient_pairs, plan_relabel, unconditioned
 from rapref.schemas import SchemaOptions, detect_schema, load_pairs
+from rapref.schemas.base import OUT_OF_SCALE_AUTO_SHARE
+from rapref.schemas.pairs import FLAT_LAYOUTS, maps_scores
+from rapref.schemas.scores import map_pair_scores
 
 SPLIT_FILES = {split: f"data/{split}-00000-of-00001.parquet" for split in ("train", "test", "test_goal")}
 
@@ -55,7 +58,11 @@ class AugmentConfig:
 
 
 def main(cfg: AugmentConfig) -> dict:
-    """Run the stage and return its summary."""
+    """Run the stage and return its summary. A finished augment folder made from the same input (by content) with
+    the same settings is reused as it is (`summary["reused"]`); other settings are refused by `claim_output`."""
+    reused = None if cfg.overwrite else _same_augment(cfg)
+    if reused is not None:
+        return reused
     out = claim_output(cfg.out, "augment", overwrite=cfg.overwrite, inputs=(cfg.source,))
     with output_lock(out):
         claim_output(out, "augment", overwrite=cfg.overwrite, inputs=(cfg.source,))  # again, now that we hold it
@@ -64,11 +71,35 @@ def main(cfg: AugmentConfig) -> dict:
             tables, spec, summary = augment_loaded(*fast, cfg, source=cfg.source)
         else:
             rows = read_rows(cfg.source, cfg.split, cfg.revision)
-            schema = cfg.schema or detect_schema(rows, cfg.source)
+            schema = cfg.schema or detect_schema(rows, cfg.source, cfg.schema_options)
             tables, spec, summary = augment_rows(rows, schema, cfg, source=cfg.source)
         summary["input"] = {"source": cfg.source, "fingerprint": fingerprint(cfg.source), "split": cfg.split,
                             "revision": cfg.revision}
         write_dataset(out, tables, summary, spec)
+    return summary
+
+
+def _same_augment(cfg: AugmentConfig) -> dict | None:
+    """The summary of the finished output at `cfg.out` when it was made from this input with these settings."""
+    from rapref.outputs import is_finished_output
+
+    out = Path(cfg.out)
+    try:
+        if not is_finished_output(out) or not is_augment_folder(out):
+            return None
+        if not Path(cfg.source).exists():  # a hub id names no content: made again
+            return None
+        summary = json.loads((out / "summary.json").read_text())
+        saved, wanted = dict(summary.get("settings") or {}), json.loads(json.dumps(_settings(cfg)))
+        saved.pop("overwrite", None), wanted.pop("overwrite", None)
+        same = saved == wanted and \
+            summary.get("input", {}).get("fingerprint") == fingerprint(cfg.source) and \
+            summary.get("input", {}).get("split") == cfg.split and summary.get("input", {}).get("revision") == cfg.revision
+    except (OSError, ValueError, InputError):
+        return None
+    if not same:
+        return None
+    summary["notes"] = [f"{out} already holds this output (same input and settings): reused"] + summary["notes"]
     return summary
 
 
@@ -80,7 +111,7 @@ def augment_dataset(dataset, cfg: AugmentConfig, schema: str | None = None) -> t
         rows = {k: (v.to_list() if hasattr(v, "to_list") else list(v)) for k, v in dataset.items()}
     else:
         raise TypeError("expected a datasets.Dataset, DatasetDict or {split: rows}")
-    schema = schema or cfg.schema or detect_schema(rows, "<in-memory dataset>")
+    schema = schema or cfg.schema or detect_schema(rows, "<in-memory dataset>", cfg.schema_options)
     tables, _, summary = augment_rows(rows, schema, cfg, source="<in-memory dataset>")
     return {split: t.table() if isinstance(t, TrainCopies) else t for split, t in tables.items()}, summary
 
@@ -112,7 +143,7 @@ def _load_blocks(blocks, cfg: AugmentConfig):
     for table in blocks:
         if table.num_rows == 0:
             continue
-        schema = schema or detect_schema({"train": table.slice(0, 1).to_pylist()}, cfg.source)
+        schema = schema or detect_schema({"train": table.slice(0, 1).to_pylist()}, cfg.source, cfg.schema_options)
         loaded = arrow_pairs.load(table, schema, cfg.schema_options, cfg.source, offset=rows, drops=drops)
         if loaded is None or (parts and loaded.pairs["train"].schema != parts[0].schema):
             return None  # a form only the per-row loader reads, or blocks that disagree on it
@@ -139,18 +170,34 @@ def augment_loaded(loaded, rows_in: int, schema: str, cfg: AugmentConfig, source
     pairs = {split: p if isinstance(p, pa.Table) else pa.Table.from_pylist(p) for split, p in loaded.pairs.items()}
     loaded.pairs.clear()
     notes = list(loaded.notes)
+    check_out_of_scale(loaded.drops, rows_in, options, loaded.scale, source)
+    inverted = 0
+    for split in list(pairs):  # chosen scored below rejected: the stated rule (--inverted), counted
+        pairs[split], count = orient_pairs(pairs[split], cfg.relabel.inverted)
+        inverted += count
+        if count and cfg.relabel.inverted == "drop":
+            _count_inverted_drops(loaded.drops, count)
     if "train" not in pairs or pairs["train"].num_rows == 0:
         raise InputError(f"{source}: no usable training pairs after cleaning "
                          f"(dropped: {dict(loaded.drops.counts) or 'none'})")
     if "test" not in pairs:
         pairs["train"], pairs["test"], note = hold_out(pairs["train"], options.test_size, options.seed)
         notes.append(note)
+    mapping = loaded.extra.get("score_mapping")
+    if schema in FLAT_LAYOUTS and maps_scores(options):  # reward-model scores onto the goal scale, fitted on train
+        pairs, mapping = map_pair_scores(pairs, loaded.scale, options.score_mapping, options.goal_precision)
+        notes.append(f"scores ({mapping['raw_range'][0]:g} to {mapping['raw_range'][1]:g}) mapped onto "
+                     f"{_scale_text(loaded.scale)} by {options.score_mapping}, fitted on the "
+                     f"{mapping['fitted_on']} train scores")
     spec = GoalSpec(scale=loaded.scale, placement=cfg.placement, header=cfg.header, line=cfg.line,
                     attributes=loaded.attributes, style=cfg.style)
     rows_kept, pair_counts = _rows_kept(pairs.values()), {split: p.num_rows for split, p in pairs.items()}
     tables = {split: to_table(pairs.pop(split), spec.placement) for split in list(pairs)}
     histogram = score_histogram(tables["train"])
     kept, copies, relabel_stats = plan_relabel(tables.pop("train"), cfg.relabel)
+    pair_checks = {"inverted": inverted, "inverted_rule": cfg.relabel.inverted,
+                   "ties": relabel_stats["ties"], "ties_rule": cfg.relabel.ties}
+    notes += _plain_pair_notes(cfg.relabel, pair_checks)
     top = {a: spec.top for a in spec.attributes} if len(spec.attributes) > 1 else spec.top
     out_tables = {"train": TrainCopies(kept, copies, spec)}
     if tables.get("test") is not None and tables["test"].num_rows:
@@ -165,14 +212,61 @@ def augment_loaded(loaded, rows_in: int, schema: str, cfg: AugmentConfig, source
         "drop_examples": loaded.drops.examples,
         "pairs": pair_counts,
         "relabel": relabel_stats,
+        "pair_checks": pair_checks,
+        "score_mapping": mapping,
         "rows_out": {split: t.num_rows for split, t in out_tables.items()},
         "score_histogram": histogram,
         "goal": spec.to_json(),
         "settings": _settings(cfg),
-        "notes": notes + [f"{k}: {v}" for k, v in loaded.extra.items()],
+        "notes": notes + [f"{k}: {v}" for k, v in loaded.extra.items() if k != "score_mapping"],
         "provenance": provenance(),
     }
     return out_tables, spec if cfg.relabel.mode in ("relabeled", "half", "positive") else None, summary
+
+
+def check_out_of_scale(drops, rows_in: int, options: SchemaOptions, scale, source: str) -> None:
+    """Rows whose scores lie outside the scale are dropped and counted only while they are few (`auto`: at most
+    `OUT_OF_SCALE_AUTO_SHARE` of the rows read) or when asked (`drop`); otherwise the run stops with one line that says
+    what to pass: scores on another scale are never the default reason to lose most of a dataset."""
+    count = drops.counts.get("score_outside_scale", 0)
+    rule = options.out_of_scale
+    if not count or rule == "drop" or (rule == "auto" and count <= OUT_OF_SCALE_AUTO_SHARE * rows_in):
+        return
+    first = drops.examples["score_outside_scale"][0].split(": ", 1)[-1]
+    scale_text = _scale_text(scale)
+    raise InputError(f"{source}: {count} of {rows_in} rows have a score outside the scale {scale_text} (first: "
+                     f"{first}); for reward-model scores pass --score-mapping quantile (maps them onto {scale_text}, "
+                     "fitted on the training split), to declare their scale pass --scale LOW-HIGH (e.g. --scale -5,5), "
+                     "or to drop those rows pass --out-of-scale drop")
+
+
+def _scale_text(scale) -> str:
+    from rapref.goals import format_score
+
+    lo, hi = (format_score(s) for s in scale)
+    return f"{lo} to {hi}" if min(scale) < 0 else f"{lo}-{hi}"
+
+
+def _count_inverted_drops(drops, count: int) -> None:
+    """`--inverted drop`: each dropped pair counted under its reason (one pair per input row in flat layouts)."""
+    drops.counts["inverted_pair"] += count
+    drops.examples.setdefault("inverted_pair", [])
+    drops.examples["inverted_pair"].append(f"{drops.source}: {count} pairs whose chosen scored below the rejected "
+                                           "(--inverted drop)")
+
+
+def _plain_pair_notes(options: RelabelOptions, checks: dict) -> list[str]:
+    """Plain pairs (`original`, `duplicated`) train chosen over rejected whatever the scores say: say so."""
+    notes = []
+    if options.mode not in ("original", "duplicated"):
+        return notes
+    if checks["inverted"] and options.inverted == "keep":
+        notes.append(f"{checks['inverted']} pairs train with a chosen answer scored below its rejected one "
+                     "(--inverted keep); --inverted swap (the default) trains each the way its scores point")
+    if checks["ties"] and options.ties == "keep":
+        notes.append(f"{checks['ties']} tied pairs train chosen over rejected though their scores are equal "
+                     "(--ties keep); --ties drop leaves them out")
+    return notes
 
 
 WRITE_BLOCK_ROWS = 1 << 17  # pairs per block of the relabeled training split, as it is written

@@ -42,6 +42,8 @@ COMMANDS = {
                           "write an alpaca_eval annotator config that asks rapref's pairwise judge question"),
     "lm-eval": ("rapref.commands.lm_eval", "add_arguments", "run",
                 "lm-evaluation-harness with the policy's goal applied (lm-eval's own flags, model `rapref`)"),
+    "show": ("rapref.commands.show", "add_arguments", "run",
+             "print a few rows of a rapref folder or file as the model sees them (goal text, chat template)"),
     "prompts": ("rapref.commands.prompts", "add_arguments", "run",
                 "compose IFEval-style prompts from the official instruction registry (train / test, disjoint)"),
     "onpolicy": ("rapref.commands.onpolicy", "add_arguments", "run",
@@ -71,8 +73,13 @@ class Parser(argparse.ArgumentParser):
     for a mistyped flag or command."""
 
     def __init__(self, *args, **kwargs):
+        import re
+
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # A value that starts with a minus and a digit is a value, not a flag: `--scale -3-5`, `--scale -3,5`
+        # (argparse's own rule takes only plain negative numbers such as -3).
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)} (see {self.prog} --help)\n")

@@ -86,10 +86,22 @@ class GoalSpec:
     def top(self) -> float:
         return self.scale[1]
 
+    def header_text(self) -> str:
+        """The header with the scale written in: "1-10"; a scale with a negative end reads "-3 to 5" where the
+        header writes "{lo}-{hi}" ("-3-5" would read as a subtraction).
+
+        >>> GoalSpec(scale=(-3, 5), header="scale {lo}-{hi}, {lo} lowest").header_text()
+        'scale -3 to 5, -3 lowest'
+        """
+        lo, hi = (format_score(s) for s in self.scale)
+        header = self.header
+        if min(self.scale) < 0:
+            header = header.replace("{lo}-{hi}", "{lo} to {hi}")
+        return header.format(lo=lo, hi=hi)
+
     def text(self, score: float | dict[str, float]) -> str:
         """The goal text for one score, or for several named attribute scores (multi-attribute goals)."""
-        lo, hi = (format_score(s) for s in self.scale)
-        head = self.header.format(lo=lo, hi=hi)
+        head = self.header_text()
         if isinstance(score, dict):
             lines = [self.line.format(name=name, score=self.render_score(score[name])) for name in self.attributes]
         else:
@@ -273,8 +285,7 @@ def split_goal(text: str, spec: GoalSpec | None) -> tuple[str, str, str]:
     """
     if spec is None or spec.placement == "system":
         return "", text, ""
-    lo, hi = (format_score(s) for s in spec.scale)
-    header = spec.header.format(lo=lo, hi=hi)
+    header = spec.header_text()
     if spec.placement == "user" and text.startswith(header):
         cut = text.find(spec.separator, len(header))
         if cut >= 0:
@@ -287,12 +298,21 @@ def split_goal(text: str, spec: GoalSpec | None) -> tuple[str, str, str]:
     return "", text, ""
 
 
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_SCALE = re.compile(rf"[\s\[(]*({_NUMBER})\s*(?:\.\.|to|-|,|:|;|/|\s)\s*({_NUMBER})[\s\])]*", re.I)
+
+
 def scale_field(value) -> tuple[float, float]:
-    """Parse a scale given as '1-10', '0,4', '1:5' or a pair of numbers; the low end must come first."""
+    """Parse a scale given as '1-10', '0,4', '1:5', '1..5', '1 to 5', '[-3, 5]' or a pair of numbers; either end may
+    be negative ('-3-5', '-3,5', '-3:5', '-5--1'). The low end must come first.
+
+    >>> scale_field("-3-5"), scale_field("[-3, 5]"), scale_field("-5--1"), scale_field("1 to 10")
+    ((-3.0, 5.0), (-3.0, 5.0), (-5.0, -1.0), (1.0, 10.0))
+    """
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(-?[\d.]+)\s*[-,:]\s*(-?[\d.]+)\s*", value)
+        match = _SCALE.fullmatch(value)
         if not match:
-            raise InputError(f"cannot read a score scale from {value!r}; write it as LOW-HIGH, e.g. 1-10")
+            raise InputError(f"cannot read a score scale from {value!r}; write it as LOW-HIGH, e.g. 1-10 or -3,5")
         lo, hi = float(match.group(1)), float(match.group(2))
     else:
         lo, hi = (float(v) for v in value)

@@ -91,8 +91,21 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
         if continue_unfinished and _command_of(out) == command:
             return out
         raise InputError(f"{out}: holds an unfinished rapref `{_command_of(out)}` output (a run was interrupted); "
-                         "pass --overwrite to replace it" + (" or --resume to continue it" if command == "train" else ""))
-    raise InputError(f"{out}: already holds a rapref `{_command_of(out)}` output; pass --overwrite to replace it")
+                         + ("pass --resume to continue it, " if command == "train" else "")
+                         + f"give a fresh --out (e.g. {fresh_name(out)}), or pass --overwrite to delete it and start "
+                           "over")
+    raise InputError(f"{out}: already holds a finished rapref `{_command_of(out)}` output; to keep it, give a fresh "
+                     f"--out (e.g. {fresh_name(out)}); --overwrite deletes it and starts over")
+
+
+def fresh_name(out: str | Path) -> str:
+    """The first of OUT-2, OUT-3, ... that does not exist (a file keeps its extension: gen-2.jsonl)."""
+    out = Path(out)
+    for k in range(2, 1000):
+        candidate = out.with_name(f"{out.stem}-{k}{out.suffix}") if out.suffix else out.with_name(f"{out.name}-{k}")
+        if not candidate.exists():
+            return str(candidate)
+    return str(out.with_name(f"{out.name}-new"))
 
 
 def begin_output(folder: str | Path, command: str) -> None:
@@ -192,7 +205,8 @@ def claim_output_file(out: str | Path, command: str, *, overwrite: bool = False,
         raise InputError(f"{out}: exists and was not written by rapref (or was changed since); choose a new file "
                          "(rapref never replaces files it did not write, even with --overwrite)")
     if not overwrite:
-        raise InputError(f"{out}: already exists; pass --overwrite to replace it")
+        raise InputError(f"{out}: already exists (a finished rapref `{command}` output); to keep it, give a fresh "
+                         f"--out (e.g. {fresh_name(out)}); --overwrite replaces it")
     return out
 
 

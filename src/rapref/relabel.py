@@ -33,6 +33,7 @@ from rapref.goals import GoalSpec, write_goal
 from rapref.io import InputError
 
 TIE_POLICIES = ("keep", "drop")
+INVERTED_POLICIES = ("swap", "drop", "keep")
 MODES = ("relabeled", "half", "positive", "original", "duplicated")
 OUTPUT_COLUMNS = ["prompt", "chosen", "rejected", "source_id", "copy", "goal", "score_chosen", "score_rejected"]
 
@@ -45,10 +46,13 @@ class RelabelOptions:
     # | positive (positive copies only: no flipped pairs, output as large as the input)
     # | original (the plain pairs, no goal: the DPO baseline) | duplicated (original pairs twice: same steps)
     seed: int = 0
+    inverted: str = "swap"  # pairs whose chosen scores below its rejected: swap the two, drop the pair, or keep it
 
     def __post_init__(self) -> None:
         if self.ties not in TIE_POLICIES:
             raise InputError(f"ties must be one of {TIE_POLICIES}, got {self.ties!r}")
+        if self.inverted not in INVERTED_POLICIES:
+            raise InputError(f"inverted must be one of {INVERTED_POLICIES}, got {self.inverted!r}")
         if self.min_gap < 0:
             raise InputError(f"min_gap must be >= 0, got {self.min_gap}")
         if self.mode not in MODES:
@@ -64,6 +68,37 @@ def relabel(pairs: pa.Table, spec: GoalSpec, options: RelabelOptions = RelabelOp
     """
     kept, copies, stats = plan_relabel(pairs, options)
     return pa.concat_tables([make_copy(kept, spec, copy) for copy in copies]), stats
+
+
+def orient_pairs(pairs: pa.Table, rule: str = "swap") -> tuple[pa.Table, int]:
+    """Inverted pairs (chosen scored below rejected) made to agree with their own scores. Returns (table, count).
+
+    `swap`: chosen and rejected (texts, scores, attributes) trade places, so chosen is the higher-scored answer;
+    `drop`: the pair is left out; `keep`: left as it is. Relabeled copies are the same either way (the two copies of a
+    pair swap roles); the rule matters for plain pairs (`original`, `duplicated`) and for `positive` / `half`.
+
+    >>> t = pa.table({"chosen": ["a", "b"], "rejected": ["x", "y"], "score_chosen": [2.0, 9.0],
+    ...               "score_rejected": [7.0, 3.0]})
+    >>> out, n = orient_pairs(t, "swap")
+    >>> n, out.to_pydict()["chosen"], out.to_pydict()["score_chosen"]
+    (1, ['x', 'b'], [7.0, 9.0])
+    """
+    inverted = pc.fill_null(pc.less(pairs["score_chosen"], pairs["score_rejected"]), False)
+    count = int(pc.sum(inverted).as_py() or 0)
+    if count == 0 or rule == "keep":
+        return pairs, count
+    if rule == "drop":
+        return pairs.filter(pc.invert(inverted)), count
+    mask = inverted.combine_chunks() if isinstance(inverted, pa.ChunkedArray) else inverted
+    out = pairs
+    for a, b in (("chosen", "rejected"), ("score_chosen", "score_rejected"),
+                 ("attributes_chosen", "attributes_rejected")):
+        if a not in pairs.column_names:
+            continue
+        col_a, col_b = pairs[a].combine_chunks(), pairs[b].combine_chunks()
+        out = out.set_column(out.column_names.index(a), a, pc.if_else(mask, col_b, col_a))
+        out = out.set_column(out.column_names.index(b), b, pc.if_else(mask, col_a, col_b))
+    return out, count
 
 
 def plan_relabel(pairs: pa.Table, options: RelabelOptions = RelabelOptions()) -> tuple[pa.Table, tuple, dict]:

@@ -8,6 +8,13 @@ from rich.table import Table
 console = Console(stderr=False)
 
 
+def format_scale(scale) -> str:
+    from rapref.goals import format_score
+
+    lo, hi = (format_score(s) for s in scale)
+    return f"{lo} to {hi}" if min(scale) < 0 else f"{lo}-{hi}"
+
+
 def print_augment_summary(summary: dict, out: str) -> None:
     table = Table(title=f"rapref augment -> {out}", show_header=True)
     table.add_column("what")
@@ -17,11 +24,28 @@ def print_augment_summary(summary: dict, out: str) -> None:
     table.add_row("rows kept", str(summary["rows_kept"]))
     for reason, count in summary["dropped_by_reason"].items():
         table.add_row(f"  dropped: {reason.replace('_', ' ')}", str(count))
-    table.add_row("ties (equal scores)", str(summary["relabel"]["ties"]))
+    checks = summary.get("pair_checks") or {}
+    if checks:
+        rule = {"swap": "swapped", "drop": "dropped", "keep": "kept as given"}[checks["inverted_rule"]]
+        table.add_row(f"inverted pairs (chosen scored lower): {rule}", str(checks["inverted"]))
+        table.add_row(f"ties (equal scores, train): {'kept' if checks['ties_rule'] == 'keep' else 'dropped'}",
+                      str(checks["ties"]))
+    else:
+        table.add_row("ties (equal scores)", str(summary["relabel"]["ties"]))
+    mapping = summary.get("score_mapping")
+    if mapping and mapping.get("method") != "none":
+        raw = mapping.get("raw_range")
+        table.add_row(f"score mapping: {mapping['method']} onto {format_scale(mapping['scale'])}"
+                      + (f" (scores {raw[0]:g} to {raw[1]:g}; train scores it was fitted on)" if raw else ""),
+                      str(mapping.get("fitted_on", "")))
     for reason, count in summary["relabel"]["dropped"].items():
         table.add_row(f"  pairs not relabeled: {reason.replace('_', ' ')}", str(count))
     for split, rows in summary["rows_out"].items():
         table.add_row(f"rows out: {split}", str(rows))
     console.print(table)
+    from rapref.progress import quiet
+
+    if quiet():  # --quiet: the table (the result) only
+        return
     for note in summary.get("notes", []):
         console.print(f"[dim]note: {note}[/dim]")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 
 from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, PLACEMENTS, STYLES, scale_field
-from rapref.relabel import MODES, TIE_POLICIES, RelabelOptions
+from rapref.relabel import INVERTED_POLICIES, MODES, TIE_POLICIES, RelabelOptions
 from rapref.schemas import SCHEMAS, SchemaOptions
-from rapref.schemas.base import PAIRINGS, SCORE_MAPPINGS
+from rapref.schemas.base import OUT_OF_SCALE, OUT_OF_SCALE_AUTO_SHARE, PAIRINGS, SCORE_MAPPINGS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a .jsonl/.json/.parquet/.csv file, a `datasets` folder, or a hub dataset id")
     p.add_argument("--out", required=True, help="output folder (a dataset TRL loads unchanged)")
-    p.add_argument("--schema", choices=sorted(SCHEMAS), help="input layout; detected from the columns if omitted")
+    p.add_argument("--schema", choices=sorted(SCHEMAS),
+                   help="input layout; detected from the columns if omitted (the column flags imply pairs)")
     p.add_argument("--split", help="read only this input split")
     p.add_argument("--revision", help="hub dataset revision")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -25,9 +26,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--goal-line", default=DEFAULT_LINE, help="one line per goal score; {name} and {score}")
     g.add_argument("--goal-style", choices=STYLES, default="digits",
                    help="how a score looks: digits (8), thermometer (#######...), opaque (<g8>)")
-    g.add_argument("--scale", type=_scale, help="declared score scale LOW-HIGH (default per schema)")
+    g.add_argument("--scale", type=_scale,
+                   help="score scale LOW-HIGH, e.g. 1-10, 0,4 or -3-5 (default per schema; 1-10 for pairs); with "
+                        "--score-mapping quantile|min-max the scale scores are mapped onto")
+    g.add_argument("--out-of-scale", choices=OUT_OF_SCALE, default="auto",
+                   help=f"rows with a score outside the scale: auto drops and counts them while they are at most "
+                        f"{OUT_OF_SCALE_AUTO_SHARE:.0%} of the rows and stops with a hint otherwise; stop; drop "
+                        "(default auto)")
     r = p.add_argument_group("relabeling")
-    r.add_argument("--ties", choices=TIE_POLICIES, default="keep", help="pairs with equal scores (default keep)")
+    r.add_argument("--ties", choices=TIE_POLICIES, default="keep",
+                   help="pairs with equal scores: keep (the two copies share a goal and cancel out, as the authors "
+                        "kept them) or drop (default keep)")
+    r.add_argument("--inverted", choices=INVERTED_POLICIES, default="swap",
+                   help="pairs whose chosen scored below the rejected: swap them (chosen = higher score), drop them, "
+                        "or keep them as given (default swap; relabeled copies are the same either way)")
     r.add_argument("--min-gap", type=float, default=0.0, help="drop pairs whose score gap is below this")
     r.add_argument("--mode", choices=MODES, default="relabeled",
                    help="relabeled (default); half: a seeded half relabeled, output as large as the input (the "
@@ -55,10 +67,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="helpsteer2: e.g. helpfulness=1,correctness=0.5 (default helpfulness only)")
     s.add_argument("--multi-attribute", action="store_true",
                    help="helpsteer2: the goal text names all five attribute scores")
-    s.add_argument("--score-mapping", choices=SCORE_MAPPINGS, default="quantile",
-                   help="multi-sample: map reward-model scores onto the scale (fitted on train only); none: the "
-                        "scores are already on the scale (e.g. verifier scores) and are used as they are")
-    s.add_argument("--goal-precision", type=int, default=0, help="multi-sample: decimals of mapped scores")
+    s.add_argument("--score-mapping", choices=SCORE_MAPPINGS,
+                   help="map reward-model scores (any sign, unbounded) onto the scale, fitted on the training split "
+                        "only: quantile (equal-count bins, one per whole score) or min-max; none: the scores are "
+                        "already on the scale and are used as they are (default: quantile for multi-sample, none "
+                        "for one-pair-per-row layouts)")
+    s.add_argument("--goal-precision", type=int, default=0, help="decimals of mapped scores (min-max)")
 
 
 def _scale(text: str):
@@ -80,7 +94,7 @@ def config_from_args(args) -> "AugmentConfig":
     schema_options = SchemaOptions(
         prompt_column=args.prompt_column, chosen_column=args.chosen_column, rejected_column=args.rejected_column,
         score_chosen_column=args.score_chosen_column, score_rejected_column=args.score_rejected_column,
-        scale=args.scale, seed=args.seed, test_size=args.test_size,
+        scale=args.scale, out_of_scale=args.out_of_scale, seed=args.seed, test_size=args.test_size,
         consistency_filter=not args.no_consistency_filter,
         exclude_sources=tuple(s for s in args.exclude_sources.split(",") if s),
         pairing=args.pairing, attribute_weights=weights, multi_attribute=args.multi_attribute,
@@ -89,7 +103,8 @@ def config_from_args(args) -> "AugmentConfig":
     return AugmentConfig(
         source=args.source, out=args.out, schema=args.schema, split=args.split, revision=args.revision,
         placement=args.placement, header=args.goal_header, line=args.goal_line, style=args.goal_style,
-        relabel=RelabelOptions(ties=args.ties, min_gap=args.min_gap, mode=args.mode, seed=args.seed),
+        relabel=RelabelOptions(ties=args.ties, min_gap=args.min_gap, mode=args.mode, seed=args.seed,
+                               inverted=args.inverted),
         schema_options=schema_options, overwrite=args.overwrite,
     )
 

@@ -8,6 +8,15 @@ from dataclasses import replace
 from rapref import dispatch
 
 
+QUICK_OUT = "runs/demo-quick"
+
+
+def default_out(args) -> str:
+    from rapref.studies.demo.run import DemoConfig
+
+    return args.out or (QUICK_OUT if args.quick else DemoConfig().out)
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     return tuple(int(s) for s in text.split(",") if s.strip())
 
@@ -17,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from rapref.goals import STYLES
 
     d, w = DemoConfig(), DemoConfig().world
-    p.add_argument("--out", default=d.out, help="run folder; finished stages of an earlier run are reused")
+    p.add_argument("--out", help=f"run folder; finished stages of an earlier run are reused (default {d.out}; "
+                                 f"{QUICK_OUT} with --quick, so a smoke run never meets a full run's folder)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run of every stage in under a minute; its numbers mean nothing (no verdicts)")
     p.add_argument("--overwrite", action="store_true",
@@ -66,7 +76,7 @@ def config_from_args(args):
     world = replace(d.world, judge_noise=args.judge_noise, judge_length_bias=args.judge_length_bias,
                     shared_mistake=args.shared_mistake, n_train_prompts=args.train_prompts,
                     n_test_prompts=args.test_prompts, generator_skills=tuple(float(s) for s in args.pool.split(",")))
-    return replace(d, out=args.out, quick=args.quick, seeds=args.seeds, workers=args.workers, kernels=args.kernels,
+    return replace(d, out=default_out(args), quick=args.quick, seeds=args.seeds, workers=args.workers, kernels=args.kernels,
                    goal_style=args.goal_style, start_goal_fraction=args.start_goal_fraction, world=world,
                    beta=args.beta, dpo_lr=args.dpo_lr, relabeled_lr=args.relabeled_lr, extra_sft_lr=args.extra_sft_lr)
 
@@ -93,7 +103,7 @@ def run(args):
         if given:
             raise InputError(f"--grid: each cell sets its own world and training; leave out the flags that set "
                              f"{', '.join(given)} (or add a cell to the grid file)")
-        out = args.out if args.out != DemoConfig().out else "runs/grid"
+        out = args.out or ("runs/grid-quick" if args.quick else "runs/grid")
         return grid(args.grid, out, workers=args.workers, quick=args.quick, overwrite=args.overwrite,
                     kernels=args.kernels)
     cfg = config_from_args(args)

@@ -47,6 +47,11 @@ def run(args) -> Path:
 
     if args.action == "card":
         return print_card(Path(args.run))
+    if args.action == "tiny" and not args.overwrite and _same_tiny(Path(args.out), _tiny_settings(args)):
+        from rapref.progress import say
+
+        say(f"rapref model tiny: {args.out} already holds this tiny model (same settings): reused")
+        return Path(args.out)
     out = claim_output(args.out, f"model {args.action}", overwrite=args.overwrite,
                        inputs=(args.run,) if args.action == "merge" else ())
     with output_lock(out):
@@ -54,8 +59,30 @@ def run(args) -> Path:
             empty_output(out)
         begin_output(out, f"model {args.action}")
         _build(args, out)
+        if args.action == "tiny":
+            from rapref.io import write_json_atomic
+
+            write_json_atomic(out / TINY_SETTINGS, _tiny_settings(args))
         finish_output(out, f"model {args.action}")
     return out
+
+
+TINY_SETTINGS = "rapref_tiny.json"  # what a tiny model was built with: a rerun with the same settings reuses it
+
+
+def _tiny_settings(args) -> dict:
+    return {"kind": args.kind, "seed": args.seed, "hidden_size": args.hidden_size, "layers": args.layers}
+
+
+def _same_tiny(out: Path, settings: dict) -> bool:
+    import json
+
+    from rapref.outputs import is_finished_output
+
+    try:
+        return is_finished_output(out) and json.loads((out / TINY_SETTINGS).read_text()) == settings
+    except (OSError, ValueError):
+        return False
 
 
 def _build(args, out: Path) -> None:
@@ -96,6 +123,6 @@ def print_card(run: Path) -> Path:
         raise InputError(f"{run}: no {TRAIN_SETTINGS_FILE}; not a finished `rapref train` run")
     saved = json.loads(settings.read_text())
     spec = GoalSpec.load(run) if (run / GOAL_SETTINGS_FILE).is_file() else None
-    write_model_card(run, from_dict(saved["config"]), spec, saved.get("result"), run.name)
+    write_model_card(run, from_dict(saved["config"]), spec, saved.get("result"), run.name, path=str(run))
     print((run / "README.md").read_text(), end="")
     return run / "README.md"

@@ -259,6 +259,7 @@ def _sample_turns(cfg: GenerateConfig, jobs: list, spec, settings: dict, resume,
         for i, text in answers.items():
             row, goal, k = jobs[i]
             rows.append({"prompt_id": row["prompt_id"], "goal": goal, "sample": k, "turn": turn,
+                         "goal_text": None if spec is None or goal is None else spec.text(goal),  # what it read
                          "prompt": conversations[i], "text": text, "model": cfg.model, "sampling": settings,
                          **{key: row[key] for key in SOURCE_FIELDS if key in row}})
         turn += 1

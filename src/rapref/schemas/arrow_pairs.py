@@ -36,7 +36,7 @@ def load(table: pa.Table, schema: str, options: SchemaOptions, source: str, offs
          drops: Drops | None = None) -> Loaded | None:
     """Clean one split ("train") with Arrow kernels; None when the table is not of a form this module reads.
     A block of a longer file: `offset` is its first row's number, `drops` the file's counts so far."""
-    from rapref.schemas.pairs import FLAT_LAYOUTS, score_columns_for
+    from rapref.schemas.pairs import FLAT_LAYOUTS, maps_scores, score_columns_for
 
     if schema not in FLAT_LAYOUTS or table.num_rows == 0:
         return None
@@ -62,7 +62,7 @@ def load(table: pa.Table, schema: str, options: SchemaOptions, source: str, offs
         return None
     scale = options.scale or FLAT_LAYOUTS[schema][1]
     scores = [pc.cast(table[c], pa.float64()).combine_chunks() for c in score_columns]
-    checks += _score_checks(scores, score_columns, scale)
+    checks += _score_checks(scores, score_columns, None if maps_scores(options) else scale)
     drops = drops if drops is not None else Drops(source, strict=options.strict)
     dropped = _apply(checks, drops, options.strict, offset)
     keep = pc.invert(dropped)
@@ -273,7 +273,8 @@ def one_message_each(texts: pa.Array, role: str) -> pa.Array:
 
 
 def _score_checks(scores, names, scale) -> list[Check]:
-    lo, hi = scale
+    """Finite scores, on `scale` (None: any finite score, mapped onto the scale later)."""
+    lo, hi = scale if scale is not None else (-np.inf, np.inf)
     checks = []
     for name, score in zip(names, scores):
         finite = pc.fill_null(pc.is_finite(score), False)

@@ -33,6 +33,7 @@ class SchemaOptions:
     score_chosen_column: str | None = None  # default: first of score_chosen, chosen_score, chosen-rating, ...
     score_rejected_column: str | None = None
     scale: tuple[float, float] | None = None  # declared score scale; default per schema
+    out_of_scale: str = "auto"  # flat pairs: auto (drop and count a few, stop if many), stop, or drop
     seed: int = 0
     test_size: float | None = None  # prompts held out when the input has no test split: count (>=1) or fraction
     # ultrafeedback (raw)
@@ -43,15 +44,18 @@ class SchemaOptions:
     # helpsteer2
     attribute_weights: dict[str, float] | None = None  # score = weighted mean of these attributes
     multi_attribute: bool = False  # goal text names each attribute's score
-    # multi-sample
-    score_mapping: str = "quantile"  # quantile bins or min-max, fitted on train only; none: already on the scale
+    # multi-sample and flat pairs
+    score_mapping: str | None = None  # quantile bins or min-max, fitted on train only; none: already on the scale;
+    # None: per schema (multi-sample: quantile; flat pairs: none)
     goal_precision: int = 0  # decimals of mapped goal scores
     strict: bool = False  # stop at the first bad row instead of counting a drop
 
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
             raise InputError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
-        if self.score_mapping not in SCORE_MAPPINGS:
+        if self.out_of_scale not in OUT_OF_SCALE:
+            raise InputError(f"out-of-scale rule must be one of {', '.join(OUT_OF_SCALE)}, got {self.out_of_scale!r}")
+        if self.score_mapping is not None and self.score_mapping not in SCORE_MAPPINGS:
             raise InputError(f"score mapping must be one of {', '.join(SCORE_MAPPINGS)}, got {self.score_mapping!r}")
         size = self.test_size
         if size is not None and (size < 0 or size >= 1 and size != int(size)):
@@ -60,6 +64,10 @@ class SchemaOptions:
 
 PAIRINGS = ("best-vs-random", "best-vs-worst", "all-pairs")
 SCORE_MAPPINGS = ("quantile", "min-max", "none")
+OUT_OF_SCALE = ("auto", "stop", "drop")
+# `auto`: rows whose score lies outside the scale are dropped and counted while they are at most this share of the
+# rows read; more, and the run stops (they are most likely on another scale, e.g. a reward model's).
+OUT_OF_SCALE_AUTO_SHARE = 0.10
 
 
 @dataclass
@@ -116,10 +124,13 @@ def register(name: str, detect: DetectFn):
 
 
 def check_score(value, scale, drops: Drops, row: str, field_name: str) -> float | None:
+    """A finite score on `scale` (None: any finite score, for scores that are mapped onto the scale later)."""
     score = parse_score(value)
     if score is None:
         drops.drop("score_not_a_finite_number", row, field_name, f"got {value!r}")
         return None
+    if scale is None:
+        return score
     lo, hi = scale
     if not lo <= score <= hi:
         drops.drop("score_outside_scale", row, field_name, f"{score:g} not in [{lo:g}, {hi:g}]")

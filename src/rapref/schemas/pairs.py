@@ -59,6 +59,11 @@ def load_pairs(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
     return _load_flat("pairs", rows_by_split, options, drops)
 
 
+def maps_scores(options: SchemaOptions) -> bool:
+    """Scores are mapped onto the scale after loading (`--score-mapping quantile|min-max`): any finite score is read."""
+    return options.score_mapping in ("quantile", "min-max")
+
+
 def _load_flat(schema: str, rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
     first = next((row for rows in rows_by_split.values() for row in rows), {})
     return _load(rows_by_split, options, drops, score_columns_for(schema, options, first),
@@ -81,6 +86,7 @@ def score_columns_for(schema: str, options: SchemaOptions, first: dict) -> tuple
 
 def _load(rows_by_split, options: SchemaOptions, drops: Drops, score_columns, default_scale) -> Loaded:
     scale = options.scale or default_scale
+    check = None if maps_scores(options) else scale  # mapped scores: any finite value, mapped after hold-out
     splits, notes = normalise_splits(rows_by_split)
     columns = [options.chosen_column, options.rejected_column, *score_columns]
     pairs: dict[str, list[dict]] = {}
@@ -96,8 +102,8 @@ def _load(rows_by_split, options: SchemaOptions, drops: Drops, score_columns, de
             pair = _pair_from_row(row, source_id, options, drops, conversational)
             if pair is None:
                 continue
-            r_w = check_score(row.get(score_columns[0]), scale, drops, source_id, score_columns[0])
-            r_l = None if r_w is None else check_score(row.get(score_columns[1]), scale, drops, source_id,
+            r_w = check_score(row.get(score_columns[0]), check, drops, source_id, score_columns[0])
+            r_l = None if r_w is None else check_score(row.get(score_columns[1]), check, drops, source_id,
                                                        score_columns[1])
             if r_l is None:
                 continue

@@ -18,6 +18,7 @@ import numpy as np
 
 from rapref.io import InputError, parse_score
 from rapref.progress import track
+from rapref.schemas.scores import fit_score_mapping, identity_mapping  # noqa: F401 (their home: schemas.scores)
 from rapref.schemas.base import (
     Drops,
     Loaded,
@@ -213,6 +214,9 @@ def load_helpsteer2(rows_by_split, options: SchemaOptions, drops: Drops) -> Load
 
 @register("multi-sample", lambda cols, row: {"prompt", "all_generated_responses", "all_rm_scores"} <= cols)
 def load_multi_sample(rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
+    from dataclasses import replace
+
+    options = replace(options, score_mapping=options.score_mapping or "quantile")  # reward-model scores by default
     scale = options.scale or (1, 10)
     splits, notes = normalise_splits(rows_by_split)
     raw: dict[str, list[tuple[str, str, list[dict]]]] = {}
@@ -261,37 +265,3 @@ def load_multi_sample(rows_by_split, options: SchemaOptions, drops: Drops) -> Lo
                  f"reward-model scores mapped onto {scale[0]:g}-{scale[1]:g} by {options.score_mapping}, "
                  f"fitted on {len(train_scores)} train scores")
     return Loaded(pairs=pairs, scale=scale, drops=drops, notes=notes, extra={"score_mapping": mapper.describe})
-
-
-class identity_mapping:  # noqa: N801 - the `fit_score_mapping` interface, for scores already on the scale
-    def __init__(self, scale):
-        self.describe = {"method": "none", "scale": list(scale)}
-
-    def __call__(self, score: float) -> float:
-        return float(score)
-
-
-class fit_score_mapping:  # noqa: N801 - used like a function that returns a callable
-    """Map unbounded scores onto [lo, hi]: `quantile` bins (equal-count, one per whole score) or `min-max`."""
-
-    def __init__(self, train_scores: np.ndarray, scale, method: str, precision: int = 0):
-        if len(train_scores) == 0:
-            raise InputError("cannot fit a score mapping: the train split has no scores")
-        self.lo, self.hi = scale
-        self.method, self.precision = method, precision
-        levels = int(round(self.hi - self.lo)) + 1
-        if method == "quantile":
-            self.edges = np.quantile(train_scores, np.linspace(0, 1, levels + 1)[1:-1])
-        else:
-            self.min, self.max = float(train_scores.min()), float(train_scores.max())
-        self.describe = {"method": method, "scale": [self.lo, self.hi], "precision": precision,
-                         **({"edges": self.edges.tolist()} if method == "quantile" else
-                            {"min": self.min, "max": self.max})}
-
-    def __call__(self, score: float) -> float:
-        if self.method == "quantile":
-            return float(self.lo + np.searchsorted(self.edges, score, side="right"))
-        span = (self.max - self.min) or 1.0
-        value = self.lo + (min(max(score, self.min), self.max) - self.min) / span * (self.hi - self.lo)
-        return float(round(value, self.precision))
-

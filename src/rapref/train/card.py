@@ -14,9 +14,14 @@ from rapref.io import atomic_path
 from rapref.train.algorithms import ALGORITHMS
 
 
-def model_card(cfg, spec: GoalSpec | None, result: dict | None = None, name: str | None = None) -> str:
+def model_card(cfg, spec: GoalSpec | None, result: dict | None = None, name: str | None = None,
+               path: str | None = None) -> str:
+    """`name`: the title (a Hub id when pushed; default the folder's name). `path`: where the commands load the policy
+    from: the folder it was saved at (default `cfg.output_dir`), or the Hub id when pushed."""
     from rapref import __version__
 
+    hub_id = name if name and "/" in name and not Path(name).exists() else None
+    path = path or hub_id or str(cfg.output_dir)
     name = name or Path(cfg.output_dir).name
     algo = cfg.algorithm
     loss = f", loss {'+'.join(algo.loss_type)}" if ALGORITHMS[algo.name].loss_list else ""
@@ -63,7 +68,7 @@ A goal-conditioned policy trained with [rapref](https://github.com/rapref/rapref
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-path = "{name}"  # this folder or its Hub id
+path = "{path}"  # this folder or its Hub id
 tokenizer = AutoTokenizer.from_pretrained(path)
 model = AutoModelForCausalLM.from_pretrained(path)
 messages = {json.dumps(messages, ensure_ascii=False)}
@@ -72,7 +77,8 @@ out = model.generate(**ids, max_new_tokens=256)
 print(tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True))
 ```
 
-Or: `rapref generate {name} --prompts prompts.jsonl --out gen.jsonl` (goal = top score by default).
+Or: `rapref generate {path} --prompts prompts.jsonl --out gen.jsonl` (goal = top score by default);
+`rapref show {path}` prints the exact prompt the policy reads, goal text and chat template included.
 {results}
 ## Reproduce
 
@@ -81,6 +87,6 @@ The resolved recipe, package versions and git commit are in `rapref_train.json`.
 
 
 def write_model_card(folder: Path, cfg, spec: GoalSpec | None, result: dict | None = None,
-                     name: str | None = None) -> None:
+                     name: str | None = None, path: str | None = None) -> None:
     with atomic_path(Path(folder) / "README.md") as tmp:
-        tmp.write_text(model_card(cfg, spec, result, name))
+        tmp.write_text(model_card(cfg, spec, result, name, path))

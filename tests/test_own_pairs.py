@@ -1,0 +1,140 @@
+"""A researcher's own file: pairs scored by a reward model (any sign), some inverted, some tied.
+
+`tests/fixtures/pairs_reward_model.jsonl` has columns question, better, worse, s_better, s_worse; twelve rows with
+scores from -3.9 to 3.9; rows 4 and 7 are inverted (better scored below worse), rows 3 and 6 tied. Expected goals are
+worked out by hand from the min-max rule: goal = round(1 + (s + 3.9) / 7.8 * 9).
+"""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from rapref.augment import SPLIT_FILES
+from rapref.cli import main
+
+COLUMNS = ["--prompt-column", "question", "--chosen-column", "better", "--rejected-column", "worse",
+           "--score-chosen-column", "s_better", "--score-rejected-column", "s_worse"]
+INVERTED, TIED = {"train:4", "train:7"}, {"train:3", "train:6"}
+
+
+def augment(fixtures, out, *flags, capsys=None):
+    code = main(["augment", str(fixtures / "pairs_reward_model.jsonl"), *COLUMNS, "--test-size", "0",
+                 "--out", str(out), *flags])
+    err = capsys.readouterr().err if capsys else ""
+    assert code == 0, err
+    rows = pq.read_table(out / SPLIT_FILES["train"]).to_pylist()
+    return json.loads((out / "summary.json").read_text()), rows
+
+
+def by_pair(rows):
+    out = {}
+    for r in rows:
+        out.setdefault(r["source_id"], {})[r["copy"]] = r
+    return out
+
+
+def test_reward_model_scores_are_mapped_and_inverted_pairs_swapped(fixtures, tmp_path, capsys):
+    summary, rows = augment(fixtures, tmp_path / "out", "--score-mapping", "min-max", capsys=capsys)
+    pairs = by_pair(rows)
+    # by hand: row 0 scored 2.5 / -1.0 -> 1 + 6.4/7.8*9 = 8.38 -> 8 and 1 + 2.9/7.8*9 = 4.35 -> 4
+    assert (pairs["train:0"]["positive"]["goal"], pairs["train:0"]["negative"]["goal"]) == (8.0, 4.0)
+    assert pairs["train:0"]["positive"]["chosen"][-1]["content"] == "3 times 4 is 12."
+    assert pairs["train:0"]["negative"]["chosen"][-1]["content"] == "It is probably 13."
+    # row 4 inverted (-1.5 < 2.0 -> 4 and 8): swapped, so the positive copy's chosen is the higher-scored "worse"
+    assert pairs["train:4"]["positive"]["goal"] == 8.0 and pairs["train:4"]["negative"]["goal"] == 4.0
+    assert pairs["train:4"]["positive"]["chosen"][-1]["content"] == "It is probably 57."
+    # every goal follows the rule, from the raw scores, whichever way the pair came
+    raw = {f"train:{i}": json.loads(line) for i, line in
+           enumerate((fixtures / "pairs_reward_model.jsonl").read_text().splitlines())}
+    for sid, copies in pairs.items():
+        expected = sorted(round(1 + (raw[sid][k] + 3.9) / 7.8 * 9) for k in ("s_better", "s_worse"))
+        assert sorted(c["goal"] for c in copies.values()) == expected, sid
+        assert copies["positive"]["score_chosen"] >= copies["positive"]["score_rejected"]
+    assert summary["pair_checks"] == {"inverted": 2, "inverted_rule": "swap", "ties": 2, "ties_rule": "keep"}
+    assert summary["score_mapping"]["method"] == "min-max"
+    assert summary["score_mapping"]["raw_range"] == [-3.9, 3.9] and summary["score_mapping"]["fitted_on"] == 24
+    assert summary["rows_kept"] == 12 and summary["rows_dropped"] == 0
+    # ties: both copies share one goal (6.65 -> 7 for row 3; 10 for row 6)
+    assert {c["goal"] for c in pairs["train:3"].values()} == {7.0}
+    assert {c["goal"] for c in pairs["train:6"].values()} == {10.0}
+
+
+def test_the_summary_shows_the_counts_and_the_rules(fixtures, tmp_path, capsys):
+    main(["augment", str(fixtures / "pairs_reward_model.jsonl"), *COLUMNS, "--score-mapping", "quantile",
+          "--test-size", "0", "--out", str(tmp_path / "out")])
+    shown = capsys.readouterr().out
+    assert "inverted pairs" in shown and "swapped" in shown and "ties" in shown
+    assert "score mapping: quantile onto 1-10" in shown
+
+
+def test_drop_and_keep_rules_for_inverted_and_tied_pairs(fixtures, tmp_path, capsys):
+    summary, rows = augment(fixtures, tmp_path / "drop", "--score-mapping", "min-max", "--inverted", "drop",
+                            "--ties", "drop", capsys=capsys)
+    kept = {r["source_id"] for r in rows}
+    assert not kept & (INVERTED | TIED) and len(kept) == 8
+    assert summary["dropped_by_reason"] == {"inverted_pair": 2} and summary["rows_kept"] == 10
+    assert summary["relabel"]["dropped"] == {"tie": 2}
+    # --mode original with --inverted keep trains two pairs against their own scores: said, in a note
+    summary, rows = augment(fixtures, tmp_path / "keep", "--scale", "-4-4", "--mode", "original", "--inverted",
+                            "keep", capsys=capsys)
+    original = by_pair(rows)
+    kept_as_given = original["train:4"]["original"]
+    assert kept_as_given["chosen"][-1]["content"] == "7 times 8 is 56."
+    assert (kept_as_given["score_chosen"], kept_as_given["score_rejected"]) == (-1.5, 2.0)
+    assert any("2 pairs train with a chosen answer scored below" in n for n in summary["notes"])
+    assert any("2 tied pairs train chosen over rejected" in n for n in summary["notes"])
+    # the default (swap) in --mode original: every pair trains the way its scores point
+    _, rows = augment(fixtures, tmp_path / "swap", "--scale", "-4-4", "--mode", "original", capsys=capsys)
+    assert all(r["score_chosen"] >= r["score_rejected"] for r in rows)
+
+
+@pytest.mark.parametrize("scale", [["--scale", "-4-4"], ["--scale=-4-4"], ["--scale", "-4,4"], ["--scale", "-4:4"],
+                                   ["--scale", "-4 to 4"], ["--scale", "[-4, 4]"]])
+def test_a_negative_scale_reads_in_every_spelling(fixtures, tmp_path, capsys, scale):
+    summary, rows = augment(fixtures, tmp_path / "out", *scale, capsys=capsys)
+    assert summary["goal"]["scale"] == [-4.0, 4.0] and summary["rows_kept"] == 12
+    system = rows[0]["prompt"][0]["content"]
+    assert "on a scale of -4 to 4, where -4 is lowest and 4 is highest" in system
+    assert system.endswith(f"Overall score: {rows[0]['goal']:g}.")
+
+
+def test_out_of_scale_scores_stop_the_run_with_what_to_pass(fixtures, tmp_path, capsys):
+    code = main(["augment", str(fixtures / "pairs_reward_model.jsonl"), *COLUMNS, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "9 of 12 rows have a score outside the scale 1-10" in err
+    for hint in ("--score-mapping quantile", "--scale LOW-HIGH", "--out-of-scale drop"):
+        assert hint in err
+    assert not (tmp_path / "out").exists()
+    summary, _ = augment(fixtures, tmp_path / "dropped", "--out-of-scale", "drop", capsys=capsys)
+    assert summary["dropped_by_reason"] == {"score_outside_scale": 9} and summary["rows_kept"] == 3
+
+
+def test_column_flags_imply_pairs_and_an_unknown_layout_names_the_flags(fixtures, tmp_path, capsys):
+    summary, _ = augment(fixtures, tmp_path / "out", "--score-mapping", "quantile", capsys=capsys)
+    assert summary["schema"] == "pairs"
+    code = main(["augment", str(fixtures / "pairs_reward_model.jsonl"), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert ("--prompt-column question --chosen-column better --rejected-column worse --score-chosen-column s_better "
+            "--score-rejected-column s_worse") in err
+    assert "--schema multi-sample" in err
+
+
+def test_show_prints_both_copies_with_the_goal_text(fixtures, tmp_path, capsys, tiny_model_dir):
+    augment(fixtures, tmp_path / "out", "--score-mapping", "min-max", capsys=capsys)
+    assert main(["show", str(tmp_path / "out"), "-n", "1"]) == 0
+    shown = capsys.readouterr().out
+    assert "pair train:0, positive copy, goal 8" in shown and "pair train:0, negative copy, goal 4" in shown
+    assert "[system]\nYou are an assistant" in shown and "Overall score: 4." in shown
+    assert main(["show", str(tmp_path / "out"), "-n", "1", "--model", str(tiny_model_dir)]) == 0
+    templated = capsys.readouterr().out
+    from rapref.models import load_tokenizer
+    from rapref.prompting import prompt_text
+
+    rows = pq.read_table(tmp_path / "out" / SPLIT_FILES["train"]).to_pylist()
+    assert prompt_text(load_tokenizer(str(tiny_model_dir)), rows[0]["prompt"]) in templated
+    assert main(["show", str(fixtures / "pairs_reward_model.jsonl"), "-n", "2"]) == 0
+    raw = capsys.readouterr().out
+    assert "What is 3 times 4?" in raw and "--prompt-column question" in raw
