@@ -29,11 +29,31 @@ def recipe_reference() -> str:
     return "\n".join(lines)
 
 
+def effective_trl_config(cfg) -> str:
+    """The TRL config class the recipe becomes, every field with its value (TRL's and transformers' defaults
+    included), as YAML under `trl:`, for `--show-config`."""
+    import json
+
+    import torch
+    import yaml
+
+    from rapref.train.run import trl_args
+
+    on_gpu = torch.cuda.is_available()
+    args = trl_args(cfg, on_gpu=on_gpu)
+    values = json.loads(json.dumps(args.to_dict(), default=str))
+    note = (" On this GPU machine rapref's CUDA defaults (chosen per model at launch) are added below what the "
+            "recipe sets." if on_gpu else "")
+    return (f"# the {type(args).__name__} TRL trains with: every field, TRL's and transformers' defaults included."
+            f"{note}\n" + yaml.safe_dump({"trl": values}, sort_keys=False))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = recipe_reference()
     p.add_argument("--config", help="recipe YAML (model, data, algorithm, lora, training sections)")
     p.add_argument("--show-config", action="store_true",
-                   help="print the resolved recipe (defaults, YAML and overrides merged, validated) and exit")
+                   help="print the resolved recipe (defaults, YAML and overrides merged, validated) and the TRL "
+                        "config it becomes, every field with its effective value, then exit")
     p.add_argument("--resume", action="store_true",
                    help="continue a run in output_dir from its newest complete checkpoint")
     p.add_argument("--overwrite", action="store_true",
@@ -51,7 +71,9 @@ def run(args) -> dict:
 
         from rapref.train.config import to_dict
 
-        print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
+        cfg = load_config(args.config, args.overrides)
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        print(effective_trl_config(cfg), end="")
         return {}
     if args.resume and args.overwrite:
         raise InputError("--resume continues the run in output_dir, --overwrite replaces it: choose one")
