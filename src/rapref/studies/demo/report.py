@@ -282,7 +282,10 @@ def _kernels_flag(cfg) -> str:
 
 def _dispatch_md(report: dict) -> str:
     record = report.get("dispatch")
-    if not record or record.get("kernels") == "mixed":
+    if not record:
+        return ("CPU kernel dispatch: not recorded (made before rapref pinned it, at the native dispatch of the machine "
+                "that made it); these numbers need not match what a fresh run gives.")
+    if record.get("kernels") == "mixed":
         return "CPU kernel dispatch: not the same for every seed; these numbers need not match the published ones."
     return sentence(record)
 
