@@ -73,8 +73,9 @@ def dispatch_note(report: dict, spread: dict | None) -> str:
         return (f"These numbers were computed with the CPU kernel dispatch `{record.get('kernels', 'unrecorded')}`: "
                 "they need not match what a fresh `rapref demo` (dispatch pinned) gives.")
     text = (f"CPU kernel dispatch pinned to {str(record.get('level')).upper()} (torch's own kernels, MKL and oneDNN; "
-            f"`--kernels`, `--native-kernels` to opt out) on {cpu}: a fresh `rapref demo` on any x86-64 machine gives "
-            "these numbers.")
+            f"`--kernels`, `--native-kernels` to opt out) on {cpu}, the only CPU checked so far; pinned, a fresh "
+            "`rapref demo` on another x86-64 machine should give these numbers to the last digit, and the test "
+            "suite checks a miniature of the demo against a committed reference on every machine it runs on.")
     if spread:
         names = ", ".join(level["level"].upper() for level in spread["levels"])
         changed = [c["name"] for c in spread["claims"] if c["verdict_changes"]]

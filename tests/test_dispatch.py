@@ -97,3 +97,16 @@ def test_in_effect_only_where_torch_runs_at_the_level_asked(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", fake)
     assert dispatch.in_effect("native") and dispatch.in_effect("avx512")
     assert not dispatch.in_effect("pinned")  # the demo then runs its seeds in fresh worker processes
+
+
+def test_published_dispatch_spread_is_the_published_demo_at_its_pinned_level():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "demo"
+    report, spread = (json.loads((docs / name).read_text()) for name in ("report.json", "dispatch.json"))
+    assert report["dispatch"]["kernels"] == "pinned" and spread["pinned"] == report["dispatch"]["level"]
+    assert {level["level"] for level in spread["levels"]} >= {"avx2", "avx512", "default"}
+    for claim, row in zip(report["claims"], spread["claims"]):
+        assert row["name"] == claim["name"] and row["per_level"][spread["pinned"]]["mean"] == claim["mean"]
+        means = [v["mean"] for v in row["per_level"].values()]
+        assert row["min"] == min(means) and row["max"] == max(means)
