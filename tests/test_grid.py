@@ -15,6 +15,16 @@ from rapref.cli import main as cli
     ("cells:\n  a:\n    dpo_epochs: 3\n    dpo_epochs: 2\n", "line 4: 'dpo_epochs' given twice"),
     ("seeds: [1]\nseeds: [2]\ncells: {a: {}}\n", "'seeds' given twice"),
     ("cells:\n  a: {dpo_epochs: 3}\n  b: {dpo_epochs: 3}\n", "cells 'a' and 'b' have the same settings"),
+    ("cells:\n  1: {dpo_epochs: 2}\n  '1': {dpo_epochs: 3}\n", "line 3: '1' given twice in one mapping (first at "
+                                                             "line 2 as 1)"),
+    # the same settings once the demo's defaults are filled in (1.0 is the default dpo_epochs)
+    ("cells:\n  demo: {}\n  e1: {dpo_epochs: 1.0}\n", "cells 'demo' and 'e1' have the same settings"),
+    ("cells:\n  a: {world.judge_noise: 1}\n  b: {world.judge_noise: 1.0}\n", "cells 'a' and 'b' have the same"),
+    ("cells:\n  a: &d {dpo_epochs: 2}\n  b: {<<: *d}\n", "cells 'a' and 'b' have the same settings"),
+    # a cell names a folder inside --out
+    ("cells:\n  '..': {dpo_epochs: 2}\n", "cell '..': a name of letters"),
+    ("cells:\n  '.': {dpo_epochs: 2}\n", "cell '.': a name of letters"),
+    ("cells:\n  .hidden: {dpo_epochs: 2}\n", "not starting with '.'"),
     # empty and repeated lists
     ("seeds: []\ncells: {a: {}}\n", "seeds: expected a non-empty list"),
     ("arms: []\ncells: {a: {}}\n", "arms: expected a non-empty list"),
@@ -22,10 +32,17 @@ from rapref.cli import main as cli
     ("seeds: [1, 2, 1]\ncells: {a: {}}\n", "seeds: 1 listed twice"),
     ("seeds: 3\ncells: {a: {}}\n", "seeds: expected a non-empty list, got 3"),
     ("seeds: [1.5]\ncells: {a: {}}\n", "seeds: expected whole numbers"),
+    ("seeds: [1.0]\ncells: {a: {}}\n", "seeds: expected whole numbers"),
+    ("seeds: [true]\ncells: {a: {}}\n", "seeds: expected whole numbers"),
+    ("seeds: [-1]\ncells: {a: {}}\n", "seeds: -1 is outside 0 to 4294967295"),
+    ("seeds: [4294967296]\ncells: {a: {}}\n", "seeds: 4294967296 is outside 0 to 4294967295"),
+    ("seeds: [1099511627776000000000]\ncells: {a: {}}\n", "is outside 0 to 4294967295"),
     # out-of-range and mistyped settings
     ("cells: {a: {world.judge_noise: -1}}\n", "cell 'a': world.judge_noise: expected a finite number of 0 or more"),
     ("cells: {a: {world.judge_noise: .inf}}\n", "world.judge_noise: expected a finite number"),
-    ("cells: {a: {dpo_epochs: 0}}\n", "dpo_epochs: expected a finite number above 0, got 0"),
+    ("cells: {a: {dpo_epochs: 0}}\n", "dpo_epochs: expected a number above 0 and at most 100, got 0"),
+    ("cells: {a: {dpo_epochs: 1.0e+12}}\n", "dpo_epochs: expected a number above 0 and at most 100"),
+    ("cells: {a: {1: 2}}\n", "cell 'a': unknown setting 1"),
     ("cells: {a: {dpo_lr: .nan}}\n", "dpo_lr: expected a finite number above 0"),
     ("cells: {a: {batch_size: 2.5}}\n", "batch_size: expected a whole number of at least 1"),
     ("cells: {a: {start_goal_fraction: 1.5}}\n", "start_goal_fraction: expected a number from 0 to 1"),
@@ -64,3 +81,12 @@ def test_every_range_names_a_real_setting():
     assert set(RANGES) <= settings
     assert {k for k in settings if k not in RANGES} == {"out", "seeds", "world", "workers", "quick", "arms",
                                                         "decodings", "kernels", "world.seed"}
+
+
+def test_merge_keys_fill_in_a_cell_and_its_own_keys_win(tmp_path):
+    """`<<: *anchor` (YAML's merge key) is read as YAML defines it: the cell's own keys override the merged ones."""
+    from rapref.studies.demo.grid import load_grid
+
+    path = tmp_path / "grid.yaml"
+    path.write_text("cells:\n  a: &d {dpo_epochs: 2, beta: 0.2}\n  b: {<<: *d, beta: 0.3}\n")
+    assert load_grid(path)["cells"] == {"a": {"dpo_epochs": 2, "beta": 0.2}, "b": {"dpo_epochs": 2, "beta": 0.3}}

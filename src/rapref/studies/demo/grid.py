@@ -54,11 +54,16 @@ def _yaml_without_duplicates(text: str, path: Path):
     def mapping(loader, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: explicit keys override merged ones
+                continue
             key = loader.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise _fail(path, f"line {key_node.start_mark.line + 1}: {key!r} given twice in one mapping (first "
-                                  f"at line {seen[key]}); YAML would keep only the last")
-            seen[key] = key_node.start_mark.line + 1
+            name = str(key)  # 1 and "1" name the same cell folder
+            if name in seen:
+                first, line = seen[name], key_node.start_mark.line + 1
+                raise _fail(path, f"line {line}: {key!r} given twice in one mapping (first at line {first[0]}"
+                                  + (f" as {first[1]!r}" if first[1] != key or type(first[1]) is not type(key)
+                                     else "") + "); YAML would keep only the last")
+            seen[name] = (key_node.start_mark.line + 1, key)
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
@@ -123,22 +128,30 @@ def load_grid(path: str | Path) -> dict:
     seeds = _names(path, grid, "seeds", set()) or list(DemoConfig().seeds)
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise _fail(path, f"seeds: expected whole numbers, got {seeds!r}")
+    wrong = next((s for s in seeds if not 0 <= s < 2**32), None)
+    if wrong is not None:  # numpy's and torch's seeding take 0 to 2**32 - 1
+        raise _fail(path, f"seeds: {wrong} is outside 0 to {2**32 - 1} (the range a random generator is seeded with)")
     if set(seeds) & {101, 102}:
         raise _fail(path, "seeds: 101 and 102 are the validation seeds the learning rates were chosen on")
     if PRIMARY not in (grid.get("decodings") or [PRIMARY]):
         raise _fail(path, f"decodings: the verdicts use {PRIMARY}; it must be among them")
-    cells = {}
+    cells, effective = {}, {}
+    loaded = {"seeds": seeds, "arms": list(grid.get("arms") or ()), "decodings": list(grid.get("decodings") or ()),
+              "claims": list(grid.get("claims") or ()), "description": grid.get("description", ""), "cells": cells}
     for name, overrides in grid["cells"].items():
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
-            raise _fail(path, f"cell {name!r}: a name of letters, digits, '.', '_' or '-' (it names a folder)")
-        cells[str(name)] = _overrides(path, str(name), overrides or {})
-        twin = next((other for other, settings in cells.items() if other != str(name)
-                     and settings == cells[str(name)]), None)
+        name = str(name)
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name):
+            raise _fail(path, f"cell {name!r}: a name of letters, digits, '.', '_' or '-', not starting with '.' (it "
+                              "names a folder inside --out)")
+        cells[name] = _overrides(path, name, overrides or {})
+        # the settings the cell runs with (the demo's defaults filled in): `{}` and `{dpo_epochs: 1.0}` are one cell
+        effective[name] = {k: v for k, v in asdict(cell_config(loaded, name, Path("."), 1, False)).items() if k != "out"}
+        twin = next((other for other, settings in effective.items() if other != name
+                     and settings == effective[name]), None)
         if twin is not None:
-            raise _fail(path, f"cells {twin!r} and {name!r} have the same settings (a cell defined twice would be run "
-                              "and reported twice)")
-    return {"seeds": seeds, "arms": list(grid.get("arms") or ()), "decodings": list(grid.get("decodings") or ()),
-            "claims": list(grid.get("claims") or ()), "description": grid.get("description", ""), "cells": cells}
+            raise _fail(path, f"cells {twin!r} and {name!r} have the same settings once the demo's defaults are "
+                              "filled in (a cell defined twice would be run and reported twice)")
+    return loaded
 
 
 def _overrides(path, cell: str, overrides) -> dict:
@@ -147,7 +160,7 @@ def _overrides(path, cell: str, overrides) -> dict:
     top = {f.name for f in fields(DemoConfig)} - set(FIXED) - {"world"}
     world = {f.name for f in fields(WorldConfig)} - {"seed"}
     for key, value in overrides.items():
-        group, _, name = key.partition(".")
+        group, _, name = str(key).partition(".")
         if not ((group == "world" and name in world) or (not name and key in top)):
             raise _fail(path, f"cell {cell!r}: unknown setting {key!r}; a DemoConfig field or world.FIELD "
                               f"(world: {', '.join(sorted(world))})")
@@ -160,6 +173,7 @@ def _overrides(path, cell: str, overrides) -> dict:
 
 
 _COUNT, _POSITIVE, _SHARE = ("a whole number of at least 1", "a finite number above 0", "a number from 0 to 1")
+_EPOCHS = "a number above 0 and at most 100"  # the demo trains 1-4 epochs; more is a typo, not an over-fitting regime
 # the range of every setting a cell may change (a world or model that cannot be built, or a number the report
 # cannot mean); names as in DemoConfig and WorldConfig
 RANGES = {
@@ -167,10 +181,10 @@ RANGES = {
     "world.completions_per_prompt": "a whole number of at least 2", "world.generator_skills": "skills",
     "world.shared_mistake": _SHARE, "world.judge_noise": "a finite number of 0 or more",
     "world.judge_length_bias": "a finite number", "goal_style": "style", "start_goal_fraction": _SHARE,
-    "hidden_size": _COUNT, "num_layers": _COUNT, "sft_epochs": _POSITIVE, "sft_lr": _POSITIVE,
+    "hidden_size": _COUNT, "num_layers": _COUNT, "sft_lr": _POSITIVE,
     "extra_sft_lr": _POSITIVE, "dpo_lr": _POSITIVE, "relabeled_lr": _POSITIVE, "beta": _POSITIVE,
     "batch_size": _COUNT, "sweep_goals": "goals", "sweep_prompts": _COUNT, "band": "a number from 1 to 10",
-    "dpo_epochs": _POSITIVE,
+    "dpo_epochs": _EPOCHS, "sft_epochs": _EPOCHS,
 }
 
 
@@ -204,7 +218,8 @@ def _value_problem(key: str, value) -> str | None:
           "a whole number of at least 2": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
           _POSITIVE: lambda v: number(v) and v > 0, _SHARE: lambda v: number(v) and 0 <= v <= 1,
           "a finite number of 0 or more": lambda v: number(v) and v >= 0, "a finite number": number,
-          "a number from 1 to 10": lambda v: number(v) and 1 <= v <= 10}[rule]
+          "a number from 1 to 10": lambda v: number(v) and 1 <= v <= 10,
+          _EPOCHS: lambda v: number(v) and 0 < v <= 100}[rule]
     return None if ok(value) else f"expected {rule}"
 
 
