@@ -55,8 +55,20 @@ def change(rows, index, **fields):
     ([{**r, "score": 7.0} for r in sweep_rows()], "every scored sample has the score 7"),  # a constant
     ([r for r in sweep_rows() if r["goal"] == 1.0], "at least two goals, found 1"),
     (sweep_rows()[:2], "2 scored samples"),
+    # finite scores whose mean or spread overflows: refused, never written as Infinity
+    ([{**r, "score": 1e308} if r["goal"] == 10.0 else r for r in sweep_rows()],
+     "field 'score' at goal 10: the mean or standard error of 4 values overflows"),
+    ([{**r, "score": (-1) ** i * 1e160} if r["goal"] == 1.0 else r for i, r in enumerate(sweep_rows())],
+     "field 'score' at goal 1: the mean or standard error of 4 values overflows"),
+    (change(sweep_rows(), 4, score=10 ** 400), "row 5, field 'score': a 401-digit integer is too large"),
+    (change(sweep_rows(), 4, goal=10 ** 400), "row 5, field 'goal': a 401-digit integer is too large"),
+    # mistyped fields of a row
+    (change(sweep_rows(), 4, sample=[0]), "row 5, field 'sample': expected a whole number of 0 or more, got [0]"),
+    (change(sweep_rows(), 4, turn={"a": 1}), "row 5, field 'turn': expected a whole number of 0 or more"),
+    (change(sweep_rows(), 4, turn=-1), "row 5, field 'turn': expected a whole number of 0 or more, got -1"),
 ], ids=["inf", "nan", "text", "goal-inf", "bool", "duplicate", "generations", "all-unscored", "constant",
-        "one-goal", "two-points"])
+        "one-goal", "two-points", "mean-overflows", "spread-overflows", "huge-int-score", "huge-int-goal",
+        "sample-list", "turn-dict", "turn-negative"])
 def test_degenerate_scores_are_refused_in_one_line(tmp_path, capsys, rows, needle):
     scores = write(tmp_path / "scores.jsonl", rows)
     assert cli(["diagnose", "controllability", "--scores", scores, "--out", str(tmp_path / "d")]) == 2
@@ -70,3 +82,12 @@ def test_a_score_outside_the_given_range_is_refused(tmp_path, capsys):
     assert cli(["diagnose", "controllability", "--scores", scores, "--score-range", "0-1", "--out",
                 str(tmp_path / "d")]) == 2
     assert "row 2, field 'score': 2.5 lies outside the score range 0-1" in capsys.readouterr().err
+
+
+def test_no_result_is_written_with_a_non_finite_number(tmp_path):
+    from rapref.evaluate.diagnose import refuse_non_finite
+    from rapref.io import InputError
+
+    refuse_non_finite({"curve": [{"mean": 1.0, "stderr": None}]}, "s")
+    with pytest.raises(InputError, match=r"s: the curve\[1\].mean is inf, not a finite number"):
+        refuse_non_finite({"curve": [{"mean": 1.0}, {"mean": math.inf}]}, "s")

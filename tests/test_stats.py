@@ -83,3 +83,17 @@ def test_c4_both_ways_by_hand():
     half = 1.959964 * math.sqrt((1 + rho ** 2 / 2) / 3)
     assert samples["low"] == pytest.approx(math.tanh(math.atanh(rho) - half), abs=1e-5)
     assert samples["verdict"] == ("holds" if samples["low"] > 0 else verdict(samples, 0.0))
+
+
+def test_values_a_float_cannot_hold_are_refused_not_written_as_infinity():
+    from rapref.stats import Undefined, finite, summary
+
+    with pytest.raises(Undefined, match="value 2 .* 401 digits.* too large"):
+        finite([1, 10 ** 400])
+    with pytest.raises(Undefined, match="mean or standard error of 2 values overflows"):
+        summary([1e308, 1e308])  # the sum overflows
+    with pytest.raises(Undefined, match="mean or standard error of 2 values overflows"):
+        summary([1e160, -1e160])  # the squared deviations overflow
+    with pytest.raises(Undefined, match="overflows"):
+        summary([1e160, -1e160, 1e160], clusters=["a", "a", "b"])
+    assert summary([1e150, -1e150])["stderr"] == pytest.approx(1e150)

@@ -27,7 +27,13 @@ def finite(values: Sequence[float], what: str = "values") -> list[float]:
     >>> finite([1, 2.5])
     [1.0, 2.5]
     """
-    out = [float(v) for v in values]
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(float(v))
+        except OverflowError:  # an integer of hundreds of digits
+            raise Undefined(f"{what}: value {i + 1} ({str(v)[:12]}..., {len(str(v))} digits) is too large for a "
+                            "floating-point number") from None
     bad = next((i for i, v in enumerate(out) if not math.isfinite(v)), None)
     if bad is not None:
         raise Undefined(f"{what}: value {bad + 1} is {out[bad]}, not a finite number")
@@ -46,6 +52,18 @@ def summary(values: Sequence[float], clusters: Sequence[Hashable] | None = None)
     n = len(values)
     if n == 0:
         return {"n": 0, "mean": None, "stderr": None}
+    try:
+        result = _summary(values, clusters)
+    except OverflowError:
+        result = {"mean": math.inf, "stderr": None}
+    if not all(math.isfinite(v) for v in (result["mean"], result["stderr"] or 0.0)):
+        raise Undefined(f"the mean or standard error of {n} values overflows (values up to "
+                        f"{max(map(abs, values)):.3g}; a float holds about 1.8e308)")
+    return result
+
+
+def _summary(values: list[float], clusters) -> dict:
+    n = len(values)
     mean = sum(values) / n
     if clusters is None or len(set(clusters)) == n:
         stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else None

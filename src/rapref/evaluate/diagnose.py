@@ -74,7 +74,7 @@ def controllability(rows: list[dict], source: str = "scores", score_range: tuple
             raise InputError(f"{source}: row {i}, field 'score': {score:g} lies outside the score range "
                              f"{score_range[0]:g}-{score_range[1]:g}")
         identity = r.get("prompt_id", r.get("prompt"))  # rows without one (hand-made files) cannot be matched
-        key = (str(identity), goal, r.get("sample", 0), r.get("turn", 0))
+        key = (str(identity), goal, _index(r, "sample", source, i), _index(r, "turn", source, i))
         if identity is not None and key in seen:
             raise InputError(f"{source}: row {i} repeats row {seen[key]} (prompt_id {key[0]!r}, goal {goal:g}, "
                              f"sample {key[2]}, turn {key[3]}); it would be counted twice (two files joined?)")
@@ -102,9 +102,42 @@ def controllability(rows: list[dict], source: str = "scores", score_range: tuple
             from None
     if not math.isfinite(test["rho"]):
         raise InputError(f"{source}: the rank correlation is undefined for these scores")
-    curve = [{"goal": g, **summary(v)} for g, v in sorted(by_goal.items())]
-    return {"spearman_rho": test["rho"], "p_value": test["p_value"], "n": len(kept), "unscored": unscored,
-            "without_goal": without_goal, "curve": curve}
+    curve = []
+    for goal, scores in sorted(by_goal.items()):
+        try:
+            curve.append({"goal": goal, **summary(scores)})
+        except Undefined as err:
+            raise InputError(f"{source}: field 'score' at goal {goal:g}: {err}; are these scores on the judge's "
+                             "scale?") from None
+    result = {"spearman_rho": test["rho"], "p_value": test["p_value"], "n": len(kept), "unscored": unscored,
+              "without_goal": without_goal, "curve": curve}
+    refuse_non_finite(result, source)
+    return result
+
+
+def refuse_non_finite(value, source: str, where: str = "result") -> None:
+    """A result holds only finite numbers (JSON has no NaN or infinity: a reader would fail or read a string):
+    refuse the first that is not, naming where it is."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{source}: the {where} is {value}, not a finite number; refused rather than written")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            refuse_non_finite(item, source, f"{where}.{key}" if where != "result" else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            refuse_non_finite(item, source, f"{where}[{i}]")
+
+
+def _index(row: dict, field: str, source: str, i: int) -> int:
+    """A row's sample or turn: a whole number of 0 or more (0 when absent)."""
+    value = row.get(field)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"{source}: row {i}, field {field!r}: expected a whole number of 0 or more, got {value!r}")
+    return value
 
 
 def _number(value, source: str, row: int, field: str) -> float:
@@ -112,10 +145,15 @@ def _number(value, source: str, row: int, field: str) -> float:
     import math
 
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{source}: row {row}, field {field!r}: expected a number, got {value!r}")
-    if not math.isfinite(value):
+        raise InputError(f"{source}: row {row}, field {field!r}: expected a number, got {str(value)[:40]!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise InputError(f"{source}: row {row}, field {field!r}: a {len(str(value))}-digit integer is too large for "
+                         "a number") from None
+    if not math.isfinite(number):
         raise InputError(f"{source}: row {row}, field {field!r}: {value} is not a finite number")
-    return float(value)
+    return number
 
 
 def plot_curve(curve: list[dict], path: Path, title: str, ylabel: str = "achieved score",
@@ -243,5 +281,6 @@ def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:
 
 
 def _write(out: Path, name: str, result: dict, markdown: str) -> None:
+    refuse_non_finite(result, f"diagnose {name}")
     write_json_atomic(out / f"{name}.json", result)
     write_text_atomic(out / f"{name}.md", f"# {name}\n\n{markdown}\n")
