@@ -18,7 +18,10 @@ def prompts(tmp_path):
 @pytest.mark.parametrize("flags,needle", [
     (["--temperature", "inf"], "--temperature must be a finite number, got inf"),
     (["--temperature", "nan"], "--temperature must be a finite number, got nan"),
-    (["--temperature", "-1"], "--temperature must be 0 (greedy) or more"),
+    (["--temperature", "-1"], "--temperature must be 0 (greedy) or from 0.01 to 100"),
+    (["--temperature", "1e-300"], "--temperature must be 0 (greedy) or from 0.01 to 100 (below, logits divided"),
+    (["--temperature", "0.001"], "sampling is uniform noise), got 0.001"),
+    (["--temperature", "1e12"], "sampling is uniform noise), got 1e+12"),
     (["--top-p", "0"], "--top-p must lie in (0, 1]"),
     (["--top-p", "nan"], "--top-p must be a finite number"),
     (["--top-p", "1.5"], "--top-p must lie in (0, 1]"),

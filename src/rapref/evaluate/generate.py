@@ -22,6 +22,11 @@ from rapref.prompting import goal_prompt
 
 
 
+# a sampling temperature other than 0 (greedy) lies in this range: logits / 1e-300 overflow float32 (a crash), and
+# vLLM raises anything in (0, 0.01) to 0.01 for the same reason; at 100 every token is about equally likely
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
+
+
 @dataclass
 class SamplingConfig:
     max_new_tokens: int = 256
@@ -43,7 +48,9 @@ class SamplingConfig:
                 raise InputError(f"{flag} must be a finite number, got {value!r}")
         for flag, value, ok, rule in (
                 ("--max-new-tokens", self.max_new_tokens, self.max_new_tokens >= 1, "be at least 1"),
-                ("--temperature", self.temperature, self.temperature >= 0, "be 0 (greedy) or more"),
+                ("--temperature", self.temperature, self.temperature == 0 or MIN_TEMPERATURE <= self.temperature
+                 <= MAX_TEMPERATURE, f"be 0 (greedy) or from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g} (below, "
+                 "logits divided by it overflow to inf/NaN; above, sampling is uniform noise)"),
                 ("--top-p", self.top_p, 0 < self.top_p <= 1, "lie in (0, 1]"),
                 ("--num-samples", self.num_samples, self.num_samples >= 1, "be at least 1"),
                 ("--batch-size", self.batch_size, self.batch_size >= 1, "be at least 1")):
