@@ -128,3 +128,31 @@ def test_a_users_output_and_the_commands_input_survive(writer, inputs, tmp_path,
             err = refused(capsys, argv_for(str(target), inputs) + extra)
             assert str(target) in err or target.name in err, err
     assert {str(t): snapshot(t) for t in targets} == before
+
+
+def test_an_out_that_is_a_link_or_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    """A symbolic link as --out (dangling or to a rapref folder) and an --out under a folder that cannot be written
+    are refused in one line (exit 2); nothing is written through the link."""
+    from rapref.io import InputError
+    from rapref.outputs import claim_output, claim_output_file, output_lock
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(InputError, match="is a symbolic link"):
+        claim_output_file("dangling", "export")
+    with pytest.raises(InputError, match="is a symbolic link"):
+        claim_output("link", "diagnose")
+    assert not (tmp_path / "nowhere").exists()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not __import__("os").access(locked, __import__("os").W_OK):  # root may write anyway
+            with pytest.raises(InputError, match="cannot be written here"), output_lock(locked / "sub" / "out"):
+                pass
+    finally:
+        locked.chmod(0o700)
+    with pytest.raises(InputError, match="cannot be written here"), output_lock("/proc/rapref-test/out"):
+        pass

@@ -39,6 +39,7 @@ takes it (`augment`, `train`, `generate`, `judge`, `diagnose`, `export`, `prompt
 from __future__ import annotations
 
 import contextlib
+import os
 import fcntl
 import json
 import shutil
@@ -68,6 +69,7 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
     Nothing is deleted unless the folder carries rapref's marker.
     """
     out = Path(out)
+    _refuse_link(out)
     resolved = out.resolve()
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
@@ -157,9 +159,12 @@ def output_lock(out: str | Path):
     the next run takes it over).
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     lock_path = out.parent / f".{out.name}.lock"
-    handle = open(lock_path, "a+")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")
+    except OSError as error:
+        raise InputError(f"{out}: cannot be written here ({error.strerror or error}); choose another --out") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -189,11 +194,20 @@ def sweep_stale_temporaries(out: Path) -> int:
     return removed
 
 
+def _refuse_link(out: Path) -> None:
+    """A symbolic link as --out is refused: writing through it would replace or fill whatever it points to (a
+    dangling link would silently become a file, a link to a rapref folder would be written in place)."""
+    if out.is_symlink():
+        raise InputError(f"{out}: is a symbolic link (to {os.readlink(out)}); give the real path, or a new one, as "
+                         "--out")
+
+
 def claim_output_file(out: str | Path, command: str, *, overwrite: bool = False, inputs: tuple = ()) -> Path:
     """The same rule for commands that write one file: an existing file is replaced only with `--overwrite`, and
     only when rapref wrote it (`finish_output_file` left a hidden `.NAME.rapref` beside it holding its content hash,
     and the content is still that); a folder, the command's input, or any other file is refused."""
     out = Path(out)
+    _refuse_link(out)
     if out.is_dir():
         raise InputError(f"{out}: is a folder; `rapref {command}` writes a file here (e.g. {out}/out.jsonl)")
     for source in inputs:
