@@ -78,3 +78,70 @@ def test_questions_that_do_not_agree_with_their_ids_are_refused(tmp_path, capsys
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err
         assert not out.exists()
+
+
+def _rows(fixtures, name, **fields):
+    """A benchmark's generations with `fields` set (a value None: the field removed) in every row."""
+    rows = generations(fixtures / SOURCES[name])
+    return [{k: v for k, v in {**r, **fields}.items() if v is not None or k not in fields} for r in rows]
+
+
+@pytest.mark.parametrize("case, fmt, needle", [
+    # an AlpacaEval marker (dataset, instruction) is AlpacaEval's, whatever else the row carries
+    ("alpaca+int-id", "mt-bench", "row 1 is a AlpacaEval generation (question_id 80"),
+    ("alpaca+int-id", "arena-hard", "row 1 is a AlpacaEval generation"),
+    ("alpaca+int-id", "alpaca-eval", "row 1, field 'question_id': 80; AlpacaEval's questions have no question_id"),
+    ("alpaca+category", "alpaca-eval", "field 'category': 'writing' is an MT-Bench or Arena-Hard category"),
+    ("alpaca-dataset-only", "alpaca-eval", "row 1, field 'instruction': missing; AlpacaEval's questions carry both"),
+    # Arena-Hard rows stripped of cluster and category, ids upper-cased: no benchmark's own
+    ("arena-upper", "arena-hard", "field 'question_id': expected Arena-Hard's question uid (32 lowercase hexadecimal"),
+    ("arena-upper", "mt-bench", "field 'question_id': expected MT-Bench's whole-number question id, got '5F3B"),
+    ("arena-upper", "alpaca-eval", "field 'question_id': '5F3B"),
+    # MT-Bench's first turns with string ids and no category
+    ("mt-string-ids", "arena-hard", "expected Arena-Hard's question uid (32 lowercase hexadecimal digits), got '81'"),
+    ("mt-string-ids", "alpaca-eval", "row 1, field 'question_id': '81'; AlpacaEval's questions have no"),
+    ("mt-string-ids", "mt-bench", "expected MT-Bench's whole-number question id, got '81'"),
+    # ids and fields of the wrong type
+    ("mt-list-id", "mt-bench", "row 1, field 'question_id': expected MT-Bench's whole-number question id, got [81]"),
+    ("mt-float-id", "mt-bench", "got 81.0"),
+    ("mt-unknown-category", "mt-bench", "field 'category': 'poetry' is not an MT-Bench category"),
+    ("mt-turn-null", "mt-bench", "row 1, field 'turn': expected a whole number of 0 or more, got None"),
+    ("mt-turn-text", "mt-bench", "row 1, field 'turn': expected a whole number of 0 or more, got '0'"),
+    ("mt-sample-text", "arena-hard", "row 1, field 'sample': expected a whole number of 0 or more, got 'a'"),
+])
+def test_rows_without_the_benchmarks_own_fields_and_types_are_refused(tmp_path, capsys, fixtures, case, fmt,
+                                                                       needle):
+    """The official question sets are not shipped (offline), so a file's origin is read from the fields its
+    question file leaves in each row, with their exact types: any sign of another benchmark, or a field of the
+    wrong type, is one line naming the row and field."""
+    rows = {
+        "alpaca+int-id": [dict(r, question_id=80 + i) for i, r in enumerate(_rows(fixtures, "alpaca-eval"))],
+        "alpaca+category": _rows(fixtures, "alpaca-eval", category="writing"),
+        "alpaca-dataset-only": _rows(fixtures, "alpaca-eval", instruction=None),
+        "arena-upper": [dict(r, question_id=r["question_id"].upper()) for r in
+                        _rows(fixtures, "arena-hard", cluster=None, category=None)],
+        "mt-string-ids": [dict(r, question_id=str(r["question_id"])) for r in
+                          _rows(fixtures, "mt-bench", category=None) if r["turn"] == 0],
+        "mt-list-id": [dict(r, question_id=[r["question_id"]]) for r in _rows(fixtures, "mt-bench")],
+        "mt-float-id": [dict(r, question_id=float(r["question_id"])) for r in _rows(fixtures, "mt-bench")],
+        "mt-unknown-category": _rows(fixtures, "mt-bench", category="poetry"),
+        "mt-turn-null": [dict(r, turn=None) for r in _rows(fixtures, "mt-bench")],
+        "mt-turn-text": [dict(r, turn=str(r["turn"])) for r in _rows(fixtures, "mt-bench")],
+        "mt-sample-text": _rows(fixtures, "arena-hard", sample="a"),
+    }[case]
+    out = tmp_path / "answers.jsonl"
+    assert export(fmt, write(tmp_path / "gens.jsonl", rows), out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists()
+
+
+def test_a_goal_picked_from_a_file_with_unconditioned_rows_says_what_it_left_out(tmp_path, capsys, fixtures):
+    rows = generations(fixtures / SOURCES["alpaca-eval"])
+    rows = [rows[0], dict(rows[1], goal=None), dict(rows[1], goal=3.0)]
+    out = tmp_path / "model_outputs.json"
+    assert cli(["export", "alpaca-eval", write(tmp_path / "gens.jsonl", rows), "--goal", "10", "--name", "m",
+                "--out", str(out)]) == 0
+    assert "1 rows at goal 10; left out 1 rows without a goal (unconditioned samples) and 1 at other goals" in \
+        capsys.readouterr().err
+    assert len(json.loads(out.read_text())) == 1

@@ -14,7 +14,9 @@ policy's tokenizer (`--tokenizer` to count with another). A goal sweep is export
 
 from __future__ import annotations
 
+import re
 import shlex
+import sys
 import time
 import uuid
 
@@ -40,6 +42,11 @@ def select_goal(rows: list[dict], goal: float | None, source: str = "generations
     picked = [r for r in rows if r.get("goal") is not None and float(r["goal"]) == float(goal)]
     if not picked:
         raise InputError(f"{source}: no generations at goal {goal:g} (goals: {goals})")
+    unconditioned = sum(r.get("goal") is None for r in rows)
+    if unconditioned:  # counted, never dropped unseen: they are another policy's answers (no goal given)
+        print(f"export: {len(picked)} rows at goal {goal:g}; left out {unconditioned} rows without a goal "
+              f"(unconditioned samples) and {len(rows) - len(picked) - unconditioned} at other goals",
+              file=sys.stderr, flush=True)
     return picked
 
 
@@ -102,24 +109,81 @@ MT_BENCH_CATEGORIES = {"writing", "roleplay", "reasoning", "math", "coding", "ex
 ALPACA_EVAL_DATASETS = {"helpful_base", "koala", "oasst", "selfinstruct", "vicuna"}
 
 
+ARENA_HARD_UID = re.compile(r"[0-9a-f]{32}")  # arena-hard-auto's question_id: a uuid4 hex, lowercase
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def origin(row: dict) -> str | None:
     """The benchmark whose question file a generation came from, read from what that file leaves in it (rapref
-    generate carries the question's own fields): Arena-Hard's `cluster` and hexadecimal ids, MT-Bench's integer ids,
-    categories and second turns, AlpacaEval's `instruction` and `dataset`. None for rapref's own prompt files.
+    generate carries the question's own fields): AlpacaEval's `instruction` or `dataset` (either one: no other
+    benchmark has them), Arena-Hard's `cluster`, `arena-hard` categories and 32-hex-digit ids, MT-Bench's integer
+    ids, categories and second turns. None for rapref's own prompt files. The official question sets are not
+    shipped (rapref works offline), so this reads the fields' shapes, not the questions' text.
 
     >>> origin({"question_id": 81, "category": "writing"}), origin({"instruction": "Hi", "dataset": "koala"})
     ('mt-bench', 'alpaca-eval')
+    >>> origin({"question_id": 81, "instruction": "Hi", "dataset": "helpful_base"})  # an id added: still AlpacaEval
+    'alpaca-eval'
     """
     qid, category = row.get("question_id"), row.get("category")
-    if "cluster" in row or str(category or "").startswith("arena-hard") or \
-            (isinstance(qid, str) and len(qid) == 32 and all(c in "0123456789abcdef" for c in qid)):
-        return "arena-hard"
-    if category in MT_BENCH_CATEGORIES or (row.get("turn") or 0) > 0 or \
-            (isinstance(qid, int) and not isinstance(qid, bool) and "instruction" not in row):
-        return "mt-bench" if qid is not None else None
-    if "instruction" in row and qid is None and (row.get("dataset") in ALPACA_EVAL_DATASETS or "dataset" in row):
+    if row.get("instruction") is not None or row.get("dataset") is not None:
         return "alpaca-eval"
+    if "cluster" in row or str(category or "").startswith("arena-hard") or \
+            (isinstance(qid, str) and ARENA_HARD_UID.fullmatch(qid)):
+        return "arena-hard"
+    turn = row.get("turn")
+    if category in MT_BENCH_CATEGORIES or (_whole(turn) and turn > 0) or _whole(qid):
+        return "mt-bench"
     return None
+
+
+def field_problem(row: dict, fmt: str) -> tuple[str, str] | None:
+    """(field, what is wrong) for a row that does not have `fmt`'s own fields with their own types, or None.
+
+    >>> field_problem({"question_id": [81]}, "mt-bench")
+    ('question_id', "expected MT-Bench's whole-number question id, got [81]")
+    >>> field_problem({"question_id": "328C149ED45A41C0B9D6F14659E63599"}, "arena-hard")[1][:40]
+    "expected Arena-Hard's question uid (32 l"
+    """
+    qid, category = row.get("question_id"), row.get("category")
+    if fmt == "mt-bench":
+        if not _whole(qid):
+            return "question_id", f"expected MT-Bench's whole-number question id, got {qid!r}"
+        if category is not None and category not in MT_BENCH_CATEGORIES:
+            return "category", (f"{category!r} is not an MT-Bench category ({', '.join(sorted(MT_BENCH_CATEGORIES))})")
+    elif fmt == "arena-hard":
+        if not (isinstance(qid, str) and ARENA_HARD_UID.fullmatch(qid)):
+            return "question_id", f"expected Arena-Hard's question uid (32 lowercase hexadecimal digits), got {qid!r}"
+        if category is not None and not str(category).startswith("arena-hard"):
+            return "category", f"{category!r} is not an Arena-Hard category (arena-hard-v0.1, ...)"
+    else:
+        for key in ("question_id", "cluster"):
+            if row.get(key) is not None:
+                return key, (f"{row[key]!r}; AlpacaEval's questions have no {key} (MT-Bench's and Arena-Hard's do): "
+                             "rows of two question files joined?")
+        if category in MT_BENCH_CATEGORIES or str(category or "").startswith("arena-hard"):
+            return "category", f"{category!r} is an MT-Bench or Arena-Hard category, not an AlpacaEval field"
+        marked = [k for k in ("instruction", "dataset") if row.get(k) is not None]
+        if marked and len(marked) < 2:
+            missing = ({"instruction", "dataset"} - set(marked)).pop()
+            return missing, f"missing; AlpacaEval's questions carry both instruction and dataset (found {marked[0]})"
+        for key in marked:
+            if not isinstance(row[key], str) or not row[key].strip():
+                return key, f"expected text, got {row[key]!r}"
+    return None
+
+
+def _check_indices(rows: list[dict], source: str) -> None:
+    """`sample` and `turn` are whole numbers of 0 or more (0 when absent): they order an answer's turns."""
+    for i, row in enumerate(rows, start=1):
+        for key in ("sample", "turn"):
+            value = row.get(key, 0)
+            if not _whole(value) or value < 0:
+                raise InputError(f"{source}: row {i}, field {key!r}: expected a whole number of 0 or more, got "
+                                 f"{value!r}")
 
 
 def first_question(row: dict) -> str:
@@ -137,6 +201,7 @@ def check_source(rows: list[dict], fmt: str, source: str) -> None:
     in every row of an id), no question under two ids, the turns the benchmark has, and for AlpacaEval one answer
     per instruction, equal to the prompt it was asked with. A refusal says which benchmark the file came from."""
     name = BENCHMARKS[fmt]
+    _check_indices(rows, source)
     for i, row in enumerate(rows, start=1):
         came = origin(row)
         if came is not None and came != fmt:
@@ -147,6 +212,12 @@ def check_source(rows: list[dict], fmt: str, source: str) -> None:
                              f"`rapref export {came}`")
     if fmt in ("mt-bench", "arena-hard"):
         check_questions(rows, fmt, source)
+    for i, row in enumerate(rows, start=1):
+        problem = field_problem(row, fmt)
+        if problem:
+            raise InputError(f"{source}: row {i}, field {problem[0]!r}: {problem[1]}; `export {fmt}` takes only "
+                             f"generations of {name}'s own question file")
+    if fmt in ("mt-bench", "arena-hard"):
         by_id, by_text = {}, {}
         for i, row in enumerate(rows, start=1):
             qid, text = row["question_id"], first_question(row)
