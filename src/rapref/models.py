@@ -243,3 +243,18 @@ def sampling_top_k(model_dir: str) -> int | None:
         defaults = getattr(GenerationConfig, "_get_default_generation_params", lambda: {"top_k": 50})()
         return defaults.get("top_k") or None
     return config.top_k or None
+
+
+def model_context(model_dir: str) -> int | None:
+    """The longest sequence (prompt and answer, in tokens) the model was built for; None where its config says not."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_dir).get_text_config()
+    except (OSError, ValueError):
+        return None
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

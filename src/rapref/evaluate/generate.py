@@ -356,21 +356,6 @@ def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, back
                           workers=workers, threads=1 if workers > 1 else None)
 
 
-def model_context(model_dir: str) -> int | None:
-    """The longest sequence (prompt and answer, in tokens) the model was built for; None where its config says not."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model_dir).get_text_config()
-    except (OSError, ValueError):
-        return None
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def check_context(model_dir: str, ids: list[list[int]], max_new_tokens: int, names: list[str] | None = None) -> None:
     """Refuse, before any sampling, a prompt that cannot be answered within the model's context: a prompt at or past
     it would be read at positions the model never learned (transformers only warns), and --max-new-tokens past it
@@ -378,6 +363,8 @@ def check_context(model_dir: str, ids: list[list[int]], max_new_tokens: int, nam
 
     >>> check_context("/no/such/model", [[1, 2]], 10**12)  # no config: nothing known to check against
     """
+    from rapref.models import model_context
+
     context = model_context(model_dir)
     if context is None or not ids:
         return
