@@ -93,6 +93,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
     cuda = _cuda_defaults(cfg, model) if torch.cuda.is_available() else None
     args = trl_args(cfg, on_gpu=torch.cuda.is_available(), chosen=cuda.kwargs if cuda else None)
     trainer = build_trainer(cfg, args, model, tokenizer, splits)
+    engine_notice = _unsharded_notice(trainer.accelerator)
+    if engine_notice and trainer.accelerator.is_main_process:
+        say(engine_notice)
     if trainer.accelerator.is_main_process:
         if overwrite and not resume and out.is_dir() and any(out.iterdir()):
             empty_output(out)  # an earlier rapref run, replaced as asked
@@ -114,6 +117,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
     result = {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
               "last_loss": losses[-1] if losses else None, "length_fit": length_counts,
               "world_size": trainer.accelerator.num_processes,
+              "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
               "train_examples": len(splits["train"]), "resumed_from": checkpoint,
               "chat_template_installed": installed, "packing": getattr(trainer, "rapref_packing", None),
               "cuda_defaults": cuda.record if cuda else None}
@@ -188,6 +192,20 @@ def _attach_artefacts(trainer, cfg: TrainConfig, spec: GoalSpec | None, tokenize
     trainer.add_callback(CheckpointArtefacts())
     if not interactive():
         trainer.add_callback(trainer_callback(f"rapref train ({cfg.algorithm.name})"))
+
+
+def _unsharded_notice(accelerator) -> str | None:
+    """accelerate 1.15 turns FSDP and DeepSpeed on only for accelerator devices: launched with either config on CPU
+    (`use_cpu: true`, or no GPU), it wraps the model in plain DDP over gloo without a word. Say so in one line."""
+    from accelerate.utils import DistributedType
+
+    for variable, engine, kind in (("ACCELERATE_USE_FSDP", "FSDP", DistributedType.FSDP),
+                                   ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed", DistributedType.DEEPSPEED)):
+        if os.environ.get(variable, "false").lower() == "true" and accelerator.distributed_type != kind:
+            got = str(accelerator.distributed_type).split(".")[-1]
+            return (f"rapref train: notice: launched for {engine}, but accelerate runs {got} here ({engine} needs a "
+                    "GPU or another accelerator; on CPU accelerate drops it): every process holds the whole model")
+    return None
 
 
 def _release(trainer) -> None:
