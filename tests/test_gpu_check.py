@@ -29,7 +29,8 @@ def test_packing_check_compares_gradients_on_cpu(tmp_path):
     rows = [r for r in report["results"] if "skipped" not in r]
     assert {(r["attention"], r["lora"]) for r in rows} == {("sdpa", False), ("sdpa", True), ("eager", False),
                                                           ("eager", True)}
-    for r in rows:  # fp32 on a CPU: the packed path's gradients are TRL's
+    for r in rows:  # fp32 on a CPU: the packed path's gradients are TRL's, and the gate let every batch pack
+        assert r["gate"] == "packed" and r["packed_batches"] == 1
         assert r["grad_min_cosine"] > 0.99999 and r["grad_max_rel_diff"] < 1e-4 and r["max_abs_logprob_diff"] < 1e-4
         assert "max_rel_param_diff_after_step" not in r
         # LoRA's A has no gradient while B is zero: counted apart, not read as a disagreement

@@ -74,7 +74,7 @@ def test_multi_sample_scores_on_the_scale_are_used_as_they_are(tmp_path):
     ]))
     summary = main(AugmentConfig(source=str(src), out=str(tmp_path / "out"), schema="multi-sample",
                                  schema_options=SchemaOptions(test_size=0, pairing="best-vs-worst",
-                                                              score_mapping="none")))
+                                                              score_mapping="none", out_of_scale="drop")))
     rows = read_split(tmp_path / "out", "train").to_pylist()
     assert {(r["score_chosen"], r["score_rejected"]) for r in rows if r["copy"] == "positive"} == {(10.0, 2.5)}
     assert summary["dropped_by_reason"] == {"score_outside_scale": 1}

@@ -62,8 +62,9 @@ def test_overwrite_replaces_only_a_rapref_folder(tmp_path, capsys):
     out = tmp_path / "data"
     assert cli(["augment", str(src), "--out", str(out)]) == 0
     assert (out / ".rapref").is_file()
-    one_line_error(capsys, ["augment", str(src), "--out", str(out)], "--overwrite")
-    assert cli(["augment", str(src), "--out", str(out), "--overwrite"]) == 0
+    assert cli(["augment", str(src), "--out", str(out)]) == 0  # the same input and settings: the finished folder reused
+    one_line_error(capsys, ["augment", str(src), "--out", str(out), "--test-size", "2"], "--overwrite")
+    assert cli(["augment", str(src), "--out", str(out), "--test-size", "2", "--overwrite"]) == 0
 
 
 def test_every_folder_command_refuses_a_users_folder(tmp_path, capsys, tiny_model_dir, trained_dir,

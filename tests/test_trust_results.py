@@ -235,7 +235,7 @@ def test_degenerate_training_values_are_refused(override, needle, tmp_path, caps
     assert not (tmp_path / "run").exists()
 
 
-GENERATE_DEGENERATE = [(["--temperature", "-1"], "--temperature must be 0 (greedy) or more, got -1"),
+GENERATE_DEGENERATE = [(["--temperature", "-1"], "--temperature must be 0 (greedy) or from 0.01 to 100"),
                        (["--num-samples", "0"], "--num-samples must be at least 1"),
                        (["--limit", "0"], "--limit must be at least 1"),
                        (["--top-p", "0"], "--top-p must lie in (0, 1]"),

@@ -67,6 +67,7 @@ CASES = {
                                "python:test_writers:length", "--out", o], "prompts"),
     "experiment:ifeval": (lambda o, i: ["experiment", "ifeval", "--model", i["model"], "--quick", "--out", o], "model"),
     "demo": (lambda o, i: ["demo", "--quick", "--out", o], None),
+    "alpaca-eval-judge": (lambda o, i: ["alpaca-eval-judge", "http://127.0.0.1:9/v1", "--out", o], None),
 }
 
 

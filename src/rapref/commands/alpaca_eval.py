@@ -22,10 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a local copy of AlpacaEval's df_gamed.csv (instruction difficulties), put into the "
                              "hub cache so alpaca_eval's length-controlled win rate runs offline")
     parser.add_argument("--hub-cache", default=None, help="the hub cache for --lc-reference (default: HF_HUB_CACHE)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier config folder rapref wrote (never a folder it did not write)")
 
 
 def run(args: argparse.Namespace) -> None:
     from rapref.evaluate.alpaca_eval_judge import main
 
-    config = main(args.url, args.out, args.judge_model, args.judge_template, args.lc_reference, args.hub_cache)
+    config = main(args.url, args.out, args.judge_model, args.judge_template, args.lc_reference, args.hub_cache,
+                  overwrite=args.overwrite)
     print(f"alpaca_eval annotator config: {config} (alpaca_eval evaluate --annotators_config {config} ...)")

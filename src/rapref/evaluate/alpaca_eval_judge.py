@@ -116,12 +116,22 @@ def seed_lc_reference(csv: str | Path, cache: str | Path) -> Path:
 
 
 def main(url: str, out: str, model: str | None = None, template: str | None = None,
-         lc_reference: str | None = None, hub_cache: str | None = None) -> Path:
-    config = write_annotator_config(out, url, model, template)
-    if lc_reference:
-        from huggingface_hub import constants
+         lc_reference: str | None = None, hub_cache: str | None = None, overwrite: bool = False) -> Path:
+    """Claim `out` as every rapref writer does (a user's folder is never written into), then write the config."""
+    from rapref.outputs import (begin_output, claim_output, empty_output, finish_output, is_rapref_output,
+                                output_lock)
 
-        seed_lc_reference(lc_reference, hub_cache or constants.HF_HUB_CACHE)
+    folder = claim_output(out, "alpaca-eval-judge", overwrite=overwrite, continue_unfinished=True)
+    with output_lock(folder):
+        if overwrite and is_rapref_output(folder):
+            empty_output(folder)
+        begin_output(folder, "alpaca-eval-judge")
+        config = write_annotator_config(folder, url, model, template)
+        if lc_reference:
+            from huggingface_hub import constants
+
+            seed_lc_reference(lc_reference, hub_cache or constants.HF_HUB_CACHE)
+        finish_output(folder, "alpaca-eval-judge")
     return config
 
 

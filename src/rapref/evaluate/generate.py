@@ -226,23 +226,29 @@ def _generate(cfg: GenerateConfig, out: Path) -> list[dict]:
     elif cfg.network is not None:
         raise InputError("the timeouts and retry time are for sampling through a server; give --endpoint URL")
     first = [(row, goal) for goal in goals for row in prompts]  # checked before anything is written
-    from rapref.models import load_tokenizer
+    from rapref.models import load_tokenizer, model_context
 
-    check_context(cfg.model, batch_prompt_ids(load_tokenizer(cfg.model), [goal_prompt(r["prompt"], spec, g)
-                                                                            for r, g in first]),
-                  cfg.sampling.max_new_tokens, [f"prompt_id {r['prompt_id']!r}" for r, _ in first])
+    if model_context(cfg.model) is not None:  # a context to check against (a hub id offline has no config here)
+        check_context(cfg.model, batch_prompt_ids(load_tokenizer(cfg.model), [goal_prompt(r["prompt"], spec, g)
+                                                                                for r, g in first]),
+                      cfg.sampling.max_new_tokens, [f"prompt_id {r['prompt_id']!r}" for r, _ in first])
     resume = ResumeFile(out, resume_settings(cfg, goals, prompts))
+    outcome = "interrupted"
     try:
         rows = _sample_turns(cfg, jobs, spec, settings, resume, engine)
+        outcome = "finished"
     except InputError as err:
+        outcome = "refused"
         if engine is None:
             raise
         raise InputError(f"{err}; the answers so far are kept in {resume.path} (a rerun resumes from them)") from None
-    write_jsonl_atomic(out, rows)
-    if engine is not None:
-        from rapref.evaluate.serving import record_requests
+    finally:
+        if engine is not None:  # however the run ends, a refusal or Ctrl-C included
+            from rapref.evaluate.serving import record_requests
 
-        record_requests(engine, out, "rapref generate")
+            record_requests(engine, Path(f"{out}.requests.json"), "rapref generate", resumed=bool(resume.done),
+                            outcome=outcome)
+    write_jsonl_atomic(out, rows)
     finish_output_file(out, "generate")
     resume.remove()
     return rows
