@@ -138,3 +138,66 @@ def test_show_prints_both_copies_with_the_goal_text(fixtures, tmp_path, capsys, 
     assert main(["show", str(fixtures / "pairs_reward_model.jsonl"), "-n", "2"]) == 0
     raw = capsys.readouterr().out
     assert "What is 3 times 4?" in raw and "--prompt-column question" in raw
+
+
+# --- adversarial inputs (issue 31 follow-up): each ends in a result or one line, exit 2 ------------------------------
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def refused(argv, capsys) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+RM_ROWS = [{"question": f"q{i}", "better": f"b{i}", "worse": f"w{i}", "s_better": i / 3, "s_worse": -i / 2}
+           for i in range(12)]
+
+
+@pytest.mark.parametrize("flags", [[], ["--score-chosen-column", "question"], ["--chosen-column", "s_better"]])
+def test_all_rows_dropped_is_one_line_naming_the_reasons(tmp_path, capsys, flags):
+    """Every row dropped (the per-row loader's path): the count by reason, not a KeyError on an empty table."""
+    if flags:
+        source = write_jsonl(tmp_path / "rm.jsonl", RM_ROWS)
+        base = ["--prompt-column", "question", "--chosen-column", "better", "--rejected-column", "worse",
+                "--score-chosen-column", "s_better", "--score-rejected-column", "s_worse"]
+        base = [a for i, a in enumerate(base) if a not in flags[::2] and (i == 0 or base[i - 1] not in flags[::2])]
+        argv = ["augment", str(source), *base, *flags]
+    else:
+        source = write_jsonl(tmp_path / "bad.jsonl", [
+            {"prompt": "p", "chosen": "a", "rejected": "b", "score_chosen": "high", "score_rejected": "low"},
+            {"prompt": "q", "chosen": "a", "rejected": "b", "score_chosen": None, "score_rejected": 2}])
+        argv = ["augment", str(source)]
+    err = refused([*argv, "--out", str(tmp_path / "out")], capsys)
+    assert "no usable training pairs after cleaning (dropped:" in err
+
+
+def test_pandas_parquet_with_large_strings_reads_in_every_placement(tmp_path, capsys):
+    import pyarrow as pa
+
+    rows = [{"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}", "score_chosen": 8, "score_rejected": 3}
+            for i in range(10)]
+    table = pa.Table.from_pylist(rows).cast(pa.schema([("prompt", pa.large_string()), ("chosen", pa.large_string()),
+                                                       ("rejected", pa.large_string()),
+                                                       ("score_chosen", pa.int64()), ("score_rejected", pa.int64())]))
+    pq.write_table(table, tmp_path / "pandas.parquet")
+    for placement in ("system", "user"):
+        out = tmp_path / placement
+        assert main(["augment", str(tmp_path / "pandas.parquet"), "--out", str(out), "--placement", placement,
+                     "--test-size", "0"]) == 0, capsys.readouterr().err
+        first = pq.read_table(out / SPLIT_FILES["train"]).to_pylist()[0]
+        text = first["prompt"] if placement == "user" else first["prompt"][0]["content"]
+        assert "Overall score: 8." in text
+
+
+@pytest.mark.parametrize("size", ["nan", "inf", "1e400", "-inf"])
+def test_a_non_finite_test_size_is_refused(tmp_path, capsys, size):
+    source = write_jsonl(tmp_path / "rm.jsonl", RM_ROWS)
+    err = refused(["augment", str(source), *COLUMNS, "--score-mapping", "min-max", f"--test-size={size}",
+                   "--out", str(tmp_path / "out")], capsys)
+    assert "--test-size must be a fraction in [0, 1) or a whole number of prompts" in err

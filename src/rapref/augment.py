@@ -171,15 +171,15 @@ def augment_loaded(loaded, rows_in: int, schema: str, cfg: AugmentConfig, source
     loaded.pairs.clear()
     notes = list(loaded.notes)
     check_out_of_scale(loaded.drops, rows_in, options, loaded.scale, source)
+    _require_train_pairs(pairs, loaded.drops, source)  # before anything reads the score columns of an empty table
+    pairs = {split: arrow_types(p) for split, p in pairs.items()}  # large_string (pandas' Parquet) -> string, ...
     inverted = 0
     for split in list(pairs):  # chosen scored below rejected: the stated rule (--inverted), counted
         pairs[split], count = orient_pairs(pairs[split], cfg.relabel.inverted)
         inverted += count
         if count and cfg.relabel.inverted == "drop":
             _count_inverted_drops(loaded.drops, count)
-    if "train" not in pairs or pairs["train"].num_rows == 0:
-        raise InputError(f"{source}: no usable training pairs after cleaning "
-                         f"(dropped: {dict(loaded.drops.counts) or 'none'})")
+    _require_train_pairs(pairs, loaded.drops, source)
     if "test" not in pairs:
         pairs["train"], pairs["test"], note = hold_out(pairs["train"], options.test_size, options.seed)
         notes.append(note)
@@ -222,6 +222,31 @@ def augment_loaded(loaded, rows_in: int, schema: str, cfg: AugmentConfig, source
         "provenance": provenance(),
     }
     return out_tables, spec if cfg.relabel.mode in ("relabeled", "half", "positive") else None, summary
+
+
+def _require_train_pairs(pairs: dict[str, pa.Table], drops, source: str) -> None:
+    if "train" not in pairs or pairs["train"].num_rows == 0:
+        raise InputError(f"{source}: no usable training pairs after cleaning "
+                         f"(dropped: {dict(drops.counts) or 'none'})")
+
+
+def arrow_types(table: pa.Table) -> pa.Table:
+    """Columns cast to the types the pipeline writes and joins: large_string -> string, large_list -> list, at any
+    depth (pandas writes Parquet text as large_string; Arrow's kernels do not mix the two)."""
+    target = pa.schema([field.with_type(_small_type(field.type)) for field in table.schema])
+    return table if target == table.schema else table.cast(target)
+
+
+def _small_type(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(kind):
+        return pa.string()
+    if pa.types.is_large_binary(kind):
+        return pa.binary()
+    if pa.types.is_large_list(kind) or pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_small_type(kind.value_type)))
+    if pa.types.is_struct(kind):
+        return pa.struct([kind.field(i).with_type(_small_type(kind.field(i).type)) for i in range(kind.num_fields)])
+    return kind
 
 
 def check_out_of_scale(drops, rows_in: int, options: SchemaOptions, scale, source: str) -> None:

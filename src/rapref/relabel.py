@@ -83,6 +83,8 @@ def orient_pairs(pairs: pa.Table, rule: str = "swap") -> tuple[pa.Table, int]:
     >>> n, out.to_pydict()["chosen"], out.to_pydict()["score_chosen"]
     (1, ['x', 'b'], [7.0, 9.0])
     """
+    if pairs.num_rows == 0 or "score_chosen" not in pairs.column_names:  # nothing to orient (an empty table)
+        return pairs, 0
     inverted = pc.fill_null(pc.less(pairs["score_chosen"], pairs["score_rejected"]), False)
     count = int(pc.sum(inverted).as_py() or 0)
     if count == 0 or rule == "keep":

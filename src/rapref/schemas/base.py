@@ -12,6 +12,7 @@ strict mode the first problem stops the run with a one-line error.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -58,7 +59,7 @@ class SchemaOptions:
         if self.score_mapping is not None and self.score_mapping not in SCORE_MAPPINGS:
             raise InputError(f"score mapping must be one of {', '.join(SCORE_MAPPINGS)}, got {self.score_mapping!r}")
         size = self.test_size
-        if size is not None and (size < 0 or size >= 1 and size != int(size)):
+        if size is not None and (not math.isfinite(size) or size < 0 or size >= 1 and size != int(size)):
             raise InputError(f"--test-size must be a fraction in [0, 1) or a whole number of prompts, got {size:g}")
 
 
