@@ -9,9 +9,11 @@ and the check of a one-line refusal. (The stand-in run as its own process, as `-
 Faults (on completions and chat; the model list always answers, /tokenize never): hang (accepts, never answers), trickle (a
 byte at a time, never finishing), not-json, html, empty-body, no-choices, no-text, wrong-type, bad-utf8, cut (closed
 mid-body), reset (closed before any reply), 429 (with Retry-After), 503, 400, no-content and content-int (chat),
-empty-text (a valid empty answer). `after=N` lets N requests through before the fault starts. Good replies: a
+empty-text (a valid empty answer), endless (a body without end, no
+Content-Length), huge-length (Content-Length 10^12), long-text (100 KB of text whatever max_tokens asked). `after=N` lets N requests through before the fault starts. Good replies: a
 completion's text is drawn from its seed; a chat reply follows `judge`: grade, a, b, tie, none, alternate (a grade
-for even-numbered requests, none for odd) or a-or-none (alike, with "Output (a)"). Bound to 127.0.0.1; stopped on exit or after `lifetime` seconds.
+for even-numbered requests, none for odd) or a-or-none (alike, with "Output (a)"),
+neither-b ("Neither output addresses the question, but (b) is better."), exponent ("Rating: 1e3"). Bound to 127.0.0.1; stopped on exit or after `lifetime` seconds.
 """
 
 from __future__ import annotations
@@ -104,7 +106,9 @@ class FaultyServer:
                 judge = {"alternate": "grade", "a-or-none": "a"}.get(server.judge, server.judge) if n % 2 == 0 else \
                     "none" if server.judge in ("alternate", "a-or-none") else server.judge
                 answer = {"grade": f"Fine. Rating: [[{1 + len(body['messages'][-1]['content']) % 10}]]",
-                          "a": "Output (a)", "b": "Output (b)", "tie": "Tie.", "none": "I cannot decide."}[judge]
+                          "a": "Output (a)", "b": "Output (b)", "tie": "Tie.", "none": "I cannot decide.",
+                          "neither-b": "Neither output addresses the question, but (b) is better.",
+                          "exponent": "Fine. Rating: 1e3"}[judge]
                 self.send(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode())
 
             def fault(self, fault: str, body: dict) -> None:
@@ -120,6 +124,25 @@ class FaultyServer:
                         self.wfile.write(b" ")
                         self.wfile.flush()
                     return
+                if fault in ("endless", "huge-length"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    if fault == "huge-length":
+                        self.send_header("Content-Length", str(10 ** 12))
+                    else:
+                        self.send_header("Connection", "close")  # the body ends when the connection does: never
+                    self.end_headers()
+                    block = b'{"choices": [{"text": "' + b"x" * 65536
+                    try:
+                        while not server._stop.is_set():
+                            self.wfile.write(block)
+                    except OSError:  # the client stopped reading
+                        pass
+                    self.close_connection = True
+                    return
+                if fault == "long-text":
+                    return self.send(200, json.dumps({"choices": [{"text": "y" * 100_000,
+                                                                   "message": {"content": "y" * 100_000}}]}).encode())
                 if fault in ("cut", "reset"):
                     if fault == "cut":
                         self.send(200, b'{"choices": [{"te', length=200)  # promised 200 bytes, sent 16

@@ -75,10 +75,15 @@ def test_ctrl_c_and_sigterm_stop_requests_in_flight_and_keep_the_answers(tmp_pat
         assert process.wait(timeout=20) == 130, process.stderr.read()
         assert time.monotonic() - start < 15  # the timeouts are minutes; 15 s: a machine loaded 5-fold here
     assert len(read_jsonl_prefix(partial)) == 3 and not out.exists()
+    record = strict_json(Path(f"{out}.requests.json"))  # the counts, however the run ended
+    assert record["outcome"] == "interrupted" and record["requests"] >= 3
     with FaultyServer(tiny_model_dir) as server:
         assert cli(generate(tiny_model_dir, prompts, server.url, out)) == 0
         assert server.posts == 2  # only the two unanswered prompts were asked again
         assert cli(generate(tiny_model_dir, prompts, server.url, tmp_path / "full.jsonl")) == 0
+    resumed = strict_json(Path(f"{out}.requests.json"))
+    assert resumed["outcome"] == "finished" and resumed["requests"] == 3  # this session: the model list and two
+    assert resumed["all_sessions"]["sessions"] == 2 and resumed["all_sessions"]["requests"] == record["requests"] + 3
     assert read_jsonl(out) == read_jsonl(tmp_path / "full.jsonl")
     write_jsonl(tmp_path / "gen.jsonl", [{"prompt_id": str(i), "prompt": "hi", "text": f"t{i}"} for i in range(40)])
     with FaultyServer(tiny_model_dir, "hang", after=32) as server:  # the judge: its first chunk of calls cached
@@ -113,12 +118,18 @@ def test_faults_a_retry_can_fix_are_retried_to_the_same_result(tmp_path, tiny_mo
 def test_replies_no_retry_fixes_are_refused_in_one_line_never_saved(tmp_path, capsys, tiny_model_dir, prompts):
     cases = {"html": "an HTML page", "no-choices": "an empty `choices` list", "no-text": "no choices[0].text",
              "wrong-type": "choices[0].text is int 42", "bad-utf8": "not UTF-8", "not-json": "not JSON",
-             "empty-body": "the reply is empty", "400": "answered 400 (not now)", "cut": "closed before its reply"}
+             "empty-body": "the reply is empty", "400": "answered 400 (not now)", "cut": "closed before its reply",
+             "endless": "ran past rapref's limit of", "huge-length": "1,000,000,000,000 bytes (Content-Length)",
+             "long-text": "implausible for at most 4 tokens"}
     for fault, needle in cases.items():
         with FaultyServer(tiny_model_dir, fault) as server:
+            start = time.monotonic()
             err = one_line_error(capsys, generate(tiny_model_dir, prompts, server.url, tmp_path / "g.jsonl", *QUICK),
                                  needle)
+            assert time.monotonic() - start < 10, fault  # an endless body: refused at the size limit, not read on
         assert server.url in err and "completion of prompt 0 (seed 0)" in err, err
+        record = strict_json(Path(f"{tmp_path / 'g.jsonl'}.requests.json"))  # recorded on a refusal too
+        assert record["outcome"] == "refused" and record["refused"] >= 1, record
         # never retried (an unreadable reply: once); +1: the next prompt's request may start before the refusal stops it
         assert server.posts <= (3 if fault in ("bad-utf8", "not-json", "empty-body") else 2) or fault == "cut"
         assert not (tmp_path / "g.jsonl").exists()
@@ -126,7 +137,7 @@ def test_replies_no_retry_fixes_are_refused_in_one_line_never_saved(tmp_path, ca
     write_jsonl(tmp_path / "gen.jsonl", [{"prompt_id": "0", "prompt": "hi", "text": "hello"}])
     for fault, needle in {"no-content": "has no content", "content-int": "content is int 7",
                           "wrong-type": "content is list", "no-text": "message is missing",
-                          "html": "an HTML page"}.items():
+                          "html": "an HTML page", "endless": "ran past rapref's limit of"}.items():
         with FaultyServer(tiny_model_dir, fault) as server:
             one_line_error(capsys, ["judge", str(tmp_path / "gen.jsonl"), "--scorer", f"llm-judge:{server.url}",
                                     "--out", str(tmp_path / f"j-{fault}"), *QUICK], needle)
@@ -142,13 +153,27 @@ def test_retries_end_within_the_retry_time(tmp_path, capsys, tiny_model_dir, pro
         one_line_error(capsys, generate(tiny_model_dir, prompts, server.url, tmp_path / "g.jsonl", *QUICK),
                        "it asked to wait 3600 s")
         assert server.posts == 1
+    for asked in ("0", "-5", "Wed, 21 Oct 2015 07:28:00 GMT"):  # sooner than the backoff: the backoff still holds
+        with FaultyServer(tiny_model_dir, "429", retry_after=asked) as server:
+            one_line_error(capsys, generate(tiny_model_dir, prompts, server.url, tmp_path / "g.jsonl",
+                                            "--retry-time", "1"), "gave up after")
+            assert 3 <= server.posts <= 7, (asked, server.posts)  # 0.05 s doubling within 1 s: about 5, not 1000
     one_line_error(capsys, generate(tiny_model_dir, prompts, f"http://127.0.0.1:{serving.free_port()}/v1",
                                     tmp_path / "g.jsonl"), "no server answers")  # a first contact: at once
     for flags, needle in ((["--request-timeout", "0"], "request timeout must be"),
                           (["--connect-timeout", "nan"], "connect timeout must be"),
-                          (["--retry-time", "-1"], "retry time must be")):
+                          (["--retry-time", "-1"], "retry time must be"),
+                          (["--request-timeout", "1e12"], "at most 86400"),
+                          (["--connect-timeout", "1e12"], "at most 86400")):
         one_line_error(capsys, generate(tiny_model_dir, prompts, "http://127.0.0.1:1/v1", tmp_path / "g.jsonl",
                                         *flags), needle)
+    for url, needle in (("http://127.0.0.1:99999/v1", "not a valid URL (Port out of range"),
+                        ("http://[::1:18620/v1", "not a valid URL (Invalid IPv6 URL)"),
+                        ("http://127.0.0.1:8000/v1?key=1", "takes no query"), ("http:///v1", "no host")):
+        one_line_error(capsys, generate(tiny_model_dir, prompts, url, tmp_path / "g.jsonl"), needle)
+    with FaultyServer(tiny_model_dir) as server:  # a request's URL copied whole: its root is used, with a note
+        assert cli(generate(tiny_model_dir, prompts, server.url + "/completions", tmp_path / "u.jsonl")) == 0
+    assert "using the API root" in capsys.readouterr().out and len(read_jsonl(tmp_path / "u.jsonl")) == 4
     argv = ["generate", str(tiny_model_dir), "--prompts", str(prompts), "--no-goal", "--out", str(tmp_path / "g.jsonl")]
     one_line_error(capsys, [*argv, "--retry-time", "5"], "give --endpoint URL")
 
@@ -172,14 +197,36 @@ def test_the_judge_caches_only_verdicts_and_asks_again_for_the_rest(tmp_path, ca
     assert all(r["judge_reply"] == "I cannot decide." for r in scores if r["score"] is None)
     assert strict_json(tmp_path / "j" / "aggregate.json")["unscored"] == 2
     assert "asked again on the next run" in "".join(capsys.readouterr())
-    with FaultyServer(tiny_model_dir, judge="grade") as server:  # the judge fixed: only the two are asked again
+    with FaultyServer(tiny_model_dir, judge="grade") as server:  # --overwrite asks everything again
         assert cli([*argv, "--scorer", f"llm-judge:{server.url}", "--overwrite"]) == 0
+        assert server.posts == 4
+    cache = tmp_path / "kept-cache.jsonl"  # a cache kept apart: only what held no grade is asked again
+    with FaultyServer(tiny_model_dir, judge="alternate") as server:
+        assert cli([*argv, "--scorer", f"llm-judge:{server.url}", "--overwrite", "--cache", str(cache)]) == 0
+    with FaultyServer(tiny_model_dir, judge="grade") as server:
+        assert cli([*argv, "--scorer", f"llm-judge:{server.url}", "--overwrite", "--cache", str(cache)]) == 0
         assert server.posts == 2
-        assert cli([*argv, "--scorer", f"llm-judge:{server.url}", "--overwrite"]) == 0
+        assert cli([*argv, "--scorer", f"llm-judge:{server.url}", "--overwrite", "--cache", str(cache)]) == 0
         assert server.posts == 2  # every verdict cached now
     assert all(r["score"] is not None for r in read_jsonl(tmp_path / "j" / "scores.jsonl"))
     aggregate = strict_json(tmp_path / "j" / "aggregate.json")
     assert aggregate["unscored"] == 0 and aggregate["requests"]["requests"] == 1  # the model list only
+    good = cache.read_bytes()  # a final line torn by a kill mid-append: dropped with a warning, asked again
+    cache.write_bytes(good + b'{"key": "ab12", "sco')
+    with FaultyServer(tiny_model_dir, judge="grade") as server:
+        assert cli([*argv, "--scorer", f"llm-judge:{server.url}", "--overwrite", "--cache", str(cache)]) == 0
+        assert server.posts == 0
+    assert "dropped its last line" in capsys.readouterr().err and cache.read_bytes() == good
+    gen_before = (tmp_path / "gen.jsonl").read_bytes()
+    for given, needle in ((tmp_path / "gen.jsonl", "is the generations file"),
+                          (tmp_path / "j" / "scores.jsonl", "is not a score cache entry")):
+        with FaultyServer(tiny_model_dir, judge="grade") as server:  # never read as a cache, never appended to
+            one_line_error(capsys, [*argv, "--scorer", f"llm-judge:{server.url}", "--overwrite", "--cache",
+                                    str(given)], needle)
+    assert (tmp_path / "gen.jsonl").read_bytes() == gen_before
+    with FaultyServer(tiny_model_dir, judge="exponent") as server:  # "Rating: 1e3" is no grade (was 1.0)
+        one_line_error(capsys, ["judge", str(tmp_path / "gen.jsonl"), "--out", str(tmp_path / "e"), "--scorer",
+                                f"llm-judge:{server.url}"], "no sample could be scored")
     with FaultyServer(tiny_model_dir, judge="none") as server:
         one_line_error(capsys, ["judge", str(tmp_path / "gen.jsonl"), "--out", str(tmp_path / "k"), "--scorer",
                                 f"llm-judge:{server.url}"], "the judge's replies are in")
@@ -191,11 +238,12 @@ def test_pairwise_judge_position_bias_gives_no_interval_and_ties_count_half(tmp_
         write_jsonl(tmp_path / f"{name}.jsonl", [{"prompt_id": str(i), "prompt": f"q{i}", "text": t}
                                                  for i, t in enumerate(texts)])
     argv = ["judge", str(tmp_path / "mine.jsonl"), "--against", str(tmp_path / "base.jsonl")]
-    with FaultyServer(tiny_model_dir, judge="b") as server:  # always the second position
-        assert cli([*argv, "--scorer", f"llm-judge-pairwise:{server.url}", "--out", str(tmp_path / "w")]) == 0
-    pairwise = strict_json(tmp_path / "w" / "aggregate.json")["pairwise"]
-    assert pairwise["win_rate"] == 0.5 and pairwise["low"] is None and pairwise["lc_low"] is None
-    assert "follow position" in pairwise["no_interval"] and pairwise["verdicts"]["second"] == 10
+    for judge in ("b", "neither-b"):  # always the second position ("output addresses" names no output (a))
+        with FaultyServer(tiny_model_dir, judge=judge) as server:
+            assert cli([*argv, "--scorer", f"llm-judge-pairwise:{server.url}", "--out", str(tmp_path / judge)]) == 0
+        pairwise = strict_json(tmp_path / judge / "aggregate.json")["pairwise"]
+        assert pairwise["win_rate"] == 0.5 and pairwise["low"] is None and pairwise["lc_low"] is None
+        assert "follow position" in pairwise["no_interval"] and pairwise["verdicts"]["second"] == 10
     assert "no interval" in "".join(capsys.readouterr())
     with FaultyServer(tiny_model_dir, judge="tie") as server:  # declared ties: half a win each, not failures
         assert cli([*argv, "--scorer", f"llm-judge-pairwise:{server.url}", "--out", str(tmp_path / "t")]) == 0

@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rapref {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rapref {args.command}: interrupted; finished stages are kept, partial outputs were not written",
+        print(f"rapref {args.command}: interrupted; finished stages are kept, and what a rerun resumes "
+              "from (generate's OUT.partial, a judge's cache); no unfinished output was marked finished",
               file=sys.stderr)
         return 130
     except Exception:  # anything else is a bug in rapref (or a library under it), never "bad input"

@@ -94,15 +94,17 @@ def add_judge_arguments(p: argparse.ArgumentParser) -> None:
                         "python:MODULE:FUNCTION (see rapref.evaluate.scorers)")
     p.add_argument("--out", required=True, help="output folder (scores.jsonl, aggregate.json, cache.jsonl)")
     p.add_argument("--against", help="pairwise: win rate of GENERATIONS against this generation set")
-    p.add_argument("--cache", help="score cache file (default OUT/cache.jsonl)")
+    p.add_argument("--cache", help="score cache file (default OUT/cache.jsonl); one kept apart from OUT survives "
+                   "--overwrite (entries are keyed by content)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a reward model's own code to run")
     p.add_argument("--judge-template", metavar="FILE",
                    help="LLM judges: the prompt template ({instruction} and {output}; pairwise {output_1}, "
                         "{output_2}); default: rapref's, in the manner of MT-Bench / AlpacaEval")
     p.add_argument("--judge-model", metavar="NAME", help="LLM judges: the served model, where a server serves several")
     add_network_arguments(p, "LLM judges")
-    p.add_argument("--overwrite", action="store_true", help="replace an output folder that rapref judge wrote "
-                   "(its score cache is kept: scores are keyed by content)")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder that rapref judge wrote, "
+                   "asking the judge everything again (OUT/cache.jsonl is emptied; a --cache FILE is kept); needed "
+                   "when a hosted judge changed its model under the same name")
 
 
 def run_judge(args):

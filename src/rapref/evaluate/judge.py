@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from rapref.evaluate.generate import read_generations
 from rapref.evaluate.scorers import Scorer, build_scorer
-from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
+from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
 from rapref.outputs import begin_output, claim_output, finish_output, output_lock
 from rapref.progress import say
 from rapref.stats import summary
@@ -53,19 +54,56 @@ class ScoreCache:
     """Append-only JSONL of what a scorer said, keyed by a hash of the scorer's fingerprint, the row fields it reads
     and the text. Only successes are cached: `{key, score}` is never asked again; a reply without a score (an LLM
     judge's reply with no grade) is recorded as `{key, score: null, reply}`, so the user can read what the judge
-    said, and asked again on the next run."""
+    said, and asked again on the next run. A file that is not such a cache (a generations file given as --cache) is
+    refused, never appended to; a final line torn by a kill during an append (no newline at its end) is dropped with
+    a warning."""
 
     def __init__(self, path: Path):
         self.path = path
         self.scores: dict[str, float] = {}  # successes
         self.replies: dict[str, str | None] = {}  # the latest reply without a score, by key (asked again)
+        if path.exists() and not path.is_file():
+            raise InputError(f"--cache {path}: is not a file")
         if path.is_file():
-            for entry in read_jsonl(path):
-                if entry.get("score") is None:
+            for entry in self._entries():
+                if entry["score"] is None:
                     self.replies[entry["key"]] = entry.get("reply")
                 else:
                     self.scores[entry["key"]] = entry["score"]
                     self.replies.pop(entry["key"], None)
+
+    def _entries(self) -> list[dict]:
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        torn = lines.pop() if lines else b""  # after the last newline: empty, or a torn append
+        entries = []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                entries.append(self._entry(line, number))
+        if torn.strip():
+            try:
+                entries.append(self._entry(torn, len(lines) + 1))
+            except InputError:
+                if not entries and len(lines) == 0:
+                    raise
+                with open(self.path, "r+b") as handle:  # appends must start on a line of their own
+                    handle.truncate(len(data) - len(torn))
+                print(f"rapref judge: warning: {self.path}: dropped its last line, cut short ({len(torn)} bytes, "
+                      "no newline: a run killed while writing it); that entry is asked again", file=sys.stderr)
+        return entries
+
+    def _entry(self, line: bytes, number: int) -> dict:
+        try:
+            entry = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            entry = None
+        score = entry.get("score", "missing") if isinstance(entry, dict) else "missing"
+        if not (isinstance(entry, dict) and isinstance(entry.get("key"), str) and
+                (score is None or type(score) in (int, float))):
+            raise InputError(f"--cache {self.path}: line {number} is not a score cache entry ({{key, score}}); "
+                             "give a cache file written by rapref judge, or a new path (rapref never appends to "
+                             "another file)")
+        return entry
 
     @staticmethod
     def key(scorer: Scorer, row: dict, text: str) -> str:
@@ -161,46 +199,73 @@ def aggregate(rows: list[dict], scores: list[float | None], replies: Path | None
             "by_goal": {g: summary(v) for g, v in by_goal.items()}}
 
 
+def _cache_path(cfg: JudgeConfig, out: Path) -> Path:
+    """The score cache: OUT/cache.jsonl (emptied by --overwrite, which re-asks everything), or --cache FILE (kept
+    across runs, --overwrite included: its entries are keyed by content); never an input of this run."""
+    path = Path(cfg.cache) if cfg.cache else out / "cache.jsonl"
+    for flag, source in (("the generations", cfg.generations), ("the --against", cfg.against)):
+        if source and Path(source).exists() and path.exists() and Path(source).resolve() == path.resolve():
+            raise InputError(f"--cache {path}: is {flag} file of this run; give the cache a path of its own")
+    return path
+
+
 def main(cfg: JudgeConfig) -> dict:
     out = claim_output(cfg.out, "judge", overwrite=cfg.overwrite, inputs=(cfg.generations, cfg.against),
                        continue_unfinished=True)  # an interrupted judge resumes from its cache
     rows = read_generations(cfg.generations)
     other = read_generations(cfg.against) if cfg.against else None
+    cache_path = _cache_path(cfg, out)
+    if cfg.cache:
+        ScoreCache(cache_path)  # a file that is not a cache: refused before any work
     options = {k: v for k, v in (("template", cfg.judge_template), ("judge_model", cfg.judge_model),
                                  ("network", cfg.network)) if v}
     if options and not cfg.scorer.startswith("llm-judge"):
         raise InputError("--judge-template, --judge-model and the timeouts are for the LLM judges "
                          "(--scorer llm-judge:URL)")
     scorer = build_scorer(cfg.scorer, cfg.trust_remote_code, **options)
-    if hasattr(scorer, "compare"):
-        if other is None:
-            raise InputError(f"scorer {cfg.scorer}: compares two outputs; give the baseline with --against FILE")
+    if hasattr(scorer, "compare") and other is None:
+        raise InputError(f"scorer {cfg.scorer}: compares two outputs; give the baseline with --against FILE")
+    outcome = "interrupted"
+    try:
         with output_lock(out):
             begin_output(out, "judge")
-            result = judge_pairs(rows, other, scorer, ScoreCache(Path(cfg.cache) if cfg.cache else
-                                                                 out / "cache.jsonl"), cfg, out)
+            if cfg.overwrite and not cfg.cache:
+                cache_path.unlink(missing_ok=True)  # --overwrite re-asks everything
+            cache = ScoreCache(cache_path)
+            result = judge_pairs(rows, other, scorer, cache, cfg, out) if hasattr(scorer, "compare") else \
+                _judge_rows(rows, other, scorer, cache, cfg, out)
             finish_output(out, "judge")
+        outcome = "finished"
         return result
-    with output_lock(out):
-        begin_output(out, "judge")
-        cache = ScoreCache(Path(cfg.cache) if cfg.cache else out / "cache.jsonl")
-        scores = score_rows(rows, scorer, cache)
-        write_jsonl_atomic(out / "scores.jsonl", [
-            {**r, "score": s, "scorer": scorer.id,
-             **({"judge_reply": cache.replies.get(cache.key(scorer, r, r["text"]))} if s is None else {})}
-            for r, s in zip(rows, scores)])
-        _say_unscored(scores.count(None), out)
-        result = {"scorer": scorer.id, "scorer_fingerprint": scorer.fingerprint, "generations": cfg.generations,
-                  **aggregate(rows, scores, cache.path), **_requests(scorer)}
-        if hasattr(scorer, "aggregate"):  # a scorer's own measures (e.g. prompt- and instruction-level accuracy)
-            result["scorer_aggregate"] = scorer.aggregate(rows, [r["text"] for r in rows])
-        if other is not None:
-            result["pairwise"] = {"against": cfg.against,
-                                  **pairwise(rows, scores, other, score_rows(other, scorer, cache), cfg)}
-            for note in result["pairwise"]["notes"]:
-                say(f"rapref judge: note: {note}")
-        write_json_atomic(out / "aggregate.json", result)
-        finish_output(out, "judge")
+    except InputError:
+        outcome = "refused"
+        raise
+    finally:
+        endpoint = getattr(scorer, "endpoint", None)
+        if endpoint is not None:  # however the run ends: the counts of this session (and of those it resumed)
+            from rapref.evaluate.serving import record_requests
+
+            record_requests(endpoint, out / "requests.json", "rapref judge", resumed=not cfg.overwrite,
+                            outcome=outcome)
+
+
+def _judge_rows(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: Path) -> dict:
+    scores = score_rows(rows, scorer, cache)
+    write_jsonl_atomic(out / "scores.jsonl", [
+        {**r, "score": s, "scorer": scorer.id,
+         **({"judge_reply": cache.replies.get(cache.key(scorer, r, r["text"]))} if s is None else {})}
+        for r, s in zip(rows, scores)])
+    _say_unscored(scores.count(None), out)
+    result = {"scorer": scorer.id, "scorer_fingerprint": scorer.fingerprint, "generations": cfg.generations,
+              **aggregate(rows, scores, cache.path), **_requests(scorer)}
+    if hasattr(scorer, "aggregate"):  # a scorer's own measures (e.g. prompt- and instruction-level accuracy)
+        result["scorer_aggregate"] = scorer.aggregate(rows, [r["text"] for r in rows])
+    if other is not None:
+        result["pairwise"] = {"against": cfg.against,
+                              **pairwise(rows, scores, other, score_rows(other, scorer, cache), cfg)}
+        for note in result["pairwise"]["notes"]:
+            say(f"rapref judge: note: {note}")
+    write_json_atomic(out / "aggregate.json", result)
     return result
 
 

@@ -18,6 +18,9 @@
 - Every verdict is cached (the judge's `cache.jsonl`) by the judge's fingerprint (served model and, where the server
   reports a local folder, its content fingerprint), the template, the prompt, the texts and the order. Only verdicts
   are cached: a reply without a grade or a choice is recorded with its text and asked again on the next run.
+  `--overwrite` empties the output folder's cache and asks everything again. A hosted judge (no local folder) is
+  fingerprinted by its id alone: when its provider changes the model under the same id, rerun with --overwrite (or a
+  fresh --cache).
 - A reply is checked before it becomes data (`rapref.evaluate.serving.Endpoint.chat`): one without message text is
   refused in one line naming the server and the request, never parsed as "no grade".
 """
@@ -56,13 +59,20 @@ def render(template: str, **fields: str) -> str:
     return template
 
 
+GRADE = r"(?<![\w.+-])(\d{1,2}(?:\.\d+)?)(?!\w|\.\d)"  # a plain number, not 1e3, -5 or 8.5.1
+
+
 def parse_grade(reply: str) -> float | None:
-    """The 1-10 grade of an MT-Bench-style reply, or None.
+    """The 1-10 grade of an MT-Bench-style reply ("[[8]]", or "Rating: 8"), or None: only a plain number from 1 to
+    10 counts (not 1e3, 1e309, -5 or 11), and the last one given.
 
     >>> parse_grade("Good answer. Rating: [[8]]"), parse_grade("[[7.5]]"), parse_grade("I'd say 11"), parse_grade("")
     (8.0, 7.5, None, None)
+    >>> parse_grade("Rating: 1e3"), parse_grade("Rating: 1e309"), parse_grade("Rating: 10."), parse_grade("[[0]]")
+    (None, None, 10.0, None)
     """
-    found = re.findall(r"\[\[(\d+(?:\.\d+)?)\]\]", reply) or re.findall(r"[Rr]ating:\s*(\d+(?:\.\d+)?)", reply)
+    found = re.findall(r"\[\[\s*" + GRADE + r"\s*\]\]", reply) or \
+        re.findall(r"\brating:\s*\[?" + GRADE + r"(?!\s*[eE])", reply, flags=re.IGNORECASE)
     if not found:
         return None
     grade = float(found[-1])
@@ -70,27 +80,31 @@ def parse_grade(reply: str) -> float | None:
 
 
 TIE = 0  # parse_choice's verdict for a declared tie
+CHOICE_FORMS = (r"\[\[([abc])\]\]",                      # MT-Bench's [[A]], [[B]], [[C]] (a tie)
+                r"\boutput\s*\(([ab])\)",                  # AlpacaEval's "Output (a)"
+                r"\boutput\s+([ab])\b(?!['-])",             # "Output a", "output b." (not "output addresses")
+                r"(?<![\w(])\(([ab])\)(?![\w)])")           # a bare "(a)" / "(b)"
 
 
 def parse_choice(reply: str) -> int | None:
     """1 when the reply names output (a), 2 for (b), TIE (0) for a declared tie ("tie", MT-Bench's "[[C]]"), None for
-    neither or both.
+    neither, both, or anything but the exact forms (`CHOICE_FORMS`, a whole-word match; or a reply that is just
+    "a" or "b").
 
     >>> parse_choice("Output (a)"), parse_choice("output (B)"), parse_choice("b"), parse_choice("(a) or (b)")
     (1, 2, 2, None)
     >>> parse_choice("Tie."), parse_choice("[[C]]"), parse_choice("[[A]]")
     (0, 0, 1)
+    >>> parse_choice("Neither output addresses the question, but (b) is better."), parse_choice("[[A]] [[B]]")
+    (2, None)
     """
     text = reply.strip().lower()
-    bracketed = set(re.findall(r"\[\[([abc])\]\]", text))
-    if len(bracketed) == 1:
-        return {"a": 1, "b": 2, "c": TIE}[bracketed.pop()]
     if re.fullmatch(r"(it'?s a )?tie\.?|(both|the two) (outputs )?are equally good\.?", text):
         return TIE
-    marks = set(re.findall(r"output\s*\(?([ab])\)?", text)) or set(re.findall(r"\(([ab])\)", text))
+    marks = {m for form in CHOICE_FORMS for m in re.findall(form, text)}
     if not marks and text.rstrip(".") in ("a", "b"):
         marks = {text.rstrip(".")}
-    return None if len(marks) != 1 else (1 if marks == {"a"} else 2)
+    return None if len(marks) != 1 else {"a": 1, "b": 2, "c": TIE}[marks.pop()]
 
 
 class LLMJudge(Scorer):

@@ -50,6 +50,11 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 # (connect, request, retry) seconds: an engine on this machine answers a connection at once but may take minutes to
 # sample a long batch on a CPU; a hosted one takes longer to connect and asks clients to wait out its rate limits.
 DEFAULT_TIMEOUTS = {"local": (5.0, 300.0, 60.0), "hosted": (15.0, 120.0, 300.0)}
+MAX_SECONDS = 86400.0  # the longest timeout or retry time accepted: a day
+MAX_REPLY_BYTES = 4 << 20  # the largest reply read (a model list, a judge's reply); completions add per token
+BYTES_PER_TOKEN = 64  # a completion's allowance per token asked (max_tokens) and per prompt token echoed back
+CHARS_PER_TOKEN = 256  # a completion's text longer than this per token asked is not a reply to max_tokens
+MODEL_LIST_TIMEOUT = 30.0  # the longest wait for the model list (a first contact), whatever the request timeout
 
 
 @dataclass
@@ -67,9 +72,11 @@ class NetworkConfig:
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None and not (math.isfinite(value) and (value > 0 or f.name == "retry_time" and value == 0)):
-                raise InputError(f"{f.name.replace('_', ' ')} must be a finite number of seconds above 0"
-                                 f"{' (or 0)' if f.name == 'retry_time' else ''}, got {value:g}")
+            if value is not None and not (math.isfinite(value) and value <= MAX_SECONDS and
+                                          (value > 0 or f.name == "retry_time" and value == 0)):
+                raise InputError(f"{f.name.replace('_', ' ')} must be a number of seconds above 0"
+                                 f"{' (or 0)' if f.name == 'retry_time' else ''} and at most {MAX_SECONDS:g} (a day), "
+                                 f"got {value:g}")
 
     def resolve(self, url: str) -> tuple[float, float, float]:
         """(connect, request, retry) seconds for this server."""
@@ -120,12 +127,42 @@ class Interrupted(KeyboardInterrupt):
     """The endpoint was closed (Ctrl-C, SIGTERM or another request's refusal) while this request was under way."""
 
 
+ENDPOINT_PATHS = ("/chat/completions", "/completions", "/models")  # a request's path, written after the root
+
+
 def base_url(url: str) -> str:
-    """The API root: `http://host:port/v1` whether or not the user wrote the `/v1`."""
-    url = url.rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise InputError(f"--endpoint {url!r}: expected an http(s) URL such as http://127.0.0.1:8000/v1")
-    return url if url.endswith("/v1") else url + "/v1"
+    """The API root: `http://host:port/v1` whether or not the user wrote the `/v1`; a request's path after it (a
+    copied `.../v1/completions`) is taken off with a note; a bad host or port, a query or a fragment is refused.
+
+    >>> base_url("http://127.0.0.1:8000"), base_url("https://api.example.com/v1/")
+    ('http://127.0.0.1:8000/v1', 'https://api.example.com/v1')
+    """
+    given = url
+    expected = "expected an http(s) URL such as http://127.0.0.1:8000/v1"
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise InputError(f"--endpoint {given!r}: {expected}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # reading it checks it (0-65535)
+    except ValueError as err:
+        raise InputError(f"--endpoint {given!r}: not a valid URL ({err}); {expected}") from None
+    if not parts.hostname or port == 0:
+        raise InputError(f"--endpoint {given!r}: {'no host' if not parts.hostname else 'port 0'}; {expected}")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise InputError(f"--endpoint {given!r}: the API root takes no query or fragment (`?...`, `#...`); "
+                         f"{expected}")
+    path = parts.path.rstrip("/")
+    for tail in ENDPOINT_PATHS:
+        if path.endswith(tail):
+            path = path.removesuffix(tail)
+            from rapref.progress import say
+
+            say(f"rapref: note: --endpoint {given}: using the API root {path or '/v1'}, not {tail} (rapref adds the "
+                "request's path itself)")
+            break
+    path = path.rstrip("/")
+    path = path if path.endswith("/v1") else path + "/v1"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 class Endpoint:
@@ -143,11 +180,13 @@ class Endpoint:
 
     # -- transport ---------------------------------------------------------------------------------------------
     def request(self, path: str, body: dict | None = None, retry: bool = True, what: str | None = None,
-                counted: bool = True) -> dict:
+                counted: bool = True, max_bytes: int = MAX_REPLY_BYTES, timeout: float | None = None) -> dict:
         """GET (no body) or POST JSON to `path` under the server's root; the reply's JSON object. Retried, within
         the retry time, on what a retry can fix (connection refused or reset, timeouts, 429, 5xx, a reply cut
         short or unreadable once); anything else, or the retry time spent, is one line naming the server, the
-        request (`what`) and what was wrong. `counted`: in `stats` (an optional probe is not)."""
+        request (`what`) and what was wrong. `counted`: in `stats` (an optional probe is not). A reply over
+        `max_bytes` is refused, never read to the end. `timeout`: this request's own (shorter) limit. A retry
+        waits at least the doubling backoff, whatever the server's Retry-After asks (0, a past date)."""
         url = self.url.removesuffix("/v1") + path  # `path` from the server's root: /v1/models, /tokenize
         data = None if body is None else json.dumps(body).encode()
         what = what or f"{'POST' if data else 'GET'} {path}"
@@ -157,9 +196,13 @@ class Endpoint:
         while True:
             attempt += 1
             left = self.retry_time - (time.monotonic() - start)
-            timeout = self.timeout if attempt == 1 else max(0.1, min(self.timeout, left))
+            limit = self.timeout if timeout is None else min(timeout, self.timeout)
+            kind = "request timeout" if timeout is None or limit == self.timeout else "model list timeout"
+            if attempt > 1 and left < limit:  # the retry time left is shorter than a whole request timeout
+                limit, kind = max(0.1, left), f"what was left of the {self.retry_time:g} s retry time; " \
+                                              f"request timeout {self.timeout:g} s"
             try:
-                return self._attempt(url, data, timeout)
+                return self._attempt(url, data, limit, kind, max_bytes)
             except _Refuse as err:
                 problem, reason, asked = str(err), None, None
             except _Retry as err:
@@ -168,7 +211,7 @@ class Endpoint:
                     unreadable += 1
                     reason = reason if unreadable <= 1 else None  # a second unreadable reply is the server's way
             elapsed = time.monotonic() - start
-            pause = wait if asked is None else asked
+            pause = wait if asked is None else max(wait, asked)  # never sooner than the backoff
             if reason is None or not retry or elapsed + pause > self.retry_time:
                 if counted:
                     self.stats.add("refused")
@@ -182,7 +225,8 @@ class Endpoint:
                 raise Interrupted(f"{self.url}: closed")
             wait *= 2
 
-    def _attempt(self, url: str, data: bytes | None, timeout: float) -> dict:
+    def _attempt(self, url: str, data: bytes | None, timeout: float, kind: str = "request timeout",
+                 max_bytes: int = MAX_REPLY_BYTES) -> dict:
         parts = urllib.parse.urlsplit(url)
         kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         conn = kind(parts.hostname, parts.port, timeout=self.connect_timeout)
@@ -204,13 +248,13 @@ class Endpoint:
             conn.request("POST" if data else "GET", parts.path + (f"?{parts.query}" if parts.query else ""),
                          body=data, headers={"Content-Type": "application/json", "Accept": "application/json"})
             response = conn.getresponse()
-            raw = response.read()
             status, headers = response.status, response.headers
+            raw = _read_bounded(response, max_bytes)
         except (TimeoutError, socket.timeout):
             if phase == "connect":
                 raise _Retry(f"no connection within {self.connect_timeout:g} s (connect timeout)", "timeout") \
                     from None
-            raise _Retry(f"no complete reply within {timeout:.2g} s (request timeout)", "timeout") from None
+            raise _Retry(f"no complete reply within {timeout:.3g} s ({kind})", "timeout") from None
         except socket.gaierror as err:
             raise _Refuse(f"cannot resolve the host {parts.hostname!r} ({err.strerror})") from None
         except ConnectionRefusedError:
@@ -220,7 +264,7 @@ class Endpoint:
             if self._closed.is_set():
                 raise Interrupted(f"{self.url}: closed") from None
             if expired.is_set():
-                raise _Retry(f"no complete reply within {timeout:.2g} s (request timeout)", "timeout") from None
+                raise _Retry(f"no complete reply within {timeout:.3g} s ({kind})", "timeout") from None
             if isinstance(err, OSError) and phase == "connect":
                 raise _Retry(f"cannot connect ({err.strerror or err})", "connection error") from None
             detail = "closed before its reply was complete" if isinstance(
@@ -277,7 +321,8 @@ class Endpoint:
     # -- which model -------------------------------------------------------------------------------------------
     def served(self, retry: bool = False) -> list[dict]:
         """The model list (`/v1/models`), checked: a first contact is not retried (no server is one line at once)."""
-        reply = self.request("/v1/models", retry=retry, what="the model list (GET /v1/models)")
+        wait = min(self.timeout, max(self.connect_timeout, MODEL_LIST_TIMEOUT))
+        reply = self.request("/v1/models", retry=retry, what="the model list (GET /v1/models)", timeout=wait)
         models = reply.get("data")
         if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str)
                                                    for m in models):
@@ -330,7 +375,8 @@ class Endpoint:
         if top_k and sampling.temperature > 0:
             body["top_k"] = top_k
         what = what or f"completion (seed {seed})"
-        reply = self.request("/v1/completions", body, what=what)
+        reply = self.request("/v1/completions", body, what=what, max_bytes=MAX_REPLY_BYTES + BYTES_PER_TOKEN * (
+            sampling.max_new_tokens + len(prompt_ids)))
         choice = self._first_choice(reply, what)
         text, ids = choice.get("text"), choice.get("prompt_token_ids")
         tokens = (reply.get("usage") or {}).get("completion_tokens") if isinstance(reply.get("usage"), dict) else None
@@ -339,7 +385,12 @@ class Endpoint:
                    if not isinstance(text, str) else "choices[0].prompt_token_ids is not a list of token ids"
                    if ids is not None and not (isinstance(ids, list) and all(type(t) is int for t in ids)) else
                    f"usage.completion_tokens is {_kind(tokens)}, not a count"
-                   if tokens is not None and type(tokens) is not int else None)
+                   if tokens is not None and type(tokens) is not int else
+                   f"usage.completion_tokens is {tokens}, more than the {sampling.max_new_tokens} asked (max_tokens)"
+                   if tokens is not None and tokens > sampling.max_new_tokens else
+                   f"choices[0].text holds {len(text)} characters, implausible for at most "
+                   f"{sampling.max_new_tokens} tokens (max_tokens)"
+                   if len(text) > CHARS_PER_TOKEN * sampling.max_new_tokens + 1024 else None)
         if problem:
             self.stats.add("refused")
             raise InputError(f"{self.url}: {what}: {problem}")
@@ -373,6 +424,26 @@ class Endpoint:
                    f"`choices` is {_kind(choices)}" if not isinstance(choices, list) else
                    f"choices[0] is {_kind(choices[0])}, not an object")
         raise InputError(f"{self.url}: {what}: {problem}")
+
+
+def _read_bounded(response, max_bytes: int) -> bytes:
+    """The reply's body, read a chunk at a time; one larger than `max_bytes` (by its Content-Length, or as it comes,
+    an endless one included) is refused before it fills memory."""
+    length = response.headers.get("Content-Length")
+    if length and length.strip().isdigit() and int(length) > max_bytes:
+        raise _Refuse(f"the reply would be {int(length):,} bytes (Content-Length), over rapref's limit of "
+                      f"{max_bytes:,} for this request")
+    chunks, size = [], 0
+    while True:
+        chunk = response.read(min(1 << 16, max_bytes + 1 - size))
+        if not chunk:
+            if response.length:  # read(n) returns short, where read() would say so, on a body cut off
+                raise http.client.IncompleteRead(b"".join(chunks), response.length)
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise _Refuse(f"the reply ran past rapref's limit of {max_bytes:,} bytes for this request; not read on")
 
 
 def _kind(value) -> str:
@@ -477,18 +548,45 @@ def generate_endpoint(endpoint: Endpoint, model_dir: str, ids: list[list[int]], 
     return [done[i] for i in range(len(ids))]
 
 
-def record_requests(endpoint: Endpoint, out: Path, command: str) -> dict:
-    """Say and record (`OUT.requests.json`) what the transport met: requests, retries by reason, refusals, empty
-    answers."""
+def record_requests(endpoint: Endpoint, path: Path, command: str, resumed: bool = False,
+                    outcome: str = "finished") -> dict:
+    """Say (one line) and record at `path` (atomically) what the transport met: requests, retries by reason,
+    refusals, empty answers. Called however the run ends (`outcome`: finished, refused, interrupted). The counts
+    are this session's; `resumed`: a run resumed from an earlier session's answers adds that session's record
+    (`all_sessions`, summed over the sessions since the run began)."""
     from rapref.io import write_json_atomic
     from rapref.progress import say
 
-    stats = {"server": endpoint.url, "model": endpoint.model, **endpoint.stats.as_dict(),
-             "connect_timeout_s": endpoint.connect_timeout, "request_timeout_s": endpoint.timeout,
+    counts = endpoint.stats.as_dict()
+    stats = {"server": endpoint.url, "model": endpoint.model, "outcome": outcome, "covers": "this session",
+             **counts, "connect_timeout_s": endpoint.connect_timeout, "request_timeout_s": endpoint.timeout,
              "retry_time_s": endpoint.retry_time}
-    write_json_atomic(Path(f"{out}.requests.json"), stats)
-    say(f"{command}: through {endpoint.url}: {endpoint.stats.line()}")
+    earlier = _read_record(path) if resumed else None
+    if earlier:
+        before = earlier.get("all_sessions") or {k: earlier.get(k, 0) for k in (*RequestStats().counts,
+                                                                                 "retried_for")}
+        total = {k: before.get(k, 0) + counts[k] for k in endpoint.stats.counts}
+        total["retried_for"] = dict(before.get("retried_for") or {})
+        for reason, n in counts["retried_for"].items():
+            total["retried_for"][reason] = total["retried_for"].get(reason, 0) + n
+        total["sessions"] = before.get("sessions", 1) + 1
+        stats["all_sessions"] = total
+    write_json_atomic(Path(path), stats)
+    sessions = f" (this session; {stats['all_sessions']['requests']} requests over " \
+               f"{stats['all_sessions']['sessions']} sessions)" if earlier else ""
+    say(f"{command}: through {endpoint.url}: {endpoint.stats.line()}{sessions}; recorded in {path}")
+    if counts["empty_answers"] and outcome == "finished":
+        print(f"{command}: warning: {counts['empty_answers']} answers are empty (the model's own, saved as empty "
+              "texts); if that is unexpected, check the served model and its stop settings", file=sys.stderr)
     return stats
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("requests"), int) else None
 
 
 # -- a server started and stopped by rapref ------------------------------------------------------------------------
