@@ -201,3 +201,22 @@ def test_a_non_finite_test_size_is_refused(tmp_path, capsys, size):
     err = refused(["augment", str(source), *COLUMNS, "--score-mapping", "min-max", f"--test-size={size}",
                    "--out", str(tmp_path / "out")], capsys)
     assert "--test-size must be a fraction in [0, 1) or a whole number of prompts" in err
+
+
+def test_a_mapping_that_makes_most_pairs_ties_is_warned_and_counted(tmp_path, capsys):
+    close = [{**r, "s_better": float(i), "s_worse": i - 0.1} for i, r in enumerate(RM_ROWS)]  # 0.1 apart on 0-11
+    source = write_jsonl(tmp_path / "rm.jsonl", close)
+    summary, _ = augment_file(source, tmp_path / "out", "--score-mapping", "min-max", capsys=capsys)
+    mapping = summary["score_mapping"]
+    assert mapping["ties_before"] == 0 and mapping["ties_after"] > mapping["pairs"] / 2
+    assert any(n.startswith("warning: the min-max mapping made") for n in summary["notes"])
+    err = refused(["augment", str(write_jsonl(tmp_path / "flat.jsonl", [{**r, "s_better": 1.5, "s_worse": 1.5}
+                                                                        for r in RM_ROWS])),
+                   *COLUMNS, "--score-mapping", "quantile", "--out", str(tmp_path / "flat")], capsys)
+    assert "one distinct score" in err
+
+
+def augment_file(source, out, *flags, capsys=None):
+    code = main(["augment", str(source), *COLUMNS, "--test-size", "0", "--out", str(out), *flags])
+    assert code == 0, capsys.readouterr().err if capsys else ""
+    return json.loads((out / "summary.json").read_text()), pq.read_table(out / SPLIT_FILES["train"]).to_pylist()

@@ -121,3 +121,40 @@ def test_pairs_with_mapped_columns(fixtures):
                      score_rejected_column="s_bad")
     assert loaded.pairs["train"][2] == {"prompt": "Largest planet?", "chosen": "Jupiter.", "rejected": "Saturn.",
                                         "source_id": "train:2", "score_chosen": 9.5, "score_rejected": 6.0}
+
+
+@pytest.mark.parametrize("scale,method,precision", [
+    ((1, 10.5), "quantile", 0), ((0, 0.4), "quantile", 0), ((0.5, 1.5), "min-max", 0), ((0, 0.4), "min-max", 0),
+])
+def test_a_scale_the_mapping_cannot_fill_is_refused(scale, method, precision):
+    """Mapped goals never leave the declared scale (1-10.5 by quantile gave 11; 0.5-1.5 by min-max gave 0 and 2)."""
+    import numpy as np
+
+    from rapref.io import InputError
+
+    with pytest.raises(InputError, match="--scale"):
+        fit_score_mapping(np.linspace(-4, 4, 50), scale, method, precision)
+    ok = fit_score_mapping(np.linspace(-4, 4, 50), (0.5, 1.5), "min-max", 1)  # the precision it asks for
+    assert {ok(s) for s in (-4.0, 4.0)} == {0.5, 1.5}
+
+
+@pytest.mark.parametrize("method", ["quantile", "min-max"])
+def test_a_mapping_on_one_distinct_score_is_refused(method):
+    import numpy as np
+
+    from rapref.io import InputError
+
+    with pytest.raises(InputError, match="one distinct score"):
+        fit_score_mapping(np.full(20, 0.7), (1, 10), method)
+
+
+def test_quantile_edges_ignore_float_noise():
+    """Edges come from interpolation (1.0000000000000018 for a score of 1): rounded, so a score of exactly 1 lands in
+    the bin above an edge at 1, as a score of 1 + 1e-9 does."""
+    import numpy as np
+
+    scores = np.array([0.1 * k for k in range(1, 11)]) * 10 / 10  # 0.1 ... 1.0 with binary noise
+    scores = np.concatenate([scores, scores + 1])
+    quantile = fit_score_mapping(scores, (1, 2), "quantile")
+    assert all(float(e) == float(f"{e:.12g}") for e in quantile.edges)
+    assert quantile(float(quantile.edges[0])) == 2.0

@@ -36,7 +36,7 @@ from rapref.relabel import RelabelOptions, condition_on, make_copy, orient_pairs
 from rapref.schemas import SchemaOptions, detect_schema, load_pairs
 from rapref.schemas.base import OUT_OF_SCALE_AUTO_SHARE
 from rapref.schemas.pairs import FLAT_LAYOUTS, maps_scores
-from rapref.schemas.scores import map_pair_scores
+from rapref.schemas.scores import map_pair_scores, ties_warning
 
 SPLIT_FILES = {split: f"data/{split}-00000-of-00001.parquet" for split in ("train", "test", "test_goal")}
 
@@ -189,6 +189,8 @@ def augment_loaded(loaded, rows_in: int, schema: str, cfg: AugmentConfig, source
         notes.append(f"scores ({mapping['raw_range'][0]:g} to {mapping['raw_range'][1]:g}) mapped onto "
                      f"{_scale_text(loaded.scale)} by {options.score_mapping}, fitted on the "
                      f"{mapping['fitted_on']} train scores")
+        warning = ties_warning(mapping)
+        notes += [warning] if warning else []
     spec = GoalSpec(scale=loaded.scale, placement=cfg.placement, header=cfg.header, line=cfg.line,
                     attributes=loaded.attributes, style=cfg.style)
     rows_kept, pair_counts = _rows_kept(pairs.values()), {split: p.num_rows for split, p in pairs.items()}
