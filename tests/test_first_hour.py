@@ -1,6 +1,7 @@
 """What a new user meets in the first hour besides the data: refusals that protect finished work, `--show-config`
 with TRL's defaults, a smoke run's own folder, the model card's paths, generations that record their goal text."""
 
+import pytest
 import yaml
 
 from rapref.cli import main
@@ -46,3 +47,16 @@ def test_model_card_commands_use_the_saved_path(trained_dir, capsys):
     card = capsys.readouterr().out
     assert f"rapref generate {trained_dir} " in card and f'path = "{trained_dir}"' in card
     assert f"rapref show {trained_dir}" in card
+
+
+def test_the_train_refusal_names_output_dir(tmp_path):
+    """`rapref train` takes `output_dir=PATH`, not --out: its refusal says so."""
+    from rapref.io import InputError
+    from rapref.outputs import claim_output, finish_output
+
+    out = tmp_path / "run"
+    out.mkdir()
+    finish_output(out, "train")
+    with pytest.raises(InputError, match=r"output_dir=.*run-2\)") as err:
+        claim_output(out, "train")
+    assert "--out" not in str(err.value)

@@ -174,7 +174,10 @@ def test_all_rows_dropped_is_one_line_naming_the_reasons(tmp_path, capsys, flags
             {"prompt": "q", "chosen": "a", "rejected": "b", "score_chosen": None, "score_rejected": 2}])
         argv = ["augment", str(source)]
     err = refused([*argv, "--out", str(tmp_path / "out")], capsys)
-    assert "no usable training pairs after cleaning (dropped:" in err
+    if flags:  # a text column as a score, a score column as text: each is one column given to two flags
+        assert "both name the column" in err
+    else:
+        assert "no usable training pairs after cleaning (dropped:" in err
 
 
 def test_pandas_parquet_with_large_strings_reads_in_every_placement(tmp_path, capsys):
@@ -220,3 +223,70 @@ def augment_file(source, out, *flags, capsys=None):
     code = main(["augment", str(source), *COLUMNS, "--test-size", "0", "--out", str(out), *flags])
     assert code == 0, capsys.readouterr().err if capsys else ""
     return json.loads((out / "summary.json").read_text()), pq.read_table(out / SPLIT_FILES["train"]).to_pylist()
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--score-chosen-column", "s_better", "--score-rejected-column", "s_better"],
+     "--score-chosen-column and --score-rejected-column"),
+    (["--prompt-column", "better", "--chosen-column", "better"], "--prompt-column and --chosen-column"),
+    (["--chosen-column", "better", "--rejected-column", "better"], "--chosen-column and --rejected-column"),
+])
+def test_one_column_given_to_two_flags_is_refused(tmp_path, capsys, flags, named):
+    err = refused(["augment", str(write_jsonl(tmp_path / "rm.jsonl", RM_ROWS)), *flags, "--out", str(tmp_path / "o")],
+                  capsys)
+    assert f"{named} both name the column 'better'" in err.replace("'s_better'", "'better'")
+
+
+@pytest.mark.parametrize("row,expected", [
+    ({"prompt": "p", "prompt_id": "0", "chosen": "c", "rejected": "r", "score_chosen": 8, "score_rejected": 3,
+      "chosen-rating": 4, "rejected-rating": 2}, "--schema ultrafeedback-binarized or --schema argilla"),
+    ({"prompt": "p", "chosen": "c", "rejected": "r", "chosen_score": 8, "rejected_score": 3, "score_chosen": 1,
+      "score_rejected": 9}, "--score-chosen-column score_chosen --score-rejected-column score_rejected or "
+                            "--score-chosen-column chosen_score --score-rejected-column rejected_score"),
+])
+def test_a_file_matching_two_layouts_names_the_candidates(tmp_path, capsys, row, expected):
+    rows = [{**row, "prompt": f"p{i}"} for i in range(5)]
+    for suffix in (".jsonl", ".parquet"):  # the per-row and the Arrow loader
+        source = write_jsonl(tmp_path / "two.jsonl", rows)
+        if suffix == ".parquet":
+            import pyarrow as pa
+
+            pq.write_table(pa.Table.from_pylist(rows), tmp_path / "two.parquet")
+            source = tmp_path / "two.parquet"
+        err = refused(["augment", str(source), "--out", str(tmp_path / "o")], capsys)
+        assert expected in err and str(source) in err
+
+
+@pytest.mark.parametrize("scale,expected", [
+    ("0-0", "(e.g. 0-1)"), ("1e400-1e401", "both ends must be finite"), ("-inf-5", "two finite numbers"),
+])
+def test_scale_spellings_are_refused_with_a_correct_example(tmp_path, capsys, scale, expected):
+    err = refused(["augment", str(write_jsonl(tmp_path / "rm.jsonl", RM_ROWS)), *COLUMNS, f"--scale={scale}",
+                   "--out", str(tmp_path / "o")], capsys)
+    assert expected in err
+    from rapref.goals import scale_field
+
+    assert scale_field("1e1-2e1") == (10.0, 20.0)  # exponent notation reads
+
+
+def test_show_says_what_it_cannot_render(tmp_path, capsys, tiny_model_dir):
+    """A generations file whose model has no goal settings: the prompt is labelled as shown without its goal; an
+    empty file says "no rows"; --model on an input file is refused; a closed pipe ends quietly."""
+    gen = write_jsonl(tmp_path / "gen.jsonl", [{"prompt_id": "0", "goal": 10.0, "sample": 0, "goal_text": "GOAL 10",
+                                                 "prompt": "What is 2+2?", "text": "4", "model": "gone/policy"}])
+    assert main(["show", str(gen), "--model", str(tiny_model_dir)]) == 0
+    assert "WITHOUT its goal" in capsys.readouterr().out
+    (tmp_path / "empty.jsonl").write_text("")
+    assert "no rows" in refused(["show", str(tmp_path / "empty.jsonl")], capsys)
+    source = write_jsonl(tmp_path / "in.jsonl", RM_ROWS)
+    assert "--model applies to" in refused(["show", str(source), "--model", str(tiny_model_dir)], capsys)
+
+
+def test_show_into_a_closed_pipe_is_quiet(tmp_path):
+    import subprocess
+    import sys
+
+    source = write_jsonl(tmp_path / "rm.jsonl", RM_ROWS * 500)
+    run = subprocess.run(f"{sys.executable} -m rapref show {source} -n 5000 | head -2", shell=True,
+                         capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr, run.stderr

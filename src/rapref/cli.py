@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"rapref {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `rapref show ... | head`: the reader left; nothing more to say (Python's recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit would raise again
+        return 0
     except KeyboardInterrupt:
         print(f"rapref {args.command}: interrupted; finished stages are kept, and what a rerun resumes "
               "from (generate's OUT.partial, a judge's cache); no unfinished output was marked finished",

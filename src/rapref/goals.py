@@ -21,6 +21,7 @@ trimming of long prompts).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -298,13 +299,14 @@ def split_goal(text: str, spec: GoalSpec | None) -> tuple[str, str, str]:
     return "", text, ""
 
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?"
 _SCALE = re.compile(rf"[\s\[(]*({_NUMBER})\s*(?:\.\.|to|-|,|:|;|/|\s)\s*({_NUMBER})[\s\])]*", re.I)
 
 
 def scale_field(value) -> tuple[float, float]:
     """Parse a scale given as '1-10', '0,4', '1:5', '1..5', '1 to 5', '[-3, 5]' or a pair of numbers; either end may
-    be negative ('-3-5', '-3,5', '-3:5', '-5--1'). The low end must come first.
+    be negative ('-3-5', '-3,5', '-3:5', '-5--1') or in exponent notation ('1e1-2e1'); both ends finite. The low end
+    must come first.
 
     >>> scale_field("-3-5"), scale_field("[-3, 5]"), scale_field("-5--1"), scale_field("1 to 10")
     ((-3.0, 5.0), (-3.0, 5.0), (-5.0, -1.0), (1.0, 10.0))
@@ -312,13 +314,16 @@ def scale_field(value) -> tuple[float, float]:
     if isinstance(value, str):
         match = _SCALE.fullmatch(value)
         if not match:
-            raise InputError(f"cannot read a score scale from {value!r}; write it as LOW-HIGH, e.g. 1-10 or -3,5")
+            raise InputError(f"cannot read a score scale from {value!r}; write it as LOW-HIGH with two finite numbers, e.g. 1-10 or -3,5")
         lo, hi = float(match.group(1)), float(match.group(2))
     else:
         lo, hi = (float(v) for v in value)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"score scale {value!r}: both ends must be finite numbers, e.g. 1-10 or -3,5")
     if not lo < hi:
+        low, high = min(lo, hi), max(lo, hi) if lo != hi else lo + 1
         raise InputError(f"score scale {value!r}: the low end must come first and be below the high end "
-                         f"(e.g. {format_score(min(lo, hi))}-{format_score(max(lo, hi))})")
+                         f"(e.g. {format_score(low)}-{format_score(high)})")
     return (lo, hi)
 
 

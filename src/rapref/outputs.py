@@ -94,10 +94,16 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
             return out
         raise InputError(f"{out}: holds an unfinished rapref `{_command_of(out)}` output (a run was interrupted); "
                          + ("pass --resume to continue it, " if command == "train" else "")
-                         + f"give a fresh --out (e.g. {fresh_name(out)}), or pass --overwrite to delete it and start "
-                           "over")
+                         + f"give a fresh {_fresh_out(command, out)}, or pass --overwrite to delete it and start over")
     raise InputError(f"{out}: already holds a finished rapref `{_command_of(out)}` output; to keep it, give a fresh "
-                     f"--out (e.g. {fresh_name(out)}); --overwrite deletes it and starts over")
+                     f"{_fresh_out(command, out)}; --overwrite deletes it and starts over")
+
+
+def _fresh_out(command: str, out: Path) -> str:
+    """The output setting as `command` spells it, with a fresh name: `rapref train` takes `output_dir=PATH`."""
+    if command == "train":
+        return f"output folder (output_dir={fresh_name(out)})"
+    return f"--out (e.g. {fresh_name(out)})"
 
 
 def fresh_name(out: str | Path) -> str:

@@ -44,6 +44,9 @@ def show(path: str, n: int = 3, split: str | None = None, model: str | None = No
         if first and {"prompt", "text", "model"} <= set(first[0]):
             return show_generations(target, n, model)
     if target.is_file() or target.is_dir():
+        if model:
+            raise InputError(f"{path}: an input data file is shown as its rows, with no prompt rendered; --model "
+                             "applies to augment folders and generations files (augment it first)")
         return show_input(str(target), n)
     raise InputError(f"{path}: not a rapref folder or a data file")
 
@@ -115,14 +118,18 @@ def show_generations(path: Path, n: int, model: str | None) -> str:
         tokenizer, spec = cache[source]
         goal = row.get("goal")
         full = goal_prompt(row["prompt"], spec, goal)
+        unplaced = spec is None and goal is not None and row.get("goal_text") is not None
         head = f"prompt_id {row.get('prompt_id')!r}, goal {'none' if goal is None else format_score(goal)}, " \
                f"sample {row.get('sample', 0)}" + (f", score {row['score']:g}" if isinstance(row.get("score"),
                                                                                           (int, float)) else "")
         lines += [RULE, head]
         if row.get("goal_text") is not None:
             lines += ["GOAL TEXT (recorded)", row["goal_text"]]
-        lines += ["PROMPT" + ("" if tokenizer else f" (by role: {source} is not a local model folder)"),
-                  _render(full, tokenizer), "ANSWER", str(row.get("text"))]
+        label = "PROMPT" + ("" if tokenizer else f" (by role: {source} is not a local model folder)")
+        if unplaced:  # the file records the goal's text, not where it went: say so rather than show a bare prompt
+            label += (f" WITHOUT its goal: {source} has no goal settings ({GOAL_SETTINGS_FILE}) saying where the "
+                      "recorded goal text above went; pass --model with the policy folder that generated these")
+        lines += [label, _render(full, tokenizer), "ANSWER", str(row.get("text"))]
     return "\n".join(lines + [RULE])
 
 
@@ -143,6 +150,8 @@ def show_input(source: str, n: int) -> str:
     from rapref.schemas import detect_schema
 
     rows = read_rows(source)
+    if not any(rows.values()):
+        raise InputError(f"{source}: no rows")
     try:
         layout = f"layout: {detect_schema(rows, source)} (detected from the columns)"
     except InputError as err:

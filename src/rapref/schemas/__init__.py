@@ -36,9 +36,13 @@ def detect_schema(rows_by_split: dict[str, list[dict]], source: str, options: Sc
     if first is None:
         raise InputError(f"{source}: no rows")
     columns = set(first)
-    for name in DETECT_ORDER:
-        if SCHEMAS[name][1](columns, first):
-            return name
+    matches = [name for name in DETECT_ORDER if SCHEMAS[name][1](columns, first)]
+    specific = [name for name in matches if name != "pairs"]  # `pairs` also matches every binarized layout
+    if len(specific) > 1:
+        raise InputError(f"{source}: the columns match more than one layout ({', '.join(specific)}); pick one with "
+                         + " or ".join(f"--schema {name}" for name in specific))
+    if matches:
+        return matches[0]
     guess = _guess_pair_flags(first)
     hints = "; ".join(([f"it looks like one scored pair per row: pass {guess}"] if guess else [])
                       + [f"{hint}" for name, hint in LAYOUT_HINTS.items() if not (guess and name == "pairs")])

@@ -41,7 +41,7 @@ def load(table: pa.Table, schema: str, options: SchemaOptions, source: str, offs
     if schema not in FLAT_LAYOUTS or table.num_rows == 0:
         return None
     table = table.combine_chunks()
-    score_columns = score_columns_for(schema, options, table.slice(0, 1).to_pylist()[0])
+    score_columns = score_columns_for(schema, options, table.slice(0, 1).to_pylist()[0], source)
     p_col, c_col, r_col = options.prompt_column, options.chosen_column, options.rejected_column
     if any(c not in table.column_names for c in (c_col, r_col, *score_columns)) or \
             not all(pa.types.is_integer(table[c].type) or pa.types.is_floating(table[c].type) for c in score_columns):

@@ -58,6 +58,14 @@ class SchemaOptions:
             raise InputError(f"out-of-scale rule must be one of {', '.join(OUT_OF_SCALE)}, got {self.out_of_scale!r}")
         if self.score_mapping is not None and self.score_mapping not in SCORE_MAPPINGS:
             raise InputError(f"score mapping must be one of {', '.join(SCORE_MAPPINGS)}, got {self.score_mapping!r}")
+        named = {}
+        for flag in ("prompt_column", "chosen_column", "rejected_column", "score_chosen_column",
+                     "score_rejected_column"):
+            column = getattr(self, flag)
+            if column is not None and column in named:
+                raise InputError(f"--{named[column].replace('_', '-')} and --{flag.replace('_', '-')} both name the "
+                                 f"column {column!r}; each flag needs its own column")
+            named.setdefault(column, flag)
         size = self.test_size
         if size is not None and (not math.isfinite(size) or size < 0 or size >= 1 and size != int(size)):
             raise InputError(f"--test-size must be a fraction in [0, 1) or a whole number of prompts, got {size:g}")

@@ -66,11 +66,11 @@ def maps_scores(options: SchemaOptions) -> bool:
 
 def _load_flat(schema: str, rows_by_split, options: SchemaOptions, drops: Drops) -> Loaded:
     first = next((row for rows in rows_by_split.values() for row in rows), {})
-    return _load(rows_by_split, options, drops, score_columns_for(schema, options, first),
+    return _load(rows_by_split, options, drops, score_columns_for(schema, options, first, drops.source),
                  default_scale=FLAT_LAYOUTS[schema][1])
 
 
-def score_columns_for(schema: str, options: SchemaOptions, first: dict) -> tuple[str, str]:
+def score_columns_for(schema: str, options: SchemaOptions, first: dict, source: str = "") -> tuple[str, str]:
     """The two score columns of a flat layout: fixed for the binarized layouts; for `pairs` the flags, else the
     first known pair of names found in the first row."""
     fixed = FLAT_LAYOUTS[schema][0]
@@ -79,6 +79,10 @@ def score_columns_for(schema: str, options: SchemaOptions, first: dict) -> tuple
     score_columns = (options.score_chosen_column, options.score_rejected_column)
     if None in score_columns:
         found = [pair for pair in SCORE_COLUMN_CANDIDATES if set(pair) <= set(first)]
+        if len(found) > 1 and score_columns == (None, None):
+            raise InputError(f"{source}: more than one pair of score columns ("
+                             + ", ".join(f"{c}/{r}" for c, r in found) + "); pick one with "
+                             + " or ".join(f"--score-chosen-column {c} --score-rejected-column {r}" for c, r in found))
         guess = found[0] if found else ("score_chosen", "score_rejected")
         score_columns = tuple(given or default for given, default in zip(score_columns, guess))
     return score_columns
