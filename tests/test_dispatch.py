@@ -58,7 +58,13 @@ def test_pinned_reduced_world_matches_the_committed_reference(pinned, fixtures):
     assert pinned["dispatch"]["env"] == dispatch.environment("pinned")
     # a library upgrade that moves the numbers shows here; name it before comparing numbers
     assert pinned["packages"] == reference["packages"], "library versions differ from the reference's"
-    assert pinned["numbers"] == reference["numbers"], (
+    got, want = pinned["numbers"], reference["numbers"]
+    # the trained weights, the sampled answers and their rewards to the last digit; the logged losses within 1e-6:
+    # a loss is one reduction whose order another CPU may change without moving the training (an emulated Intel
+    # Haswell changed the 7th digit of one logged loss, and nothing else)
+    assert got["losses_every_10"] == pytest.approx(want["losses_every_10"], rel=1e-6)
+    assert {k: v for k, v in got.items() if k != "losses_every_10"} == \
+        {k: v for k, v in want.items() if k != "losses_every_10"}, (
         "the pinned reduced world moved: a change of dispatch, library or world/model/prompt code changes the demo's "
         "numbers; regenerate the published reports and then this reference (python -m "
         "rapref.studies.demo.fingerprint --out tests/fixtures/dispatch-reference.json)")
