@@ -138,11 +138,17 @@ def _living(group: int) -> list[int]:
             if (fields := _stat(d)) and int(fields[2]) == group and fields[0] != "Z"]
 
 
+def length(row, text):
+    """A scorer that varies with the answer (the stand-in's answers all score 0 under the demo's true reward, and a
+    score mapping fitted on one distinct score is refused)."""
+    return float(len(text))
+
+
 def test_onpolicy_samples_through_a_server_it_starts_and_stops(tmp_path, tiny_model_dir, prompts):
     serve = f"{{python}} {STAND_IN} --model {{model}} --port {{port}}"
     out = tmp_path / "loop"
     assert cli(["onpolicy", "--policy", str(tiny_model_dir), "--prompts", str(prompts), "--scorer",
-                "python:rapref.studies.demo.world:true_reward", "--samples", "3", "--max-new-tokens", "6",
+                "python:test_endpoint:length", "--samples", "3", "--max-new-tokens", "6",
                 "--out", str(out), "--serve", serve, "training.max_steps=1", "training.max_length=224",
                 "data.max_prompt_length=160"]) == 0
     samples = read_jsonl(out / "iter-1" / "samples.jsonl")
