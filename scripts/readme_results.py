@@ -336,8 +336,9 @@ seconds from the process itself, which a busy machine inflates far less than wal
 |---|---:|---:|---:|
 {rows}
 
-Pinning costs {pinned['compute_vs_native']:.2f}x the native dispatch's compute time here (the tiny model's
-matrices are too small for AVX-512 to pay much; a larger model on a CPU with AMX would lose more)."""
+Pinned, the miniature's training and sampling take {pinned['compute_vs_native']:.2f}x the native dispatch's CPU time
+here: no cost beyond run-to-run noise at the demo's model size. Larger models, and CPUs with AMX (whose matrix units
+the pinned level leaves unused), are not measured."""
 
 
 # (page, block name, generator)
