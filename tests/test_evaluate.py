@@ -92,9 +92,9 @@ def test_judge_aggregate_pairwise_and_cache(tmp_path):
     result = judge(cfg)
     assert result["mean"] == 2.75 and result["pairwise"]["win_rate"] == 0.625
     assert CALLS["n"] == 8
-    cfg.overwrite = True  # the folder is rapref's own: replacing it is allowed, and its score cache is kept
+    cfg.overwrite = True  # the folder is rapref's own: replacing it is allowed, and --overwrite re-asks everything
     assert judge(cfg) == {**result} | {"pairwise": result["pairwise"]}
-    assert CALLS["n"] == 8  # re-judging is free: every score came from the cache
+    assert CALLS["n"] == 16  # the folder's cache went with it: every score asked again, the same result
     saved = json.loads((tmp_path / "j" / "aggregate.json").read_text())
     assert saved["by_goal"]["10"]["n"] == 4
     assert len((tmp_path / "j" / "scores.jsonl").read_text().splitlines()) == 4

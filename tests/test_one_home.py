@@ -44,7 +44,8 @@ def test_statistics_live_in_stats():
 
 
 def test_jsonl_and_augment_folders_have_one_reader():
-    assert offenders(r"json\.loads\(line\)", ("io.py",)) == []
+    # the judge's score cache parses its own lines: a torn final line (a run killed mid-append) is cut, not refused
+    assert offenders(r"json\.loads\(line\)", ("io.py", "evaluate/judge.py")) == []
     assert offenders(r"pq\.read_table\(", ("augment.py", "io.py")) == []
 
 

@@ -95,14 +95,14 @@ def test_a_reward_model_replaced_in_place_is_scored_again(tmp_path, capsys):
     judge = ["judge", str(gens), "--scorer", f"reward-model:{rm}", "--out", str(tmp_path / "j"), "--quiet"]
     assert cli(judge) == 0
     first = [r["score"] for r in map(json.loads, (tmp_path / "j" / "scores.jsonl").read_text().splitlines())]
-    assert cli(judge + ["--overwrite"]) == 0  # the same model: answered from the cache
+    assert cli(judge + ["--overwrite"]) == 0  # --overwrite re-asks everything (the folder cache goes with it)
     cached = (tmp_path / "j" / "cache.jsonl").read_text().splitlines()
     assert len(cached) == 3
     assert cli(["model", "tiny", "--kind", "reward-model", "--seed", "1", "--out", str(rm), "--overwrite",
                 "--quiet"]) == 0
     assert cli(judge + ["--overwrite"]) == 0
     second = [r["score"] for r in map(json.loads, (tmp_path / "j" / "scores.jsonl").read_text().splitlines())]
-    assert second != first and len((tmp_path / "j" / "cache.jsonl").read_text().splitlines()) == 6
+    assert second != first and len((tmp_path / "j" / "cache.jsonl").read_text().splitlines()) == 3
 
 
 def test_an_edited_python_scorer_is_scored_again(tmp_path, monkeypatch):
