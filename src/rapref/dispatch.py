@@ -125,7 +125,8 @@ def sentence(record: dict) -> str:
     cpu_name = (record.get("cpu") or {}).get("model") or "an unnamed CPU"
     ran = record.get("torch_capability") or "?"
     if record.get("kernels") == "pinned":
-        return (f"CPU kernel dispatch pinned to {record['level']} (torch ran at {ran}) on {cpu_name}: the numbers "
-                f"every {record.get('cpu', {}).get('arch', 'such')} machine gives.")
+        return (f"CPU kernel dispatch pinned to {record['level']} (torch ran at {ran}) on {cpu_name}: the level every "
+                f"{record.get('cpu', {}).get('arch', 'such')} machine runs, so that another machine gives these "
+                "numbers (`python -m rapref.studies.demo.fingerprint` checks a miniature of it there).")
     return (f"CPU kernel dispatch {record.get('kernels')} (torch ran at {ran}) on {cpu_name}: these numbers need "
             f"not match the published ones, which were made with the dispatch pinned.")
