@@ -188,7 +188,7 @@ from rapref.cli import main  # noqa: E402
 def test_grid_quick_runs_one_tiny_cell_and_refuses_a_changed_cell(tmp_path, capsys):
     import json
 
-    from tests.test_trust import one_line_error
+    from tests.standin_server import one_line_error
 
     grid = tmp_path / "grid.yaml"
     grid.write_text(Path("docs/demo-grid.yaml").read_text())
@@ -214,7 +214,7 @@ def test_grid_quick_runs_one_tiny_cell_and_refuses_a_changed_cell(tmp_path, caps
     ("cells: [", "not valid YAML"),
 ])
 def test_grid_file_mistakes_are_one_line(tmp_path, capsys, text, needle):
-    from tests.test_trust import one_line_error
+    from tests.standin_server import one_line_error
 
     grid = tmp_path / "grid.yaml"
     grid.write_text(text)
@@ -222,7 +222,7 @@ def test_grid_file_mistakes_are_one_line(tmp_path, capsys, text, needle):
 
 
 def test_grid_refuses_world_flags_it_would_ignore(tmp_path, capsys):
-    from tests.test_trust import one_line_error
+    from tests.standin_server import one_line_error
 
     one_line_error(capsys, ["demo", "--grid", "docs/demo-grid.yaml", "--judge-noise", "2", "--out",
                             str(tmp_path / "g")], "leave out the flags that set world.judge_noise")

@@ -13,6 +13,7 @@ import pytest
 
 from rapref.augment import SPLIT_FILES
 from rapref.cli import main as cli
+from tests.standin_server import one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,16 +24,6 @@ def pairs_file(folder: Path, n: int = 12, tag: str = "") -> Path:
                                         "rejected": f"Bad {tag}{i}.", "score_chosen": 8.0,
                                         "score_rejected": 3.0}) + "\n" for i in range(n)))
     return path
-
-
-def one_line_error(capsys, argv, needle: str) -> str:
-    capsys.readouterr()
-    code = cli(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, (argv, err)
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert needle in err, err
-    return err
 
 
 # --- 1. --out never deletes what rapref did not write ---------------------------------------------------------------

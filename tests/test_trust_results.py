@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rapref.cli import main as cli
-from tests.test_trust import one_line_error
+from tests.standin_server import one_line_error
 
 
 def length(row, text):
