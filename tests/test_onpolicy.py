@@ -97,6 +97,16 @@ def test_tied_pairs_are_dropped_from_every_mode_when_asked(tmp_path):
         assert summary["relabel"]["dropped"] == {"tie": 1} and summary["rows_out"]["train"] == rows
 
 
+def test_samples_that_all_score_the_same_are_refused_with_the_scores_file(tmp_path):
+    from rapref.io import InputError
+    from rapref.studies.onpolicy import refuse_equal_scores
+
+    rows = [{"prompt_id": str(i), "sample": s, "score": 0.0} for i in range(3) for s in range(2)]
+    with pytest.raises(InputError, match=r"scores.jsonl: the scorer python:m:f gave all 6 samples the same score \(0\)"):
+        refuse_equal_scores(rows, tmp_path / "scores.jsonl", "python:m:f")
+    refuse_equal_scores([*rows, {"prompt_id": "9", "sample": 0, "score": 1.0}], tmp_path / "scores.jsonl", "python:m:f")
+
+
 def test_smollm2_needs_its_wheel_one_line(monkeypatch, tmp_path, capsys):
     import importlib.util
 

@@ -154,10 +154,15 @@ def test_llm_judge_plumbing_with_smollm2_as_the_judge(tmp_path, smollm2, server,
         assert pairwise["n"] + pairwise["unscored"] == 6 and 0 <= pairwise["lc_win_rate"] <= 1
 
 
+def length(row, text: str) -> float:
+    """A scorer that tells SmolLM2's sampled answers apart (the demo world's reward scores every one of them 0, and
+    scores that are all equal carry no preference: `onpolicy` refuses them)."""
+    return float(len(text))
+
+
 def test_onpolicy_iteration_through_a_server_it_starts(tmp_path, smollm2, prompts):
     out = tmp_path / "loop"
-    assert cli(["onpolicy", "--policy", str(smollm2), "--prompts", str(prompts), "--scorer",
-                "python:rapref.studies.demo.world:true_reward", "--samples", "3", "--max-new-tokens", "16",
+    assert cli(["onpolicy", "--policy", str(smollm2), "--prompts", str(prompts), "--scorer", "python:test_serving:length", "--samples", "3", "--max-new-tokens", "16",
                 "--out", str(out), "--serve", SERVE, "lora.enabled=true", "lora.r=4", "training.max_steps=1",
                 "training.max_length=256", "data.max_prompt_length=192"]) == 0
     samples = read_jsonl(out / "iter-1" / "samples.jsonl")

@@ -160,6 +160,7 @@ def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int, stage
     rows = generate_and_judge(stages, "samples", model=policy, prompts=cfg.prompts, gen_path=root / "samples.jsonl",
                               judge_dir=root / "judge", goals=None, sampling=sampling, scorer=cfg.scorer,
                               workers=cfg.workers, split=cfg.split, goal_from_model=reads_goals, serve=cfg.serve)
+    refuse_equal_scores(rows, root / "judge" / "scores.jsonl", cfg.scorer)
     grouped = root / "multi_sample.jsonl"
     stages.run("group", {"scores": str(root / "judge" / "scores.jsonl")},
                lambda: write_jsonl_atomic(grouped, multi_sample_rows(rows)))
@@ -168,6 +169,16 @@ def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int, stage
                    "score_mapping": cfg.score_mapping, "test_size": cfg.test_size, "placement": cfg.placement}
         stages.run(f"augment {mode}", options, lambda m=mode: _augment(cfg, grouped, root / "data" / m, m, seed))
     return root / "judge" / "scores.jsonl"
+
+
+def refuse_equal_scores(rows: list[dict], scores: Path, scorer: str) -> None:
+    """Samples that all score the same carry no preference: refused here, with the scores file to look at, rather
+    than after pairing (where a score mapping cannot be fitted) or, worse, trained on as ties."""
+    distinct = {row["score"] for row in rows if row.get("score") is not None}
+    if len(distinct) == 1:
+        raise InputError(f"{scores}: the scorer {scorer} gave all {len(rows)} samples the same score "
+                         f"({format(distinct.pop(), 'g')}): they carry no preference to learn from; check the scorer "
+                         "on a few samples (`rapref judge`) or sample more diverse answers (--temperature, --samples)")
 
 
 def multi_sample_rows(scored: list[dict]) -> list[dict]:
