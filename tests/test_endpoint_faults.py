@@ -51,12 +51,13 @@ def test_a_server_that_never_finishes_a_reply_is_refused_within_the_timeouts(tmp
                                                   "--request-timeout", "0.5", "--retry-time", "1"),
                                  "no complete reply within 0.")
             assert time.monotonic() - start < 8 and server.url in err and "prompt 0" in err and "kept in" in err
+            assert "retry time" in err and "<class" not in err  # which limit ran out, in words
         assert not (tmp_path / "g.jsonl").exists()
     write_jsonl(tmp_path / "gen.jsonl", [{"prompt_id": "0", "prompt": "hi", "text": "hello"}])
     with FaultyServer(tiny_model_dir, "hang") as server:
         one_line_error(capsys, ["judge", str(tmp_path / "gen.jsonl"), "--scorer", f"llm-judge:{server.url}", "--out",
                                 str(tmp_path / "j"), "--request-timeout", "0.5", "--retry-time", "0"],
-                       "grading prompt_id '0': no complete reply within 0.5 s")
+                       "grading prompt_id '0': no complete reply within 0.5 s (request timeout)")
 
 
 def test_ctrl_c_and_sigterm_stop_requests_in_flight_and_keep_the_answers(tmp_path, tiny_model_dir, prompts):

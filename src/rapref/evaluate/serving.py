@@ -228,8 +228,8 @@ class Endpoint:
     def _attempt(self, url: str, data: bytes | None, timeout: float, kind: str = "request timeout",
                  max_bytes: int = MAX_REPLY_BYTES) -> dict:
         parts = urllib.parse.urlsplit(url)
-        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = kind(parts.hostname, parts.port, timeout=self.connect_timeout)
+        connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = connection(parts.hostname, parts.port, timeout=self.connect_timeout)
         with self._lock:
             if self._closed.is_set():
                 raise Interrupted(f"{self.url}: closed")
