@@ -197,7 +197,12 @@ def test_the_judge_caches_only_verdicts_and_asks_again_for_the_rest(tmp_path, ca
     assert sum(r["score"] is None for r in scores) == 2
     assert all(r["judge_reply"] == "I cannot decide." for r in scores if r["score"] is None)
     assert strict_json(tmp_path / "j" / "aggregate.json")["unscored"] == 2
-    assert "asked again on the next run" in "".join(capsys.readouterr())
+    said = "".join(capsys.readouterr())
+    assert f"--cache {tmp_path / 'j' / 'cache.jsonl'}` asks only them again" in said
+    with FaultyServer(tiny_model_dir, judge="grade") as server:  # what the line says: a new --out, the old cache
+        assert cli(["judge", str(tmp_path / "gen.jsonl"), "--out", str(tmp_path / "j-new"), "--cache",
+                    str(tmp_path / "j" / "cache.jsonl"), "--scorer", f"llm-judge:{server.url}"]) == 0
+        assert server.posts == 2 and strict_json(tmp_path / "j-new" / "aggregate.json")["unscored"] == 0
     with FaultyServer(tiny_model_dir, judge="grade") as server:  # --overwrite asks everything again
         assert cli([*argv, "--scorer", f"llm-judge:{server.url}", "--overwrite"]) == 0
         assert server.posts == 4

@@ -175,7 +175,8 @@ def win_rate(a: list[float], b: list[float], clusters: list | None = None) -> di
 def _say_unscored(unscored: int, out: Path) -> None:
     if unscored:
         say(f"rapref judge: {unscored} replies held no score; what the judge said is in {out / 'scores.jsonl'} "
-            "(judge_reply); they are not cached and are asked again on the next run")
+            f"(judge_reply); they are not cached: `--out NEW --cache {out / 'cache.jsonl'}` asks only them again, "
+            "--overwrite asks every one again")
 
 
 def _requests(scorer) -> dict:
