@@ -196,6 +196,23 @@ def test_quiet_flag_leaves_only_errors(tmp_path, capsys, monkeypatch):
     assert "rapref model tiny" in capsys.readouterr().out
 
 
+def test_every_commands_help_renders():
+    """argparse expands `%` in help texts when --help is asked: a bare one (a share written as 10%) is a traceback."""
+    import argparse
+
+    from rapref.cli import build_parser
+
+    def walk(parser, name):
+        parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, child in action.choices.items():
+                    yield from walk(child, f"{name} {sub}")
+        yield name
+
+    assert len(list(walk(build_parser()[0], "rapref"))) > 15
+
+
 def test_help_that_teaches(capsys, tmp_path, tiny_model_dir, relabeled_dir):
     from rapref import __version__
 

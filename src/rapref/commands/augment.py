@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--score-mapping quantile|min-max the scale scores are mapped onto")
     g.add_argument("--out-of-scale", choices=OUT_OF_SCALE, default="auto",
                    help=f"rows with a score outside the scale: auto drops and counts them while they are at most "
-                        f"{OUT_OF_SCALE_AUTO_SHARE:.0%} of the rows and stops with a hint otherwise; stop; drop "
+                        f"{OUT_OF_SCALE_AUTO_SHARE * 100:.0f}%% of the rows and stops with a hint otherwise; stop; drop "
                         "(default auto)")
     r = p.add_argument_group("relabeling")
     r.add_argument("--ties", choices=TIE_POLICIES, default="keep",
