@@ -16,6 +16,7 @@ from rapref.progress import say
 from rapref.reports import markdown_table, write_text_atomic
 from rapref.stats import paired_over_prompts, spearman_interval, summary, verdict
 from rapref.studies.claims import c2_one_run, c4_samples
+from rapref.studies.ifeval.design import CLAIMS
 
 
 def paired(evaluations: dict, arm: str, baseline: str, key: str = "per_prompt") -> dict:
@@ -57,7 +58,6 @@ def probe_means(probe: dict, policy: str, band: float) -> dict | None:
 
 
 def claims(cfg, evaluations: dict, sweep: dict, probe: dict) -> list[dict]:
-    from rapref.studies.ifeval.run import CLAIMS
 
     out = []
     for claim in CLAIMS:
@@ -157,7 +157,6 @@ def rederive_claims(report: dict) -> list[dict]:
     """The claims of a finished report.json under today's definitions, from what it stores: paired intervals as
     they were (the per-prompt scores are not in report.json), C2 from the probe rows, C4-samples from rho and the
     number of sweep samples."""
-    from rapref.studies.ifeval.run import CLAIMS
 
     cfg, stored = report["config"], {c["name"]: c for c in report["claims"]}
     out = []

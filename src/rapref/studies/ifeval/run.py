@@ -31,28 +31,9 @@ from pathlib import Path
 from rapref import dispatch
 from rapref.io import read_jsonl, write_json_atomic
 from rapref.progress import say
-from rapref.studies.harness import Arm, Claim, Stages, Study, generate_and_judge
+from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
+from rapref.studies.ifeval.design import ARMS, BY_NAME, SCORER
 
-ARMS = (  # how each policy is made (start: the model itself; dpo:MODE: trained on that augment mode) and asked
-    Arm("start", "start", "start"), Arm("start@10", "start, asked for 10", "start", goal=True),
-    Arm("dpo", "DPO", "dpo:original"), Arm("dpo-dup", "DPO, duplicated pairs", "dpo:duplicated"),
-    Arm("relabeled@10", "relabeled DPO, asked for 10", "dpo:relabeled", goal=True),
-    Arm("half@10", "half-relabeled DPO, asked for 10", "dpo:half", goal=True),
-)
-BY_NAME = {arm.name: arm for arm in ARMS}
-CLAIMS = (  # band 0: one training seed, and no negligible-effect size was fixed for IFEval scores before the run
-    Claim("C1", "relabeled DPO asked for 10 beats DPO", "relabeled@10", "dpo"),
-    Claim("C1-start", "relabeled DPO asked for 10 beats the start asked for 10", "relabeled@10", "start@10"),
-    Claim("C3-steps", "relabeled DPO beats DPO on duplicated pairs (same steps)", "relabeled@10", "dpo-dup"),
-    Claim("C3-half", "half-relabeled DPO beats DPO", "half@10", "dpo"),
-    Claim("dpo-works", "DPO improves on the start", "dpo", "start"),
-    Claim("C4-samples", "the relabeled policy's score rises with the goal asked for", "relabeled@10",
-          kind="controllability"),
-    Claim("C2", "held-out high-quality rejected responses (scored >= {band:g}) lose less log-probability, beyond "
-                "what chosen ones lose, under relabeled DPO (own goal) than under DPO", "relabeled@10", "dpo",
-          kind="unlearning"),
-)
-SCORER = "if-official:ifeval"
 # settings a rerun may change in a finished run folder: they change no finished stage's files (workers give the same
 # texts; IFBench is an extra evaluation stage of its own)
 FREE_SETTINGS = ("workers", "ifbench_prompts")
