@@ -28,9 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, GoalSpec
-from rapref.io import (InputError, atomic_path, fingerprint, iter_arrow_tables, read_arrow_table, read_rows,
+from rapref.io import (InputError, fingerprint, iter_arrow_tables, read_arrow_table, read_rows,
                        write_json_atomic)
-from rapref.outputs import claim_output, finish_output, output_lock
+from rapref.outputs import RunFolder
 from rapref.provenance import provenance
 from rapref.relabel import RelabelOptions, condition_on, make_copy, orient_pairs, plan_relabel, unconditioned
 from rapref.schemas import SchemaOptions, detect_schema, load_pairs
@@ -63,9 +63,7 @@ def main(cfg: AugmentConfig) -> dict:
     reused = None if cfg.overwrite else _same_augment(cfg)
     if reused is not None:
         return reused
-    out = claim_output(cfg.out, "augment", overwrite=cfg.overwrite, inputs=(cfg.source,))
-    with output_lock(out):
-        claim_output(out, "augment", overwrite=cfg.overwrite, inputs=(cfg.source,))  # again, now that we hold it
+    with RunFolder(cfg.out, "augment", overwrite=cfg.overwrite, inputs=(cfg.source,), begin=False) as run:
         fast = _arrow_native(cfg)  # flat text pairs in a JSONL / Parquet file: Arrow end to end
         if fast is not None:
             tables, spec, summary = augment_loaded(*fast, cfg, source=cfg.source)
@@ -75,7 +73,7 @@ def main(cfg: AugmentConfig) -> dict:
             tables, spec, summary = augment_rows(rows, schema, cfg, source=cfg.source)
         summary["input"] = {"source": cfg.source, "fingerprint": fingerprint(cfg.source), "split": cfg.split,
                             "revision": cfg.revision}
-        write_dataset(out, tables, summary, spec)
+        write_dataset(run, tables, summary, spec)
     return summary
 
 
@@ -400,10 +398,9 @@ def score_histogram(table: pa.Table) -> dict:
     return {"chosen": counts("score_chosen"), "rejected": counts("score_rejected")}
 
 
-def write_dataset(out: Path, tables: dict[str, pa.Table], summary: dict, spec: GoalSpec | None) -> None:
+def write_dataset(run: RunFolder, tables: dict[str, pa.Table], summary: dict, spec: GoalSpec | None) -> None:
     """Write the whole folder atomically: a half-written folder never replaces a good one."""
-    with atomic_path(out, directory=True) as tmp:
-        finish_output(tmp, "augment")  # the folder appears whole (atomic rename): finished as it appears
+    with run.written_whole() as tmp:  # the folder appears whole (atomic rename): finished as it appears
         for split, table in tables.items():
             (tmp / SPLIT_FILES[split]).parent.mkdir(exist_ok=True)
             if not isinstance(table, TrainCopies):

@@ -260,3 +260,107 @@ def is_rapref_file(path: str | Path) -> bool:
         return path.is_file() and marker.get("sha256") == _sha256(path)
     except (OSError, ValueError, AttributeError):
         return False
+
+
+class RunFolder:
+    """The one way a command writes a folder, the rule above in one object:
+
+        with RunFolder(out, "diagnose", overwrite=cfg.overwrite, inputs=(cfg.scores,)) as run:
+            write_results(run.path)          # load -> compute -> write; nothing else about the protocol
+
+    Made: the folder is claimed (a refusal comes before any work). Entered: its lock is taken and the claim checked
+    again under it; then, unless `begin=False`, the run begins: the folder is emptied where `empty` and --overwrite
+    ask for it, marked begun, and the launch recorded in `launches.jsonl` when `settings` are given. Left normally: the finished marker is
+    written last, when the run began; left by an error: the folder stays unfinished, as it is. A run that learns
+    inside the block whether it writes at all (train --resume on a finished run writes nothing) passes `begin=False`
+    and calls `run.begin()` once it knows; one that finishes before its last act (train pushes to the Hub after)
+    calls `run.finish()` itself; a study finishes only when every stage ran (`finish=False`)."""
+
+    def __init__(self, out: str | Path, command: str, *, overwrite: bool = False, reuse: bool = False,
+                 inputs: tuple = (), continue_unfinished: bool = False, empty: bool = False,
+                 settings: dict | None = None, launch: str | None = None, begin: bool = True, finish: bool = True):
+        self.command = command
+        self._claim = {"overwrite": overwrite, "reuse": reuse, "inputs": inputs,
+                       "continue_unfinished": continue_unfinished}
+        self.path = claim_output(out, command, **self._claim)
+        self._empty, self._settings, self._launch = empty and overwrite, settings, launch
+        self._begin, self._finish = begin, finish
+        self.begun = self.finished = False
+
+    def __enter__(self) -> RunFolder:
+        self._lock = output_lock(self.path)
+        self._lock.__enter__()
+        try:
+            claim_output(self.path, self.command, **self._claim)  # again, now that we hold it
+            if self._begin:
+                self.begin()
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def begin(self, settings: dict | None = None, launch: str | None = None) -> None:
+        """Empty the folder where --overwrite asked for it (an earlier rapref output, replaced as asked), mark it begun
+        (unfinished until this run ends) and record the launch, when given settings."""
+        from rapref.launches import record_launch
+
+        if self._empty and self.path.is_dir() and any(self.path.iterdir()):
+            empty_output(self.path)
+        begin_output(self.path, self.command)
+        settings = self._settings if settings is None else settings
+        if settings is not None:
+            record_launch(self.path, settings, launch or self._launch or self.command)
+        self.begun = True
+
+    def finish(self) -> None:
+        finish_output(self.path, self.command)
+        self.finished = True
+
+    @contextlib.contextmanager
+    def written_whole(self):
+        """A folder written apart and put in place whole (an atomic rename), finished as it appears: yields the
+        temporary folder to fill. For outputs that are rewritten entirely each run (augment)."""
+        from rapref.io import atomic_path
+
+        with atomic_path(self.path, directory=True) as tmp:
+            finish_output(tmp, self.command)
+            yield tmp
+        self.finished = True
+
+    def __exit__(self, kind, value, traceback) -> None:
+        try:
+            if kind is None and self._finish and self.begun and not self.finished:
+                self.finish()
+        finally:
+            self._lock.__exit__(kind, value, traceback)
+
+
+class RunFile:
+    """The same for a command that writes one file (generate, export, prompts, diagnose implicit-relabel):
+
+        with RunFile(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts,)) as run:
+            write_jsonl_atomic(run.path, rows)
+
+    Made: claimed (`claim_output_file`). Entered: locked and claimed again. Left normally, with the file written:
+    its ownership marker (the content hash) is recorded; left by an error: nothing is recorded."""
+
+    def __init__(self, out: str | Path, command: str, *, overwrite: bool = False, inputs: tuple = ()):
+        self.command, self._claim = command, {"overwrite": overwrite, "inputs": inputs}
+        self.path = claim_output_file(out, command, **self._claim)
+
+    def __enter__(self) -> RunFile:
+        self._lock = output_lock(self.path)
+        self._lock.__enter__()
+        try:
+            claim_output_file(self.path, self.command, **self._claim)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        try:
+            if kind is None and self.path.is_file():
+                finish_output_file(self.path, self.command)
+        finally:
+            self._lock.__exit__(kind, value, traceback)

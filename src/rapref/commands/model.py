@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> Path:
-    from rapref.outputs import begin_output, claim_output, empty_output, finish_output, output_lock
+    from rapref.outputs import RunFolder
 
     if args.action == "card":
         return print_card(Path(args.run))
@@ -52,19 +52,14 @@ def run(args) -> Path:
 
         say(f"rapref model tiny: {args.out} already holds this tiny model (same settings): reused")
         return Path(args.out)
-    out = claim_output(args.out, f"model {args.action}", overwrite=args.overwrite,
-                       inputs=(args.run,) if args.action == "merge" else ())
-    with output_lock(out):
-        if args.overwrite and out.is_dir() and any(out.iterdir()):
-            empty_output(out)
-        begin_output(out, f"model {args.action}")
-        _build(args, out)
+    with RunFolder(args.out, f"model {args.action}", overwrite=args.overwrite, empty=True,
+                   inputs=(args.run,) if args.action == "merge" else ()) as run:
+        _build(args, run.path)
         if args.action == "tiny":
             from rapref.io import write_json_atomic
 
-            write_json_atomic(out / TINY_SETTINGS, _tiny_settings(args))
-        finish_output(out, f"model {args.action}")
-    return out
+            write_json_atomic(run.path / TINY_SETTINGS, _tiny_settings(args))
+    return run.path
 
 
 TINY_SETTINGS = "rapref_tiny.json"  # what a tiny model was built with: a rerun with the same settings reuses it

@@ -17,13 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args):
-    from rapref.outputs import claim_output_file, finish_output_file, output_lock
+    from rapref.outputs import RunFile
 
-    out = claim_output_file(args.out, "prompts", overwrite=args.overwrite)
-    with output_lock(out):
-        rows = _write(args, out)
-        finish_output_file(out, "prompts")
-    return rows
+    with RunFile(args.out, "prompts", overwrite=args.overwrite) as run:
+        return _write(args, run.path)
 
 
 def _write(args, out):

@@ -18,8 +18,7 @@ from pathlib import Path
 from rapref.evaluate.generate import load_prompts, model_goal_spec
 from rapref.goals import GOAL_SETTINGS_FILE
 from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
-from rapref.outputs import (begin_output, claim_output, claim_output_file, finish_output, finish_output_file,
-                            output_lock)
+from rapref.outputs import RunFile, RunFolder
 from rapref.reports import markdown_table, save_figure, write_text_atomic
 from rapref.stats import spearman, summary
 
@@ -211,17 +210,11 @@ def _half_width(stderr) -> float:
 def main(cfg: DiagnoseConfig) -> dict:
     inputs = (cfg.data, cfg.scores, cfg.policy, cfg.reference, cfg.dpo)
     if cfg.kind == "implicit-relabel":
-        out = claim_output_file(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs)
-        with output_lock(out):
-            result = _diagnose(cfg, out)
-            finish_output_file(out, "diagnose")
-        return result
-    out = claim_output(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs, continue_unfinished=True)
-    with output_lock(out):
-        begin_output(out, "diagnose")
-        result = _diagnose(cfg, out)
-        finish_output(out, "diagnose")
-    return result
+        run = RunFile(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs)
+    else:
+        run = RunFolder(cfg.out, "diagnose", overwrite=cfg.overwrite, inputs=inputs, continue_unfinished=True)
+    with run:
+        return _diagnose(cfg, run.path)
 
 
 def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, check_goals
 from rapref.io import InputError, read_jsonl, read_jsonl_prefix, read_rows, write_jsonl_atomic
-from rapref.outputs import claim_output_file, finish_output_file, output_lock
+from rapref.outputs import RunFile
 from rapref.prompting import goal_prompt
 
 
@@ -205,12 +205,13 @@ def model_goal_spec(model: str, no_goal: bool) -> GoalSpec | None:
 
 
 def main(cfg: GenerateConfig) -> list[dict]:
-    out = claim_output_file(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts,))
-    with output_lock(out):
-        return _generate(cfg, out)
+    with RunFile(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts,)) as run:
+        rows, resume = _generate(cfg, run.path)
+    resume.remove()  # after the file and its ownership record: a kill before leaves a resumable run, never a lost one
+    return rows
 
 
-def _generate(cfg: GenerateConfig, out: Path) -> list[dict]:
+def _generate(cfg: GenerateConfig, out: Path) -> tuple[list[dict], ResumeFile]:
     spec = model_goal_spec(cfg.model, cfg.no_goal)
     goals = [None] if spec is None else check_goals(cfg.goals or [spec.top], spec)
     prompts = load_prompts(cfg.prompts, cfg.split, cfg.limit)
@@ -249,9 +250,7 @@ def _generate(cfg: GenerateConfig, out: Path) -> list[dict]:
             record_requests(engine, Path(f"{out}.requests.json"), "rapref generate", resumed=bool(resume.done),
                             outcome=outcome)
     write_jsonl_atomic(out, rows)
-    finish_output_file(out, "generate")
-    resume.remove()
-    return rows
+    return rows, resume
 
 
 def _sample_turns(cfg: GenerateConfig, jobs: list, spec, settings: dict, resume, engine) -> list[dict]:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 from rapref.io import InputError, write_json_atomic
-from rapref.launches import changed, check_settings, launches, record_launch
-from rapref.outputs import begin_output, claim_output, empty_output, finish_output, output_lock
+from rapref.launches import changed, check_settings, launches
+from rapref.outputs import RunFolder
 
 STAGES = ".stages"
 
@@ -76,27 +76,25 @@ class Study:
     def __init__(self, out: str | Path, command: str, settings: dict, free: tuple[str, ...] = (),
                  overwrite: bool = False, inputs: tuple = (), legacy_settings: str | None = "config.json",
                  remedy: str = "rerun with the same settings, pass --overwrite to start over, or choose another --out"):
-        self.out = claim_output(out, command, overwrite=overwrite, reuse=True, inputs=inputs)
+        self._run = RunFolder(out, command, overwrite=overwrite, reuse=True, inputs=inputs, empty=True, begin=False,
+                              finish=False)
+        self.out = self._run.path
         self.command, self.settings, self.free, self.overwrite = command, settings, free, overwrite
         self.legacy, self.remedy = legacy_settings, remedy
-        self._lock = None
 
     def __enter__(self) -> "Study":
-        self._lock = output_lock(self.out)
-        self._lock.__enter__()
+        self._run.__enter__()
         try:
-            if self.overwrite and self.out.is_dir() and any(self.out.iterdir()):
-                empty_output(self.out)
-            self._check()
-            begin_output(self.out, self.command)  # unfinished until this launch ends
-            record_launch(self.out, self.settings, self.command)
-        except BaseException:
-            self._lock.__exit__(None, None, None)
+            if not self.overwrite:  # --overwrite starts from an emptied folder: nothing earlier to compare with
+                self._check()
+            self._run.begin(self.settings)  # unfinished until this launch ends
+        except BaseException as err:
+            self._run.__exit__(type(err), err, err.__traceback__)
             raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self._lock.__exit__(*exc)
+        self._run.__exit__(*exc)
 
     def _check(self) -> None:
         remedy, what = self.remedy, f"an earlier `rapref {self.command}` run"
@@ -111,7 +109,7 @@ class Study:
                                  f"; see {self.legacy}); {remedy}")
 
     def finish(self) -> None:
-        finish_output(self.out, self.command)
+        self._run.finish()
 
 
 class Stages:

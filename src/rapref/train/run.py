@@ -27,8 +27,8 @@ from pathlib import Path
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
 from rapref.models import load_model, load_tokenizer
-from rapref.launches import check_settings, record_launch
-from rapref.outputs import begin_output, claim_output, empty_output, finish_output, output_lock
+from rapref.launches import check_settings
+from rapref.outputs import RunFolder
 from rapref.progress import say
 from rapref.prompting import ensure_chat_template, is_conversation, to_trl_example
 from rapref.provenance import provenance
@@ -60,13 +60,15 @@ def main(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dic
     cfg.validate()
     out = Path(cfg.output_dir)
     if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate, rank 0 owns the folder
-        return _train(cfg, out, resume, overwrite)
-    claim_output(out, "train", overwrite=overwrite, reuse=resume, inputs=(cfg.data.path, cfg.model.name_or_path))
-    with output_lock(out):
-        return _train(cfg, out, resume, overwrite)
+        return _train(cfg, out, resume, None)
+    # emptied (--overwrite without --resume) when training begins, not before: a run that fails to start keeps the old
+    with RunFolder(out, "train", overwrite=overwrite and not resume, reuse=resume, empty=True, begin=False,
+                   inputs=(cfg.data.path, cfg.model.name_or_path)) as run:
+        return _train(cfg, out, resume, run)
 
 
-def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
+def _train(cfg: TrainConfig, out: Path, resume: bool, run: RunFolder | None) -> dict:
+    """`run`: the output folder on the process that owns it (rank 0), None on the others."""
     import torch
 
     settings = run_settings(cfg)
@@ -97,10 +99,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
     if engine_notice and trainer.accelerator.is_main_process:
         say(engine_notice)
     if trainer.accelerator.is_main_process:
-        if overwrite and not resume and out.is_dir() and any(out.iterdir()):
-            empty_output(out)  # an earlier rapref run, replaced as asked
-        begin_output(out, "train")  # unfinished until rapref_train.json and the finished marker are written
-        record_launch(out, settings, "train --resume" if resume else "train")
+        run.begin(settings, "train --resume" if resume else "train")  # unfinished until rapref_train.json is written
         if spec is not None:
             spec.save(out)  # before the first checkpoint: every save carries the goal settings
     _attach_artefacts(trainer, cfg, spec, tokenizer)
@@ -129,7 +128,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, overwrite: bool) -> dict:
         write_jsonl_atomic(out / "metrics.jsonl", history)
         write_json_atomic(out / TRAIN_SETTINGS_FILE, {"config": to_dict(cfg), "result": result,  # last: "done"
                                                       "trl_args": args.to_dict(), "provenance": provenance()})
-        finish_output(out, "train")
+        run.finish()
         say(f"rapref train: saved model, tokenizer, goal settings and model card to {out}")
     if args.push_to_hub:  # after every file above is in the folder: the upload carries them all
         trainer.create_model_card = lambda *a, **k: write_model_card(out, cfg, spec, result, _hub_name(cfg))
