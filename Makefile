@@ -2,9 +2,13 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # constraints.txt pins every package to the versions the README's figures were measured with.
-# On a machine without an NVIDIA GPU, take torch's CPU build (this pin resolves to the +cpu wheel where the
-# machine provides it); on GPU machines, keep the CUDA torch the user brought or let pip choose.
+# On a machine without an NVIDIA GPU: torch's CPU build where it can be had (this pin resolves to the +cpu wheel where
+# the configured index serves one; TORCH_INDEX, when set, is tried first: an index of CPU builds such as PyTorch's,
+# `make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu`); otherwise whatever build the index serves, with a
+# one-line note of its size (scripts/torch_note.py): a CUDA build runs on the CPU too, so the set-up never stops for
+# it. On GPU machines, keep the CUDA torch the user brought or let pip choose.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
 .PHONY: setup test test-newest test-serving serving-env test-all demo bench clean
@@ -17,8 +21,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 ifeq ($(HAS_GPU),1)
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 else
+ifneq ($(TORCH_INDEX),)
+	$(PY) -m pip install -q -c constraints.txt --index-url '$(TORCH_INDEX)' '$(TORCH_SPEC)' \
+		|| echo "make setup: no torch from $(TORCH_INDEX); taking the configured index's"
+endif
 	$(PY) -m pip install -q -c constraints.txt '$(TORCH_SPEC)' -e '.[dev]'
-	@$(PY) -c "import torch,sys; v=torch.__version__; print('torch', v); sys.exit(0 if (torch.version.cuda is None) else 'a CUDA torch was installed on a machine without a GPU: set TORCH_SPEC')"
+	@$(PY) scripts/torch_note.py
 endif
 	touch $@
 
