@@ -27,34 +27,40 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rapref.goals import DEFAULT_HEADER, DEFAULT_LINE, GoalSpec
+from rapref.goals import GoalSpec
 from rapref.io import (InputError, fingerprint, iter_arrow_tables, read_arrow_table, read_rows,
                        write_json_atomic)
 from rapref.outputs import RunFolder
 from rapref.provenance import provenance
 from rapref.relabel import RelabelOptions, condition_on, make_copy, orient_pairs, plan_relabel, unconditioned
-from rapref.schemas import SchemaOptions, detect_schema, load_pairs
+from rapref.schemas import SCHEMAS, SchemaOptions, detect_schema, load_pairs
 from rapref.schemas.base import OUT_OF_SCALE_AUTO_SHARE
 from rapref.schemas.pairs import FLAT_LAYOUTS, maps_scores
 from rapref.schemas.scores import map_pair_scores, ties_warning
+from rapref.settings import check, like, nested, setting
 
 SPLIT_FILES = {split: f"data/{split}-00000-of-00001.parquet" for split in ("train", "test", "test_goal")}
 
 
 @dataclass
 class AugmentConfig:
-    source: str
-    out: str
-    schema: str | None = None  # detected from the columns when not given
-    split: str | None = None  # read only this input split
-    revision: str | None = None  # hub datasets
-    placement: str = "system"
-    header: str = DEFAULT_HEADER
-    line: str = DEFAULT_LINE
-    style: str = "digits"  # how scores look in the goal text: digits, thermometer or opaque
-    relabel: RelabelOptions = field(default_factory=RelabelOptions)
-    schema_options: SchemaOptions = field(default_factory=SchemaOptions)
-    overwrite: bool = False
+    source: str = setting(help="a .jsonl/.json/.parquet/.csv file, a `datasets` folder, or a hub dataset id",
+                          positional=True)
+    out: str = setting(help="output folder (a dataset TRL loads unchanged)")
+    schema: str | None = setting(None, "input layout", choices=lambda: sorted(SCHEMAS),
+                                 shown="detected from the columns; the column flags imply pairs")
+    split: str | None = setting(None, "read only this input split", shown="every split")
+    revision: str | None = setting(None, "hub dataset revision", shown="the newest")
+    placement: str = like(GoalSpec, "placement")
+    header: str = like(GoalSpec, "header")
+    line: str = like(GoalSpec, "line")
+    style: str = like(GoalSpec, "style")
+    relabel: RelabelOptions = nested(RelabelOptions)
+    schema_options: SchemaOptions = nested(SchemaOptions)
+    overwrite: bool = setting(False, "replace an existing output folder")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 def main(cfg: AugmentConfig) -> dict:

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rapref.io import InputError
+from rapref.settings import setting
 
 PLACEMENTS = ("system", "user", "user-suffix")
 STYLES = ("digits", "thermometer", "opaque")  # how a score looks to the model: see `render_score`
@@ -63,12 +64,16 @@ class GoalSpec:
     """
 
     scale: tuple[float, float] = (1, 10)
-    placement: str = "system"
-    header: str = DEFAULT_HEADER
-    line: str = DEFAULT_LINE
+    placement: str = setting("system", "where the goal goes: the system message (Qwen2, Llama-3.1), or the first "
+                                       "user turn before (user; Gemma-2, Mistral) or after (user-suffix) the "
+                                       "instruction", choices=PLACEMENTS, group="goal")
+    header: str = setting(DEFAULT_HEADER, "goal text header; {lo} and {hi} are the scale", flag="goal-header",
+                          group="goal")
+    line: str = setting(DEFAULT_LINE, "one line per goal score; {name} and {score}", flag="goal-line", group="goal")
     attributes: tuple[str, ...] = ("Overall",)
     separator: str = "\n\n"  # between goal and instruction in `user` / `user-suffix` placement
-    style: str = "digits"  # digits ("8"), thermometer ("########.." out of the scale) or opaque ("<g8>")
+    style: str = setting("digits", "how a score looks: digits (8), thermometer (#######...), opaque (<g8>)",
+                         choices=STYLES, flag="goal-style", group="goal")
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:

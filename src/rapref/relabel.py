@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rapref.goals import GoalSpec, write_goal
-from rapref.io import InputError
+from rapref.settings import at_least, check, setting
 
 TIE_POLICIES = ("keep", "drop")
 INVERTED_POLICIES = ("swap", "drop", "keep")
@@ -40,23 +40,20 @@ OUTPUT_COLUMNS = ["prompt", "chosen", "rejected", "source_id", "copy", "goal", "
 
 @dataclass(frozen=True)
 class RelabelOptions:
-    ties: str = "keep"  # keep: the two copies share a goal and cancel out, as the authors kept them
-    min_gap: float = 0.0  # drop pairs whose |r_w - r_l| is below this
-    mode: str = "relabeled"  # relabeled | half (a seeded half relabeled: output as large as the input)
-    # | positive (positive copies only: no flipped pairs, output as large as the input)
-    # | original (the plain pairs, no goal: the DPO baseline) | duplicated (original pairs twice: same steps)
-    seed: int = 0
-    inverted: str = "swap"  # pairs whose chosen scores below its rejected: swap the two, drop the pair, or keep it
+    ties: str = setting("keep", "pairs with equal scores: keep (the two copies share a goal and cancel out, as the "
+                                "authors kept them) or drop", choices=TIE_POLICIES, group="relabeling")
+    min_gap: float = setting(0.0, "drop pairs whose score gap is below this", rule=at_least(0), group="relabeling")
+    mode: str = setting("relabeled", "relabeled; half: a seeded half relabeled, output as large as the input (the "
+                                     "paper's data-size control); positive: the positive copies only, no flipped pairs; "
+                                     "original: plain pairs, no goal (the DPO baseline); duplicated: the original pairs "
+                                     "twice (same number of steps as relabeled)", choices=MODES, group="relabeling")
+    seed: int = setting(0, "seed of every random choice (rejected pick, test split, half mode)", group="relabeling")
+    inverted: str = setting("swap", "pairs whose chosen scored below the rejected: swap them (chosen = higher score), "
+                                    "drop them, or keep them as given (relabeled copies are the same either way)",
+                            choices=INVERTED_POLICIES, group="relabeling")
 
     def __post_init__(self) -> None:
-        if self.ties not in TIE_POLICIES:
-            raise InputError(f"ties must be one of {TIE_POLICIES}, got {self.ties!r}")
-        if self.inverted not in INVERTED_POLICIES:
-            raise InputError(f"inverted must be one of {INVERTED_POLICIES}, got {self.inverted!r}")
-        if self.min_gap < 0:
-            raise InputError(f"min_gap must be >= 0, got {self.min_gap}")
-        if self.mode not in MODES:
-            raise InputError(f"mode must be one of {MODES}, got {self.mode!r}")
+        check(self)
 
 
 def relabel(pairs: pa.Table, spec: GoalSpec, options: RelabelOptions = RelabelOptions()) -> tuple[pa.Table, dict]:

@@ -17,58 +17,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from rapref.goals import format_score, scale_field
 from rapref.io import InputError, parse_score
 from rapref.relabel import stable_hash
+from rapref.settings import SettingError, check, comma_separated, setting
 
 ROLES = ("system", "user", "assistant", "tool")
-
-
-@dataclass
-class SchemaOptions:
-    """Options that loaders read; each one documents which schema uses it."""
-
-    # pairs: column names
-    prompt_column: str = "prompt"
-    chosen_column: str = "chosen"
-    rejected_column: str = "rejected"
-    score_chosen_column: str | None = None  # default: first of score_chosen, chosen_score, chosen-rating, ...
-    score_rejected_column: str | None = None
-    scale: tuple[float, float] | None = None  # declared score scale; default per schema
-    out_of_scale: str = "auto"  # flat pairs: auto (drop and count a few, stop if many), stop, or drop
-    seed: int = 0
-    test_size: float | None = None  # prompts held out when the input has no test split: count (>=1) or fraction
-    # ultrafeedback (raw)
-    consistency_filter: bool = True  # keep pairs whose chosen mean aspect rating >= rejected's
-    exclude_sources: tuple[str, ...] = ("truthful_qa",)
-    # nectar / helpsteer2 / multi-sample
-    pairing: str = "best-vs-random"  # best-vs-random, best-vs-worst, all-pairs
-    # helpsteer2
-    attribute_weights: dict[str, float] | None = None  # score = weighted mean of these attributes
-    multi_attribute: bool = False  # goal text names each attribute's score
-    # multi-sample and flat pairs
-    score_mapping: str | None = None  # quantile bins or min-max, fitted on train only; none: already on the scale;
-    # None: per schema (multi-sample: quantile; flat pairs: none)
-    goal_precision: int = 0  # decimals of mapped goal scores
-    strict: bool = False  # stop at the first bad row instead of counting a drop
-
-    def __post_init__(self) -> None:
-        if self.pairing not in PAIRINGS:
-            raise InputError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
-        if self.out_of_scale not in OUT_OF_SCALE:
-            raise InputError(f"out-of-scale rule must be one of {', '.join(OUT_OF_SCALE)}, got {self.out_of_scale!r}")
-        if self.score_mapping is not None and self.score_mapping not in SCORE_MAPPINGS:
-            raise InputError(f"score mapping must be one of {', '.join(SCORE_MAPPINGS)}, got {self.score_mapping!r}")
-        named = {}
-        for flag in ("prompt_column", "chosen_column", "rejected_column", "score_chosen_column",
-                     "score_rejected_column"):
-            column = getattr(self, flag)
-            if column is not None and column in named:
-                raise InputError(f"--{named[column].replace('_', '-')} and --{flag.replace('_', '-')} both name the "
-                                 f"column {column!r}; each flag needs its own column")
-            named.setdefault(column, flag)
-        size = self.test_size
-        if size is not None and (not math.isfinite(size) or size < 0 or size >= 1 and size != int(size)):
-            raise InputError(f"--test-size must be a fraction in [0, 1) or a whole number of prompts, got {size:g}")
 
 
 PAIRINGS = ("best-vs-random", "best-vs-worst", "all-pairs")
@@ -77,6 +31,89 @@ OUT_OF_SCALE = ("auto", "stop", "drop")
 # `auto`: rows whose score lies outside the scale are dropped and counted while they are at most this share of the
 # rows read; more, and the run stops (they are most likely on another scale, e.g. a reward model's).
 OUT_OF_SCALE_AUTO_SHARE = 0.10
+COLUMNS, SCHEMA = "columns (schema `pairs`)", "schema options"  # --help sections
+
+
+def _test_size(size: float) -> str | None:
+    if math.isfinite(size) and 0 <= size and (size < 1 or size == int(size)):
+        return None
+    return f"must be a fraction in [0, 1) or a whole number of prompts, got {size:g}"
+
+
+def _weights(value) -> dict[str, float]:
+    """`helpfulness=1,correctness=0.5` (a bare name weighs 1), or a mapping from a file."""
+    if isinstance(value, dict):
+        return {str(k): float(v) for k, v in value.items()}
+    weights = {}
+    for item in value.split(","):
+        name, _, weight = item.partition("=")
+        try:
+            weights[name.strip()] = float(weight or 1)
+        except ValueError:
+            raise ValueError(f"expected NAME=WEIGHT,..., got {item!r}") from None
+    return weights
+
+
+def _scale_text(scale) -> str:
+    return f"{format_score(scale[0])}-{format_score(scale[1])}"
+
+
+@dataclass
+class SchemaOptions:
+    """Options that loaders read; each one documents which schema uses it."""
+
+    # pairs: column names
+    prompt_column: str = setting("prompt", "pairs schema: column holding the prompt", group=COLUMNS)
+    chosen_column: str = setting("chosen", "pairs schema: column holding the chosen response", group=COLUMNS)
+    rejected_column: str = setting("rejected", "pairs schema: column holding the rejected response", group=COLUMNS)
+    score_chosen_column: str | None = setting(None, "pairs schema: column holding the chosen score", group=COLUMNS,
+                                              shown="the first of score_chosen, chosen_score, chosen-rating, ...")
+    score_rejected_column: str | None = setting(None, "pairs schema: column holding the rejected score",
+                                                group=COLUMNS, shown="the partner of the chosen score's column")
+    scale: tuple[float, float] | None = setting(
+        None, "score scale LOW-HIGH, e.g. 1-10, 0,4 or -3-5; with --score-mapping quantile|min-max the scale scores "
+              "are mapped onto", parse=scale_field, show=_scale_text, shown="per schema; 1-10 for pairs", group="goal")
+    out_of_scale: str = setting(
+        "auto", f"rows with a score outside the scale: auto drops and counts them while they are at most "
+                f"{OUT_OF_SCALE_AUTO_SHARE * 100:.0f}% of the rows and stops with a hint otherwise; stop; drop",
+        choices=OUT_OF_SCALE, group="goal")
+    seed: int = setting(0, "seed of every random choice (rejected pick, test split, half mode)", group="relabeling")
+    test_size: float | None = setting(
+        None, "prompts held out for test when the input has no test split: a count or a fraction", rule=_test_size,
+        shown="min(2000, 10% of prompts)", group="relabeling")
+    # ultrafeedback (raw)
+    consistency_filter: bool = setting(
+        True, "ultrafeedback: keep pairs whose chosen mean aspect rating is below the rejected's",
+        flag="no-consistency-filter", group=SCHEMA)
+    exclude_sources: tuple[str, ...] = setting(
+        ("truthful_qa",), "ultrafeedback: comma-separated `source` values to drop ('' for none)",
+        parse=comma_separated(), group=SCHEMA)
+    # nectar / helpsteer2 / multi-sample
+    pairing: str = setting("best-vs-random", "nectar / helpsteer2 / multi-sample: how responses of one prompt are "
+                                             "paired", choices=PAIRINGS, group=SCHEMA)
+    # helpsteer2
+    attribute_weights: dict[str, float] | None = setting(
+        None, "helpsteer2: e.g. helpfulness=1,correctness=0.5", parse=_weights, shown="helpfulness only", group=SCHEMA)
+    multi_attribute: bool = setting(False, "helpsteer2: the goal text names all five attribute scores", group=SCHEMA)
+    # multi-sample and flat pairs
+    score_mapping: str | None = setting(
+        None, "map reward-model scores (any sign, unbounded) onto the scale, fitted on the training split only: "
+              "quantile (equal-count bins, one per whole score) or min-max; none: the scores are already on the scale "
+              "and are used as they are", choices=SCORE_MAPPINGS,
+        shown="quantile for multi-sample, none for one-pair-per-row layouts", group=SCHEMA)
+    goal_precision: int = setting(0, "decimals of mapped scores (min-max)", group=SCHEMA)
+    strict: bool = setting(False, "stop at the first bad row instead of counting a drop", group="relabeling")
+
+    def __post_init__(self) -> None:
+        check(self)
+        named = {}
+        for name in ("prompt_column", "chosen_column", "rejected_column", "score_chosen_column",
+                     "score_rejected_column"):
+            column = getattr(self, name)
+            if column is not None and column in named:
+                raise SettingError(f"{{}} and {{}} both name the column {column!r}; each needs its own column",
+                                   named[column], name)
+            named.setdefault(column, name)
 
 
 @dataclass

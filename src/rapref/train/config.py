@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
-import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,22 +21,8 @@ import yaml
 
 from rapref.io import InputError
 from rapref.models import ModelArgs
+from rapref.settings import check_type, read_yaml as _yaml, read_yaml_file
 from rapref.train.algorithms import ALGORITHMS, DPO_LOSSES
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `5e-7` as a string; recipes and overrides mean a float."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _yaml(text: str):
-    return yaml.load(text, Loader=_Loader)
 
 
 # `training` keys rapref reads itself (never passed to TRL):
@@ -182,62 +166,6 @@ def _check_integrations(training: dict) -> None:
                              "train without it and upload the folder later")
 
 
-def check_type(value, hint, key: str, strict: bool = True):
-    """`value` checked against a type hint (bool, int, float, str, lists of them, `X | None`, Literal); returns it,
-    with the harmless conversions (int -> float, a single string -> a one-element list). Hints it cannot judge
-    (dicts, classes) pass unless `strict`.
-
-    >>> check_type("sigmoid", list[str], "algorithm.loss_type")
-    ['sigmoid']
-    >>> check_type("abc", float, "algorithm.beta")
-    Traceback (most recent call last):
-    ValueError: algorithm.beta: expected a number, got 'abc'
-    """
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return check_type(value, option, key, strict)
-            except ValueError as err:
-                errors.append(err)
-        if not errors:
-            raise InputError(f"{key}: unexpected value {value!r}")
-        raise errors[0]
-    if origin is typing.Literal:
-        if value not in args:
-            raise InputError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if origin is list:
-        item = args[0] if args else typing.Any
-        if isinstance(value, str) and item is str:
-            value = [value]
-        if not isinstance(value, list):
-            raise InputError(f"{key}: expected a list, got {value!r}")
-        return [check_type(v, item, f"{key}[{i}]", strict) for i, v in enumerate(value)]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise InputError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InputError(f"{key}: expected a whole number, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise InputError(f"{key}: expected text, got {value!r}")
-        return value
-    if hint is typing.Any or not strict:
-        return value
-    raise InputError(f"{key}: cannot check a value against {hint!r}")
-
-
 def trl_config_class(algorithm: str):
     return ALGORITHMS[algorithm].config_class()
 
@@ -246,15 +174,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     """Recipe YAML (optional) + `section.key=value` overrides -> validated `TrainConfig`."""
     data = {}
     if path:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: no such recipe")
-        try:
-            data = _yaml(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise InputError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+        data = read_yaml_file(path, "recipe") or {}
         if not isinstance(data, dict):
             raise InputError(f"{path}: a recipe must be a mapping of sections")
     for item in overrides:

@@ -1,0 +1,628 @@
+"""Each setting declared once: a dataclass field holds its type, default, help and rule, and all a user meets is
+derived from it: the command line's flags with their defaults in `--help`, the keys of a `--config` YAML file,
+`--show-config`, and errors that name the setting as the user gave it (the flag typed, the key in the file, the
+field's name from Python). transformers' `HfArgumentParser` and TRL's `TrlParser` do the same for their configs;
+this one adds nested configs flattened under their own flag names, old spellings kept as aliases, parse functions
+for values written as text (a score scale `1-10`), and rules checked wherever a config is built.
+
+    @dataclass
+    class Sampling:
+        temperature: float = setting(0.7, "sampling temperature", rule=at_least(0))
+
+        def __post_init__(self):
+            check(self)                        # Sampling(temperature=-1): "temperature must be at least 0, got -1"
+
+    add_flags(parser, Sampling, config=True)   # --temperature TEMPERATURE  sampling temperature (default: 0.7)
+    cfg = from_args(Sampling, args).config     # --temperature -1: "--temperature must be at least 0, got -1";
+                                               # `temperature: -1` in study.yaml: "study.yaml: temperature must ..."
+
+Values come from the dataclass defaults, then the `--config` file, then the environment (`env=`), then the command
+line; a dict setting given later adds to the earlier dict (recipe overrides), any other replaces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from rapref.io import InputError
+
+KEY = "rapref"  # where a field's declaration sits in its metadata
+SPELLED = "_spelled"  # on an argparse namespace: dest -> the flag as the user typed it
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting meets the user (`setting` and `nested` build it; see the module notes)."""
+
+    help: str = ""
+    flag: str | bool | None = None  # None: the field's name with dashes; False: no flag (a file or Python sets it)
+    aliases: tuple[str, ...] = ()  # other flag spellings that keep working (old names), also read as file keys
+    choices: tuple | Callable[[], tuple] | None = None  # a callable for registries filled at import time
+    parse: Callable[[Any], Any] | None = None  # text (or a file's value) -> value; ValueError names the problem
+    rule: Callable[[Any], str | None] | None = None  # value -> what is wrong ("must be at least 1, got 0") or None
+    shown: str | None = None  # the default as --help words it, where the value alone would mislead
+    show: Callable[[Any], str] | None = None  # value -> text, for --help
+    metavar: str | None = None
+    group: str | None = None  # the --help section
+    positional: bool = False
+    env: str | None = None  # an environment variable whose value, when set, is the default
+    switches: tuple[tuple[str, Any, str], ...] = ()  # (flag, value, help): flags that set one fixed value
+    flags: dict | None = None  # a nested config: which of its fields get a flag here ({field: flag or None})
+
+
+def setting(default=MISSING, help: str = "", *, factory=MISSING, **spec) -> Any:
+    """A dataclass field declared with everything the user meets (see `Spec` for the keywords)."""
+    given = {"default": default} if factory is MISSING else {"default_factory": factory}
+    return field(**given, metadata={KEY: Spec(help=help, **spec)})
+
+
+def nested(cls, help: str = "", *, flags: dict | None = None, group: str | None = None, **defaults) -> Any:
+    """A field holding a smaller config, with the values that differ here. `flags`: the fields that get a flag on
+    this command, {field: flag name, or None for its own}; the rest are set from a file or Python (None: all)."""
+    return field(default_factory=lambda: cls(**defaults),
+                 metadata={KEY: Spec(help=help, flags=flags, group=group)})
+
+
+def like(cls, name: str, default=MISSING, **changes) -> Any:
+    """Another config's field declared here again by reference: its help, rule and choices, its default unless
+    given (a study that asks the same question of the user with another default)."""
+    source = next(f for f in dataclasses.fields(cls) if f.name == name)
+    spec = dataclasses.replace(spec_of(source), **changes)
+    if default is MISSING and source.default_factory is not MISSING:
+        return field(default_factory=source.default_factory, metadata={KEY: spec})
+    return field(default=source.default if default is MISSING else default, metadata={KEY: spec})
+
+
+def spec_of(f: dataclasses.Field) -> Spec:
+    return f.metadata.get(KEY) or Spec()
+
+
+# --- rules ----------------------------------------------------------------------------------------------------------
+
+
+class SettingError(InputError):
+    """A broken rule. The message names settings by field path (from Python that is what the caller wrote); the
+    builders below put the user's spelling in their place: `SettingError("{} must be at least 2", "samples")`."""
+
+    def __init__(self, template: str, *fields: str):
+        self.template, self.fields = template, fields
+        super().__init__(template.format(*fields))
+
+    def under(self, prefix: str) -> "SettingError":
+        return SettingError(self.template, *(prefix + f for f in self.fields))
+
+
+def _literal(text: str) -> str:
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+def at_least(low: float) -> Callable:
+    return lambda v: None if v >= low else f"must be at least {low:g}, got {v:g}"
+
+
+def each_in(choices) -> Callable:
+    """A list setting whose every item is one of `choices`."""
+    def rule(values):
+        bad = [v for v in values if v not in choices]
+        return f"must name only {', '.join(choices)}, got {bad[0]!r}" if bad else None
+
+    return rule
+
+
+def check(obj) -> None:
+    """Every field's choices and rule (a nested config checks itself); call from `__post_init__`."""
+    for f in dataclasses.fields(obj):
+        spec, value = spec_of(f), getattr(obj, f.name)
+        if value is None or dataclasses.is_dataclass(value):
+            continue
+        choices = _choices(spec)
+        if choices and value not in choices:
+            raise SettingError(f"{{}} must be one of {_literal(', '.join(map(str, choices)))}, got {_literal(repr(value))}",
+                               f.name)
+        problem = spec.rule(value) if spec.rule else None
+        if problem:
+            raise SettingError("{} " + _literal(problem), f.name)
+
+
+def _choices(spec: Spec):
+    return tuple(spec.choices()) if callable(spec.choices) else spec.choices
+
+
+# --- value types ----------------------------------------------------------------------------------------------------
+
+
+def comma_separated(kind: type = str) -> Callable:
+    """A parse function for tuple settings written `a,b,c` on the command line (a list in a file).
+
+    >>> comma_separated(int)("1, 2,3"), comma_separated()("")
+    ((1, 2, 3), ())
+    """
+    def parse(value):
+        if isinstance(value, str):
+            items = [s.strip() for s in value.split(",") if s.strip()]
+            try:
+                return tuple(kind(s) for s in items)
+            except ValueError:
+                raise ValueError(f"expected comma-separated {_KIND_WORDS.get(kind, kind.__name__)}, got {value!r}") \
+                    from None
+        return tuple(check_type(list(value) if isinstance(value, tuple) else value, list[kind], "value"))
+
+    parse.__name__ = f"comma-separated {kind.__name__}"
+    return parse
+
+
+_KIND_WORDS = {int: "whole numbers", float: "numbers", str: "names"}
+
+
+def check_type(value, hint, key: str, strict: bool = True):
+    """`value` checked against a type hint (bool, int, float, str, lists, tuples and dicts of them, `X | None`,
+    Literal); returns it, with the harmless conversions (int -> float, a single string -> a one-element list, a list
+    -> a tuple). Hints it cannot judge (classes) pass unless `strict`.
+
+    >>> check_type("sigmoid", list[str], "algorithm.loss_type"), check_type([1, 10], tuple[float, float], "scale")
+    (['sigmoid'], (1.0, 10.0))
+    >>> check_type("abc", float, "algorithm.beta")
+    Traceback (most recent call last):
+    rapref.io.InputError: algorithm.beta: expected a number, got 'abc'
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return check_type(value, option, key, strict)
+            except ValueError as err:
+                errors.append(err)
+        if not errors:
+            raise InputError(f"{key}: unexpected value {value!r}")
+        raise errors[0]
+    if origin is typing.Literal:
+        if value not in args:
+            raise InputError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is list:
+        item = args[0] if args else typing.Any
+        if isinstance(value, str) and item is str:
+            value = [value]
+        if not isinstance(value, list):
+            raise InputError(f"{key}: expected a list, got {value!r}")
+        return [check_type(v, item, f"{key}[{i}]", strict) for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{key}: expected a list, got {value!r}")
+        items = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(items) != len(value):
+            raise InputError(f"{key}: expected {len(items)} values, got {value!r}")
+        return tuple(check_type(v, t, f"{key}[{i}]", strict) for i, (v, t) in enumerate(zip(value, items)))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"{key}: expected a mapping, got {value!r}")
+        item = args[1] if len(args) == 2 else typing.Any
+        return {k: check_type(v, item, f"{key}.{k}", strict) for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise InputError(f"{key}: expected text, got {value!r}")
+        return value
+    if hint is typing.Any or not strict:
+        return value
+    raise InputError(f"{key}: cannot check a value against {hint!r}")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `5e-7` as a string; rapref's files mean a float."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
+def read_yaml_file(path: str | Path, what: str = "settings file"):
+    """A YAML file's content; a missing file or bad YAML is one line naming the file (and the line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}")
+    try:
+        return read_yaml(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise InputError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+
+
+# --- the settings of a config, flattened -------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One setting of a config tree: its dotted path, declaration, type and the default it has at that place."""
+
+    path: str
+    spec: Spec
+    hint: Any
+    default: Any  # MISSING: required
+    flag: str | None  # None: no flag on this command
+    group: str | None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.replace("-", "_") if self.flag else self.path
+
+    @property
+    def is_bool(self) -> bool:
+        return _base(self.hint) is bool
+
+    @property
+    def is_dict(self) -> bool:
+        hint = _base(self.hint)
+        return hint is dict or typing.get_origin(hint) is dict
+
+    def option_strings(self) -> list[str]:
+        return [_dashes(self.flag), *(_dashes(a) for a in self.spec.aliases)]
+
+
+def _dashes(flag: str) -> str:
+    return f"-{flag}" if len(flag) == 1 else f"--{flag}"
+
+
+def _base(hint):
+    """`X | None` -> X."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        return rest[0] if len(rest) == 1 else hint
+    return hint
+
+
+def entries(cls, prefix: str = "", instance=None, flags: dict | None = None, group: str | None = None) -> list[Entry]:
+    """Every setting of `cls`, nested configs flattened (`sampling.temperature`), with the defaults `instance` (the
+    enclosing config's default for this one) gives them and the flag each has here."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        spec, path = spec_of(f), prefix + f.name
+        if instance is not None:
+            default = getattr(instance, f.name)
+        else:
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
+            out += entries(type(default), f"{path}.", default, spec.flags, spec.group or group)
+            continue
+        if flags is None:
+            flag = None if spec.flag is False else spec.flag or f.name.replace("_", "-")
+        else:
+            flag = flags[f.name] or spec.flag or f.name.replace("_", "-") if f.name in flags else None
+        out.append(Entry(path, spec, hints[f.name], default, flag, spec.group or group))
+    return out
+
+
+def _nested_paths(cls, prefix: str = "") -> set[str]:
+    found = set()
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
+            found |= {prefix + f.name} | _nested_paths(type(default), f"{prefix}{f.name}.")
+    return found
+
+
+def shown_default(entry: Entry) -> str | None:
+    """The default as --help says it (None: nothing to say: a switch, a positional, a required setting)."""
+    spec, value = entry.spec, entry.default
+    if entry.is_bool or spec.positional or value is MISSING:
+        return None
+    if spec.shown is not None:
+        return spec.shown
+    if value is None:
+        return "none"
+    if spec.show:
+        return spec.show(value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+# --- the command line ---------------------------------------------------------------------------------------------
+
+
+class _Given(argparse.Action):
+    """Stores a setting's value and the flag as typed (an alias too), so that an error can name it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values is argparse.SUPPRESS:  # a `*` positional given nothing
+            return
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        spelled = getattr(namespace, SPELLED, None)
+        if spelled is None:
+            spelled = {}
+            setattr(namespace, SPELLED, spelled)
+        spelled[self.dest] = option_string or self.metavar or self.dest
+
+
+def _cli_type(entry: Entry):
+    parse = entry.spec.parse
+    if parse is None:
+        base = _base(entry.hint)
+        if base in (int, float, str):
+            return base
+        origin = typing.get_origin(base)
+        if entry.spec.positional and origin in (list, tuple) and typing.get_args(base)[:1] in ((str,), ()):
+            return None
+        raise TypeError(f"setting {entry.path}: a {entry.hint} value needs parse= to be read from the command line")
+
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as err:  # InputError too: argparse prints it after the flag's name
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def add_flags(parser: argparse.ArgumentParser, cls, *, config: bool = False, config_help: str | None = None) -> None:
+    """A flag for every setting of `cls` that has one here, its help ending with the default from the dataclass.
+
+    `config`: also `--config FILE` (a YAML file of settings: defaults the command line overrides) and
+    `--show-config`; the settings a file may give are then never required on the command line."""
+    groups: dict[str, Any] = {}
+    seen: dict[str, Entry] = {}
+    for entry in entries(cls):
+        if entry.flag is None:
+            continue
+        if entry.flag in seen:  # one flag for two settings (e.g. a seed the schema and the relabeling share)
+            if seen[entry.flag].default != entry.default:
+                raise TypeError(f"flag --{entry.flag} is shared by settings with different defaults")
+            continue
+        seen[entry.flag] = entry
+        target = parser
+        if entry.group:
+            target = groups.get(entry.group) or groups.setdefault(entry.group, parser.add_argument_group(entry.group))
+        _add(target, entry, required=entry.default is MISSING and not config)
+    if config:
+        parser.add_argument("--config", metavar="FILE", help=_escape(config_help or (
+            "a YAML file of these settings (keys as --show-config prints them): they replace the defaults, and the "
+            "flags given here override them (default: none)")))
+        parser.add_argument("--show-config", action="store_true",
+                            help="print the resolved settings (defaults, --config file and flags merged, checked) as "
+                                 "YAML and exit")
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def _add(target, entry: Entry, required: bool) -> None:
+    spec = entry.spec
+    text = spec.help
+    if entry.default is MISSING and not spec.positional and not required:
+        text += " (required; a --config file may give it)"
+    shown = shown_default(entry)
+    if shown is not None and not entry.is_bool:
+        text += f" (default: {shown}{f', or ${spec.env} when set' if spec.env else ''})"
+    common = {"dest": entry.dest, "action": _Given, "default": argparse.SUPPRESS, "help": _escape(text)}
+    if spec.positional:
+        origin = typing.get_origin(_base(entry.hint))
+        nargs = "*" if origin in (list, tuple, dict) or _base(entry.hint) is dict else None
+        target.add_argument(entry.dest, action=_Given, default=argparse.SUPPRESS, help=_escape(text),
+                            type=_cli_type(entry), nargs=nargs, metavar=spec.metavar)
+    elif entry.is_bool:
+        target.add_argument(*entry.option_strings(), **common, nargs=0, const=not entry.default)
+    else:
+        choices = _choices(spec)
+        metavar = spec.metavar or (None if choices else entry.flag.upper().replace("-", "_"))
+        target.add_argument(*entry.option_strings(), **common, type=_cli_type(entry), choices=choices,
+                            metavar=metavar, required=required)
+    for flag, value, help_text in spec.switches:
+        target.add_argument(_dashes(flag), dest=entry.dest, action=_Given, nargs=0, const=value,
+                            default=argparse.SUPPRESS, help=_escape(help_text))
+
+
+# --- building a config ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Resolved:
+    """A built config and, for each setting the user gave, how they spelled it (`--temperature`, `f.yaml: key`)."""
+
+    config: Any
+    given: dict[str, str]
+
+
+def from_args(cls, args: argparse.Namespace, *, file: str | None = None, extra: dict | None = None) -> Resolved:
+    """The config a command line asks for: defaults, then `file` (default: the --config flag's), then environment
+    variables (`env=`), then `extra` ({path: (value, spelling)}, given by the command itself), then the flags.
+    Any broken rule names the setting as it was given; one never given is named by its flag."""
+    table = entries(cls)
+    values: dict[str, tuple[Any, str]] = {}
+    file = file if file is not None else getattr(args, "config", None)
+    if file:
+        for path, given in read_settings(cls, file).items():
+            _put(values, _entry(table, path), given)
+    for entry in table:
+        text = os.environ.get(entry.spec.env) if entry.spec.env else None
+        if text and entry.path not in values:
+            name = f"{_dashes(entry.flag)} (or ${entry.spec.env})" if entry.flag else f"${entry.spec.env}"
+            values[entry.path] = (_coerce(entry, text, name), name)
+    for path, given in (extra or {}).items():
+        _put(values, _entry(table, path), given)
+    spelled = getattr(args, SPELLED, {}) or {}
+    for entry in table:
+        if entry.flag is not None and hasattr(args, entry.dest):
+            _put(values, entry, (getattr(args, entry.dest), spelled.get(entry.dest, _dashes(entry.flag))))
+
+    def name(path: str) -> str:
+        if path in values:
+            return values[path][1]
+        entry = next((e for e in table if e.path == path), None)
+        return _dashes(entry.flag) if entry is not None and entry.flag else path
+
+    missing = [e for e in table if e.default is MISSING and e.path not in values]
+    if missing:
+        what = missing[0].flag and _dashes(missing[0].flag) or missing[0].path
+        raise InputError(f"{what} is required{f' (or `{missing[0].path}:` in the --config file)' if file else ''}")
+    return Resolved(build(cls, {p: v for p, (v, _) in values.items()}, name), {p: s for p, (_, s) in values.items()})
+
+
+def _entry(table: list[Entry], path: str) -> Entry:
+    return next(e for e in table if e.path == path)
+
+
+def _put(values: dict, entry: Entry, given: tuple) -> None:
+    value, spelled = given
+    if entry.is_dict and isinstance(value, list):  # KEY=VALUE items of a positional, each read as {KEY: VALUE}
+        value = {k: v for item in value for k, v in item.items()}
+    if entry.is_dict and isinstance(value, dict):  # a dict given later adds to the earlier one (overrides)
+        before = values[entry.path][0] if entry.path in values else (entry.default or {})
+        value = {**before, **value}
+    values[entry.path] = (value, spelled)
+
+
+def load(cls, path: str | Path | None = None, **python) -> Any:
+    """A config from a YAML file of settings and keyword overrides (a script's way); errors name the file's keys."""
+    values = {p: v for p, (v, _) in read_settings(cls, path).items()} if path else {}
+    values.update(python)
+    return build(cls, values, lambda p: f"{path}: {p}" if path and p not in python else p)
+
+
+def build(cls, values: dict[str, Any], name: Callable[[str], str] = str) -> Any:
+    """`cls` with the settings at dotted paths in `values` (nested configs built from the defaults they have in
+    `cls`); a broken rule is raised as an InputError naming each setting by `name(path)`."""
+    try:
+        return _build(cls, values, "", None)
+    except SettingError as err:
+        raise InputError(err.template.format(*map(name, err.fields))) from None
+
+
+def _build(cls, values: dict, prefix: str, instance):
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        path = prefix + f.name
+        default = getattr(instance, f.name) if instance is not None else \
+            f.default_factory() if f.default_factory is not MISSING else f.default
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
+            if any(p.startswith(f"{path}.") for p in values):
+                kwargs[f.name] = _build(type(default), values, f"{path}.", default)
+            elif instance is not None:
+                kwargs[f.name] = default
+        elif path in values:
+            kwargs[f.name] = values[path]
+        elif instance is not None:
+            kwargs[f.name] = default
+    try:
+        return cls(**kwargs)
+    except SettingError as err:
+        raise err.under(prefix) from None
+    except InputError as err:  # a check written before this module: "--max-new-tokens must ..." names a field
+        legacy = re.match(r"--([a-z][a-z0-9-]*)", str(err))
+        names = {f.name for f in dataclasses.fields(cls)}
+        if legacy and legacy.group(1).replace("-", "_") in names:
+            raise SettingError("{}" + _literal(str(err)[legacy.end():]),
+                               prefix + legacy.group(1).replace("-", "_")) from None
+        raise
+
+
+# --- files ----------------------------------------------------------------------------------------------------------
+
+
+def read_settings(cls, path: str | Path) -> dict[str, tuple[Any, str]]:
+    """A YAML file of `cls`'s settings -> {dotted path: (value, "FILE: key")}: nested sections or dotted keys, an
+    alias for an old name; an unknown key is refused with the nearest known one."""
+    data = read_yaml_file(path) or {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    table = entries(cls)
+    by_key = {e.path: e for e in table}
+    for e in table:
+        by_key.update({a.replace("-", "_"): e for a in e.spec.aliases})
+    sections = _nested_paths(cls)
+    out = {}
+
+    def walk(mapping: dict, prefix: str) -> None:
+        for key, value in mapping.items():
+            full = f"{prefix}{key}"
+            if full in sections and isinstance(value, dict):
+                walk(value, f"{full}.")
+                continue
+            entry = by_key.get(full)
+            if entry is None:
+                raise InputError(f"{path}: unknown key {full!r}{_suggest(full, table)}")
+            spelled = f"{path}: {full}"
+            out[entry.path] = (_coerce(entry, value, spelled), spelled)
+
+    walk(data, "")
+    return out
+
+
+def _suggest(key: str, table: list[Entry]) -> str:
+    flags = {e.flag.replace("-", "_"): e.path for e in table if e.flag}
+    if key in flags:
+        return f" (did you mean {flags[key]!r}?)"
+    close = difflib.get_close_matches(key, [e.path for e in table], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(entry: Entry, value, name: str):
+    """A value from a file or the environment, read as the setting's type (its parse function first)."""
+    if value is None:
+        return check_type(value, entry.hint, name)
+    if entry.spec.parse is not None:
+        try:
+            return entry.spec.parse(value)
+        except ValueError as err:
+            raise InputError(f"{name}: {err}") from None
+    if isinstance(value, str) and _base(entry.hint) in (int, float):
+        try:
+            value = _base(entry.hint)(value)
+        except ValueError:
+            pass  # check_type names it
+    return check_type(value, entry.hint, name)
+
+
+def plain(value):
+    """A config as YAML and JSON write it: tuples as lists, nested configs as mappings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def show_config(cfg) -> str:
+    """`--show-config`: every setting with its resolved value, as a --config file takes it back."""
+    return yaml.safe_dump(plain(cfg), sort_keys=False)
