@@ -63,6 +63,34 @@ def test_onpolicy_loop_every_stage_iterations_and_resume(tmp_path, tiny_model_di
     assert (out / "iter-2" / "judge" / "scores.jsonl").is_file()
 
 
+def test_a_study_file_gives_settings_the_flags_override_and_a_recipe_still_reads(tmp_path, capsys):
+    """`--config` takes a study file (OnPolicyConfig's keys, nested as --show-config prints them) or, as before, a
+    `rapref train` recipe, told apart by its keys; a bad value names the key in the file, or the flag typed."""
+    import yaml
+
+    study = tmp_path / "study.yaml"
+    study.write_text("policy: p\nprompts: q.jsonl\nscorer: constraints\nout: o\nsampling: {temperature: 0.5, "
+                     "num_samples: 3}\nschema: {pairing: all-pairs}\n")
+    assert cli(["onpolicy", "--config", str(study), "--temperature", "0.2", "--show-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["sampling"]["temperature"] == 0.2 and shown["sampling"]["num_samples"] == 3
+    assert shown["schema"]["pairing"] == "all-pairs" and shown["schema"]["scale"] == [1.0, 10.0]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("algorithm: {beta: 0.2}\nseed: 3\n")
+    assert cli(["onpolicy", "--policy", "p", "--prompts", "q", "--scorer", "s", "--out", "o", "--config",
+                str(recipe), "--show-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["recipe"] == str(recipe)
+    study.write_text("policy: p\nprompts: q.jsonl\nscorer: constraints\nout: o\nsampling: {num_samples: 1}\n")
+    from standin_server import one_line_error
+
+    one_line_error(capsys, ["onpolicy", "--config", str(study)], "study.yaml: sampling.num_samples must be at least 2")
+    one_line_error(capsys, ["onpolicy", "--config", str(study), "--samples", "1"], "--samples must be at least 2")
+    one_line_error(capsys, ["onpolicy", "--config", str(study), "--samples", "2", "--temperature", "-1"],
+                   "--temperature must be 0 (greedy) or from 0.01 to 100")
+    study.write_text("policy: p\nlora: {r: 4}\n")
+    one_line_error(capsys, ["onpolicy", "--config", str(study)], "holds recipe keys (lora) beside onpolicy settings")
+
+
 def test_multi_sample_scores_on_the_scale_are_used_as_they_are(tmp_path):
     from rapref.augment import AugmentConfig, main, read_split
     from rapref.schemas import SchemaOptions
@@ -82,6 +110,7 @@ def test_multi_sample_scores_on_the_scale_are_used_as_they_are(tmp_path):
 
 def test_tied_pairs_are_dropped_from_every_mode_when_asked(tmp_path):
     """Verifier scores tie often: `--ties drop` leaves those pairs out of original and relabeled data alike."""
+    from rapref.settings import build
     from rapref.studies.onpolicy import OnPolicyConfig, _augment
 
     grouped = tmp_path / "ms.jsonl"
@@ -89,8 +118,9 @@ def test_tied_pairs_are_dropped_from_every_mode_when_asked(tmp_path):
         {"prompt_id": "a", "prompt": "a?", "all_generated_responses": ["x", "y"], "all_rm_scores": [10, 1]},
         {"prompt_id": "b", "prompt": "b?", "all_generated_responses": ["x", "y"], "all_rm_scores": [5.5, 5.5]},
     ]))
-    cfg = OnPolicyConfig(policy="unused", prompts="unused", scorer="unused", recipe=None, out=str(tmp_path),
-                         score_mapping="none", pairing="best-vs-worst", ties="drop")
+    cfg = build(OnPolicyConfig, {"policy": "unused", "prompts": "unused", "scorer": "unused", "out": str(tmp_path),
+                                 "schema.score_mapping": "none", "schema.pairing": "best-vs-worst",
+                                 "relabel.ties": "drop"})
     for mode, rows in (("original", 1), ("relabeled", 2)):
         _augment(cfg, grouped, tmp_path / mode, mode, seed=0)
         summary = json.loads((tmp_path / mode / "summary.json").read_text())

@@ -311,10 +311,10 @@ def entries(cls, prefix: str = "", instance=None, flags: dict | None = None, gro
         if not f.init:
             continue
         spec, path = spec_of(f), prefix + f.name
-        if instance is not None:
-            default = getattr(instance, f.name)
-        else:
-            default = f.default_factory() if f.default_factory is not MISSING else f.default
+        declared = f.default_factory() if f.default_factory is not MISSING else f.default
+        default = getattr(instance, f.name) if instance is not None else declared
+        if spec.shown is not None and default != declared:  # the words were for the field's own default
+            spec = dataclasses.replace(spec, shown=None)
         if dataclasses.is_dataclass(default) and not isinstance(default, type):
             out += entries(type(default), f"{path}.", default, spec.flags, spec.group or group)
             continue

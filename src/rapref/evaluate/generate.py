@@ -19,6 +19,7 @@ from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, check_goals
 from rapref.io import InputError, read_jsonl, read_jsonl_prefix, read_rows, write_jsonl_atomic
 from rapref.outputs import RunFile
 from rapref.prompting import goal_prompt
+from rapref.settings import setting
 
 
 
@@ -29,12 +30,12 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
 
 @dataclass
 class SamplingConfig:
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 1.0
-    num_samples: int = 1
-    seed: int = 0
-    batch_size: int = 16
+    max_new_tokens: int = setting(256, "longest answer, in tokens")
+    temperature: float = setting(0.7, "sampling temperature; 0 decodes greedily")
+    top_p: float = setting(1.0, "nucleus sampling threshold")
+    num_samples: int = setting(1, "answers per prompt and goal")
+    seed: int = setting(0, "sampling seed: the same seed gives every policy the same draws")
+    batch_size: int = setting(16, "prompts per generation batch")
 
     def __post_init__(self):
         import math

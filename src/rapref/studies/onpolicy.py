@@ -25,59 +25,65 @@ appended to OUT/launches.jsonl.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rapref.goals import GOAL_SETTINGS_FILE
+from rapref.augment import AugmentConfig
+from rapref.evaluate.generate import SamplingConfig
+from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.io import InputError, read_jsonl, stat_fingerprint, write_json_atomic, write_jsonl_atomic
-from rapref.studies.harness import Stages, Study, generate_and_judge
 from rapref.progress import say
+from rapref.relabel import MODES, RelabelOptions
+from rapref.schemas import SchemaOptions
+from rapref.settings import SettingError, at_least, check, comma_separated, each_in, like, nested, plain, setting
+from rapref.studies.harness import Stages, Study, generate_and_judge
 
 FREE_SETTINGS = ("iterations", "workers", "out", "overwrite")  # a rerun may change these (see the module docstring)
 
 
 @dataclass
 class OnPolicyConfig:
-    policy: str  # the start: a model folder
-    prompts: str  # prompt file or augment folder (see `rapref generate`)
-    scorer: str  # see `rapref judge`
-    recipe: str | None  # `rapref train` recipe; model, data and output_dir are set per iteration
-    out: str
-    overrides: list[str] = field(default_factory=list)
-    samples: int = 4
-    iterations: int = 1
-    pairing: str = "best-vs-worst"
-    modes: tuple[str, ...] = ("relabeled", "original")  # written every iteration, from the same pairs
-    train_mode: str = "relabeled"  # the data the next policy trains on
-    score_mapping: str = "quantile"  # none: the scorer's scores are already on the goal scale
-    ties: str = "keep"  # drop: pairs whose two samples scored alike are left out of every mode (counted)
-    scale: tuple[float, float] = (1, 10)
-    placement: str = "system"
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    batch_size: int = 16
-    workers: int = 1  # generation processes (see `rapref generate --workers`)
-    serve: str | None = None  # sample through a server started on each iteration's policy (`rapref.evaluate.serving`)
-    seed: int = 0
-    split: str = "test"  # for augment-folder prompts
-    test_size: float = 0  # prompts whose pairs are held out (data/<mode>/ test split), e.g. for the unlearning probe
-    overwrite: bool = False  # start over in OUT
+    policy: str = setting(help="the start: a model folder (later iterations start from the previous policy)")
+    prompts: str = setting(help="prompt file, benchmark question file or `rapref augment` folder")
+    scorer: str = setting(help="if-official:ifeval | if-official:ifbench | reward-model:PATH | constraints | "
+                               "python:MODULE:FUNCTION (see rapref.evaluate.scorers)")
+    out: str = setting(help="run folder (finished stages are reused)")
+    recipe: str | None = setting(None, "`rapref train` recipe (model, data and output_dir are set per iteration); "
+                                       "`--config RECIPE` still reads one", shown="rapref train's defaults")
+    overrides: list[str] = setting(help="recipe overrides, as `rapref train`", factory=list, positional=True,
+                                   metavar="SECTION.KEY=VALUE")
+    iterations: int = setting(1, "sample-judge-pair-train rounds", rule=at_least(1))
+    modes: tuple[str, ...] = setting(("relabeled", "original"), "augment modes written every iteration from the same "
+                                     f"pairs ({', '.join(MODES)})", parse=comma_separated(), rule=each_in(MODES))
+    train_mode: str = setting("relabeled", "the data the next policy trains on", choices=MODES)
+    # K samples per prompt from the current policy; the seed is set per iteration (seed + iteration - 1)
+    sampling: SamplingConfig = nested(SamplingConfig, flags={"num_samples": "samples", "max_new_tokens": None,
+                                                             "temperature": None, "batch_size": None},
+                                      num_samples=4, temperature=1.0)
+    # samples -> pairs: a prompt's samples paired, scores put on the goal scale (none: verifier scores already are)
+    schema: SchemaOptions = nested(SchemaOptions, flags={"pairing": None, "score_mapping": None, "scale": None},
+                                   pairing="best-vs-worst", score_mapping="quantile", scale=(1.0, 10.0), test_size=0)
+    # pairs -> goal-conditioned pairs; mode and seed are set per mode and iteration
+    relabel: RelabelOptions = nested(RelabelOptions, flags={"ties": None})
+    placement: str = like(GoalSpec, "placement")
+    workers: int = setting(1, "generation processes, one thread each (see generate)", rule=at_least(1))
+    serve: str | None = setting(
+        None, "sample through a server rapref starts on each iteration's policy and stops after sampling, from this "
+              "command template ({model}, {port}, {python}; NAME=value settings may lead), e.g. "
+              "\"VLLM_CPU_KVCACHE_SPACE=2 .venv-vllm/bin/python -m vllm.entrypoints.openai.api_server --model {model} "
+              "--port {port} --no-enable-chunked-prefill\" (see docs/evaluation.md)", metavar="COMMAND",
+        shown="none: sample in rapref's own processes")
+    seed: int = setting(0, "seed of iteration 1 (iteration i uses seed + i - 1)")
+    split: str = setting("test", "the split read from an augment folder given as --prompts", flag=False)
+    overwrite: bool = setting(False, "start over in --out (a rerun with other settings is refused otherwise)")
 
     def __post_init__(self):
-        from rapref.evaluate.generate import SamplingConfig
-
-        if self.samples < 2:
-            raise InputError("--samples must be at least 2: pairs need two responses to a prompt")
-        if self.iterations < 1:
-            raise InputError("--iterations must be at least 1")
-        if self.workers < 1:
-            raise InputError(f"--workers must be at least 1, got {self.workers}")
+        check(self)
+        if self.sampling.num_samples < 2:
+            raise SettingError("{} must be at least 2: pairs need two responses to a prompt", "sampling.num_samples")
         if self.serve and self.workers > 1:
-            raise InputError("--workers is for sampling in rapref's own processes; with --serve the server batches")
-        if self.test_size < 0:
-            raise InputError(f"test_size must be 0 or more, got {self.test_size:g}")
-        SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, num_samples=self.samples,
-                       batch_size=self.batch_size)  # the same checks as `rapref generate`, before any work
+            raise SettingError("{} is for sampling in rapref's own processes; with {} the server batches", "workers",
+                               "serve")
         if self.train_mode not in self.modes:
             self.modes = (*self.modes, self.train_mode)
 
@@ -87,7 +93,7 @@ def defining_settings(cfg: OnPolicyConfig) -> dict:
     from rapref.evaluate.scorers import scorer_fingerprint
     from rapref.models import model_fingerprint
 
-    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
+    settings = plain(cfg)
     return {**settings, "policy_fingerprint": model_fingerprint(cfg.policy),
             "prompts_fingerprint": stat_fingerprint(cfg.prompts),
             "recipe_fingerprint": stat_fingerprint(cfg.recipe) if cfg.recipe else None,
@@ -151,12 +157,9 @@ def full_policy(trained: Path, merged: Path, stages: Stages) -> Path:
 
 def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int, stages: Stages | None = None) -> Path:
     """Sample, judge, group and augment (every mode) under `root`, each a stage; returns the judged scores file."""
-    from rapref.evaluate.generate import SamplingConfig
-
     stages = stages or Stages(root, progress=lambda name: say(f"  {name}"))
     reads_goals = (Path(policy) / GOAL_SETTINGS_FILE).is_file()
-    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                              num_samples=cfg.samples, seed=seed, batch_size=cfg.batch_size)
+    sampling = replace(cfg.sampling, seed=seed)
     rows = generate_and_judge(stages, "samples", model=policy, prompts=cfg.prompts, gen_path=root / "samples.jsonl",
                               judge_dir=root / "judge", goals=None, sampling=sampling, scorer=cfg.scorer,
                               workers=cfg.workers, split=cfg.split, goal_from_model=reads_goals, serve=cfg.serve)
@@ -165,8 +168,9 @@ def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int, stage
     stages.run("group", {"scores": str(root / "judge" / "scores.jsonl")},
                lambda: write_jsonl_atomic(grouped, multi_sample_rows(rows)))
     for mode in cfg.modes:
-        options = {"mode": mode, "seed": seed, "ties": cfg.ties, "pairing": cfg.pairing, "scale": cfg.scale,
-                   "score_mapping": cfg.score_mapping, "test_size": cfg.test_size, "placement": cfg.placement}
+        options = {"mode": mode, "seed": seed, "ties": cfg.relabel.ties, "pairing": cfg.schema.pairing,
+                   "scale": cfg.schema.scale, "score_mapping": cfg.schema.score_mapping,
+                   "test_size": cfg.schema.test_size, "placement": cfg.placement}
         stages.run(f"augment {mode}", options, lambda m=mode: _augment(cfg, grouped, root / "data" / m, m, seed))
     return root / "judge" / "scores.jsonl"
 
@@ -194,17 +198,12 @@ def multi_sample_rows(scored: list[dict]) -> list[dict]:
 
 
 def _augment(cfg: OnPolicyConfig, source: Path, out: Path, mode: str, seed: int) -> None:
-    from rapref.augment import AugmentConfig
     from rapref.augment import main as augment
-    from rapref.relabel import RelabelOptions
-    from rapref.schemas import SchemaOptions
 
     say(f"  augment: {mode}")
     augment(AugmentConfig(source=str(source), out=str(out), schema="multi-sample", placement=cfg.placement,
-                          relabel=RelabelOptions(mode=mode, seed=seed, ties=cfg.ties), overwrite=True,
-                          schema_options=SchemaOptions(seed=seed, test_size=cfg.test_size, pairing=cfg.pairing,
-                                                       scale=cfg.scale,
-                                                       score_mapping=cfg.score_mapping)))
+                          relabel=replace(cfg.relabel, mode=mode, seed=seed), overwrite=True,
+                          schema_options=replace(cfg.schema, seed=seed)))
 
 
 def _train(cfg: OnPolicyConfig, policy: str, data: Path, out: Path, seed: int) -> None:

@@ -121,16 +121,22 @@ def _prompts(cfg: ExperimentConfig, out: Path) -> None:
 
 
 def _pairs(cfg: ExperimentConfig, out: Path) -> None:
+    from rapref.evaluate.generate import SamplingConfig
+    from rapref.relabel import RelabelOptions
+    from rapref.schemas import SchemaOptions
     from rapref.studies.onpolicy import OnPolicyConfig, collect_pairs
 
     say("rapref experiment: on-policy pairs")
     collect_pairs(OnPolicyConfig(policy=cfg.model, prompts=str(out / "prompts" / "train.jsonl"), scorer=SCORER,
-                                 recipe=None, out=str(out), samples=cfg.samples, pairing="best-vs-worst",
-                                 modes=("original", "duplicated", "relabeled", "half"), score_mapping="none",
-                                 ties="drop",  # all K samples alike: no preference, and noise for plain DPO
-                                 placement="user", max_new_tokens=cfg.max_new_tokens, temperature=1.0,
-                                 batch_size=16, workers=1 if cfg.serve else cfg.workers, seed=cfg.seed,
-                                 test_size=0.2, serve=cfg.serve),  # a server batches itself
+                                 recipe=None, out=str(out),
+                                 sampling=SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=1.0,
+                                                         num_samples=cfg.samples, batch_size=16),
+                                 schema=SchemaOptions(pairing="best-vs-worst", score_mapping="none", scale=(1.0, 10.0),
+                                                      test_size=0.2),
+                                 relabel=RelabelOptions(ties="drop"),  # all K alike: no preference, noise for DPO
+                                 modes=("original", "duplicated", "relabeled", "half"), placement="user",
+                                 workers=1 if cfg.serve else cfg.workers, seed=cfg.seed,  # a server batches itself
+                                 serve=cfg.serve),
                   cfg.model, out / "pairs", cfg.seed)
 
 
