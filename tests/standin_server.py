@@ -14,6 +14,12 @@ Content-Length), huge-length (Content-Length 10^12), long-text (100 KB of text w
 completion's text is drawn from its seed; a chat reply follows `judge`: grade, a, b, tie, none, alternate (a grade
 for even-numbered requests, none for odd) or a-or-none (alike, with "Output (a)"),
 neither-b ("Neither output addresses the question, but (b) is better."), exponent ("Rating: 1e3"). Bound to 127.0.0.1; stopped on exit or after `lifetime` seconds.
+
+A hosted server's manners, each off by default: `require_key=KEY` answers `key_status` (401, or 403) to any request
+without the header `Authorization: Bearer KEY`, quoting the key it was given in its error body as some providers do
+(`authorizations` lists the header each request carried); `usage="all"` adds
+`usage: {prompt_tokens: 7, completion_tokens: 3}` to every chat reply (`"even"`: to even-numbered requests only);
+`log=PATH` appends each request's line and body to PATH, as a server's request log does.
 """
 
 from __future__ import annotations
@@ -34,9 +40,12 @@ class _QuietServer(ThreadingHTTPServer):
 
 class FaultyServer:
     def __init__(self, model: str, fault: str | None = None, times: int | None = None, after: int = 0,
-                 judge: str = "grade", retry_after: str = "1", lifetime: float = 120.0):
+                 judge: str = "grade", retry_after: str = "1", lifetime: float = 120.0, require_key: str | None = None,
+                 key_status: int = 401, usage: str | None = None, log=None):
         self.model, self.fault, self.times, self.after = str(model), fault, times, after
         self.judge, self.retry_after, self.lifetime = judge, retry_after, lifetime
+        self.require_key, self.key_status, self.usage, self.log = require_key, key_status, usage, log
+        self.authorizations: list[str | None] = []
         self.posts = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -86,13 +95,32 @@ class FaultyServer:
                 self.wfile.write(data)
                 self.wfile.flush()
 
+            def refuse_key(self, body: dict | None = None) -> bool:
+                """The hosted manners: the request logged, its key checked (True: refused)."""
+                given = self.headers.get("Authorization")
+                with server._lock:
+                    server.authorizations.append(given)
+                    if server.log:
+                        with open(server.log, "a", encoding="utf-8") as log:
+                            log.write(f"{self.command} {self.path} {json.dumps(body)}\n")
+                if server.require_key is None or given == f"Bearer {server.require_key}":
+                    return False
+                said = f"Incorrect API key provided: {given.removeprefix('Bearer ')}" if given else \
+                    "You didn't provide an API key."
+                self.send(server.key_status, json.dumps({"error": {"message": said}}).encode())
+                return True
+
             def do_GET(self):
+                if self.refuse_key():
+                    return
                 if self.path == "/v1/models":
                     return self.send(200, json.dumps({"data": [{"id": server.model, "root": server.model}]}).encode())
                 self.send(404, b'{"message": "not found"}')
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.refuse_key(body):
+                    return
                 if self.path not in ("/v1/completions", "/v1/chat/completions"):  # /tokenize: not vLLM
                     return self.send(404, b'{"message": "not found"}')
                 n, faulty = server._faulty()
@@ -109,7 +137,10 @@ class FaultyServer:
                           "a": "Output (a)", "b": "Output (b)", "tie": "Tie.", "none": "I cannot decide.",
                           "neither-b": "Neither output addresses the question, but (b) is better.",
                           "exponent": "Fine. Rating: 1e3"}[judge]
-                self.send(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode())
+                reply = {"choices": [{"message": {"role": "assistant", "content": answer}}]}
+                if server.usage == "all" or server.usage == "even" and n % 2 == 0:
+                    reply["usage"] = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+                self.send(200, json.dumps(reply).encode())
 
             def fault(self, fault: str, body: dict) -> None:
                 chat = self.path.endswith("chat/completions")

@@ -221,3 +221,53 @@ def test_alpaca_eval_judge_config_refusals(tmp_path, capsys):
             assert cli(["alpaca-eval-judge", judge.url, "--out", str(tmp_path / "cfg")] + argv) == 2
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and needle in err[0], err
+
+
+def test_a_hosted_judges_config_reads_the_key_alpaca_eval_reads_and_writes_none(tmp_path, capsys, monkeypatch):
+    """For a judge not on this machine, rapref asks its model list with OPENAI_API_KEY (the variable alpaca_eval's own
+    client reads), refuses at once without it, and writes the key into no file of the annotator folder."""
+    from rapref.cli import main as cli
+    from rapref.evaluate import alpaca_eval_judge
+    from tests.standin_server import FaultyServer
+
+    key = "sk-hosted-7d3e9b1f5a2c4e6d8f0a"
+    monkeypatch.setattr(alpaca_eval_judge, "_local", lambda url: False)  # the stand-in on 127.0.0.1, as if hosted
+    with FaultyServer("judge", require_key=key) as server:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        capsys.readouterr()
+        assert cli(["alpaca-eval-judge", server.url, "--out", str(tmp_path / "none")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "api key env OPENAI_API_KEY: the environment variable is unset" in err[0], err
+        assert server.authorizations == []  # refused before any request
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        assert cli(["alpaca-eval-judge", server.url, "--out", str(tmp_path / "cfg")]) == 0
+        assert server.authorizations == [f"Bearer {key}"]
+    import yaml
+
+    client = yaml.safe_load((tmp_path / "cfg" / "rapref_pairwise" / "client.yaml").read_text())
+    assert client == {"default": [{"base_url": server.url}]}  # no key: alpaca_eval's client reads the variable
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()] == []
+
+
+@pytest.mark.parametrize("reply, theirs, ours", [
+    ("Output (a)", [1], 1),
+    ("Output (b)", [2], 2),
+    ("Output (a) is better than Output (b).", [1, 2], None),  # both named: missing in both tools
+    ("I cannot decide.", [], None),
+    ("Output (a). I choose Output (a).", [1, 1], 1),  # the same output twice: two answers for alpaca_eval
+    ("(a)", [], 1),
+    ("[[B]]", [], 2),
+    ("Tie.", [], 0),
+])
+def test_the_two_parsers_differ_only_at_the_edges(reply, theirs, ours):
+    """alpaca_eval's parser on rapref's annotator config (one answer expected: anything else is missing) against
+    rapref's parse_choice, as the evaluation page states."""
+    from alpaca_eval.completion_parsers import regex_parser
+
+    from rapref.evaluate.alpaca_eval_judge import NAME, annotator_config
+    from rapref.evaluate.llm_judge import parse_choice
+
+    config = annotator_config("judge", "http://127.0.0.1:8000/v1", "c.yaml")[NAME]
+    assert config["batch_size"] == 1
+    assert regex_parser(reply, dict(config["completion_parser_kwargs"]["outputs_to_match"])) == theirs
+    assert parse_choice(reply) == ours

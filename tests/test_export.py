@@ -145,3 +145,63 @@ def test_a_goal_picked_from_a_file_with_unconditioned_rows_says_what_it_left_out
     assert "1 rows at goal 10; left out 1 rows without a goal (unconditioned samples) and 1 at other goals" in \
         capsys.readouterr().err
     assert len(json.loads(out.read_text())) == 1
+
+
+def _policy(tiny_model_dir, folder, placement: str, chat: bool):
+    """The tiny model as a policy with goal settings, with or without a chat template."""
+    import shutil
+
+    from rapref.goals import GoalSpec
+    from rapref.models import load_tokenizer
+
+    shutil.copytree(tiny_model_dir, folder)
+    GoalSpec(placement=placement).save(folder)
+    if not chat:
+        tokenizer = load_tokenizer(str(folder))
+        tokenizer.chat_template = None
+        tokenizer.save_pretrained(folder)
+        config = folder / "tokenizer_config.json"
+        config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "chat_template"}))
+        (folder / "chat_template.jinja").unlink(missing_ok=True)
+    return folder
+
+
+def test_export_lm_eval_prints_the_rapref_lm_eval_command_that_runs(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    import shlex
+    from pathlib import Path
+
+    from lm_eval._cli import HarnessCLI
+
+    chat = _policy(tiny_model_dir, tmp_path / "chat", "user", chat=True)
+    plain = _policy(tiny_model_dir, tmp_path / "plain", "user", chat=False)
+    commands = {}
+    for policy, goal in ((chat, "7.5"), (plain, None)):
+        capsys.readouterr()
+        assert cli(["export", "lm-eval", str(policy), "--tasks", "rapref_demo_mc",
+                    *(["--goal", goal] if goal else [])]) == 0
+        commands[policy] = shlex.split(capsys.readouterr().out.strip())
+    expected = {chat: ["rapref", "lm-eval", "--model", "rapref", "--model_args", f"pretrained={chat},goal=7.5",
+                       "--tasks", "rapref_demo_mc", "--apply_chat_template", "--batch_size", "auto"],
+                plain: ["rapref", "lm-eval", "--model", "rapref", "--model_args", f"pretrained={plain},goal=10",
+                        "--tasks", "rapref_demo_mc", "--batch_size", "auto"]}  # goal: the top; no template to apply
+    assert commands == expected
+    for argv in commands.values():  # every flag is lm-eval's own (`rapref lm-eval --help`)
+        HarnessCLI()._parser.parse_args(["run", *argv[2:]])
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the local task's data is named from the repository root
+    assert cli([*commands[chat][1:], "--include_path", "examples/lm_eval", "--device", "cpu", "--limit", "2",
+                "--output_path", str(tmp_path / "results")]) == 0  # as printed, it runs (with the goal 7.5)
+    results = json.loads(next((tmp_path / "results").rglob("results_*.json")).read_text())
+    assert results["config"]["model_args"] == {"pretrained": str(chat), "goal": 7.5}
+    assert set(results["results"]) == {"rapref_demo_mc"}
+    capsys.readouterr()
+    for argv, needle in ((["--goal", "11"], "goal 11 lies outside the policy's score scale 1-10"),
+                         (["--out", str(tmp_path / "x.sh")], "it writes no file"),
+                         ([], "no rapref_goal.json")):
+        source = str(tiny_model_dir) if not argv else str(chat)
+        assert cli(["export", "lm-eval", source, *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+    comma = tmp_path / "a,b"
+    comma.symlink_to(chat)
+    assert cli(["export", "lm-eval", str(comma)]) == 2
+    assert "the path holds a comma" in capsys.readouterr().err

@@ -172,3 +172,59 @@ def test_onpolicy_iteration_through_a_server_it_starts(tmp_path, smollm2, prompt
     assert (out / "iter-1" / "policy-merged").is_dir()
     log = (out / "iter-1" / "samples.server.log").read_text()
     assert "vllm" in log.lower()
+
+
+QUESTIONS = ["Name three primary colours.", "What is the capital of France?", "Give one tip for better sleep.",
+             "Explain what a noun is in one sentence.", "What is 12 plus 30?", "Write a haiku about the sea.",
+             "Name a fruit that is yellow.", "What does a thermometer measure?", "Why do leaves fall in autumn?",
+             "How many days are in a week?"]
+
+
+def test_alpaca_eval_and_rapref_judge_on_the_same_answers_with_smollm2_as_the_judge(tmp_path, smollm2, server,
+                                                                                     capsys):
+    """alpaca_eval's own annotation and win rate (its command line, on `rapref alpaca-eval-judge`'s config) against
+    `rapref judge --scorer llm-judge-pairwise` on the same exported answers (SmolLM2's greedy 24-token answers against
+    its sampled 8-token ones), the served SmolLM2 judging both. SmolLM2-135M is no judge: it names the first position
+    it is shown, or both outputs at once (missing in both tools), so the two win rates agree only by chance. What
+    holds whatever the judge: both tools asked the served model about every instruction and give a rate in [0, 1];
+    where the judge reads content (each position named in a quarter of its verdicts or more) alpaca_eval's raw rate
+    lies in rapref's 95% interval. Both numbers are printed."""
+    prompts = tmp_path / "questions.jsonl"
+    write_jsonl(prompts, [{"prompt_id": str(i), "prompt": q} for i, q in enumerate(QUESTIONS)])
+    generate = ["generate", str(smollm2), "--prompts", str(prompts), "--no-goal", "--endpoint", server]
+    assert cli([*generate, "--temperature", "0", "--max-new-tokens", "24", "--out", str(tmp_path / "mine.jsonl")]) == 0
+    assert cli([*generate, "--temperature", "1.0", "--max-new-tokens", "8", "--out", str(tmp_path / "base.jsonl")]) == 0
+    for side in ("mine", "base"):
+        assert cli(["export", "alpaca-eval", str(tmp_path / f"{side}.jsonl"), "--name", side, "--out",
+                    str(tmp_path / f"{side}.json")]) == 0
+    code = cli(["judge", str(tmp_path / "mine.jsonl"), "--against", str(tmp_path / "base.jsonl"), "--scorer",
+                f"llm-judge-pairwise:{server}", "--out", str(tmp_path / "rapref")])
+    assert code in (0, 2)  # 2: no reply named exactly one output (counted and refused, never scored)
+    assert cli(["alpaca-eval-judge", server, "--out", str(tmp_path / "ae-judge")]) == 0
+    config = tmp_path / "ae-judge" / "rapref_pairwise" / "configs.yaml"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "", "IS_ALPACA_EVAL_2": "False"}  # raw win rate
+    run = subprocess.run([str(Path(sys.executable).parent / "alpaca_eval"), "evaluate", "--model_outputs",
+                          str(tmp_path / "mine.json"), "--reference_outputs", str(tmp_path / "base.json"),
+                          "--annotators_config", str(config), "--output_path", str(tmp_path / "ae"),
+                          "--precomputed_leaderboard", "None", "--is_cache_leaderboard", "False"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import pandas as pd
+
+    board = pd.read_csv(tmp_path / "ae" / "leaderboard.csv", index_col=0).iloc[0].to_dict()
+    ae_rate = board["win_rate"] / 100
+    assert 1 <= board["n_total"] <= len(QUESTIONS) and 0 <= ae_rate <= 1
+    assert str(smollm2) in config.read_text()  # alpaca_eval asked the served model
+    rate, interval = None, None
+    if code == 0:
+        pairwise = json.loads((tmp_path / "rapref" / "aggregate.json").read_text())["pairwise"]
+        assert pairwise["n"] + pairwise["unscored"] == len(QUESTIONS) and 0 <= pairwise["win_rate"] <= 1
+        assert sum(pairwise["verdicts"].values()) == 2 * len(QUESTIONS)  # every comparison asked in both orders
+        rate, interval, named = pairwise["win_rate"], (pairwise["low"], pairwise["high"]), pairwise["verdicts"]
+        reads_content = min(named["first"], named["second"]) >= 0.25 * (named["first"] + named["second"]) > 0
+        if reads_content and None not in interval:
+            assert interval[0] <= ae_rate <= interval[1], (ae_rate, pairwise)
+    with capsys.disabled():  # shown in a plain `make test-serving` run
+        print(f"\nalpaca_eval raw win rate {ae_rate:.4f} (se {board['standard_error'] / 100:.4f}, n_total "
+              f"{board['n_total']:g} of {len(QUESTIONS)}); rapref judge {'-' if rate is None else f'{rate:.4f}'} "
+              f"95% interval {interval} (verdicts {named if code == 0 else 'none parsed'})")

@@ -45,13 +45,15 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_network_arguments(p: argparse.ArgumentParser, where: str) -> None:
-    """--connect-timeout, --request-timeout, --retry-time: the fields of `NetworkConfig`, with their help."""
+    """--connect-timeout, --request-timeout, --retry-time, --api-key-env: the fields of `NetworkConfig`, with their
+    help, type and metavar."""
     from dataclasses import fields
 
     from rapref.evaluate.serving import NetworkConfig
 
     for f in fields(NetworkConfig):
-        p.add_argument("--" + f.name.replace("_", "-"), type=float, metavar="S", help=f"{where}: {f.metadata['help']}")
+        p.add_argument("--" + f.name.replace("_", "-"), type=f.metadata.get("type", float),
+                       metavar=f.metadata.get("metavar", "S"), help=f"{where}: {f.metadata['help']}")
 
 
 def network_config(args):
@@ -128,7 +130,16 @@ def run_judge(args):
         line += (f"; win rate {pw['win_rate']:.3f}{_pm(pw['stderr'])} over {pw['n']} matched (prompt, goal, sample, "
                  "turn)"
                  f"{clustered}; ties = 1/2")
-    print(line)
+    print(line + _judge_usage(result.get("requests")))
+
+
+def _judge_usage(requests: dict | None) -> str:
+    """The LLM judge asked and the tokens its replies reported, for the summary line."""
+    if not requests:
+        return ""
+    from rapref.evaluate.hosted import usage_line
+
+    return f"; judge {requests['model']}: {usage_line(requests['usage'])}"
 
 
 def _fmt(value) -> str:
@@ -192,7 +203,8 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output file")
     p.add_argument("--name", default="rapref-model", help="model name written into the files")
     p.add_argument("--tasks", default="ifeval", help="lm-eval: task list")
-    p.add_argument("--goal", type=float, help="the goal to export from a goal sweep (one file per goal)")
+    p.add_argument("--goal", type=float, help="the goal to export from a goal sweep (one file per goal); lm-eval: the "
+                                              "goal the printed command asks for (default: the top of the scale)")
     p.add_argument("--tokenizer", help="arena-hard: tokenizer that counts token_len (default: the policy's)")
     p.add_argument("--overwrite", action="store_true", help="replace an answer file that rapref export wrote")
 
@@ -203,5 +215,8 @@ def run_export(args):
 
     if args.format != "lm-eval" and not args.out:
         raise InputError(f"export {args.format} needs --out")
+    if args.format == "lm-eval" and (args.out or args.tokenizer):
+        raise InputError("export lm-eval prints the `rapref lm-eval` command to run; it writes no file and counts no "
+                         "tokens (no --out, no --tokenizer)")
     print(main(args.format, args.source, args.out, args.name, args.tasks, args.goal, args.tokenizer,
                overwrite=args.overwrite))

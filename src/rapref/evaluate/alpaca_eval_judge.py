@@ -14,7 +14,8 @@ its raw win rate counts a reply naming neither output as missing.
 
 - `client.yaml` points alpaca_eval's OpenAI client at URL (its `client_config_path`); for a server on this machine
   the key is the placeholder "EMPTY" (vLLM's convention); for any other host no key is written: the OpenAI client
-  reads `OPENAI_API_KEY` from the environment.
+  reads `OPENAI_API_KEY` from the environment, and so does rapref to read the judge's model list there (an unset
+  `OPENAI_API_KEY` is refused before any request; the key is sent only as a header and written nowhere).
 - The length-controlled win rate (alpaca_eval's default metric) reads AlpacaEval's instruction difficulties,
   `df_gamed.csv` of the Hub dataset `tatsu-lab/alpaca_eval`, through `huggingface_hub`, also for the minimal GLM.
   Offline, `seed_lc_reference(FILE, CACHE)` puts a copy of that file where `hf_hub_download` finds it with
@@ -32,8 +33,15 @@ from urllib.parse import urlparse
 from rapref.io import InputError
 
 LC_REPO, LC_FILE = "tatsu-lab/alpaca_eval", "df_gamed.csv"  # what alpaca_eval's GLM downloads
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 NAME = "rapref_pairwise"
+CLIENT_KEY_ENV = "OPENAI_API_KEY"  # where alpaca_eval's OpenAI client finds a hosted judge's key
+
+
+def _local(url: str) -> bool:
+    """A server on this machine (no key; the client's placeholder "EMPTY")."""
+    from rapref.evaluate.serving import LOCAL_HOSTS
+
+    return (urlparse(url).hostname or "") in LOCAL_HOSTS
 
 
 def annotator_config(model: str, url: str, client_path: str, template: str = NAME + "/prompt.txt") -> dict:
@@ -50,7 +58,7 @@ def annotator_config(model: str, url: str, client_path: str, template: str = NAM
         "completions_kwargs": {"model_name": model, "max_tokens": MAX_TOKENS["pairwise"], "temperature": 0,
                                "seed": 0, "requires_chatml": True, "client_config_path": client_path},
         "fn_completion_parser": "regex_parser",
-        # rapref's parse_choice: "Output (a)" / "Output (b)"; alpaca_eval's parser, the first one named
+        # rapref's parse_choice reads these (and more); alpaca_eval's parser needs exactly one match, else missing
         "completion_parser_kwargs": {"outputs_to_match": {1: r"(?i)output\s*\(a\)", 2: r"(?i)output\s*\(b\)"}},
         "batch_size": 1,
     }}
@@ -62,7 +70,7 @@ def write_annotator_config(out: str | Path, url: str, model: str | None = None, 
     import yaml
 
     from rapref.evaluate.llm_judge import TEMPLATES
-    from rapref.evaluate.serving import Endpoint
+    from rapref.evaluate.serving import Endpoint, NetworkConfig
 
     out = Path(out)
     if out.name != NAME:  # alpaca_eval names the annotator after the config's folder
@@ -74,7 +82,7 @@ def write_annotator_config(out: str | Path, url: str, model: str | None = None, 
     missing = [p for p in ("{instruction}", "{output_1}", "{output_2}") if p not in text]
     if missing:
         raise InputError(f"{source}: a pairwise judge template needs {', '.join(missing)}")
-    endpoint = Endpoint(url)
+    endpoint = Endpoint(url, NetworkConfig(api_key_env=None if _local(url) else CLIENT_KEY_ENV))
     names = [m.get("id") for m in endpoint.served()]
     if model is None and len(names) != 1:
         raise InputError(f"{endpoint.url}: serves {len(names)} models ({', '.join(map(str, names))}); name the judge "
@@ -86,7 +94,7 @@ def write_annotator_config(out: str | Path, url: str, model: str | None = None, 
     # alpaca_eval sends ChatML-marked text as chat messages: one user message holding rapref's question
     (out / "prompt.txt").write_text(f"<|im_start|>user\n{text.strip()}\n<|im_end|>\n", encoding="utf-8")
     client = {"base_url": endpoint.url}
-    if (urlparse(endpoint.url).hostname or "") in LOCAL_HOSTS:
+    if _local(endpoint.url):
         client["api_key"] = "EMPTY"
     (out / "client.yaml").write_text(yaml.safe_dump({"default": [client]}))
     config = annotator_config(model, endpoint.url, str((out / "client.yaml").resolve()))

@@ -4,7 +4,7 @@
     rapref export mt-bench runs/gen.jsonl --name my-model --out my-model.jsonl      (FastChat llm_judge answers)
     rapref export arena-hard runs/gen.jsonl --name my-model --out my-model.jsonl    (arena-hard-auto answers)
     rapref export mt-bench sweep.jsonl --goal 10 --name my-model-g10 --out g10.jsonl (one goal of a sweep)
-    rapref export lm-eval runs/train                                                (prints the command)
+    rapref export lm-eval runs/train --goal 10                                      (prints the rapref lm-eval command)
 
 The prompts come from the benchmark's own question file (`rapref generate --prompts question.jsonl`), whose ids and
 fields the generations carry back: MT-Bench and Arena-Hard `question_id` (and every turn, the second asked with the
@@ -22,7 +22,6 @@ import uuid
 
 from rapref.evaluate.generate import read_generations
 from rapref.prompting import instruction_text
-from rapref.goals import GoalSpec
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
 from rapref.outputs import claim_output_file, finish_output_file, output_lock
 
@@ -91,17 +90,29 @@ def arena_hard(rows: list[dict], name: str, tokenizer) -> list[dict]:
 
 
 def lm_eval_command(model_dir: str, tasks: str = "ifeval", goal: float | None = None) -> str:
-    """An lm-evaluation-harness command that puts the goal where the model was trained to read it."""
-    spec = GoalSpec.load(model_dir)
-    text = spec.text(spec.top if goal is None else goal)
-    base = ["lm_eval", "--model", "hf", "--model_args", f"pretrained={model_dir}", "--tasks", tasks,
-            "--apply_chat_template", "--batch_size", "auto"]
-    if spec.placement == "system":
-        return shlex.join([*base, "--system_instruction", text])
-    # lm-eval has no user-turn prefix option; a system message is the nearest it offers.
-    note = (f"# note: this model read its goal in the user turn ({spec.placement}); lm-eval can only pass a system "
-            "instruction, so its results may differ from the trained placement\n")
-    return note + shlex.join([*base, "--system_instruction", text])
+    """The `rapref lm-eval` command (lm-evaluation-harness's own flags, model `rapref`:
+    `rapref.evaluate.lm_eval_model`) that runs `tasks` on this policy with its goal where training put it: `goal`
+    checked against the policy's scale (default its top), `--apply_chat_template` where the policy has a chat
+    template (lm-eval refuses a chat policy without it).
+
+    e.g. `rapref lm-eval --model rapref --model_args pretrained=runs/train,goal=10 --tasks ifeval
+    --apply_chat_template --batch_size auto`
+    """
+    from rapref.evaluate.generate import model_goal_spec
+    from rapref.goals import check_goals
+    from rapref.models import load_tokenizer
+    from rapref.prompting import has_chat_template
+
+    if "," in str(model_dir):
+        raise InputError(f"{model_dir}: the path holds a comma, which lm-eval's --model_args reads as the end of "
+                         "pretrained=...; move or link the policy to a path without one")
+    spec = model_goal_spec(str(model_dir), no_goal=False)
+    goal = check_goals([spec.top if goal is None else goal], spec)[0]
+    argv = ["rapref", "lm-eval", "--model", "rapref", "--model_args", f"pretrained={model_dir},goal={goal:g}",
+            "--tasks", tasks]
+    if has_chat_template(load_tokenizer(str(model_dir))):
+        argv.append("--apply_chat_template")
+    return shlex.join([*argv, "--batch_size", "auto"])
 
 
 BENCHMARKS = {"alpaca-eval": "AlpacaEval", "mt-bench": "MT-Bench", "arena-hard": "Arena-Hard"}

@@ -44,7 +44,7 @@ class JudgeConfig:
     overwrite: bool = False
     judge_template: str | None = None  # LLM judges: the prompt template file (default: rapref's)
     judge_model: str | None = None  # LLM judges: the served model, where the server serves several
-    network: object = None  # LLM judges: timeouts and retry time (`rapref.evaluate.serving.NetworkConfig`)
+    network: object = None  # LLM judges: timeouts, retry time, the key's variable (`serving.NetworkConfig`)
 
 
 BOOKKEEPING = ("text", "model", "sampling", "score", "scorer")  # row fields no scorer's score may depend on
@@ -180,9 +180,14 @@ def _say_unscored(unscored: int, out: Path) -> None:
 
 
 def _requests(scorer) -> dict:
-    """What an LLM judge's transport met (requests, retries, refusals), for aggregate.json."""
+    """What an LLM judge was asked, for aggregate.json: the server, the model named, the key's variable (its NAME),
+    the transport's counts (requests, retries, refusals) and the tokens the replies reported."""
     endpoint = getattr(scorer, "endpoint", None)
-    return {"requests": {"server": endpoint.url, **endpoint.stats.as_dict()}} if endpoint is not None else {}
+    if endpoint is None:
+        return {}
+    from rapref.evaluate.serving import served_record
+
+    return {"requests": served_record(endpoint)}
 
 
 def aggregate(rows: list[dict], scores: list[float | None], replies: Path | None = None) -> dict:
@@ -221,7 +226,7 @@ def main(cfg: JudgeConfig) -> dict:
     options = {k: v for k, v in (("template", cfg.judge_template), ("judge_model", cfg.judge_model),
                                  ("network", cfg.network)) if v}
     if options and not cfg.scorer.startswith("llm-judge"):
-        raise InputError("--judge-template, --judge-model and the timeouts are for the LLM judges "
+        raise InputError("--judge-template, --judge-model, the timeouts and --api-key-env are for the LLM judges "
                          "(--scorer llm-judge:URL)")
     scorer = build_scorer(cfg.scorer, cfg.trust_remote_code, **options)
     if hasattr(scorer, "compare") and other is None:

@@ -21,6 +21,9 @@
   `--overwrite` empties the output folder's cache and asks everything again. A hosted judge (no local folder) is
   fingerprinted by its id alone: when its provider changes the model under the same id, rerun with --overwrite (or a
   fresh --cache).
+- **A hosted judge** (`--api-key-env NAME`, `--judge-model`): its key is read from the named environment variable and
+  sent only as a header (`rapref.evaluate.hosted`); the judge model and the tokens its replies report are recorded
+  with the run (`aggregate.json`, `requests.json`), the variable's name with them, never the key.
 - A reply is checked before it becomes data (`rapref.evaluate.serving.Endpoint.chat`): one without message text is
   refused in one line naming the server and the request, never parsed as "no grade".
 """

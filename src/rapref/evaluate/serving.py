@@ -13,7 +13,8 @@
   per-request seeds (vLLM) gives the same texts again, whatever the concurrency.
 - **Transport**: `concurrency` requests in flight (threads; the server batches them), retries with exponential
   backoff on connection errors, timeouts and 5xx; other errors and a server that is not there are one-line errors.
-  Only the standard library is used (no client package to pin).
+  Only the standard library is used (no client package to pin). A hosted server's key and the tokens the replies
+  report: `rapref.evaluate.hosted`.
 - `Server`: starts a server from a command template in its own process group, waits until it answers, and stops the
   whole group on the way out, whatever happens (an error, Ctrl-C, SIGTERM); should rapref itself be killed outright,
   the server is sent SIGTERM by the kernel (Linux): an engine left behind holds gigabytes and a core.
@@ -37,6 +38,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from rapref.evaluate.hosted import AUTH_REFUSED, TokenUsage, add_usage, auth_headers, auth_refusal, check_key_name, \
+    read_api_key, redact
 from rapref.io import InputError
 
 # vLLM's CPU build as rapref's tests run it (`make serving-env`): per-request seeds need chunked prefill off (with it,
@@ -59,7 +62,8 @@ MODEL_LIST_TIMEOUT = 30.0  # the longest wait for the model list (a first contac
 
 @dataclass
 class NetworkConfig:
-    """How long rapref waits on a server; None takes the default for a local engine or a hosted one (by the URL)."""
+    """How rapref reaches a server: how long it waits (None takes the default for a local engine or a hosted one, by
+    the URL), and the environment variable that holds a hosted server's key (`rapref.evaluate.hosted`)."""
 
     connect_timeout: float | None = field(default=None, metadata={
         "help": "seconds to wait for a connection (default 5 for a server on this machine, 15 for a hosted one)"})
@@ -67,11 +71,20 @@ class NetworkConfig:
         "help": "seconds to wait for one complete reply (default 300 on this machine, 120 hosted)"})
     retry_time: float | None = field(default=None, metadata={
         "help": "seconds to keep retrying one request after it first fails: connection refused or reset, timeouts, "
-                "429, 5xx, a reply cut short (default 60 on this machine, 300 hosted); 0 never retries"})
+                "429, 5xx, a reply cut short (default 60 on this machine, 300 hosted); 0 never retries; a 429 whose "
+                "Retry-After asks for longer than the retry time left is refused at once"})
+    api_key_env: str | None = field(default=None, metadata={
+        "help": "the NAME of the environment variable holding a hosted server's key (e.g. OPENAI_API_KEY), sent as "
+                "`Authorization: Bearer`; the key is never written anywhere, only the name is recorded",
+        "type": str, "metavar": "NAME"})
 
     def __post_init__(self):
+        if self.api_key_env is not None:
+            check_key_name(self.api_key_env)
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "api_key_env":
+                continue
             if value is not None and not (math.isfinite(value) and value <= MAX_SECONDS and
                                           (value > 0 or f.name == "retry_time" and value == 0)):
                 raise InputError(f"{f.name.replace('_', ' ')} must be a number of seconds above 0"
@@ -139,6 +152,10 @@ def base_url(url: str) -> str:
     """
     given = url
     expected = "expected an http(s) URL such as http://127.0.0.1:8000/v1"
+    if isinstance(url, str) and _has_userinfo(url):  # not repeated: the part before @ may be a key
+        raise InputError("--endpoint: the URL holds a user name or password (USER:KEY@HOST), which rapref would write "
+                         "into its records with the URL; give the URL without it and the key through an environment "
+                         "variable (--api-key-env NAME)")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise InputError(f"--endpoint {given!r}: {expected}")
     try:
@@ -165,12 +182,23 @@ def base_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+def _has_userinfo(url: str) -> bool:
+    try:
+        return "@" in urllib.parse.urlsplit(url).netloc
+    except ValueError:
+        return "@" in url
+
+
 class Endpoint:
     """An OpenAI-compatible server: its model list, completions from token ids, chat replies (the LLM judge)."""
 
     def __init__(self, url: str, network: NetworkConfig | None = None):
         self.url = base_url(url)
-        self.connect_timeout, self.timeout, self.retry_time = (network or NetworkConfig()).resolve(self.url)
+        network = network or NetworkConfig()
+        self.connect_timeout, self.timeout, self.retry_time = network.resolve(self.url)
+        self.api_key_env = network.api_key_env  # the variable's name, recorded; the key itself only in the header
+        self._key = read_api_key(self.api_key_env)  # unset or empty: refused before any request
+        self.usage = TokenUsage()
         self.backoff = BACKOFF_S
         self.model: str | None = None  # the served model's name, set by `check` / `use`
         self.stats = RequestStats()
@@ -218,8 +246,10 @@ class Endpoint:
                 tried = "" if attempt == 1 else f"; gave up after {attempt} attempts in {elapsed:.1f} s " \
                                                 f"(retry time {self.retry_time:g} s)"
                 if asked is not None and elapsed + pause > self.retry_time:
-                    tried += f"; it asked to wait {asked:g} s"
-                raise InputError(f"{self.url}: {what}: {problem}{tried}")
+                    tried += (f"; it asked to wait {asked:g} s (Retry-After), more than the "
+                              f"{max(0.0, self.retry_time - elapsed):.3g} s left of the {self.retry_time:g} s retry "
+                              "time: refused rather than waited (a longer --retry-time waits it out)")
+                raise self._error(what, f"{problem}{tried}")
             self.stats.add("retries", reason)
             if self._closed.wait(pause):
                 raise Interrupted(f"{self.url}: closed")
@@ -246,7 +276,8 @@ class Endpoint:
             conn.sock.settimeout(timeout)
             timer.start()
             conn.request("POST" if data else "GET", parts.path + (f"?{parts.query}" if parts.query else ""),
-                         body=data, headers={"Content-Type": "application/json", "Accept": "application/json"})
+                         body=data, headers={"Content-Type": "application/json", "Accept": "application/json",
+                                             **auth_headers(self._key)})
             response = conn.getresponse()
             status, headers = response.status, response.headers
             raw = _read_bounded(response, max_bytes)
@@ -276,12 +307,18 @@ class Endpoint:
             with self._lock:
                 self._live.discard(conn)
             conn.close()
+        if status in AUTH_REFUSED:
+            raise _Refuse(auth_refusal(status, _error_text(raw, headers), self.api_key_env))
         if status == 429 or status >= 500:
             raise _Retry(f"the server answered {status} ({_error_text(raw, headers)})",
                          "429" if status == 429 else "5xx", _retry_after(headers))
         if not 200 <= status < 300:
             raise _Refuse(f"the server answered {status} ({_error_text(raw, headers)})")
         return _json_object(raw, headers)
+
+    def _error(self, what: str, problem: str) -> InputError:
+        """The one-line refusal naming the server and the request, the key blanked from whatever the server said."""
+        return InputError(redact(f"{self.url}: {what}: {problem}", self._key))
 
     def _cut(self, conn, expired: threading.Event | None = None) -> None:
         if expired is not None:
@@ -326,8 +363,8 @@ class Endpoint:
         models = reply.get("data")
         if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str)
                                                    for m in models):
-            raise InputError(f"{self.url}: the model list (GET /v1/models): expected `data`, a list of models with "
-                             f"an `id` each; got {_shape(reply)}")
+            raise self._error("the model list (GET /v1/models)", "expected `data`, a list of models with an `id` each; "
+                              f"got {_shape(reply)}")
         return models
 
     def check(self, model_dir: str, served_model: str | None = None, tokenizer=None) -> str:
@@ -377,6 +414,7 @@ class Endpoint:
         what = what or f"completion (seed {seed})"
         reply = self.request("/v1/completions", body, what=what, max_bytes=MAX_REPLY_BYTES + BYTES_PER_TOKEN * (
             sampling.max_new_tokens + len(prompt_ids)))
+        self.usage.add(reply.get("usage"))
         choice = self._first_choice(reply, what)
         text, ids = choice.get("text"), choice.get("prompt_token_ids")
         tokens = (reply.get("usage") or {}).get("completion_tokens") if isinstance(reply.get("usage"), dict) else None
@@ -393,7 +431,7 @@ class Endpoint:
                    if len(text) > CHARS_PER_TOKEN * sampling.max_new_tokens + 1024 else None)
         if problem:
             self.stats.add("refused")
-            raise InputError(f"{self.url}: {what}: {problem}")
+            raise self._error(what, problem)
         return {"text": text, "prompt_token_ids": ids, "completion_tokens": tokens}
 
     def chat(self, messages: list[dict], max_tokens: int, temperature: float = 0.0, seed: int = 0,
@@ -402,7 +440,9 @@ class Endpoint:
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
                 "seed": seed}
         what = what or "chat request"
-        choice = self._first_choice(self.request("/v1/chat/completions", body, what=what), what)
+        reply = self.request("/v1/chat/completions", body, what=what)
+        self.usage.add(reply.get("usage"))
+        choice = self._first_choice(reply, what)
         message = choice.get("message")
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str):
@@ -410,7 +450,7 @@ class Endpoint:
             problem = (f"choices[0].message is {_kind(message)}, not a message" if not isinstance(message, dict) else
                        "choices[0].message has no content (a refusal or a tool call?)" if content is None else
                        f"choices[0].message.content is {_kind(content)}, not text")
-            raise InputError(f"{self.url}: {what}: {problem}")
+            raise self._error(what, problem)
         return content
 
     def _first_choice(self, reply: dict, what: str) -> dict:
@@ -423,7 +463,7 @@ class Endpoint:
                    if choices is None else "an empty `choices` list" if choices == [] else
                    f"`choices` is {_kind(choices)}" if not isinstance(choices, list) else
                    f"choices[0] is {_kind(choices[0])}, not an object")
-        raise InputError(f"{self.url}: {what}: {problem}")
+        raise self._error(what, problem)
 
 
 def _read_bounded(response, max_bytes: int) -> bytes:
@@ -551,34 +591,45 @@ def generate_endpoint(endpoint: Endpoint, model_dir: str, ids: list[list[int]], 
 def record_requests(endpoint: Endpoint, path: Path, command: str, resumed: bool = False,
                     outcome: str = "finished") -> dict:
     """Say (one line) and record at `path` (atomically) what the transport met: requests, retries by reason,
-    refusals, empty answers. Called however the run ends (`outcome`: finished, refused, interrupted). The counts
+    refusals, empty answers, the tokens the replies reported (`usage`), the model asked and the NAME of the key's
+    variable (never the key). Called however the run ends (`outcome`: finished, refused, interrupted). The counts
     are this session's; `resumed`: a run resumed from an earlier session's answers adds that session's record
     (`all_sessions`, summed over the sessions since the run began)."""
     from rapref.io import write_json_atomic
     from rapref.progress import say
 
-    counts = endpoint.stats.as_dict()
-    stats = {"server": endpoint.url, "model": endpoint.model, "outcome": outcome, "covers": "this session",
-             **counts, "connect_timeout_s": endpoint.connect_timeout, "request_timeout_s": endpoint.timeout,
+    stats = {**served_record(endpoint), "outcome": outcome, "covers": "this session",
+             "connect_timeout_s": endpoint.connect_timeout, "request_timeout_s": endpoint.timeout,
              "retry_time_s": endpoint.retry_time}
+    counts = endpoint.stats.as_dict()
     earlier = _read_record(path) if resumed else None
     if earlier:
-        before = earlier.get("all_sessions") or {k: earlier.get(k, 0) for k in (*RequestStats().counts,
-                                                                                 "retried_for")}
+        before = earlier.get("all_sessions") or {**{k: earlier.get(k, 0) for k in (*RequestStats().counts,
+                                                                                    "retried_for")},
+                                                 "usage": earlier.get("usage")}
         total = {k: before.get(k, 0) + counts[k] for k in endpoint.stats.counts}
         total["retried_for"] = dict(before.get("retried_for") or {})
         for reason, n in counts["retried_for"].items():
             total["retried_for"][reason] = total["retried_for"].get(reason, 0) + n
         total["sessions"] = before.get("sessions", 1) + 1
+        total["usage"] = add_usage(before.get("usage"), stats["usage"])
         stats["all_sessions"] = total
     write_json_atomic(Path(path), stats)
     sessions = f" (this session; {stats['all_sessions']['requests']} requests over " \
                f"{stats['all_sessions']['sessions']} sessions)" if earlier else ""
-    say(f"{command}: through {endpoint.url}: {endpoint.stats.line()}{sessions}; recorded in {path}")
+    say(f"{command}: through {endpoint.url}: {endpoint.stats.line()}; {endpoint.usage.line()}{sessions}; recorded "
+        f"in {path}")
     if counts["empty_answers"] and outcome == "finished":
         print(f"{command}: warning: {counts['empty_answers']} answers are empty (the model's own, saved as empty "
               "texts); if that is unexpected, check the served model and its stop settings", file=sys.stderr)
     return stats
+
+
+def served_record(endpoint: Endpoint) -> dict:
+    """What a run asked of a server, for its records: the server, the model named in each request, the NAME of the
+    key's variable (the key itself is never written), the transport's counts and the tokens the replies reported."""
+    return {"server": endpoint.url, "model": endpoint.model, "api_key_env": endpoint.api_key_env,
+            **endpoint.stats.as_dict(), "usage": endpoint.usage.as_dict()}
 
 
 def _read_record(path: Path) -> dict | None:
