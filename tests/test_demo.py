@@ -227,3 +227,22 @@ def test_grid_refuses_world_flags_it_would_ignore(tmp_path, capsys):
     one_line_error(capsys, ["demo", "--grid", "docs/demo-grid.yaml", "--judge-noise", "2", "--out",
                             str(tmp_path / "g")], "leave out the flags that set world.judge_noise")
     one_line_error(capsys, ["demo", "--workers", "0", "--out", str(tmp_path / "g")], "--workers must be at least 1")
+
+
+def test_a_study_file_sets_the_demo_and_the_flags_override_it(tmp_path, capsys):
+    """`rapref demo --config study.yaml`: DemoConfig's keys (the world nested), flags on top; --show-config prints what
+    would run, in the form --config reads back."""
+    import yaml
+
+    from tests.standin_server import one_line_error
+
+    study = tmp_path / "study.yaml"
+    study.write_text("seeds: [1, 2]\nbeta: 0.2\nhidden_size: 64\nworld: {judge_noise: 2.0, n_train_prompts: 300}\n")
+    assert main(["demo", "--config", str(study), "--judge-noise", "0.5", "--show-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["seeds"] == [1, 2] and shown["beta"] == 0.2 and shown["hidden_size"] == 64
+    assert shown["world"]["judge_noise"] == 0.5 and shown["world"]["n_train_prompts"] == 300
+    study.write_text("workers: 0\n")
+    one_line_error(capsys, ["demo", "--config", str(study)], "study.yaml: workers must be at least 1, got 0")
+    study.write_text("judge_noise: 2\n")
+    one_line_error(capsys, ["demo", "--config", str(study)], "did you mean 'world.judge_noise'?")

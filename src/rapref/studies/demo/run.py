@@ -18,7 +18,7 @@ import contextlib
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rapref.studies.demo.arms import ARMS, BY_NAME, DECODINGS, FAMILIES, PRIMARY, SWEPT, Decoding
@@ -27,40 +27,56 @@ from rapref.studies.demo.jobs import run_seeds
 from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
 from rapref.studies.demo.world import WorldConfig, build_world, corpus, judge_agreement, true_reward, well_formed
 from rapref import dispatch
-from rapref.goals import GoalSpec
+from rapref.goals import STYLES, GoalSpec
 from rapref.io import write_json_atomic, write_jsonl_atomic
+from rapref.settings import at_least, check, comma_separated, nested, setting
 
 SCORER = "python:rapref.studies.demo.world:true_reward"
 VALIDATION_SEEDS = (101, 102)
 FREE_SETTINGS = ("workers", "out")  # a rerun may change these: seeds run in parallel give the same numbers
+QUICK_OUT = "runs/demo-quick"  # --quick's run folder when --out is not given (never a full run's folder)
+WORLD = "the world (probe where an effect appears or vanishes)"  # --help sections
+TRAINING = "training (defaults chosen by --select-hparams)"
 
 
 @dataclass
 class DemoConfig:
-    out: str = "runs/demo"
-    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)  # evaluation seeds; learning rates were chosen on VALIDATION_SEEDS
-    world: WorldConfig = field(default_factory=WorldConfig)
-    goal_style: str = "digits"  # digits | thermometer | opaque
-    start_goal_fraction: float = 0.75  # share of the start's SFT examples that carry their judge score as a goal
-    hidden_size: int = 96
-    num_layers: int = 3
-    sft_epochs: float = 4.0
-    sft_lr: float = 3e-3
+    out: str = setting("runs/demo", "run folder; finished stages of an earlier run are reused",
+                       shown=f"runs/demo; {QUICK_OUT} with --quick, so a smoke run never meets a full run's folder")
+    seeds: tuple[int, ...] = setting((1, 2, 3, 4, 5), "evaluation seeds, e.g. 1,2,3,4,5 (the learning rates were "
+                                     "chosen on the validation seeds 101-102)", parse=comma_separated(int))
+    world: WorldConfig = nested(WorldConfig, group=WORLD)
+    goal_style: str = setting("digits", "how the goal looks to the model", choices=STYLES, group=WORLD)
+    start_goal_fraction: float = setting(0.75, "share of the start's SFT examples that carry their judge score as a "
+                                               "goal (0: the start never saw goals)", group=WORLD)
+    hidden_size: int = setting(96, "model width", flag=False)
+    num_layers: int = setting(3, "transformer layers", flag=False)
+    sft_epochs: float = setting(4.0, "epochs of the start's SFT", flag=False)
+    sft_lr: float = setting(3e-3, "learning rate of the start's SFT", flag=False)
     # learning rates per family, chosen by `rapref demo --select-hparams` (docs/demo-hparam-selection.json)
-    extra_sft_lr: float = 3e-3  # the +1 SFT epoch arms ("sft" family)
-    dpo_lr: float = 1e-4  # "dpo" family
-    relabeled_lr: float = 3e-5  # "relabeled" family
-    beta: float = 0.1  # TRL's default, for every DPO arm
-    batch_size: int = 32
-    sweep_goals: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
-    sweep_prompts: int = 200  # held-out prompts per goal in the sweeps (one sample each, T 0.7)
-    band: float = 8.0  # "high-quality" responses: judged score >= band (unlearning probe)
-    workers: int = 2  # seeds trained in parallel, one thread each
-    quick: bool = False
-    dpo_epochs: float = 1.0  # epochs of every DPO arm (the grid's over-fitting regime trains longer)
-    arms: tuple[str, ...] = ()  # a subset of the arms table (names); empty: every arm
-    decodings: tuple[str, ...] = ()  # a subset of the decodings (names); empty: every decoding
-    kernels: str = "pinned"  # CPU kernel dispatch (rapref.dispatch): pinned, native, or a level such as avx512
+    extra_sft_lr: float = setting(3e-3, "the +1 SFT epoch arms", group=TRAINING)
+    dpo_lr: float = setting(1e-4, "DPO and DPO-duplicated arms", group=TRAINING)
+    relabeled_lr: float = setting(3e-5, "relabeled, half-relabeled and positive-copies arms", group=TRAINING)
+    beta: float = setting(0.1, "DPO beta of every preference arm (TRL's default)", group=TRAINING)
+    batch_size: int = setting(32, "training batch size", flag=False)
+    sweep_goals: tuple[float, ...] = setting((1, 2, 3, 4, 5, 6, 7, 8, 9, 10), "goals of the sweeps", flag=False)
+    sweep_prompts: int = setting(200, "held-out prompts per goal in the sweeps (one sample each, T 0.7)", flag=False)
+    band: float = setting(8.0, "\"high-quality\" responses: judged score >= band (unlearning probe)", flag=False)
+    workers: int = setting(2, "seeds trained in parallel, one thread each", rule=at_least(1))
+    quick: bool = setting(False, "a smoke run of every stage in under a minute; its numbers mean nothing (no "
+                                 "verdicts)")
+    dpo_epochs: float = setting(1.0, "epochs of every DPO arm (the grid's over-fitting regime trains longer)",
+                                flag=False)
+    arms: tuple[str, ...] = setting((), "a subset of the arms table (names); empty: every arm", flag=False)
+    decodings: tuple[str, ...] = setting((), "a subset of the decodings (names); empty: every decoding", flag=False)
+    kernels: str = setting(
+        "pinned", "CPU kernel dispatch: 'pinned' (AVX2 on x86-64, NEON on ARM) gives the published numbers on every "
+                  "machine; 'native' lets torch use all the CPU has (faster where it has AVX-512 or AMX, other "
+                  "numbers); or a level", choices=dispatch.choices, env=dispatch.ENV,
+        switches=(("native-kernels", "native", "the same as --kernels native"),))
+
+    def __post_init__(self):
+        check(self)
 
     def goal_spec(self) -> GoalSpec:
         return GoalSpec(scale=(1, 10), placement="system", header="target {lo}-{hi}:", line="{score}",

@@ -26,21 +26,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rapref.settings import comma_separated, setting
+
 ALPHABET = "abcdefghijkl"
 MISCONCEPTIONS = (("b", "c"), ("d", "e"), ("g", "h"), ("j", "k"))  # (x, y): the ideal order is x y, the shared mistake y x
 
 
 @dataclass
 class WorldConfig:
-    n_train_prompts: int = 1500
-    n_test_prompts: int = 600
-    letters: int = 5  # letters per prompt
-    completions_per_prompt: int = 4
-    generator_skills: tuple[float, ...] = (0.99, 0.97, 0.95, 0.9, 0.8, 0.6, 0.4, 0.15)  # the pool: P(each letter kept)
-    shared_mistake: float = 0.6  # P(a generator writes a misconception pair in the wrong order) on a hard item
-    judge_noise: float = 1.0  # std of the judge's Gaussian noise, in score points (1-10 scale)
-    judge_length_bias: float = 0.0  # score points the judge adds per letter beyond the ideal length
-    seed: int = 0
+    n_train_prompts: int = setting(1500, "training prompts per seed", flag="train-prompts")
+    n_test_prompts: int = setting(600, "held-out prompts per seed", flag="test-prompts")
+    letters: int = setting(5, "letters per prompt", flag=False)
+    completions_per_prompt: int = setting(4, "completions in the pool per prompt", flag=False)
+    generator_skills: tuple[float, ...] = setting(
+        (0.99, 0.97, 0.95, 0.9, 0.8, 0.6, 0.4, 0.15), "generator skills (probability of keeping each letter), "
+        "comma-separated", flag="pool", parse=comma_separated(float))
+    shared_mistake: float = setting(0.6, "probability that a generator makes the shared mistake on a hard item")
+    judge_noise: float = setting(1.0, "judge noise: the standard deviation of its Gaussian noise, in score points")
+    judge_length_bias: float = setting(0.0, "score points the judge adds per letter beyond the ideal length (a "
+                                            "systematic bias)")
+    seed: int = setting(0, "the world's seed (the demo sets it per evaluation seed)", flag=False)
 
 
 @dataclass
