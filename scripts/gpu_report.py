@@ -21,12 +21,17 @@ def _f(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
+def _isolation(report: dict) -> str:
+    return "each configuration in its own process; " if report.get("isolation") == "one process per config" else ""
+
+
 def dpo_table(report: dict) -> str:
     p = report["packages"]
     lines = [f"Measured on one {report['device']} ({report['device_memory_gib']} GiB), torch {p.get('torch')}, "
              f"transformers {p.get('transformers')}, trl {p.get('trl')}, liger-kernel {p.get('liger_kernel')}, "
              f"rapref commit `{(report.get('git_hash') or 'unknown')[:10]}`: `{report['command']}` (max length "
-             f"{report['max_length']}, bf16; real tokens/s after {report['warmup_steps']} warm-up steps; differences "
+             f"{report['max_length']}, bf16; {_isolation(report)}real tokens/s after {report['warmup_steps']} warm-up "
+             "steps; differences "
              "against `trl-defaults` of the same size; first loss: ln 2 = 0.693147 where policy and reference are "
              "equal).", ""]
     lines += ["| model | pairs | configuration | ckpt | Liger | real tokens/s | vs TRL defaults | peak GiB | "
@@ -47,6 +52,10 @@ def dpo_table(report: dict) -> str:
                 f"{r['first_loss']:.6f}{ln2} | {_f(vs.get('max_token_logprob_diff'), '.4f')} | "
                 f"{_f(vs.get('loss_curve_max_diff'), '.4f')} | {_f(grads.get('min_cosine'), '.5f')} / "
                 f"{_f(grads.get('max_rel_diff'), '.4f')} |")
+    for size in report["sizes"]:  # runs made with one process per configuration answer the Liger question
+        if size.get("liger_first_loss"):
+            lines += ["", f"Liger's first loss at {size['shape']} (is it off ln 2 because the reference runs "
+                      f"transformers' kernels and the policy Liger's?): {size['liger_first_loss']['answer']}."]
     t = report["tolerances"]
     lines += ["", f"Stated tolerances: first loss within {t['first_loss_vs_ln2']:g} of ln 2; per-token log-prob "
               f"difference at most {t['max_token_logprob_diff']:g}; loss curve within {t['loss_curve_max_diff']:g}; "

@@ -16,8 +16,10 @@ with its reason (`rapref_train.json`: `result.cuda_defaults`) and said in one li
   not ln 2 where they are equal (0.69369 and 0.70214 in `../shared/gpu/trl-options*.json`, 0.69284 in
   `docs/bench/gpu-dpo.json`), and the implicit reward carries that kernel difference all run long. Liger also patches
   transformers' Llama module itself, so a model built later in the same process gets its kernels whatever it asked
-  for (which is why Liger without checkpointing looked exact: it ran second). `match_reference_kernels` patches the
-  reference too; with it, policy and reference agree exactly (measured: 1.7B shape with checkpointing, LoRA).
+  for (the likely reason Liger without checkpointing looked exact: it ran second, in the same process).
+  `match_reference_kernels` patches the reference too. That this alone brings the first loss to ln 2 is still to be
+  measured: `benchmarks/gpu_dpo_bench.py` runs `trl-liger` and `trl-liger+ref-kernels` (the same, with this patch),
+  each configuration in its own process, and records the kernels each model ran (`liger_first_loss` in its JSON).
 - `precompute_ref_log_probs` (TRL: off): on for DPO when the run makes more than one pass over the data (each later
   epoch would repeat the reference forwards), or when a full fine-tune fits only without a resident reference model.
 
