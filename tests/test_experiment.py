@@ -81,3 +81,19 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path, tiny_model_di
     (out / "config.json").write_text('{"model": "something else"}')
     assert cli(["experiment", "ifeval", "--model", str(tiny_model_dir), "--out", str(out), "--quick"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_a_study_file_sets_the_experiment_and_the_command_line_adds_to_it(tmp_path, capsys):
+    import yaml
+
+    study = tmp_path / "study.yaml"
+    study.write_text("model: m\nout: o\ntrain_prompts: 20\ntemperature: 0.3\ntraining: {lora.r: 4}\n")
+    assert cli(["experiment", "ifeval", "training.max_steps=3", "--config", str(study), "--train-prompts", "30",
+                "--show-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["train_prompts"] == 30 and shown["temperature"] == 0.3
+    assert shown["training"]["lora.r"] == 4 and shown["training"]["training.max_steps"] == "3"
+    assert shown["training"]["training.learning_rate"] == 5e-5  # the experiment's own overrides stay
+    study.write_text("model: m\nout: o\nsamples: 1\n")
+    assert cli(["experiment", "ifeval", "--config", str(study)]) == 2
+    assert "study.yaml: samples must be at least 2, got 1" in capsys.readouterr().err

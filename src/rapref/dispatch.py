@@ -69,6 +69,16 @@ def environment(kernels: str, machine: str | None = None) -> dict[str, str]:
     return dict(LEVELS[machine][name]) if name else {}
 
 
+def kernels_setting():
+    """The `kernels` setting of every study that pins the dispatch, declared once (`rapref.settings`)."""
+    from rapref.settings import setting
+
+    return setting("pinned", "CPU kernel dispatch: 'pinned' (AVX2 on x86-64, NEON on ARM) gives the published numbers "
+                             "on every machine; 'native' lets torch use all the CPU has (faster where it has AVX-512 or "
+                             "AMX, other numbers); or a level", choices=choices, env=ENV,
+                   switches=(("native-kernels", "native", "the same as --kernels native"),))
+
+
 def default_kernels() -> str:
     """pinned, unless the environment (RAPREF_KERNELS) says otherwise."""
     return os.environ.get(ENV) or "pinned"

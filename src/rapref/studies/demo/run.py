@@ -69,11 +69,7 @@ class DemoConfig:
                                 flag=False)
     arms: tuple[str, ...] = setting((), "a subset of the arms table (names); empty: every arm", flag=False)
     decodings: tuple[str, ...] = setting((), "a subset of the decodings (names); empty: every decoding", flag=False)
-    kernels: str = setting(
-        "pinned", "CPU kernel dispatch: 'pinned' (AVX2 on x86-64, NEON on ARM) gives the published numbers on every "
-                  "machine; 'native' lets torch use all the CPU has (faster where it has AVX-512 or AMX, other "
-                  "numbers); or a level", choices=dispatch.choices, env=dispatch.ENV,
-        switches=(("native-kernels", "native", "the same as --kernels native"),))
+    kernels: str = dispatch.kernels_setting()
 
     def __post_init__(self):
         check(self)

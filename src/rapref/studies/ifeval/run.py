@@ -25,12 +25,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rapref import dispatch
+from rapref.evaluate.generate import SamplingConfig
 from rapref.io import read_jsonl, write_json_atomic
 from rapref.progress import say
+from rapref.settings import at_least, check, like, setting
 from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
 from rapref.studies.ifeval.design import ARMS, BY_NAME, SCORER
 
@@ -39,30 +41,50 @@ from rapref.studies.ifeval.design import ARMS, BY_NAME, SCORER
 FREE_SETTINGS = ("workers", "ifbench_prompts")
 
 
+def _override(value) -> dict:
+    """A training override `SECTION.KEY=VALUE` as {SECTION.KEY: VALUE} (the value read later, as YAML), or a mapping of
+    them from a study file."""
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    key, sep, text = str(value).partition("=")
+    if not sep or not key:
+        raise ValueError(f"expected SECTION.KEY=VALUE, got {value!r}")
+    return {key.strip(): text}
+
+
 @dataclass
 class ExperimentConfig:
-    model: str
-    out: str
-    train_prompts: int = 250
-    test_prompts: int = 150
-    samples: int = 4
-    max_new_tokens: int = 128
-    temperature: float = 0.7
-    seed: int = 0
-    sweep_prompts: int = 60
-    sweep_goals: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
-    workers: int = 2  # generation processes, one thread each (measured faster than one two-thread process on CPU)
-    band: float = 7.0  # unlearning probe: "high-quality" responses scored >= band
-    ifbench_prompts: str | None = None  # `rapref prompts --split ifbench-test` output: a second held-out evaluation
-    serve: str | None = None  # sample through a server started per policy (`rapref.evaluate.serving.Server`)
+    model: str = setting(help="the start: a model folder (e.g. from `rapref model smollm2`)")
+    out: str = setting(help="run folder (finished stages are reused)")
+    train_prompts: int = setting(250, "training prompts", rule=at_least(1))
+    test_prompts: int = setting(150, "held-out test prompts", rule=at_least(1))
+    samples: int = setting(4, "on-policy samples per training prompt", rule=at_least(2))
+    max_new_tokens: int = like(SamplingConfig, "max_new_tokens", 128)
+    temperature: float = like(SamplingConfig, "temperature", 0.7, flag=False)  # evaluation; pairs sample at 1.0
+    seed: int = setting(0, "prompt, sampling and training seed")
+    sweep_prompts: int = setting(60, "held-out prompts in the goal sweep (each asked at goals 1..10)", rule=at_least(1))
+    sweep_goals: tuple[float, ...] = setting((1, 2, 3, 4, 5, 6, 7, 8, 9, 10), "goals of the sweep", flag=False)
+    # generation processes, one thread each (measured faster than one two-thread process on CPU)
+    workers: int = setting(2, "generation processes, one thread each", rule=at_least(1))
+    band: float = setting(7.0, 'unlearning probe: "high-quality" responses scored >= band', flag=False)
+    ifbench_prompts: str | None = setting(None, "also evaluate every arm on IFBench's test prompts (a file written by "
+                                                "`rapref prompts --split ifbench-test`)")
+    serve: str | None = setting(None, "sample through a server started on each policy from this command template "
+                                      "(see `rapref onpolicy --serve`)", metavar="COMMAND",
+                                shown="none: sample in rapref's own processes")
     # untuned CPU defaults (LoRA keeps memory low); any `rapref train` recipe key can be overridden
-    training: dict = field(default_factory=lambda: {
+    training: dict = setting(help="training overrides, as `rapref train` (added to the experiment's own: see "
+                                  "--show-config)", positional=True, metavar="SECTION.KEY=VALUE", parse=_override,
+                             factory=lambda: {
         "lora.enabled": True, "lora.r": 16, "algorithm.beta": 0.1, "training.learning_rate": 5e-5,
         "training.num_train_epochs": 1, "training.per_device_train_batch_size": 2,
         "training.gradient_accumulation_steps": 4, "training.max_length": 384, "data.max_prompt_length": 256,
         "training.lr_scheduler_type": "cosine", "training.warmup_steps": 0.1, "training.save_strategy": "no"})
-    quick: bool = False
-    kernels: str = "pinned"  # CPU kernel dispatch (rapref.dispatch): pinned, native, or a level such as avx512
+    quick: bool = setting(False, "every stage on a handful of prompts: a smoke run")
+    kernels: str = dispatch.kernels_setting()
+
+    def __post_init__(self):
+        check(self)
 
 
 def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -121,7 +143,6 @@ def _prompts(cfg: ExperimentConfig, out: Path) -> None:
 
 
 def _pairs(cfg: ExperimentConfig, out: Path) -> None:
-    from rapref.evaluate.generate import SamplingConfig
     from rapref.relabel import RelabelOptions
     from rapref.schemas import SchemaOptions
     from rapref.studies.onpolicy import OnPolicyConfig, collect_pairs
@@ -176,8 +197,6 @@ def _yaml_value(value) -> str:
 
 def _generate(cfg: ExperimentConfig, out: Path, stages: Stages, model: Path, prompts: Path, name: str, goals,
               limit=None, scorer: str = SCORER, timing: str | None = None) -> list:
-    from rapref.evaluate.generate import SamplingConfig
-
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
                               batch_size=16)
     return generate_and_judge(stages, name, model=model, prompts=prompts, gen_path=out / "eval" / f"{name}.jsonl",
