@@ -44,6 +44,11 @@ def config_from_args(args):
     return resolve(args)[0]
 
 
+def default_out(args) -> str:
+    """The run folder a command line writes to (QUICK_OUT with --quick unless --out or the --config file names one)."""
+    return resolve(args)[0].out
+
+
 def run(args):
     from rapref.io import InputError
     from rapref.studies.demo.run import DemoConfig, main, select_hyperparameters
