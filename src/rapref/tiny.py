@@ -10,8 +10,11 @@ our tokenizer rather than swapping in a Qwen2 one).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from rapref.settings import at_least, check, setting
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -98,6 +101,20 @@ def tiny_reward_model(tokenizer, hidden_size: int = 64, num_layers: int = 2, num
                          bos_token_id=None)
     torch.manual_seed(seed)
     return LlamaForSequenceClassification(config)
+
+
+@dataclass
+class TinyModelConfig:
+    """`rapref model tiny`: what the model is built with (its flags are derived from these fields)."""
+
+    kind: str = setting("causal-lm", "a policy to train, or a reward model (random score head) to try `rapref judge` "
+                                     "with", choices=("causal-lm", "reward-model"))
+    seed: int = setting(0, "initialisation seed")
+    hidden_size: int = setting(64, "model width", rule=at_least(1))
+    layers: int = setting(2, "transformer layers", rule=at_least(1))
+
+    def __post_init__(self):
+        check(self)
 
 
 def build_tiny(folder: str | Path, corpus: Iterable[str], vocab_size: int = 512, seed: int = 0,

