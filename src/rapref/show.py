@@ -13,21 +13,39 @@ folder, no `--model`) the messages are printed by role.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, format_score, goal_prompt
 from rapref.io import InputError
+from rapref.settings import at_least, check, setting
 
 RULE = "-" * 100
 
 
-def show(path: str, n: int = 3, split: str | None = None, model: str | None = None, goal: float | None = None,
-         prompt: str | None = None) -> str:
-    """The text `rapref show` prints for `path` (dispatched on what the path holds)."""
+@dataclass
+class ShowConfig:
+    """What `rapref show` prints (its flags are derived from these fields)."""
+
+    path: str = setting(help="an augment folder, a trained policy folder, a generations or scores .jsonl, a judge "
+                             "folder, or an input data file", positional=True)
+    n: int = setting(3, "how many pairs (both copies of each) or rows", rule=at_least(1))
+    split: str | None = setting(None, "augment folder: train, test or test_goal", shown="train")
+    model: str | None = setting(None, "a model folder whose tokenizer renders the prompts through its chat template",
+                                shown="the model a generations file names; none for an augment folder")
+    goal: float | None = setting(None, "policy folder: the goal to show the prompt for", shown="the top score")
+    prompt: str | None = setting(None, "policy folder: the instruction to show", shown="a placeholder")
+
+    def __post_init__(self):
+        check(self)
+
+
+def show(cfg: ShowConfig | str, **settings) -> str:
+    """The text `rapref show` prints for `cfg.path` (dispatched on what the path holds); `show(path, n=2, ...)`."""
     from rapref.augment import is_augment_folder
 
-    if n < 1:
-        raise InputError(f"-n {n}: give at least 1 row")
+    cfg = cfg if isinstance(cfg, ShowConfig) else ShowConfig(path=str(cfg), **settings)
+    path, n, split, model, goal, prompt = cfg.path, cfg.n, cfg.split, cfg.model, cfg.goal, cfg.prompt
     target = Path(path)
     if not target.exists():
         raise InputError(f"{path}: no such file or folder")
