@@ -161,3 +161,22 @@ def test_an_environment_variable_gives_a_default_named_with_its_flag(monkeypatch
     with pytest.raises(InputError, match=r"^--kernels \(or \$X_KERNELS\) must be one of pinned, native"):
         from_args(Kernels, parser.parse_args([]))
     assert from_args(Kernels, parser.parse_args(["--native-kernels"])).config.kernels == "native"
+
+
+def test_every_flag_that_takes_a_value_shows_its_default_in_help():
+    """Each command's optional flags that take a value say their default ("none" where there is none) or that they
+    are required."""
+    from rapref.cli import HelpFormatter, build_parser
+
+    def flags(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, child in action.choices.items():
+                    yield from flags(child, f"{name} {sub}")
+            elif action.option_strings and action.nargs != 0 and action.help is not argparse.SUPPRESS:
+                yield name, action
+
+    silent = [(name, action.option_strings[0]) for name, action in flags(build_parser()[0], "rapref")
+              if not action.required and not any(word in HelpFormatter("rapref")._get_help_string(action).lower()
+                                                 for word in ("default", "required"))]
+    assert silent == []

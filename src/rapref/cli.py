@@ -65,7 +65,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if default is None and action.option_strings and action.nargs != 0 and not action.required and \
                 "default" not in text.lower():
             return f"{text} (default: none)"
-        if "default" in text.lower() or default in (None, False, argparse.SUPPRESS) or \
+        if "default" in text.lower() or any(default is v for v in (None, False, argparse.SUPPRESS)) or \
                 action.option_strings == [] and action.nargs in ("*", "+"):
             return text
         shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
