@@ -19,8 +19,11 @@ import importlib
 import os
 import signal
 import sys
+from dataclasses import asdict
 
 from rapref.io import InputError
+from rapref.progress import OutputOptions, configure
+from rapref.settings import add_flags, from_args
 
 # name -> (module, its add-arguments function, its run function, help)
 COMMANDS = {
@@ -123,11 +126,7 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
         for child in nested[0].choices.values():
             _add_output_flags(child)
         return
-    group = parser.add_argument_group("output")
-    group.add_argument("--quiet", action="store_true",
-                       help="no progress bars or notices: only results and errors (for scripts)")
-    group.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
-                       help="how much the libraries underneath (transformers, datasets, TRL) report")
+    add_flags(parser, OutputOptions)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -182,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     signal.signal(signal.SIGTERM, _terminate)  # a kill cleans up like Ctrl-C: temporaries removed, locks released
-    from rapref.progress import configure
-
-    configure(quiet=getattr(args, "quiet", False), log_level=getattr(args, "log_level", "warning"))
+    configure(**asdict(from_args(OutputOptions, args, file="").config))
     try:
         runners[args.command](args)
     except InputError as err:  # the user's input: one line, exit 2

@@ -17,14 +17,26 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Iterable, Iterator, TypeVar
+
+from rapref.settings import setting
 
 T = TypeVar("T")
 _QUIET = "RAPREF_QUIET"
 _QUIET_TQDM = "RAPREF_SET_TQDM_DISABLE"  # TQDM_DISABLE was set by rapref (not by the user)
 
 
-def configure(quiet: bool = False, log_level: str = "warning") -> None:
+@dataclass
+class OutputOptions:
+    """`--quiet` and `--log-level`, on every command (their flags are derived from these fields)."""
+
+    quiet: bool = setting(False, "no progress bars or notices: only results and errors (for scripts)", group="output")
+    log_level: str = setting("warning", "how much the libraries underneath (transformers, datasets, TRL) report",
+                             choices=("debug", "info", "warning", "error"), group="output")
+
+
+def configure(quiet: bool = OutputOptions.quiet, log_level: str = OutputOptions.log_level) -> None:
     """Apply `--quiet` / `--log-level` to rapref and the libraries under it (called once by the CLI)."""
     level = getattr(logging, log_level.upper())
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
