@@ -180,3 +180,21 @@ def test_every_flag_that_takes_a_value_shows_its_default_in_help():
               if not action.required and not any(word in HelpFormatter("rapref")._get_help_string(action).lower()
                                                  for word in ("default", "required"))]
     assert silent == []
+
+
+def test_positionals_with_choices_and_a_list_of_overrides():
+    """What `rapref diagnose KIND` and `rapref export FORMAT` need: a positional with choices, then the rest."""
+    @dataclass
+    class Export:
+        format: str = setting(help="benchmark", positional=True, choices=("alpaca-eval", "mt-bench"))
+        rest: list[str] = setting(help="more", positional=True, factory=list, metavar="ITEM")
+        name: str = setting("rapref-model", "model name written into the files")
+
+    parser = argparse.ArgumentParser()
+    parser.error = lambda message: (_ for _ in ()).throw(SystemExit(message))
+    add_flags(parser, Export)
+    cfg = from_args(Export, parser.parse_args(["mt-bench", "a", "b"])).config
+    assert (cfg.format, cfg.rest, cfg.name) == ("mt-bench", ["a", "b"], "rapref-model")
+    assert from_args(Export, parser.parse_args(["mt-bench"])).config.rest == []
+    with pytest.raises(SystemExit, match="invalid choice"):
+        parser.parse_args(["arena"])

@@ -437,7 +437,7 @@ def _add(target, entry: Entry, required: bool) -> None:
         origin = typing.get_origin(_base(entry.hint))
         nargs = "*" if origin in (list, tuple, dict) or _base(entry.hint) is dict else None
         target.add_argument(entry.dest, action=_Given, default=argparse.SUPPRESS, help=_escape(text),
-                            type=_cli_type(entry), nargs=nargs, metavar=spec.metavar)
+                            type=_cli_type(entry), nargs=nargs, metavar=spec.metavar, choices=_choices(spec))
     elif entry.is_bool:
         target.add_argument(*entry.option_strings(), **common, nargs=0, const=not entry.default)
     else:
