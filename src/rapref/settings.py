@@ -627,3 +627,11 @@ def plain(value):
 def show_config(cfg) -> str:
     """`--show-config`: every setting with its resolved value, as a --config file takes it back."""
     return yaml.safe_dump(plain(cfg), sort_keys=False)
+
+
+def show_if_asked(cfg, args) -> bool:
+    """`--show-config`: print `cfg` and return True (the command then stops), else False."""
+    if getattr(args, "show_config", False):
+        print(show_config(cfg), end="")
+        return True
+    return False

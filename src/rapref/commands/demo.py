@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, replace
 
-from rapref.settings import add_flags, from_args, setting, show_config
+from rapref.settings import add_flags, from_args, setting, show_if_asked
 
 
 @dataclass
@@ -55,8 +55,7 @@ def run(args):
 
     cfg, given = resolve(args)
     command = from_args(DemoCommand, args, file="").config  # --config is the study's
-    if getattr(args, "show_config", False):
-        print(show_config(cfg), end="")
+    if show_if_asked(cfg, args):
         return {}
     if command.grid:
         from rapref.launches import changed

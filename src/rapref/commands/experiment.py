@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rapref.settings import add_flags, from_args, show_config
+from rapref.settings import add_flags, from_args, show_if_asked
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,7 +24,4 @@ def run(args):
     from rapref.studies.ifeval.run import main
 
     cfg = config_from_args(args)
-    if getattr(args, "show_config", False):
-        print(show_config(cfg), end="")
-        return {}
-    return main(cfg)
+    return {} if show_if_asked(cfg, args) else main(cfg)

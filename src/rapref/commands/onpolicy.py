@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from rapref.settings import add_flags, from_args, read_yaml_file, show_config
+from rapref.settings import add_flags, from_args, read_yaml_file, show_if_asked
 
 CONFIG_HELP = ("a YAML file of these settings (keys as --show-config prints them; flags given here override them), "
                "or a `rapref train` recipe, told apart by its keys (default: none)")
@@ -51,7 +51,4 @@ def run(args):
     from rapref.studies.onpolicy import main
 
     cfg = config_from_args(args)
-    if getattr(args, "show_config", False):
-        print(show_config(cfg), end="")
-        return {}
-    return main(cfg)
+    return {} if show_if_asked(cfg, args) else main(cfg)
