@@ -60,7 +60,7 @@ class ExperimentConfig:
     test_prompts: int = setting(150, "held-out test prompts", rule=at_least(1))
     samples: int = setting(4, "on-policy samples per training prompt", rule=at_least(2))
     max_new_tokens: int = like(SamplingConfig, "max_new_tokens", 128)
-    temperature: float = like(SamplingConfig, "temperature", 0.7, flag=False)  # evaluation; pairs sample at 1.0
+    temperature: float = like(SamplingConfig, "temperature", flag=False)  # evaluation (0.7); pairs sample at 1.0
     seed: int = setting(0, "prompt, sampling and training seed")
     sweep_prompts: int = setting(60, "held-out prompts in the goal sweep (each asked at goals 1..10)", rule=at_least(1))
     sweep_goals: tuple[float, ...] = setting((1, 2, 3, 4, 5, 6, 7, 8, 9, 10), "goals of the sweep", flag=False)
