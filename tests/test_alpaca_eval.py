@@ -271,3 +271,30 @@ def test_the_two_parsers_differ_only_at_the_edges(reply, theirs, ours):
     assert config["batch_size"] == 1
     assert regex_parser(reply, dict(config["completion_parser_kwargs"]["outputs_to_match"])) == theirs
     assert parse_choice(reply) == ours
+
+
+def test_rapref_judges_win_rate_interval_stays_within_zero_and_one(tmp_path):
+    """A t-interval on a handful of comparisons reaches past 0 and 1 (the serving test's SmolLM2 judge gave
+    [-1.10, 1.77] on three); a win rate's interval is held within [0, 1]."""
+    from rapref.cli import main as cli
+    from rapref.stats import interval
+
+    rows = {"mine": [], "base": []}
+    i = 0
+    while len(rows["mine"]) < 3:  # three prompts whose outcomes differ (the stand-in judge reads content hashes)
+        mine, base = f"answer {i} one", f"answer {i} two"
+        if JudgeServer.verdict(mine, base) != JudgeServer.verdict(base, mine):  # no position bias on this pair
+            for side, text in (("mine", mine), ("base", base)):
+                rows[side].append({"prompt_id": str(i), "prompt": f"Instruction {i}: say it.", "text": text})
+        i += 1
+    for side in rows:
+        (tmp_path / f"{side}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[side]))
+    with JudgeServer() as judge:
+        assert cli(["judge", str(tmp_path / "mine.jsonl"), "--against", str(tmp_path / "base.jsonl"), "--scorer",
+                    f"llm-judge-pairwise:{judge.url}", "--out", str(tmp_path / "w")]) == 0
+    pairwise = json.loads((tmp_path / "w" / "aggregate.json").read_text())["pairwise"]
+    outcomes = [r["score"] for r in _scores(tmp_path / "w")]
+    assert sorted(outcomes) == [0.0, 0.0, 1.0]  # spread: the unclipped t-interval passes both ends
+    raw = interval(outcomes)
+    assert raw["low"] < 0 and raw["high"] > 1
+    assert (pairwise["low"], pairwise["high"]) == (0.0, 1.0) and pairwise["win_rate"] == pytest.approx(1 / 3)

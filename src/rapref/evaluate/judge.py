@@ -304,13 +304,13 @@ def judge_pairs(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: P
     verdicts = getattr(scorer, "verdicts", {})
     refused = _no_interval(values, verdicts)
     ci = interval(values) if not refused and len({k[0] for k in keys}) == len(keys) else None  # one per prompt: t
+    low, high = win_rate_bounds(raw["win_rate"], None if refused else raw["stderr"], ci)
     lc = length_controlled_win_rate(values, [len(mine[k]["text"]) for k in keys],
                                     [len(theirs[k]["text"]) for k in keys], clusters=[k[0] for k in keys])
     stderr = None if refused else raw["stderr"]
     pairwise = {"against": cfg.against, "n": len(values), "unscored": len(shared) - len(values),
                 "win_rate": raw["win_rate"], "stderr": stderr,
-                "low": ci["low"] if ci else (raw["win_rate"] - 1.96 * stderr if stderr is not None else None),
-                "high": ci["high"] if ci else (raw["win_rate"] + 1.96 * stderr if stderr is not None else None),
+                "low": low, "high": high,
                 "wins": values.count(1.0), "ties": values.count(0.5), "losses": values.count(0.0),
                 "split": sum(v not in (0.0, 0.5, 1.0) for v in values),  # one order parsed a tie, the other not
                 "lc_win_rate": lc["lc_win_rate"], "lc_low": None if refused else lc["low"],
@@ -327,6 +327,22 @@ def judge_pairs(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: P
               "n": len(values), "mean": raw["win_rate"], "stderr": stderr, "pairwise": pairwise, **_requests(scorer)}
     write_json_atomic(out / "aggregate.json", result)
     return result
+
+
+def win_rate_bounds(rate: float, stderr: float | None, ci: dict | None) -> tuple[float | None, float | None]:
+    """The 95% interval of a win rate: the t-interval `ci` where given, else rate +- 1.96 stderr; held within [0, 1]
+    (a rate is a share of comparisons: a t-interval on a few of them reaches past both ends).
+
+    >>> win_rate_bounds(1 / 3, None, {"low": -1.1, "high": 1.77}), win_rate_bounds(0.5, 0.1, None)
+    ((0.0, 1.0), (0.304, 0.696))
+    """
+    if ci is not None and ci.get("low") is not None:
+        low, high = ci["low"], ci["high"]
+    elif stderr is not None:
+        low, high = rate - 1.96 * stderr, rate + 1.96 * stderr
+    else:
+        return None, None
+    return max(0.0, low), min(1.0, high)
 
 
 def _no_interval(values: list[float], verdicts: dict) -> str | None:
