@@ -221,3 +221,25 @@ def wait_for(condition, timeout: float = 60.0, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+def goal_policy(model_dir, folder, placement: str, chat: bool = True):
+    """A copy of a tiny model as a policy trained with `placement` (its goal settings), with or without a chat
+    template."""
+    import shutil
+
+    from rapref.goals import GoalSpec
+    from rapref.models import load_tokenizer
+
+    shutil.copytree(model_dir, folder)
+    GoalSpec(placement=placement).save(folder)
+    if not chat:
+        tokenizer = load_tokenizer(str(folder))
+        tokenizer.chat_template = None
+        tokenizer.save_pretrained(folder)
+        config = folder / "tokenizer_config.json"
+        settings = json.loads(config.read_text())
+        settings.pop("chat_template", None)
+        config.write_text(json.dumps(settings))
+        (folder / "chat_template.jinja").unlink(missing_ok=True)
+    return folder

@@ -9,6 +9,7 @@ import pytest
 
 from rapref.cli import main as cli
 from rapref.evaluate.generate import SOURCE_FIELDS, load_prompts
+from standin_server import goal_policy
 
 SOURCES = {"mt-bench": "mt_bench_question.jsonl", "arena-hard": "arena_hard_question.jsonl",
            "alpaca-eval": "alpaca_eval.json"}
@@ -147,33 +148,14 @@ def test_a_goal_picked_from_a_file_with_unconditioned_rows_says_what_it_left_out
     assert len(json.loads(out.read_text())) == 1
 
 
-def _policy(tiny_model_dir, folder, placement: str, chat: bool):
-    """The tiny model as a policy with goal settings, with or without a chat template."""
-    import shutil
-
-    from rapref.goals import GoalSpec
-    from rapref.models import load_tokenizer
-
-    shutil.copytree(tiny_model_dir, folder)
-    GoalSpec(placement=placement).save(folder)
-    if not chat:
-        tokenizer = load_tokenizer(str(folder))
-        tokenizer.chat_template = None
-        tokenizer.save_pretrained(folder)
-        config = folder / "tokenizer_config.json"
-        config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "chat_template"}))
-        (folder / "chat_template.jinja").unlink(missing_ok=True)
-    return folder
-
-
 def test_export_lm_eval_prints_the_rapref_lm_eval_command_that_runs(tmp_path, capsys, monkeypatch, tiny_model_dir):
     import shlex
     from pathlib import Path
 
     from lm_eval._cli import HarnessCLI
 
-    chat = _policy(tiny_model_dir, tmp_path / "chat", "user", chat=True)
-    plain = _policy(tiny_model_dir, tmp_path / "plain", "user", chat=False)
+    chat = goal_policy(tiny_model_dir, tmp_path / "chat", "user", chat=True)
+    plain = goal_policy(tiny_model_dir, tmp_path / "plain", "user", chat=False)
     commands = {}
     for policy, goal in ((chat, "7.5"), (plain, None)):
         capsys.readouterr()

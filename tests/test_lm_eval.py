@@ -3,35 +3,14 @@ feeds the model are the ones rapref's own prompting gives (`prompt_ids` of `goal
 on the local tasks in examples/lm_eval (no download), and the score is computed on those tokens."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-
-
+from standin_server import goal_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["rapref_demo_gen", "rapref_demo_mc"]
 DOCS = [json.loads(line) for line in (ROOT / "examples/lm_eval/rapref_demo_qa.jsonl").read_text().splitlines()]
-
-
-def _policy(tiny_model_dir, folder: Path, placement: str, chat: bool = True) -> Path:
-    """The tiny model as a policy trained with `placement` (its goal settings), with or without a chat template."""
-    from rapref.goals import GoalSpec
-    from rapref.models import load_tokenizer
-
-    shutil.copytree(tiny_model_dir, folder)
-    GoalSpec(placement=placement).save(folder)
-    if not chat:
-        tokenizer = load_tokenizer(str(folder))
-        tokenizer.chat_template = None
-        tokenizer.save_pretrained(folder)
-        config = folder / "tokenizer_config.json"
-        settings = json.loads(config.read_text())
-        settings.pop("chat_template", None)
-        config.write_text(json.dumps(settings))
-        (folder / "chat_template.jinja").unlink(missing_ok=True)
-    return folder
 
 
 def _evaluate(policy: Path, goal, chat: bool, monkeypatch):
@@ -73,7 +52,7 @@ def test_lm_eval_sees_rapref_prompt_tokens_and_scores_on_them(tmp_path, tiny_mod
     from rapref.models import load_model, load_tokenizer
     from rapref.prompting import prompt_ids
 
-    policy = _policy(tiny_model_dir, tmp_path / "policy", placement, chat)
+    policy = goal_policy(tiny_model_dir, tmp_path / "policy", placement, chat)
     lm, seen, results = _evaluate(policy, goal, chat, monkeypatch)
     spec, tokenizer = GoalSpec.load(policy), load_tokenizer(str(policy))
     assert lm.goal == goal and lm.chat == chat
@@ -114,7 +93,7 @@ def _contains(ids: list[int], part: list[int]) -> bool:
 def test_rapref_lm_eval_command_writes_lm_eval_results_with_the_goal(tmp_path, tiny_model_dir, monkeypatch):
     from rapref.cli import main as cli
 
-    policy = _policy(tiny_model_dir, tmp_path / "policy", "system")
+    policy = goal_policy(tiny_model_dir, tmp_path / "policy", "system")
     monkeypatch.chdir(ROOT)
     assert cli(["lm-eval", "--model", "rapref", "--model_args", f"pretrained={policy},goal=4",
                 "--include_path", "examples/lm_eval", "--tasks", ",".join(TASKS), "--apply_chat_template",
@@ -132,7 +111,7 @@ def test_rapref_lm_eval_command_writes_lm_eval_results_with_the_goal(tmp_path, t
 def test_refusals_are_one_line(tmp_path, tiny_model_dir, monkeypatch, capsys):
     from rapref.cli import main as cli
 
-    policy = _policy(tiny_model_dir, tmp_path / "policy", "user")
+    policy = goal_policy(tiny_model_dir, tmp_path / "policy", "user")
     monkeypatch.chdir(ROOT)
     base = ["lm-eval", "--model", "rapref", "--include_path", "examples/lm_eval", "--tasks", "rapref_demo_mc",
             "--device", "cpu", "--limit", "1"]
