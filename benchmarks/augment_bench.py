@@ -32,7 +32,7 @@ WORDS = "the of and to in a is that for it as was with be by on not he this are 
 
 PER_ROW = """
 import sys
-import rapref.augment as augment
+import rapref.data.augment as augment
 augment._arrow_native = lambda cfg: None
 from rapref.cli import main
 sys.exit(main(sys.argv[1:]))

@@ -3,7 +3,7 @@
     python benchmarks/generate_bench.py --model runs/smollm2 --prompts runs/exp-ifeval/prompts/test.jsonl
     python benchmarks/generate_bench.py --model runs/smollm2 --prompts P.jsonl --n 64 --max-new-tokens 64
     python benchmarks/generate_bench.py --model runs/smollm2 --prompts P.jsonl --serve "$(python -c \
-        'from rapref.evaluate.serving import VLLM_CPU_SERVE as s; print(s)')" --vllm-python .venv-vllm/bin/python
+        'from rapref.inference.serving import VLLM_CPU_SERVE as s; print(s)')" --vllm-python .venv-vllm/bin/python
 
 Contenders (one after another, each with the same total thread count):
   plain      prompts in file order, batches of --batch-size, left padding, `model.generate` with the KV cache
@@ -67,8 +67,9 @@ def main() -> None:
 
     import torch
 
-    from rapref.evaluate.generate import SamplingConfig, batch_prompt_ids, load_prompts
-    from rapref.evaluate.sampler import sample_batches
+    from rapref.inference.sampler import SamplingConfig, batch_prompt_ids
+    from rapref.formats.prompts import load_prompts
+    from rapref.inference.sampler import sample_batches
     from rapref.models import load_tokenizer
     from rapref.progress import configure
 
@@ -78,7 +79,7 @@ def main() -> None:
     ids = batch_prompt_ids(tokenizer, [r["prompt"] for r in load_prompts(args.prompts, limit=args.n)])
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.7, batch_size=args.batch_size)
     start = time.perf_counter()
-    from rapref.evaluate.sampler import _load
+    from rapref.inference.sampler import _load
 
     _load(args.model)
     load_s = time.perf_counter() - start
@@ -115,7 +116,7 @@ def main() -> None:
 
 def served(args, ids, sampling, loads) -> list[str]:
     """The server contender: its start (until it answers) is its loading; then every prompt in flight at once."""
-    from rapref.evaluate.serving import Endpoint, Server, generate_endpoint
+    from rapref.inference.serving import Endpoint, Server, generate_endpoint
 
     template = args.serve.replace("{python}", str(Path(args.vllm_python).absolute())) if args.vllm_python \
         else args.serve

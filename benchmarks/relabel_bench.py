@@ -5,7 +5,7 @@
 
 Each contender turns the same in-memory pairs (conversational, goal as system message) into the doubled,
 goal-conditioned table and writes it as an Arrow IPC file to a temporary folder:
-  rapref   `rapref.relabel.relabel` on whole columns, then the write;
+  rapref   `rapref.data.relabel.relabel` on whole columns, then the write;
   per-row  two `datasets.map` passes (positive and negative copy) calling a Python function per row, then the write;
   floor    only the write, of a table with the output's row count and text (the input twice): no relabeling at all.
 """
@@ -25,7 +25,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rapref.goals import GoalSpec  # noqa: E402
-from rapref.relabel import relabel  # noqa: E402
+from rapref.data.relabel import relabel  # noqa: E402
 
 WORDS = "the of and to in a is that for it as was with be by on not he this are or his from at which".split()
 

@@ -43,8 +43,8 @@ def relabeled_dir(tmp_path_factory) -> Path:
     """A small relabeled dataset folder written by `rapref augment` (system placement)."""
     import json
 
-    from rapref.augment import AugmentConfig, main
-    from rapref.schemas import SchemaOptions
+    from rapref.data.augment import AugmentConfig, main
+    from rapref.data.schemas import SchemaOptions
 
     folder = tmp_path_factory.mktemp("data")
     src = folder / "pairs.jsonl"

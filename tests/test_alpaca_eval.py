@@ -191,8 +191,8 @@ def _lc(monkeypatch, hub: Path, glm: str) -> float:
 def test_length_controlled_win_rate_runs_offline_from_a_local_file(tmp_path, monkeypatch):
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from rapref.evaluate.alpaca_eval_judge import seed_lc_reference
-    from rapref.evaluate.llm_judge import length_controlled_win_rate
+    from rapref.judge.alpaca_eval_judge import seed_lc_reference
+    from rapref.judge.llm_judge import length_controlled_win_rate
 
     ref = json.loads((FIXTURES / "lc_winrate_reference.json").read_text())
     n = len(ref["outcomes"])
@@ -227,7 +227,7 @@ def test_a_hosted_judges_config_reads_the_key_alpaca_eval_reads_and_writes_none(
     """For a judge not on this machine, rapref asks its model list with OPENAI_API_KEY (the variable alpaca_eval's own
     client reads), refuses at once without it, and writes the key into no file of the annotator folder."""
     from rapref.cli import main as cli
-    from rapref.evaluate import alpaca_eval_judge
+    from rapref.judge import alpaca_eval_judge
     from tests.standin_server import FaultyServer
 
     key = "sk-hosted-7d3e9b1f5a2c4e6d8f0a"
@@ -264,8 +264,8 @@ def test_the_two_parsers_differ_only_at_the_edges(reply, theirs, ours):
     rapref's parse_choice, as the evaluation page states."""
     from alpaca_eval.completion_parsers import regex_parser
 
-    from rapref.evaluate.alpaca_eval_judge import NAME, annotator_config
-    from rapref.evaluate.llm_judge import parse_choice
+    from rapref.judge.alpaca_eval_judge import NAME, annotator_config
+    from rapref.judge.llm_judge import parse_choice
 
     config = annotator_config("judge", "http://127.0.0.1:8000/v1", "c.yaml")[NAME]
     assert config["batch_size"] == 1

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import rapref.augment as augment
-from rapref.augment import AugmentConfig
+import rapref.data.augment as augment
+from rapref.data.augment import AugmentConfig
 from rapref.io import InputError
-from rapref.schemas import SchemaOptions
+from rapref.data.schemas import SchemaOptions
 
 
 def run(src, out, per_row: bool, monkeypatch, **kw):
@@ -186,7 +186,7 @@ def test_block_by_block_reading_and_writing_give_the_same_folder(tmp_path, monke
     """1M pairs are read, cleaned and written in blocks; the folder is the per-row path's, row numbers included."""
     import pyarrow as pa
 
-    from rapref.relabel import RelabelOptions
+    from rapref.data.relabel import RelabelOptions
 
     src = tmp_path / f"pairs.{suffix}"
     write_jsonl(src, BAD_ROWS) if suffix == "jsonl" else pq.write_table(pa.Table.from_pylist(BAD_ROWS), src)

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from rapref.augment import SPLIT_FILES, AugmentConfig, augment_dataset, main
+from rapref.formats.dataset import SPLIT_FILES
+from rapref.data.augment import AugmentConfig, augment_dataset, main
 from rapref.io import InputError
-from rapref.relabel import RelabelOptions
-from rapref.schemas import SchemaOptions
+from rapref.data.relabel import RelabelOptions
+from rapref.data.schemas import SchemaOptions
 
 
 def synthetic_rows(n=40):

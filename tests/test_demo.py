@@ -7,7 +7,7 @@ import random
 import pytest
 
 from rapref.studies.demo.world import (WorldConfig, build_world, generate_answer, hard_item, judge_score, misconceived,
-                               true_reward, well_formed)
+        true_reward, well_formed)
 
 
 def test_true_reward_is_graded_by_hand():
@@ -70,7 +70,7 @@ def test_symbol_tokenizer_and_suppressed_tokens(tmp_path):
     allowed = set(range(len(tokenizer))) - set(model.generation_config.suppress_tokens)
     assert {tokenizer.decode([i]) for i in allowed} == set("abcdefghijkl") | {tokenizer.eos_token}
 
-    from rapref.evaluate.generate import SamplingConfig, generate_texts
+    from rapref.inference.sampler import SamplingConfig, generate_texts
 
     texts = generate_texts(str(tmp_path), ["sort: c a b"] * 64, SamplingConfig(max_new_tokens=6, temperature=1.0),
                            backend="transformers")  # an untrained model samples only answer symbols

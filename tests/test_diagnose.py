@@ -85,7 +85,7 @@ def test_a_score_outside_the_given_range_is_refused(tmp_path, capsys):
 
 
 def test_no_result_is_written_with_a_non_finite_number(tmp_path):
-    from rapref.evaluate.diagnose import refuse_non_finite
+    from rapref.diagnose.run import refuse_non_finite
     from rapref.io import InputError
 
     refuse_non_finite({"curve": [{"mean": 1.0, "stderr": None}]}, "s")

@@ -73,7 +73,7 @@ def test_alpaca_eval_round_trip_and_goal_sweeps(tmp_path, trained_dir, fixtures,
 def test_generate_reads_goal_settings_from_a_hub_id(tmp_path, trained_dir, fixtures, monkeypatch):
     import huggingface_hub
 
-    import rapref.evaluate.generate as gen
+    import rapref.generate.run as gen
     import rapref.io
 
     asked = []

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from rapref.cli import main as cli
-from rapref.evaluate import serving
-from rapref.evaluate.serving import Endpoint, Server
+from rapref.inference import serving
+from rapref.inference.serving import Endpoint, Server
 from rapref.io import InputError, read_jsonl
 from rapref.io import write_jsonl_atomic as write_jsonl
 from tests.standin_server import one_line_error
@@ -52,7 +52,7 @@ def test_generate_through_a_server_k_samples_differ_and_a_rerun_repeats(tmp_path
 
 
 def test_the_server_sees_the_token_ids_training_saw(tiny_model_dir):
-    from rapref.evaluate.generate import SamplingConfig
+    from rapref.inference.sampler import SamplingConfig
     from rapref.goals import GoalSpec
     from rapref.models import load_tokenizer
     from rapref.prompting import goal_prompt, prompt_ids
@@ -203,7 +203,7 @@ def test_llm_judge_grades_and_counts_unparseable_replies(tmp_path, tiny_model_di
 
 
 def test_length_controlled_win_rate_removes_a_pure_length_preference():
-    from rapref.evaluate.llm_judge import length_controlled_win_rate
+    from rapref.judge.llm_judge import length_controlled_win_rate
 
     rng = np.random.default_rng(0)
     n = 600
@@ -225,7 +225,7 @@ def test_length_controlled_win_rate_removes_a_pure_length_preference():
 def test_length_controlled_win_rate_matches_alpaca_evals_own_fit():
     """The figure in the fixture comes from the alpaca-eval package's own GLM code (`scripts/lc_reference.py`; its
     L1-penalized cross-validated fit shrinks a little, hence the tolerance)."""
-    from rapref.evaluate.llm_judge import length_controlled_win_rate
+    from rapref.judge.llm_judge import length_controlled_win_rate
 
     reference = json.loads((Path(__file__).parent / "fixtures" / "lc_winrate_reference.json").read_text())
     ours = length_controlled_win_rate(reference["outcomes"], reference["len_model"], reference["len_baseline"])
@@ -293,7 +293,7 @@ def test_a_server_outlives_no_rapref_killed_outright(tmp_path, tiny_model_dir):
     import shutil
 
     shutil.copytree(tiny_model_dir, marker)
-    script = (f"from rapref.evaluate.serving import Server; import time\n"
+    script = (f"from rapref.inference.serving import Server; import time\n"
               f"with Server('{{python}} {STAND_IN} --model {{model}} --port {{port}}', {marker!r}):\n"
               f"    print('up', flush=True); time.sleep(300)\n")
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

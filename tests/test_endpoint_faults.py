@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rapref.cli import main as cli
-from rapref.evaluate import serving
+from rapref.inference import serving
 from rapref.io import read_jsonl, read_jsonl_prefix
 from rapref.io import write_jsonl_atomic as write_jsonl
 from tests.standin_server import FaultyServer, one_line_error, wait_for

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from rapref.cli import main as cli
-from rapref.evaluate import generate as gen
-from rapref.evaluate.diagnose import controllability
-from rapref.evaluate.judge import JudgeConfig, win_rate
-from rapref.evaluate.judge import main as judge
+from rapref.generate import run as gen
+from rapref.diagnose.run import controllability
+from rapref.judge.run import JudgeConfig, win_rate
+from rapref.judge.run import main as judge
 from rapref.goals import GoalSpec
 from rapref.stats import summary
 
@@ -101,7 +101,7 @@ def test_judge_aggregate_pairwise_and_cache(tmp_path):
 
 
 def test_ifeval_checkers():
-    from rapref.evaluate.scorers import build_scorer
+    from rapref.judge.scorers import build_scorer
 
     scorer = build_scorer("constraints")
     row = {"constraints": [{"type": "max_words", "value": 5}, {"type": "no_commas"},
@@ -114,7 +114,7 @@ def test_reward_model_scorer(tmp_path, tiny_model_dir):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    from rapref.evaluate.scorers import build_scorer
+    from rapref.judge.scorers import build_scorer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -132,7 +132,7 @@ def test_unlearning_probe_matches_direct_logprobs(trained_dir, tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rapref.evaluate.logprobs import LogProbModel, unlearning_probe
+    from rapref.inference.logprobs import LogProbModel, unlearning_probe
 
     pair = {"prompt": "What is 2 plus 2?", "chosen": "It is 4.", "rejected": "Maybe 7?", "score_chosen": 9.0,
             "score_rejected": 6.0}

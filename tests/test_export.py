@@ -8,7 +8,7 @@ import json
 import pytest
 
 from rapref.cli import main as cli
-from rapref.evaluate.generate import SOURCE_FIELDS, load_prompts
+from rapref.formats.prompts import SOURCE_FIELDS, load_prompts
 from standin_server import goal_policy
 
 SOURCES = {"mt-bench": "mt_bench_question.jsonl", "arena-hard": "arena_hard_question.jsonl",

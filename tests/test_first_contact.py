@@ -27,7 +27,7 @@ def test_augment_says_what_it_held_out(tmp_path, capsys):
 
 
 def test_held_out_rows_are_named_by_their_split(relabeled_dir):
-    from rapref.evaluate.generate import load_prompts
+    from rapref.formats.prompts import load_prompts
 
     rows = load_prompts(str(relabeled_dir), "test")
     assert rows and all(r["prompt_id"].startswith("test:") for r in rows)

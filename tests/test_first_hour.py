@@ -8,7 +8,7 @@ from rapref.cli import main
 
 
 def test_a_refusal_names_a_fresh_out_before_overwrite(tmp_path, capsys):
-    from rapref.outputs import finish_output
+    from rapref.runs.folder import finish_output
 
     done = tmp_path / "runs" / "gen.jsonl"
     finish_output(tmp_path / "runs" / "data", "augment")
@@ -17,7 +17,7 @@ def test_a_refusal_names_a_fresh_out_before_overwrite(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.index("give a fresh --out (e.g.") < err.index("--overwrite deletes it")
     assert str(tmp_path / "runs" / "data-2") in err
-    from rapref.outputs import fresh_name
+    from rapref.runs.folder import fresh_name
 
     assert fresh_name(done) == str(tmp_path / "runs" / "gen-2.jsonl")  # a file keeps its extension
     (tmp_path / "runs" / "gen-2.jsonl").write_text("x")
@@ -52,7 +52,7 @@ def test_model_card_commands_use_the_saved_path(trained_dir, capsys):
 def test_the_train_refusal_names_output_dir(tmp_path):
     """`rapref train` takes `output_dir=PATH`, not --out: its refusal says so."""
     from rapref.io import InputError
-    from rapref.outputs import claim_output, finish_output
+    from rapref.runs.folder import claim_output, finish_output
 
     out = tmp_path / "run"
     out.mkdir()

@@ -43,7 +43,7 @@ def test_sampling_settings_that_cannot_be_honoured_are_refused(tmp_path, capsys,
 
 
 def test_library_callers_get_the_same_checks():
-    from rapref.evaluate.generate import SamplingConfig
+    from rapref.inference.sampler import SamplingConfig
     from rapref.io import InputError
 
     for bad in ({"max_new_tokens": float("inf")}, {"max_new_tokens": 2.5}, {"batch_size": True},

@@ -5,9 +5,10 @@ import json
 import pytest
 
 from rapref.cli import main as cli
-from rapref.evaluate import generate as gen
-from rapref.evaluate import sampler
-from rapref.evaluate.generate import GenerateConfig, SamplingConfig
+from rapref.generate import run as gen
+from rapref.inference import sampler
+from rapref.generate.run import GenerateConfig
+from rapref.inference.sampler import SamplingConfig
 
 
 def write_prompts(path, n):

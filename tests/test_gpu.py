@@ -49,7 +49,8 @@ def test_gpu_lora_and_conservative_dpo(tmp_path, tiny_model_dir, relabeled_dir):
 def test_gpu_generation(tmp_path, trained_dir):
     import json
 
-    from rapref.evaluate.generate import GenerateConfig, SamplingConfig, main
+    from rapref.generate.run import GenerateConfig, main
+    from rapref.inference.sampler import SamplingConfig
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Question {i}?"}) + "\n" for i in range(8)))

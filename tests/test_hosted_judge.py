@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rapref.cli import main as cli
-from rapref.evaluate import serving
-from rapref.evaluate.hosted import TokenUsage, add_usage
+from rapref.inference import serving
+from rapref.inference.hosted import TokenUsage, add_usage
 from rapref.io import write_jsonl_atomic as write_jsonl
 from tests.standin_server import FaultyServer, one_line_error
 
@@ -181,7 +181,7 @@ def test_a_key_in_the_url_is_refused_without_repeating_it(tmp_path, capsys, gens
 
 
 def test_only_the_hosted_module_builds_the_key_header():
-    """One home for the key: read from its variable and put into the header by `rapref.evaluate.hosted` alone."""
+    """One home for the key: read from its variable and put into the header by `rapref.inference.hosted` alone."""
     import re
 
     src = Path(__file__).resolve().parents[1] / "src" / "rapref"

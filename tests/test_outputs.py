@@ -1,11 +1,11 @@
-"""The run-folder objects (`rapref.outputs.RunFolder`, `RunFile`): the output rule in one place, for every writer."""
+"""The run-folder objects (`rapref.runs.folder.RunFolder`, `RunFile`): the output rule in one place, for every writer."""
 
 import json
 
 import pytest
 
 from rapref.io import InputError
-from rapref.outputs import BEGUN, MARKER, RunFile, RunFolder, is_rapref_file
+from rapref.runs.folder import BEGUN, MARKER, RunFile, RunFolder, is_rapref_file
 
 
 def test_a_run_folder_is_begun_on_entry_and_finished_last_on_a_normal_exit(tmp_path):

@@ -10,7 +10,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from rapref.augment import SPLIT_FILES
+from rapref.formats.dataset import SPLIT_FILES
 from rapref.cli import main
 
 COLUMNS = ["--prompt-column", "question", "--chosen-column", "better", "--rejected-column", "worse",

@@ -208,9 +208,9 @@ def test_batches_that_cannot_be_packed_exactly_take_trls_path():
                                                        ("system", False, True)])
 def test_training_loss_curve_equals_trls(tmp_path, tiny_model_dir, placement, lora, precompute):
     """rapref train with training.packing=true follows the same per-step losses as TRL's padded path."""
-    from rapref.augment import AugmentConfig
-    from rapref.augment import main as augment
-    from rapref.schemas import SchemaOptions
+    from rapref.data.augment import AugmentConfig
+    from rapref.data.augment import main as augment
+    from rapref.data.schemas import SchemaOptions
     from rapref.train.config import load_config
     from rapref.train.run import main as train
     from tests.conftest import synthetic_pair_rows

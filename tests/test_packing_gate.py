@@ -160,8 +160,8 @@ def test_memory_release_is_a_setting(monkeypatch):
 
 
 def test_sampling_in_process_gives_the_thread_count_back(trained_dir):
-    from rapref.evaluate.generate import SamplingConfig
-    from rapref.evaluate.sampler import sample_batches
+    from rapref.inference.sampler import SamplingConfig
+    from rapref.inference.sampler import sample_batches
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -189,7 +189,7 @@ def test_the_demos_quiet_mode_puts_everything_back():
 
 def test_composing_prompts_leaves_the_global_random_generator_alone():
     pytest.importorskip("if_verifiable")
-    from rapref.evaluate.ifprompts import compose
+    from rapref.studies.ifeval.prompts import compose
 
     random.seed(123)
     expected = random.random()

@@ -10,13 +10,14 @@ import shutil
 
 import pytest
 
-from rapref.augment import AugmentConfig, read_split
-from rapref.augment import main as augment
-from rapref.evaluate.generate import batch_prompt_ids
-from rapref.evaluate.logprobs import LogProbModel
+from rapref.data.augment import AugmentConfig
+from rapref.formats.dataset import read_split
+from rapref.data.augment import main as augment
+from rapref.inference.sampler import batch_prompt_ids
+from rapref.inference.logprobs import LogProbModel
 from rapref.goals import GoalSpec, goal_prompt
 from rapref.models import load_tokenizer
-from rapref.schemas import SchemaOptions
+from rapref.data.schemas import SchemaOptions
 from rapref.train.config import load_config
 from rapref.train.run import build_trainer, prepare_splits, trl_args
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rapref.goals import GoalSpec, goal_prompt
-from rapref.relabel import RelabelOptions, condition_on, relabel
+from rapref.data.relabel import RelabelOptions, condition_on, relabel
 
 SPEC = dict(header="Goal on {lo}-{hi}:", line="{name}={score}")
 

@@ -3,8 +3,8 @@
 import pytest
 
 from rapref.io import read_rows
-from rapref.schemas import SchemaOptions, detect_schema, load_pairs
-from rapref.schemas.responses import fit_score_mapping, make_pairs
+from rapref.data.schemas import SchemaOptions, detect_schema, load_pairs
+from rapref.data.schemas.responses import fit_score_mapping, make_pairs
 
 
 def load(fixtures, name, schema=None, **options):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rapref.cli import main as cli
-from rapref.evaluate.serving import VLLM_CPU_SERVE, Endpoint, Server
+from rapref.inference.serving import VLLM_CPU_SERVE, Endpoint, Server
 from rapref.io import read_jsonl, read_jsonl_prefix
 from rapref.io import write_jsonl_atomic as write_jsonl
 
@@ -97,7 +97,7 @@ def test_a_large_batch_of_seeded_prompts_runs(tmp_path, smollm2, server):
 
 
 def test_the_server_sees_exactly_the_token_ids_training_saw(smollm2, server):
-    from rapref.evaluate.generate import SamplingConfig
+    from rapref.inference.sampler import SamplingConfig
     from rapref.goals import GoalSpec
     from rapref.models import load_tokenizer
     from rapref.prompting import goal_prompt, prompt_ids

@@ -9,7 +9,7 @@ import pytest
 
 from rapref.io import InputError
 from rapref.settings import (SettingError, add_flags, at_least, check, comma_separated, from_args, load, nested,
-                             setting, show_config)
+        setting, show_config)
 
 
 @dataclass

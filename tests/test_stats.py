@@ -5,7 +5,7 @@ import math
 import pytest
 
 from rapref.stats import (interval, paired_difference, paired_over_prompts, paired_over_seeds, spearman, summary,
-                          t_interval, verdict)
+        t_interval, verdict)
 from rapref.studies.claims import c2_one_run, c2_over_seeds, c4_over_seeds, c4_samples, goal_curve
 
 

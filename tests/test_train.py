@@ -30,9 +30,9 @@ def goal_reading_setup(tmp_path_factory):
     """Relabeled pairs whose copies differ only in the goal, and a model wide enough to learn to read it."""
     import json
 
-    from rapref.augment import AugmentConfig
-    from rapref.augment import main as augment
-    from rapref.schemas import SchemaOptions
+    from rapref.data.augment import AugmentConfig
+    from rapref.data.augment import main as augment
+    from rapref.data.schemas import SchemaOptions
     from rapref.tiny import DEFAULT_CORPUS, build_tiny
 
     folder = tmp_path_factory.mktemp("goal_reading")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rapref.augment import SPLIT_FILES
+from rapref.formats.dataset import SPLIT_FILES
 from rapref.cli import main as cli
 from tests.standin_server import one_line_error
 
@@ -131,8 +131,8 @@ def _gens(path: Path, rows) -> Path:
 
 
 def test_win_rate_matches_prompt_goal_and_sample_whatever_the_file_order(tmp_path):
-    from rapref.evaluate.judge import JudgeConfig
-    from rapref.evaluate.judge import main as judge
+    from rapref.judge.run import JudgeConfig
+    from rapref.judge.run import main as judge
 
     # the sweep is better than the baseline at goal 10 (longer) and worse at goal 1
     sweep = [(f"q{i}", g, 0, "x" * (9 if g == 10.0 else 1)) for i in range(4) for g in (1.0, 10.0)]
@@ -147,7 +147,7 @@ def test_win_rate_matches_prompt_goal_and_sample_whatever_the_file_order(tmp_pat
 
 
 def test_win_rate_stderr_is_clustered_by_prompt_and_absent_for_one(tmp_path):
-    from rapref.evaluate.judge import win_rate
+    from rapref.judge.run import win_rate
 
     # two prompts, two samples each: prompt a wins both, prompt b loses both
     clustered = win_rate([2, 2, 0, 0], [1, 1, 1, 1], clusters=["a", "a", "b", "b"])
@@ -208,7 +208,7 @@ def test_concurrent_augment_runs_one_wins_or_the_other_stops_with_one_line(tmp_p
 
 
 def test_held_lock_stops_a_second_run(tmp_path, capsys):
-    from rapref.outputs import output_lock
+    from rapref.runs.folder import output_lock
 
     src = pairs_file(tmp_path)
     with output_lock(tmp_path / "data"):

@@ -36,7 +36,7 @@ def test_files_from_different_prompt_files_are_refused(tmp_path, capsys):
 
 
 def test_rows_are_matched_by_prompt_content_not_row_order(tmp_path):
-    from rapref.evaluate.judge import JudgeConfig, main
+    from rapref.judge.run import JudgeConfig, main
 
     prompts = [f"Question {i}?" for i in range(4)]
     a = gens_file(tmp_path / "a.jsonl", [(f"a{i}", q, 10.0, "x" * (i + 1)) for i, q in enumerate(prompts)])
@@ -68,7 +68,7 @@ def test_different_goals_and_sampling_are_said_and_recorded(tmp_path, capsys):
 
 def test_multi_turn_rows_match_their_own_question(tmp_path):
     """A second turn's prompt holds the model's own first answer, which differs between the two sets."""
-    from rapref.evaluate.judge import JudgeConfig, main
+    from rapref.judge.run import JudgeConfig, main
 
     def turns(path, answer, text2):
         rows = [{"prompt_id": "81", "prompt": "First?", "goal": None, "sample": 0, "turn": 0, "text": answer},
@@ -106,7 +106,7 @@ def test_a_reward_model_replaced_in_place_is_scored_again(tmp_path, capsys):
 
 
 def test_an_edited_python_scorer_is_scored_again(tmp_path, monkeypatch):
-    from rapref.evaluate.judge import JudgeConfig, main
+    from rapref.judge.run import JudgeConfig, main
 
     monkeypatch.syspath_prepend(str(tmp_path))
     module = tmp_path / "my_scorer.py"
@@ -126,7 +126,7 @@ def test_an_edited_python_scorer_is_scored_again(tmp_path, monkeypatch):
 def test_a_generation_resume_file_is_keyed_by_the_models_content(tmp_path, tiny_model_dir):
     import shutil
 
-    from rapref.evaluate.generate import GenerateConfig, resume_settings
+    from rapref.generate.run import GenerateConfig, resume_settings
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)

@@ -135,7 +135,7 @@ def test_an_out_that_is_a_link_or_cannot_be_written_is_one_line(tmp_path, monkey
     """A symbolic link as --out (dangling or to a rapref folder) and an --out under a folder that cannot be written
     are refused in one line (exit 2); nothing is written through the link."""
     from rapref.io import InputError
-    from rapref.outputs import claim_output, claim_output_file, output_lock
+    from rapref.runs.folder import claim_output, claim_output_file, output_lock
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")

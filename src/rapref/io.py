@@ -326,7 +326,7 @@ TEMP_TAG = "rapref-"  # temporaries are `.NAME.rapref-XXXX`: recognisably rapref
 def atomic_path(path: str | Path, directory: bool = False):
     """Yield a temporary sibling path (`.NAME.rapref-XXXX`); on success it replaces `path` in one rename, on failure or
     interruption (KeyboardInterrupt, SIGTERM through the CLI) it is removed. Created with the user's umask, like any
-    file the user writes. Callers that replace folders check ownership first (`rapref.outputs.claim_output`)."""
+    file the user writes. Callers that replace folders check ownership first (`rapref.runs.folder.claim_output`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if directory:

@@ -10,9 +10,11 @@ on the hub (which retries for about 50 seconds offline).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.io import InputError, hub_offline
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -54,7 +56,6 @@ def model_fingerprint(name_or_path: str) -> str:
     weight files by size and modification time; a LoRA folder's base included). A model replaced in place gets a new
     fingerprint, so a score or answer cached for the old one is never reused. A hub id is hashed as its text."""
     import hashlib
-    import json
 
     from rapref.io import stat_fingerprint
 
@@ -97,7 +98,6 @@ def load_model(model, kind: str = "causal-lm", output_loading_info: bool = False
     """A causal LM (or, with kind="reward-model", a sequence classifier) with the options of `ModelArgs`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars would break one-line errors
@@ -198,7 +198,6 @@ def convert_gguf(folder: str, gguf_file: str, out: Path) -> Path:
     """A GGUF model as a plain transformers folder: dequantised to float32, chat template kept. transformers loads
     GGUF but refuses `save_pretrained` on such a model, so the weights move into a model built from its config
     (identical logits)."""
-    import json
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -258,3 +257,31 @@ def model_context(model_dir: str) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def model_goal_spec(model: str, no_goal: bool) -> GoalSpec | None:
+    """The goal settings saved with the model: a local folder or a Hub id (`rapref_goal.json` in the repo)."""
+    if no_goal:
+        return None
+    folder = Path(model)
+    if not folder.exists():
+        from rapref.io import hub_offline, looks_like_hub_id
+
+        if not looks_like_hub_id(model):
+            raise InputError(f"{model}: no such model folder")
+        if hub_offline():
+            raise InputError(f"{model}: no such local folder, and the Hugging Face hub cannot be reached (offline)")
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            folder = Path(hf_hub_download(model, GOAL_SETTINGS_FILE)).parent
+        except EntryNotFoundError:
+            folder = Path("/nonexistent")
+        except Exception as err:  # noqa: BLE001 - network, auth, missing repo: one line
+            raise InputError(f"{model}: cannot read {GOAL_SETTINGS_FILE} from the Hub "
+                             f"({str(err).splitlines()[0]})") from None
+    if not (folder / GOAL_SETTINGS_FILE).is_file():
+        raise InputError(f"{model}: no {GOAL_SETTINGS_FILE} (goal wording and placement); this model was not "
+                         "trained by `rapref train` on relabeled data. Pass --no-goal to sample it unconditioned.")
+    return GoalSpec.load(folder)

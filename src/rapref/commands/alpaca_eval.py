@@ -2,7 +2,7 @@
 
     rapref alpaca-eval-judge http://127.0.0.1:8000/v1 --out runs/ae-judge [--lc-reference df_gamed.csv]
 
-See `rapref.evaluate.alpaca_eval_judge` and the evaluation page for the `alpaca_eval evaluate` command that uses it.
+See `rapref.judge.alpaca_eval_judge` and the evaluation page for the `alpaca_eval evaluate` command that uses it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rapref.evaluate.alpaca_eval_judge import main
+    from rapref.judge.alpaca_eval_judge import main
 
     config = main(args.url, args.out, args.judge_model, args.judge_template, args.lc_reference, args.hub_cache,
                   overwrite=args.overwrite)

@@ -1,4 +1,4 @@
-"""Flags of `rapref augment`, every one derived from `rapref.augment.AugmentConfig` (see `rapref.settings`)."""
+"""Flags of `rapref augment`, every one derived from `rapref.data.augment.AugmentConfig` (see `rapref.settings`)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ from rapref.settings import add_flags, from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.augment import AugmentConfig
+    from rapref.data.augment import AugmentConfig
 
     add_flags(p, AugmentConfig)
 
 
 def config_from_args(args) -> "AugmentConfig":
-    from rapref.augment import AugmentConfig
+    from rapref.data.augment import AugmentConfig
 
     return from_args(AugmentConfig, args).config
 
 
 def run(args) -> dict:
-    from rapref.augment import main
+    from rapref.data.augment import main
     from rapref.report_console import print_augment_summary
 
     cfg = config_from_args(args)

@@ -58,7 +58,7 @@ def run(args):
     if show_if_asked(cfg, args):
         return {}
     if command.grid:
-        from rapref.launches import changed
+        from rapref.runs.launches import changed
         from rapref.studies.demo.grid import main as grid
 
         if command.select_hparams:

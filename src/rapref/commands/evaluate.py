@@ -49,7 +49,7 @@ def add_network_arguments(p: argparse.ArgumentParser, where: str) -> None:
     help, type and metavar."""
     from dataclasses import fields
 
-    from rapref.evaluate.serving import NetworkConfig
+    from rapref.inference.serving import NetworkConfig
 
     for f in fields(NetworkConfig):
         p.add_argument("--" + f.name.replace("_", "-"), type=f.metadata.get("type", float),
@@ -60,14 +60,15 @@ def network_config(args):
     """The flags' `NetworkConfig`, or None where none was given."""
     from dataclasses import fields
 
-    from rapref.evaluate.serving import NetworkConfig
+    from rapref.inference.serving import NetworkConfig
 
     given = {f.name: getattr(args, f.name) for f in fields(NetworkConfig) if getattr(args, f.name) is not None}
     return NetworkConfig(**given) if given else None
 
 
 def run_generate(args):
-    from rapref.evaluate.generate import GenerateConfig, SamplingConfig, main
+    from rapref.generate.run import GenerateConfig, main
+    from rapref.inference.sampler import SamplingConfig
 
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               num_samples=args.num_samples, seed=args.seed, batch_size=args.batch_size)
@@ -93,7 +94,7 @@ def add_judge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("generations", help="JSONL written by `rapref generate`")
     p.add_argument("--scorer", required=True,
                    help="if-official:ifeval | if-official:ifbench | reward-model:PATH | constraints | "
-                        "python:MODULE:FUNCTION (see rapref.evaluate.scorers)")
+                        "python:MODULE:FUNCTION (see rapref.judge.scorers)")
     p.add_argument("--out", required=True, help="output folder (scores.jsonl, aggregate.json, cache.jsonl)")
     p.add_argument("--against", help="pairwise: win rate of GENERATIONS against this generation set")
     p.add_argument("--cache", help="score cache file (default OUT/cache.jsonl); one kept apart from OUT survives "
@@ -110,7 +111,7 @@ def add_judge_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_judge(args):
-    from rapref.evaluate.judge import JudgeConfig, main
+    from rapref.judge.run import JudgeConfig, main
 
     result = main(JudgeConfig(generations=args.generations, scorer=args.scorer, out=args.out, against=args.against,
                               cache=args.cache, trust_remote_code=args.trust_remote_code,
@@ -137,7 +138,7 @@ def _judge_usage(requests: dict | None) -> str:
     """The LLM judge asked and the tokens its replies reported, for the summary line."""
     if not requests:
         return ""
-    from rapref.evaluate.hosted import usage_line
+    from rapref.inference.hosted import usage_line
 
     return f"; judge {requests['model']}: {usage_line(requests['usage'])}"
 
@@ -169,7 +170,7 @@ def add_diagnose_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_diagnose(args):
-    from rapref.evaluate.diagnose import DiagnoseConfig, main
+    from rapref.diagnose.run import DiagnoseConfig, main
     from rapref.goals import scale_field
 
     result = main(DiagnoseConfig(kind=args.kind, out=args.out, policy=args.policy, reference=args.reference,
@@ -196,7 +197,7 @@ def headline(kind: str, result: dict, band: float) -> str:
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.evaluate.export import FORMATS
+    from rapref.export.run import FORMATS
 
     p.add_argument("format", choices=FORMATS, help="the benchmark whose answer file to write")
     p.add_argument("source", help="generations JSONL (lm-eval: the trained model folder)")
@@ -210,7 +211,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args):
-    from rapref.evaluate.export import main
+    from rapref.export.run import main
     from rapref.io import InputError
 
     if args.format != "lm-eval" and not args.out:

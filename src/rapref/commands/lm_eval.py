@@ -2,7 +2,7 @@
 
     rapref lm-eval --model rapref --model_args pretrained=runs/relabeled,goal=10 --tasks gsm8k --apply_chat_template
 
-Every flag after `lm-eval` is handed to lm-eval untouched (see `rapref.evaluate.lm_eval_model`).
+Every flag after `lm-eval` is handed to lm-eval untouched (see `rapref.export.lm_eval_model`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rapref.evaluate.lm_eval_model import main
+    from rapref.export.lm_eval_model import main
 
     main(args.lm_eval_args)

@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> Path:
-    from rapref.outputs import RunFolder
+    from rapref.runs.folder import RunFolder
 
     cfg = from_args(ACTIONS[args.action][0], args).config
     if args.action == "card":
@@ -93,7 +93,7 @@ TINY_SETTINGS = "rapref_tiny.json"  # what a tiny model was built with: a rerun 
 def _same_tiny(out: Path, settings: dict) -> bool:
     import json
 
-    from rapref.outputs import is_finished_output
+    from rapref.runs.folder import is_finished_output
 
     try:
         return is_finished_output(out) and json.loads((out / TINY_SETTINGS).read_text()) == settings

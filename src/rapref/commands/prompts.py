@@ -1,4 +1,4 @@
-"""Flags of `rapref prompts`, derived from `rapref.evaluate.ifprompts.PromptsConfig` (composition is that module)."""
+"""Flags of `rapref prompts`, derived from `rapref.studies.ifeval.prompts.PromptsConfig` (composition is that module)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from rapref.settings import add_flags, from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.evaluate.ifprompts import PromptsConfig
+    from rapref.studies.ifeval.prompts import PromptsConfig
 
     add_flags(p, PromptsConfig)
 
 
 def run(args):
-    from rapref.evaluate.ifprompts import PromptsConfig
-    from rapref.outputs import RunFile
+    from rapref.studies.ifeval.prompts import PromptsConfig
+    from rapref.runs.folder import RunFile
 
     cfg = from_args(PromptsConfig, args).config
     with RunFile(cfg.out, "prompts", overwrite=cfg.overwrite) as run:
@@ -23,12 +23,12 @@ def run(args):
 
 
 def _write(cfg, out):
-    from rapref.evaluate.ifprompts import compose
+    from rapref.studies.ifeval.prompts import compose
     from rapref.io import write_jsonl_atomic
     from rapref.progress import say
 
     if cfg.split == "ifbench-test":
-        from rapref.evaluate.ifprompts import ifbench_test
+        from rapref.studies.ifeval.prompts import ifbench_test
 
         rows, counts = ifbench_test()
         write_jsonl_atomic(out, rows)

@@ -1,7 +1,7 @@
 """The harness every study runs on: the demo, the IFEval experiment and the on-policy loop.
 
-- `Study`: a run folder under rapref's output rule (`rapref.outputs`). A rerun whose defining settings differ from the
-  folder's first launch is refused with one line (`rapref.launches`); `--overwrite` starts over; every launch is
+- `Study`: a run folder under rapref's output rule (`rapref.runs.folder`). A rerun whose defining settings differ from the
+  folder's first launch is refused with one line (`rapref.runs.launches`); `--overwrite` starts over; every launch is
   appended to `launches.jsonl` (settings, commit, package versions, time); two runs at once: the second stops.
 - `Stages`: named units of work under a root. A stage is done when its marker, `ROOT/.stages/NAME.json`, is there
   (written last, after everything the stage writes) and records the settings that define it. A rerun reuses a stage
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 from rapref.io import InputError, write_json_atomic
-from rapref.launches import changed, check_settings, launches
-from rapref.outputs import RunFolder
+from rapref.runs.launches import changed, check_settings, launches
+from rapref.runs.folder import RunFolder
 
 STAGES = ".stages"
 
@@ -163,15 +163,15 @@ def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts:
                        timing: str | None = None, serve: str | None = None) -> list[dict]:
     """Sample `model` on `prompts` (the goals given; with none, no goal, or with `goal_from_model` the top goal of
     the model's own goal settings) and score every sample with `scorer`: two stages, each reused when done with the
-    same settings. With `serve` (a server command template, `rapref.evaluate.serving.Server`) the samples come from
+    same settings. With `serve` (a server command template, `rapref.inference.serving.Server`) the samples come from
     a server started on `model` for the generation stage only, and stopped after it, whatever happens. Returns the
     judged rows (`judge_dir/scores.jsonl`)."""
     from dataclasses import asdict
 
-    from rapref.evaluate.generate import GenerateConfig
-    from rapref.evaluate.generate import main as generate
-    from rapref.evaluate.judge import JudgeConfig
-    from rapref.evaluate.judge import main as judge
+    from rapref.generate.run import GenerateConfig
+    from rapref.generate.run import main as generate
+    from rapref.judge.run import JudgeConfig
+    from rapref.judge.run import main as judge
     from rapref.io import read_jsonl
 
     no_goal = goals is None and not goal_from_model
@@ -187,7 +187,7 @@ def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts:
                                 workers=1 if endpoint else workers, endpoint=endpoint))  # the server batches
 
     def served():
-        from rapref.evaluate.serving import Server
+        from rapref.inference.serving import Server
 
         gen_path.parent.mkdir(parents=True, exist_ok=True)
         with Server(serve, str(model), log=gen_path.parent / f"{gen_path.stem}.server.log") as url:

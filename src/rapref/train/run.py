@@ -8,7 +8,7 @@ The run folder receives the model and tokenizer, `rapref_train.json` (resolved c
 length-fitting counts), `rapref_goal.json` (goal wording and placement, for `rapref generate`) and `metrics.jsonl`.
 `rapref_train.json` is written last: a folder without it holds an unfinished run.
 
-`output_dir` follows rapref's output rule (`rapref.outputs`): a folder rapref did not write is never used, an earlier
+`output_dir` follows rapref's output rule (`rapref.runs.folder`): a folder rapref did not write is never used, an earlier
 run is replaced only with `--overwrite` and continued with `--resume` (from the newest complete checkpoint: one that
 a kill interrupted while it was being written is skipped).
 
@@ -27,8 +27,8 @@ from pathlib import Path
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
 from rapref.models import load_model, load_tokenizer
-from rapref.launches import check_settings
-from rapref.outputs import RunFolder
+from rapref.runs.launches import check_settings
+from rapref.runs.folder import RunFolder
 from rapref.progress import say
 from rapref.prompting import ensure_chat_template, is_conversation, to_trl_example
 from rapref.provenance import provenance
@@ -306,12 +306,12 @@ def load_splits(data) -> dict:
 def load_dataset_folder(path: str) -> dict:
     """Splits of a dataset folder, read fresh from disk.
 
-    Folders written by `rapref augment` are read straight from their Parquet files (`rapref.augment.read_split`).
+    Folders written by `rapref augment` are read straight from their Parquet files (`rapref.formats.dataset.read_split`).
     Other folders (`save_to_disk`, plain data files) and hub ids go through `datasets`.
     """
     import datasets
 
-    from rapref.augment import augment_splits, read_split
+    from rapref.formats.dataset import augment_splits, read_split
 
     folder = Path(path)
     if folder.is_file():
@@ -436,7 +436,7 @@ def finished_run(out: Path) -> dict | None:
     or None when there is none to continue from. `--resume` on a finished run is a no-op: training it on would add
     an optimizer step past max_steps and rewrite the record, metrics and card each time. A folder another rapref
     command wrote is refused: it holds no training run to resume."""
-    from rapref.outputs import BEGUN, MARKER
+    from rapref.runs.folder import BEGUN, MARKER
 
     for marker in (MARKER, BEGUN):
         try:

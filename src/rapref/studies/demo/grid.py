@@ -24,7 +24,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from rapref.io import InputError, write_json_atomic
-from rapref.launches import changed
+from rapref.runs.launches import changed
 from rapref.studies.demo.arms import ARMS, CLAIMS, DECODINGS, PRIMARY
 from rapref.studies.demo.jobs import run_jobs
 from rapref.studies.demo.run import DemoConfig, quick_config, run_seed

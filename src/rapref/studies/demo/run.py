@@ -148,9 +148,9 @@ class Seed:
                                                       for i, r in enumerate(world.test_rows)])
 
     def _augment(self, source: Path, out: Path, mode: str) -> None:
-        from rapref.augment import AugmentConfig, main
-        from rapref.relabel import RelabelOptions
-        from rapref.schemas import SchemaOptions
+        from rapref.data.augment import AugmentConfig, main
+        from rapref.data.relabel import RelabelOptions
+        from rapref.data.schemas import SchemaOptions
 
         spec = self.spec
         main(AugmentConfig(source=str(source), out=str(out), schema="ultrafeedback", placement=spec.placement,
@@ -232,7 +232,7 @@ class Seed:
         return by_goal
 
     def _generate_and_judge(self, name, model, goals, temperature, samples, limit, timing) -> list[dict]:
-        from rapref.evaluate.generate import SamplingConfig
+        from rapref.inference.sampler import SamplingConfig
 
         # the same sampling seed for every arm: paired draws
         sampling = SamplingConfig(max_new_tokens=12, temperature=temperature, num_samples=samples, seed=self.seed,
@@ -245,8 +245,8 @@ class Seed:
     def probe(self, models: dict[str, Path]) -> dict:
         """Unlearning (C2): change in log p of held-out chosen and rejected responses, policy minus start, the start
         asked with the same goal as the policy (the response's own score for goal-conditioned arms)."""
-        from rapref.augment import read_split
-        from rapref.evaluate.logprobs import LogProbModel, unlearning_probe
+        from rapref.formats.dataset import read_split
+        from rapref.inference.logprobs import LogProbModel, unlearning_probe
 
         pairs = read_split(self.root / "data" / "heldout", "train").to_pylist()
         reference = LogProbModel(str(self.root / "start"), batch_size=256)
@@ -262,7 +262,7 @@ class Seed:
         return {"arms": result, "heldout_pairs": len(pairs), "band": self.cfg.band}
 
     def data_stats(self) -> dict:
-        from rapref.augment import read_split
+        from rapref.formats.dataset import read_split
         from rapref.prompting import instruction_text, response_text
 
         summary = json.loads((self.root / "data" / "relabeled" / "summary.json").read_text())

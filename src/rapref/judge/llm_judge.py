@@ -1,4 +1,4 @@
-"""An LLM as the judge, through an OpenAI-compatible server (`rapref.evaluate.serving`), in the benchmarks' manners.
+"""An LLM as the judge, through an OpenAI-compatible server (`rapref.inference.serving`), in the benchmarks' manners.
 
     rapref judge gen.jsonl --scorer llm-judge:http://127.0.0.1:8000/v1 --out j            # MT-Bench: 1-10 grades
     rapref judge gen.jsonl --against base.jsonl --scorer llm-judge-pairwise:http://127.0.0.1:8000/v1 --out w
@@ -22,9 +22,9 @@
   fingerprinted by its id alone: when its provider changes the model under the same id, rerun with --overwrite (or a
   fresh --cache).
 - **A hosted judge** (`--api-key-env NAME`, `--judge-model`): its key is read from the named environment variable and
-  sent only as a header (`rapref.evaluate.hosted`); the judge model and the tokens its replies report are recorded
+  sent only as a header (`rapref.inference.hosted`); the judge model and the tokens its replies report are recorded
   with the run (`aggregate.json`, `requests.json`), the variable's name with them, never the key.
-- A reply is checked before it becomes data (`rapref.evaluate.serving.Endpoint.chat`): one without message text is
+- A reply is checked before it becomes data (`rapref.inference.serving.Endpoint.chat`): one without message text is
   refused in one line naming the server and the request, never parsed as "no grade".
 """
 
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rapref.evaluate.scorers import Scorer, register_scorer
+from rapref.judge.scorers import Scorer, register_scorer
 from rapref.io import InputError
 
 TEMPLATES = Path(__file__).parent / "judge_templates"
@@ -116,7 +116,7 @@ class LLMJudge(Scorer):
     kind = "single"
 
     def __init__(self, url: str, template: str | None = None, judge_model: str | None = None, network=None, **_):
-        from rapref.evaluate.serving import Endpoint
+        from rapref.inference.serving import Endpoint
 
         if not url:
             raise InputError(f"scorer {self.name}: expected {self.name}:URL of an OpenAI-compatible server")

@@ -5,7 +5,7 @@ Every kept pair (x, y_w, y_l, r_w, r_l) becomes two goal-conditioned pairs:
     positive copy: goal r_w, prompt goal_text(r_w) + x, chosen y_w, rejected y_l
     negative copy: goal r_l, prompt goal_text(r_l) + x, chosen y_l, rejected y_w   (swapped)
 
-Input table (what every schema loader produces, see `rapref.schemas`):
+Input table (what every schema loader produces, see `rapref.data.schemas`):
     source_id: string, prompt, chosen, rejected: string or list<struct<role, content>>,
     score_chosen, score_rejected: float64, and optionally attributes_chosen / attributes_rejected
     (struct of named float scores, for multi-attribute goals).

@@ -8,7 +8,7 @@
     python:MODULE:FUNCTION   any function f(row, text) -> float (synthetic tasks with a known true reward)
     llm-judge:URL            an LLM on an OpenAI-compatible server grades each answer 1-10 (MT-Bench's manner);
                              llm-judge-pairwise:URL compares against --against in both orders (AlpacaEval's manner)
-                             (`rapref.evaluate.llm_judge`)
+                             (`rapref.judge.llm_judge`)
 
 A scorer is `score(rows, texts) -> list[float]` plus an `id` (its name, shown in outputs), a `fingerprint` of what
 computes its scores (keys the judge's cache, so a scorer changed in place is never answered from the cache) and the
@@ -79,7 +79,7 @@ def build_scorer(spec: str, trust_remote_code: bool = False, **options) -> Score
     scorer (the LLM judge's template and model)."""
     name, _, argument = spec.partition(":")
     if name.startswith("llm-judge"):
-        import rapref.evaluate.llm_judge  # noqa: F401 - registers the LLM judges
+        import rapref.judge.llm_judge  # noqa: F401 - registers the LLM judges
     if name not in SCORERS:
         raise InputError(f"unknown scorer {name!r}; choose one of {', '.join(sorted(SCORERS))}")
     return SCORERS[name](argument, trust_remote_code=trust_remote_code, **options)

@@ -3,7 +3,7 @@
 
 The file is read by Arrow's own readers and cleaned with compute kernels, column by column, never as Python dicts:
 the same rule, the same counted drops (reason, row, field, detail) and the same one-line errors in strict mode as the
-per-row loader in `rapref.schemas.pairs`, which stays the path for everything else (scores written as text, mixed
+per-row loader in `rapref.data.schemas.pairs`, which stays the path for everything else (scores written as text, mixed
 types, gzip, folders, hub ids, rows whose prompt comes from different places). `load` returns None whenever a table
 is not of this form and the caller takes the per-row path; tests check that both paths write the same folder.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rapref.schemas.base import ROLES, Drops, Loaded, SchemaOptions, is_messages
+from rapref.data.schemas.base import ROLES, Drops, Loaded, SchemaOptions, is_messages
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
@@ -36,7 +36,7 @@ def load(table: pa.Table, schema: str, options: SchemaOptions, source: str, offs
          drops: Drops | None = None) -> Loaded | None:
     """Clean one split ("train") with Arrow kernels; None when the table is not of a form this module reads.
     A block of a longer file: `offset` is its first row's number, `drops` the file's counts so far."""
-    from rapref.schemas.pairs import FLAT_LAYOUTS, maps_scores, score_columns_for
+    from rapref.data.schemas.pairs import FLAT_LAYOUTS, maps_scores, score_columns_for
 
     if schema not in FLAT_LAYOUTS or table.num_rows == 0:
         return None

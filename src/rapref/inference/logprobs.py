@@ -108,7 +108,7 @@ def implicit_reward_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> dict:
 
 def implicit_relabel_rows(pairs: list[dict], chosen: np.ndarray, rejected: np.ndarray, scale, method="quantile"):
     """Rows of the `pairs` schema scored by the implicit reward mapped onto `scale` (fitted on these rewards)."""
-    from rapref.schemas.responses import fit_score_mapping
+    from rapref.data.schemas.responses import fit_score_mapping
 
     mapper = fit_score_mapping(np.concatenate([chosen, rejected]), scale, method)
     return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"],

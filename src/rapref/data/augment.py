@@ -9,7 +9,7 @@ The folder loads unchanged with `datasets.load_dataset(DIR)` and `trl dpo --data
     summary.json        rows in / kept / dropped by reason, histograms, settings, versions, input fingerprint
     rapref_goal.json    goal wording and placement, read back by `rapref train` and `rapref generate`
     README.md           dataset card (no `configs:` header, see below)
-    .rapref             marks the folder as rapref's own (see `rapref.outputs`)
+    .rapref             marks the folder as rapref's own (see `rapref.runs.folder`)
 
 The split files use the Hub's own shard names, which `datasets` maps to splits without a `configs:` header in the
 card. With such a header `datasets` keys its cache by the folder name and the relative file names, so two outputs
@@ -20,26 +20,23 @@ covers the files themselves.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from rapref.data.relabel import RelabelOptions, condition_on, make_copy, orient_pairs, plan_relabel, unconditioned
+from rapref.data.schemas import SCHEMAS, SchemaOptions, detect_schema, load_pairs
+from rapref.data.schemas.base import OUT_OF_SCALE_AUTO_SHARE
+from rapref.data.schemas.pairs import FLAT_LAYOUTS, maps_scores
+from rapref.formats.dataset import is_augment_folder, write_dataset
 from rapref.goals import GoalSpec
-from rapref.io import (InputError, fingerprint, iter_arrow_tables, read_arrow_table, read_rows,
-                       write_json_atomic)
-from rapref.outputs import RunFolder
+from rapref.io import InputError, fingerprint, iter_arrow_tables, read_arrow_table, read_rows
 from rapref.provenance import provenance
-from rapref.relabel import RelabelOptions, condition_on, make_copy, orient_pairs, plan_relabel, unconditioned
-from rapref.schemas import SCHEMAS, SchemaOptions, detect_schema, load_pairs
-from rapref.schemas.base import OUT_OF_SCALE_AUTO_SHARE
-from rapref.schemas.pairs import FLAT_LAYOUTS, maps_scores
-from rapref.schemas.scores import map_pair_scores, ties_warning
+from rapref.runs.folder import RunFolder
+from rapref.score_mapping import map_pair_scores, ties_warning
 from rapref.settings import check, like, nested, setting
-
-SPLIT_FILES = {split: f"data/{split}-00000-of-00001.parquet" for split in ("train", "test", "test_goal")}
 
 
 @dataclass
@@ -85,7 +82,7 @@ def main(cfg: AugmentConfig) -> dict:
 
 def _same_augment(cfg: AugmentConfig) -> dict | None:
     """The summary of the finished output at `cfg.out` when it was made from this input with these settings."""
-    from rapref.outputs import is_finished_output
+    from rapref.runs.folder import is_finished_output
 
     out = Path(cfg.out)
     try:
@@ -121,7 +118,7 @@ def augment_dataset(dataset, cfg: AugmentConfig, schema: str | None = None) -> t
 
 
 def _arrow_native(cfg: AugmentConfig):
-    """(loaded, rows in, schema) read and cleaned by `rapref.schemas.arrow_pairs`, or None for the per-row path.
+    """(loaded, rows in, schema) read and cleaned by `rapref.data.schemas.arrow_pairs`, or None for the per-row path.
 
     The file is read and cleaned block by block (`io.iter_arrow_tables`), so only the cleaned pairs and one block are
     in memory; a file Arrow can only read whole (a column whose type changes between blocks) is read whole."""
@@ -139,8 +136,8 @@ def _arrow_native(cfg: AugmentConfig):
 
 
 def _load_blocks(blocks, cfg: AugmentConfig):
-    from rapref.schemas import arrow_pairs
-    from rapref.schemas.base import Drops
+    from rapref.data.schemas import arrow_pairs
+    from rapref.data.schemas.base import Drops
 
     drops = Drops(cfg.source, strict=cfg.schema_options.strict)
     schema, rows, parts, loaded = cfg.schema, 0, [], None
@@ -342,7 +339,7 @@ def hold_out(pairs: pa.Table, test_size, seed: int) -> tuple[pa.Table, pa.Table,
     """
     import numpy as np
 
-    from rapref.relabel import stable_hash
+    from rapref.data.relabel import stable_hash
 
     keys = prompt_keys(pairs["prompt"])
     prompts = pc.unique(keys)
@@ -388,7 +385,7 @@ def prompt_keys(prompts) -> pa.Array:
 
 def to_table(pairs: pa.Table, placement: str) -> pa.Table:
     """Canonical pairs as Arrow; string texts become messages when the goal goes in a system message."""
-    from rapref.schemas.arrow_pairs import one_message_each
+    from rapref.data.schemas.arrow_pairs import one_message_each
 
     if pairs.num_rows and placement == "system" and pa.types.is_string(pairs["prompt"].type):
         for column, role in (("prompt", "user"), ("chosen", "assistant"), ("rejected", "assistant")):
@@ -402,60 +399,6 @@ def score_histogram(table: pa.Table) -> dict:
         return {f"{v['values']:g}": v["counts"] for v in sorted(values, key=lambda v: v["values"])}
 
     return {"chosen": counts("score_chosen"), "rejected": counts("score_rejected")}
-
-
-def write_dataset(run: RunFolder, tables: dict[str, pa.Table], summary: dict, spec: GoalSpec | None) -> None:
-    """Write the whole folder atomically: a half-written folder never replaces a good one."""
-    with run.written_whole() as tmp:  # the folder appears whole (atomic rename): finished as it appears
-        for split, table in tables.items():
-            (tmp / SPLIT_FILES[split]).parent.mkdir(exist_ok=True)
-            if not isinstance(table, TrainCopies):
-                pq.write_table(table, tmp / SPLIT_FILES[split])
-                continue
-            writer = None
-            for block in table.blocks():
-                writer = writer or pq.ParquetWriter(tmp / SPLIT_FILES[split], block.schema)
-                writer.write_table(block if block.schema == writer.schema else block.cast(writer.schema))
-            writer.close()
-        write_json_atomic(tmp / "summary.json", summary)
-        if spec is not None:  # only goal-conditioned data carries goal settings
-            spec.save(tmp)
-        (tmp / "README.md").write_text(dataset_card(tables, summary))
-
-
-def read_split(folder: str | Path, split: str) -> pa.Table:
-    """One split of a `rapref augment` folder, read fresh from its Parquet file (the one reader of these folders)."""
-    folder = Path(folder)
-    available = augment_splits(folder)
-    if split not in available:
-        raise InputError(f"{folder}: no split {split!r} in this augment folder; it has {', '.join(available)}")
-    try:
-        return pq.read_table(folder / SPLIT_FILES[split])
-    except (pa.ArrowInvalid, OSError) as err:
-        raise InputError(f"{folder / SPLIT_FILES[split]}: not a readable Parquet file ({err})") from None
-
-
-def augment_splits(folder: str | Path) -> list[str]:
-    """The splits present in a `rapref augment` folder (empty when it is not one)."""
-    folder = Path(folder)
-    if not (folder / "summary.json").is_file():
-        return []
-    return [split for split, name in SPLIT_FILES.items() if (folder / name).is_file()]
-
-
-def is_augment_folder(folder: str | Path) -> bool:
-    return bool(augment_splits(folder))
-
-
-def dataset_card(tables: dict[str, pa.Table], summary: dict) -> str:
-    return (
-        "---\ntags:\n- rapref\n- dpo\n- reward-augmented\n---\n\n"
-        "# Reward-augmented preference data (rapref)\n\n"
-        f"Schema `{summary['schema']}`; {summary['rows_in']} input rows, {summary['rows_dropped']} dropped "
-        f"({', '.join(f'{k}: {v}' for k, v in summary['dropped_by_reason'].items()) or 'none'}).\n"
-        f"Splits: {', '.join(f'{k} ({v} rows)' for k, v in summary['rows_out'].items())}.\n"
-        "See summary.json for settings and provenance, rapref_goal.json for the goal wording and placement.\n"
-    )
 
 
 def _settings(cfg: AugmentConfig) -> dict:

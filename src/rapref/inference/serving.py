@@ -14,7 +14,7 @@
 - **Transport**: `concurrency` requests in flight (threads; the server batches them), retries with exponential
   backoff on connection errors, timeouts and 5xx; other errors and a server that is not there are one-line errors.
   Only the standard library is used (no client package to pin). A hosted server's key and the tokens the replies
-  report: `rapref.evaluate.hosted`.
+  report: `rapref.inference.hosted`.
 - `Server`: starts a server from a command template in its own process group, waits until it answers, and stops the
   whole group on the way out, whatever happens (an error, Ctrl-C, SIGTERM); should rapref itself be killed outright,
   the server is sent SIGTERM by the kernel (Linux): an engine left behind holds gigabytes and a core.
@@ -38,8 +38,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from rapref.evaluate.hosted import AUTH_REFUSED, TokenUsage, add_usage, auth_headers, auth_refusal, check_key_name, \
-    read_api_key, redact
+from rapref.inference.hosted import (AUTH_REFUSED, TokenUsage, add_usage, auth_headers, auth_refusal, check_key_name,
+        read_api_key, redact)
 from rapref.io import InputError
 
 # vLLM's CPU build as rapref's tests run it (`make serving-env`): per-request seeds need chunked prefill off (with it,
@@ -63,7 +63,7 @@ MODEL_LIST_TIMEOUT = 30.0  # the longest wait for the model list (a first contac
 @dataclass
 class NetworkConfig:
     """How rapref reaches a server: how long it waits (None takes the default for a local engine or a hosted one, by
-    the URL), and the environment variable that holds a hosted server's key (`rapref.evaluate.hosted`)."""
+    the URL), and the environment variable that holds a hosted server's key (`rapref.inference.hosted`)."""
 
     connect_timeout: float | None = field(default=None, metadata={
         "help": "seconds to wait for a connection (default 5 for a server on this machine, 15 for a hosted one)"})

@@ -8,19 +8,8 @@ from __future__ import annotations
 
 from rapref.io import InputError
 from rapref.progress import track
-from rapref.schemas.base import (
-    Drops,
-    Loaded,
-    SchemaOptions,
-    check_messages,
-    check_score,
-    check_text,
-    clean_message,
-    is_messages,
-    normalise_splits,
-    register,
-    require_columns,
-)
+from rapref.data.schemas.base import (Drops, Loaded, SchemaOptions, check_messages, check_score, check_text,
+        clean_message, is_messages, normalise_splits, register, require_columns)
 
 SCORE_COLUMN_CANDIDATES = [
     ("score_chosen", "score_rejected"),
@@ -36,7 +25,7 @@ def _has_pair_columns(columns: set[str]) -> bool:
 
 
 # The flat layouts (one scored pair per row): their score columns (None: from the flags or the first row) and the
-# default score scale. The per-row loaders below and `rapref.schemas.arrow_pairs` both read this table.
+# default score scale. The per-row loaders below and `rapref.data.schemas.arrow_pairs` both read this table.
 FLAT_LAYOUTS = {
     "ultrafeedback-binarized": (("score_chosen", "score_rejected"), (1, 10)),
     "argilla": (("chosen-rating", "rejected-rating"), (1, 5)),

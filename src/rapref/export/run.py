@@ -20,10 +20,10 @@ import sys
 import time
 import uuid
 
-from rapref.evaluate.generate import read_generations
+from rapref.formats.generations import read_generations
 from rapref.prompting import instruction_text
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
-from rapref.outputs import claim_output_file, finish_output_file, output_lock
+from rapref.runs.folder import claim_output_file, finish_output_file, output_lock
 
 FORMATS = ("alpaca-eval", "mt-bench", "arena-hard", "lm-eval")
 
@@ -91,14 +91,14 @@ def arena_hard(rows: list[dict], name: str, tokenizer) -> list[dict]:
 
 def lm_eval_command(model_dir: str, tasks: str = "ifeval", goal: float | None = None) -> str:
     """The `rapref lm-eval` command (lm-evaluation-harness's own flags, model `rapref`:
-    `rapref.evaluate.lm_eval_model`) that runs `tasks` on this policy with its goal where training put it: `goal`
+    `rapref.export.lm_eval_model`) that runs `tasks` on this policy with its goal where training put it: `goal`
     checked against the policy's scale (default its top), `--apply_chat_template` where the policy has a chat
     template (lm-eval refuses a chat policy without it).
 
     e.g. `rapref lm-eval --model rapref --model_args pretrained=runs/train,goal=10 --tasks ifeval
     --apply_chat_template --batch_size auto`
     """
-    from rapref.evaluate.generate import model_goal_spec
+    from rapref.models import model_goal_spec
     from rapref.goals import check_goals
     from rapref.models import load_tokenizer
     from rapref.prompting import has_chat_template

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from rapref.evaluate.generate import load_prompts, model_goal_spec
+from rapref.formats.prompts import load_prompts
+from rapref.models import model_goal_spec
 from rapref.goals import GOAL_SETTINGS_FILE
 from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
-from rapref.outputs import RunFile, RunFolder
+from rapref.runs.folder import RunFile, RunFolder
 from rapref.reports import markdown_table, save_figure, write_text_atomic
 from rapref.stats import spearman, summary
 
@@ -232,8 +233,8 @@ def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:
         return result
     if not (cfg.policy and cfg.reference and cfg.data):
         raise InputError(f"diagnose {cfg.kind} needs --policy, --reference and --data")
-    from rapref.evaluate.logprobs import (LogProbModel, implicit_relabel_rows, implicit_reward_accuracy,
-                                         implicit_rewards, unlearning_probe)
+    from rapref.inference.logprobs import (LogProbModel, implicit_relabel_rows, implicit_reward_accuracy,
+            implicit_rewards, unlearning_probe)
 
     pairs = load_prompts(cfg.data, cfg.split, cfg.limit)
     if "chosen" not in pairs[0]:

@@ -1,4 +1,4 @@
-"""A hosted server's key and the tokens its replies report (used by `rapref.evaluate.serving.Endpoint`).
+"""A hosted server's key and the tokens its replies report (used by `rapref.inference.serving.Endpoint`).
 
     OPENAI_API_KEY=... rapref judge gen.jsonl --scorer llm-judge:https://api.openai.com/v1 \
         --judge-model gpt-4o-mini --api-key-env OPENAI_API_KEY --out runs/graded

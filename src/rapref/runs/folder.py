@@ -24,7 +24,7 @@ Every reuse of earlier work, and what keys it (a changed key recomputes or refus
 | judge score cache | `judge/cache.jsonl` (`--cache`) | scorer fingerprint (model content, module source, package version), the row fields the scorer reads, text |
 | LLM judge calls | `judge/cache.jsonl` | judge fingerprint (served model, its folder's content where reported), template, prompt, texts, order |
 | generate resume | `OUT.partial` | model path and content fingerprint, prompt file and a digest of its prompts, split, goals, limit, sampling, in-process or server |
-| train `--resume` | `output_dir/checkpoint-N` | the first launch's recipe and the content of start model and data (`rapref.launches`); changes refused |
+| train `--resume` | `output_dir/checkpoint-N` | the first launch's recipe and the content of start model and data (`rapref.runs.launches`); changes refused |
 | onpolicy stages | `OUT/iter-i/...` | the first launch's settings, start, prompts, recipe file and scorer fingerprints; changes refused |
 | experiment stages | `OUT/...` (`config.json`) | every setting but workers and IFBench prompts, and the start model's content; changes refused |
 | demo stages | `OUT/seed-s/...` (`config.json`, `.done`) | every setting; changes refused (`--overwrite` starts over) |
@@ -302,7 +302,7 @@ class RunFolder:
     def begin(self, settings: dict | None = None, launch: str | None = None) -> None:
         """Empty the folder where --overwrite asked for it (an earlier rapref output, replaced as asked), mark it begun
         (unfinished until this run ends) and record the launch, when given settings."""
-        from rapref.launches import record_launch
+        from rapref.runs.launches import record_launch
 
         if self._empty and self.path.is_dir() and any(self.path.iterdir()):
             empty_output(self.path)

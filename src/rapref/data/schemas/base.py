@@ -19,7 +19,7 @@ from typing import Callable
 
 from rapref.goals import format_score, scale_field
 from rapref.io import InputError, parse_score
-from rapref.relabel import stable_hash
+from rapref.data.relabel import stable_hash
 from rapref.settings import SettingError, check, comma_separated, setting
 
 ROLES = ("system", "user", "assistant", "tool")

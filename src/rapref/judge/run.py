@@ -25,10 +25,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from rapref.evaluate.generate import read_generations
-from rapref.evaluate.scorers import Scorer, build_scorer
+from rapref.formats.generations import read_generations
+from rapref.judge.scorers import Scorer, build_scorer
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
-from rapref.outputs import begin_output, claim_output, finish_output, output_lock
+from rapref.runs.folder import begin_output, claim_output, finish_output, output_lock
 from rapref.progress import say
 from rapref.stats import summary
 
@@ -185,7 +185,7 @@ def _requests(scorer) -> dict:
     endpoint = getattr(scorer, "endpoint", None)
     if endpoint is None:
         return {}
-    from rapref.evaluate.serving import served_record
+    from rapref.inference.serving import served_record
 
     return {"requests": served_record(endpoint)}
 
@@ -249,7 +249,7 @@ def main(cfg: JudgeConfig) -> dict:
     finally:
         endpoint = getattr(scorer, "endpoint", None)
         if endpoint is not None:  # however the run ends: the counts of this session (and of those it resumed)
-            from rapref.evaluate.serving import record_requests
+            from rapref.inference.serving import record_requests
 
             record_requests(endpoint, out / "requests.json", "rapref judge", resumed=not cfg.overwrite,
                             outcome=outcome)
@@ -280,7 +280,7 @@ MATCHED_ON = ["prompt", "goal", "sample", "turn"]
 
 def judge_pairs(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: Path) -> dict:
     """An LLM judge's pairwise verdicts on the matched rows: raw and length-controlled win rates with intervals."""
-    from rapref.evaluate.llm_judge import length_controlled_win_rate
+    from rapref.judge.llm_judge import length_controlled_win_rate
     from rapref.stats import interval
 
     _same_prompts_under_same_ids(rows, other, cfg.generations, cfg.against)

@@ -39,7 +39,7 @@ CLIENT_KEY_ENV = "OPENAI_API_KEY"  # where alpaca_eval's OpenAI client finds a h
 
 def _local(url: str) -> bool:
     """A server on this machine (no key; the client's placeholder "EMPTY")."""
-    from rapref.evaluate.serving import LOCAL_HOSTS
+    from rapref.inference.serving import LOCAL_HOSTS
 
     return (urlparse(url).hostname or "") in LOCAL_HOSTS
 
@@ -50,7 +50,7 @@ def annotator_config(model: str, url: str, client_path: str, template: str = NAM
     >>> annotator_config("judge", "http://127.0.0.1:8000/v1", "c.yaml")["rapref_pairwise"]["completions_kwargs"]
     {'model_name': 'judge', 'max_tokens': 16, 'temperature': 0, 'seed': 0, 'requires_chatml': True, 'client_config_path': 'c.yaml'}
     """
-    from rapref.evaluate.llm_judge import MAX_TOKENS
+    from rapref.judge.llm_judge import MAX_TOKENS
 
     return {NAME: {
         "prompt_template": template,
@@ -69,8 +69,8 @@ def write_annotator_config(out: str | Path, url: str, model: str | None = None, 
     `--annotators_config`). The judge model is the one the server serves, as `rapref judge` picks it."""
     import yaml
 
-    from rapref.evaluate.llm_judge import TEMPLATES
-    from rapref.evaluate.serving import Endpoint, NetworkConfig
+    from rapref.judge.llm_judge import TEMPLATES
+    from rapref.inference.serving import Endpoint, NetworkConfig
 
     out = Path(out)
     if out.name != NAME:  # alpaca_eval names the annotator after the config's folder
@@ -126,8 +126,8 @@ def seed_lc_reference(csv: str | Path, cache: str | Path) -> Path:
 def main(url: str, out: str, model: str | None = None, template: str | None = None,
          lc_reference: str | None = None, hub_cache: str | None = None, overwrite: bool = False) -> Path:
     """Claim `out` as every rapref writer does (a user's folder is never written into), then write the config."""
-    from rapref.outputs import (begin_output, claim_output, empty_output, finish_output, is_rapref_output,
-                                output_lock)
+    from rapref.runs.folder import (begin_output, claim_output, empty_output, finish_output, is_rapref_output,
+            output_lock)
 
     folder = claim_output(out, "alpaca-eval-judge", overwrite=overwrite, continue_unfinished=True)
     with output_lock(folder):

@@ -1,0 +1,1 @@
+"""The generate stage: sample a trained policy conditioned on a goal score."""
