@@ -187,4 +187,4 @@ def test_only_the_hosted_module_builds_the_key_header():
     src = Path(__file__).resolve().parents[1] / "src" / "rapref"
     builders = [p.relative_to(src).as_posix() for p in sorted(src.rglob("*.py"))
                 if re.search(r"[\"']Authorization[\"']|Bearer \{", p.read_text())]
-    assert builders == ["evaluate/hosted.py"]
+    assert builders == ["inference/hosted.py"]

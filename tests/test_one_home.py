@@ -29,7 +29,7 @@ def test_goal_layout_lives_in_goals():
 def test_prompt_tokens_come_from_prompting():
     """Chat templates are applied to policy prompts only in prompting.py (the reward model scorer renders its own
     input with the reward model's template)."""
-    assert offenders(r"(?<!def )apply_chat_template\(", ("prompting.py", "evaluate/scorers.py", CARD)) == []  # calls
+    assert offenders(r"(?<!def )apply_chat_template\(", ("prompting.py", "judge/reward_model.py", CARD)) == []  # calls
 
 
 CARD = "train/card.py"  # the model card's usage example is code for the model's users, not a rapref code path
@@ -45,8 +45,8 @@ def test_statistics_live_in_stats():
 
 def test_jsonl_and_augment_folders_have_one_reader():
     # the judge's score cache parses its own lines: a torn final line (a run killed mid-append) is cut, not refused
-    assert offenders(r"json\.loads\(line\)", ("io.py", "evaluate/judge.py")) == []
-    assert offenders(r"pq\.read_table\(", ("augment.py", "io.py")) == []
+    assert offenders(r"json\.loads\(line\)", ("io.py", "judge/run.py")) == []
+    assert offenders(r"pq\.read_table\(", ("formats/dataset.py", "io.py")) == []
 
 
 def test_no_algorithm_if_chains():

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rapref.judge.scorers import Scorer, register_scorer
 from rapref.io import InputError
+from rapref.judge.base import Scorer
 
 TEMPLATES = Path(__file__).parent / "judge_templates"
 MAX_TOKENS = {"single": 512, "pairwise": 16}
@@ -177,7 +177,6 @@ def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
-@register_scorer("llm-judge")
 class SingleAnswerJudge(LLMJudge):
     """MT-Bench's single-answer grading: 1-10, None where the reply holds no grade."""
 
@@ -189,7 +188,6 @@ class SingleAnswerJudge(LLMJudge):
         return [parse_grade(reply) for reply in self.replies]
 
 
-@register_scorer("llm-judge-pairwise")
 class PairwiseJudge(LLMJudge):
     """AlpacaEval's pairwise preference, both orders (see the module notes). `rapref judge` calls `compare`."""
 
