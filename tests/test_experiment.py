@@ -97,3 +97,44 @@ def test_a_study_file_sets_the_experiment_and_the_command_line_adds_to_it(tmp_pa
     study.write_text("model: m\nout: o\nsamples: 1\n")
     assert cli(["experiment", "ifeval", "--config", str(study)]) == 2
     assert "study.yaml: samples must be at least 2, got 1" in capsys.readouterr().err
+
+
+def test_the_arms_training_configs_are_built_from_typed_values(tmp_path, monkeypatch):
+    """The experiment's own training settings, the start and the arm's folders go onto the TrainConfig as typed values,
+    never as text read back (a start folder `no` stays `no`, a float a float, the save strategy "no" the text "no");
+    a number the command line gave as text is read as `rapref train` reads it; the train stage records what runs before
+    recorded, so a rerun into an earlier folder reuses it."""
+    import rapref.settings
+    import rapref.train.config
+    from rapref.settings import build
+    from rapref.studies.ifeval.design import BY_NAME
+    from rapref.studies.ifeval.run import ExperimentConfig, _recorded, quick_config, train_config
+
+    def no_text(text):
+        raise AssertionError(f"read as text: {text!r}")
+
+    cfg = build(ExperimentConfig, {"model": "no", "out": str(tmp_path), "seed": 3})
+    with monkeypatch.context() as patched:
+        patched.setattr(rapref.train.config, "_yaml", no_text)
+        patched.setattr(rapref.settings, "read_yaml", no_text)
+        made = train_config(cfg, tmp_path / "1e3", BY_NAME["relabeled@10"])
+    assert made.model.name_or_path == "no" and made.seed == 3 and made.lora.enabled is True and made.lora.r == 16
+    assert made.data.path == str(tmp_path / "1e3" / "pairs" / "data" / "relabeled")
+    assert made.output_dir == str(tmp_path / "1e3" / "arms" / "relabeled")
+    assert made.training["learning_rate"] == 5e-5 and type(made.training["warmup_steps"]) is float
+    assert made.training["save_strategy"] == "no" and made.training["lr_scheduler_type"] == "cosine"
+    quick = quick_config(cfg)
+    assert train_config(quick, tmp_path, BY_NAME["dpo"]).training["max_steps"] == 2
+    # the command line's text: numbers read as numbers, other text stays text
+    typed = build(ExperimentConfig, {"model": "1e3", "out": str(tmp_path), "training": {
+        **cfg.training, "training.max_steps": "3", "training.learning_rate": "1e-4", "algorithm.beta": 0.25,
+        "training.run_name": "null"}})
+    made = train_config(typed, tmp_path, BY_NAME["dpo"])
+    assert made.model.name_or_path == "1e3" and made.algorithm.beta == 0.25
+    assert made.training["max_steps"] == 3 and made.training["learning_rate"] == 1e-4
+    assert made.training["run_name"] == "null"
+    # the stage's record, as runs before recorded it
+    assert _recorded(cfg.training)[:4] == ["lora.enabled=true", "lora.r=16", "algorithm.beta=0.1",
+                                           "training.learning_rate=5e-05"]
+    assert {"training.max_steps=3", "training.learning_rate=1e-4", "algorithm.beta=0.25", 'training.run_name="null"',
+            'training.save_strategy="no"'} <= set(_recorded(typed.training))

@@ -128,6 +128,34 @@ def test_tied_pairs_are_dropped_from_every_mode_when_asked(tmp_path):
         assert summary["relabel"]["dropped"] == {"tie": 1} and summary["rows_out"]["train"] == rows
 
 
+def test_the_loop_sets_its_training_config_as_typed_values(tmp_path, monkeypatch):
+    """What the loop sets itself (policy, pairs, output folder, seed) goes onto the TrainConfig as typed values, never
+    as text read back: a policy folder named `no` or a pairs folder `1e3` stays that text. The user's overrides (text,
+    as `rapref train` reads them) still apply, and the recipe under them."""
+    import rapref.train.config
+    from rapref.settings import build
+    from rapref.studies.onpolicy import OnPolicyConfig, train_config
+
+    def no_text(text):
+        raise AssertionError(f"read as text: {text!r}")
+
+    cfg = build(OnPolicyConfig, {"policy": "no", "prompts": "q", "scorer": "s", "out": str(tmp_path)})
+    with monkeypatch.context() as patched:  # no overrides and no recipe: nothing is read as text
+        patched.setattr(rapref.train.config, "_yaml", no_text)
+        made = train_config(cfg, "no", tmp_path / "1e3", tmp_path / "null", 7)
+    assert made.model.name_or_path == "no" and made.data.path == str(tmp_path / "1e3")
+    assert made.output_dir == str(tmp_path / "null") and made.seed == 7
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("algorithm: {beta: 0.2}\ntraining: {learning_rate: 1.0e-5}\nseed: 3\n")
+    cfg = build(OnPolicyConfig, {"policy": "1e3", "prompts": "q", "scorer": "s", "out": str(tmp_path),
+                                 "recipe": str(recipe), "overrides": ["training.max_steps=2", "seed=5",
+                                                                      "model.name_or_path=other"]})
+    made = train_config(cfg, "1e3", tmp_path / "data", tmp_path / "policy", 11)
+    assert made.model.name_or_path == "1e3" and made.seed == 11  # the loop's own values win, as before
+    assert made.algorithm.beta == 0.2 and type(made.training["learning_rate"]) is float
+    assert made.training["max_steps"] == 2 and type(made.training["max_steps"]) is int
+
+
 def test_samples_that_all_score_the_same_are_refused_with_the_scores_file(tmp_path):
     from rapref.io import InputError
     from rapref.studies.onpolicy import refuse_equal_scores

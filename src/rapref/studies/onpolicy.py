@@ -16,7 +16,7 @@ Per iteration i, in OUT/iter-i/:
 A stage counts as finished when its last file is written (generate and judge write atomically, augment writes
 summary.json last, train rapref_train.json); a rerun reuses finished stages and redoes an interrupted one.
 
-A rerun into the same OUT must define the same work (`rapref.launches`): other samples, tokens, scorer (or a reward
+A rerun into the same OUT must define the same work (`rapref.runs.launches`): other samples, tokens, scorer (or a reward
 model replaced in place), recipe (or its file edited), prompts or start are refused with one line; `--iterations`
 may grow (later iterations are added) and `--workers` may change. `--overwrite` starts over. Every launch is
 appended to OUT/launches.jsonl.
@@ -28,13 +28,13 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rapref.augment import AugmentConfig
-from rapref.evaluate.generate import SamplingConfig
+from rapref.data.augment import AugmentConfig
+from rapref.inference.sampler import SamplingConfig
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.io import InputError, read_jsonl, stat_fingerprint, write_json_atomic, write_jsonl_atomic
 from rapref.progress import say
-from rapref.relabel import MODES, RelabelOptions
-from rapref.schemas import SchemaOptions
+from rapref.data.relabel import MODES, RelabelOptions
+from rapref.data.schemas import SchemaOptions
 from rapref.settings import SettingError, at_least, check, comma_separated, each_in, like, nested, plain, setting
 from rapref.studies.harness import Stages, Study, generate_and_judge
 
@@ -46,7 +46,7 @@ class OnPolicyConfig:
     policy: str = setting(help="the start: a model folder (later iterations start from the previous policy)")
     prompts: str = setting(help="prompt file, benchmark question file or `rapref augment` folder")
     scorer: str = setting(help="if-official:ifeval | if-official:ifbench | reward-model:PATH | constraints | "
-                               "python:MODULE:FUNCTION (see rapref.evaluate.scorers)")
+                               "python:MODULE:FUNCTION (see rapref.judge.scorers)")
     out: str = setting(help="run folder (finished stages are reused)")
     recipe: str | None = setting(None, "`rapref train` recipe (model, data and output_dir are set per iteration); "
                                        "`--config RECIPE` still reads one", shown="rapref train's defaults")
@@ -90,7 +90,7 @@ class OnPolicyConfig:
 
 def defining_settings(cfg: OnPolicyConfig) -> dict:
     """The settings and the content of the inputs that define the loop's stages (see the module docstring)."""
-    from rapref.evaluate.scorers import scorer_fingerprint
+    from rapref.judge.scorers import scorer_fingerprint
     from rapref.models import model_fingerprint
 
     settings = plain(cfg)
@@ -124,8 +124,9 @@ def run_iteration(cfg: OnPolicyConfig, policy: str, root: Path, iteration: int) 
     stages = Stages(root, progress=lambda name: say(f"  {name}"))
     scores = collect_pairs(cfg, policy, root, seed, stages)
     trained = root / "policy"
-    overrides = [*cfg.overrides, f"seed={seed}"]
-    stages.run("train", {"policy": policy, "data": cfg.train_mode, "recipe": cfg.recipe, "overrides": overrides},
+    # what a finished train stage records, compared on a rerun (the same record as runs before typed configs)
+    recorded = [*cfg.overrides, f"seed={seed}"]
+    stages.run("train", {"policy": policy, "data": cfg.train_mode, "recipe": cfg.recipe, "overrides": recorded},
                lambda: _train(cfg, policy, root / "data" / cfg.train_mode, trained, seed))
     policy_out = full_policy(trained, root / "policy-merged", stages)
     rows = read_jsonl(scores)
@@ -198,7 +199,7 @@ def multi_sample_rows(scored: list[dict]) -> list[dict]:
 
 
 def _augment(cfg: OnPolicyConfig, source: Path, out: Path, mode: str, seed: int) -> None:
-    from rapref.augment import main as augment
+    from rapref.data.augment import main as augment
 
     say(f"  augment: {mode}")
     augment(AugmentConfig(source=str(source), out=str(out), schema="multi-sample", placement=cfg.placement,
@@ -206,11 +207,18 @@ def _augment(cfg: OnPolicyConfig, source: Path, out: Path, mode: str, seed: int)
                           schema_options=replace(cfg.schema, seed=seed)))
 
 
-def _train(cfg: OnPolicyConfig, policy: str, data: Path, out: Path, seed: int) -> None:
+def train_config(cfg: OnPolicyConfig, policy: str | Path, data: Path, out: Path, seed: int):
+    """The `TrainConfig` of one iteration: the recipe and the user's overrides (text, read as `rapref train` reads
+    them), then what the loop sets itself (the current policy, this iteration's pairs, its output folder and seed), set
+    as typed values, never written out as text and read back."""
     from rapref.train.config import load_config
+
+    return load_config(cfg.recipe, cfg.overrides, values={"model.name_or_path": str(policy), "data.path": str(data),
+                                                          "output_dir": str(out), "seed": seed})
+
+
+def _train(cfg: OnPolicyConfig, policy: str, data: Path, out: Path, seed: int) -> None:
     from rapref.train.run import main as train
 
     say(f"  train: {data.name} pairs from {policy}")
-    overrides = [*cfg.overrides, f"model.name_or_path={policy}", f"data.path={data}", f"output_dir={out}",
-                 f"seed={seed}"]
-    train(load_config(cfg.recipe, overrides), overwrite=True)  # an interrupted run of this stage is redone
+    train(train_config(cfg, policy, data, out, seed), overwrite=True)  # an interrupted run of this stage is redone

@@ -10,12 +10,15 @@ TRL); a single `algorithm.loss_type=sigmoid` is read as the list `[sigmoid]`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import importlib.util
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -170,8 +173,14 @@ def trl_config_class(algorithm: str):
     return ALGORITHMS[algorithm].config_class()
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Recipe YAML (optional) + `section.key=value` overrides -> validated `TrainConfig`."""
+def load_config(path: str | Path | None, overrides: list[str] = (), values: Mapping[str, Any] | None = None
+                ) -> TrainConfig:
+    """Recipe YAML (optional) + `section.key=value` overrides + `values` -> validated `TrainConfig`.
+
+    `overrides` are text, as a user types them (`rapref train ... training.max_steps=20`): each value is read as YAML.
+    `values` ({dotted path: value}, set last) are what a program sets itself, a model path, a seed, a study's own
+    training settings: set as the Python values they are, never read as text (a model path `no` or `1e3` stays that
+    path), and checked against the field's type like every recipe value."""
     data = {}
     if path:
         data = read_yaml_file(path, "recipe") or {}
@@ -181,19 +190,27 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         key, sep, value = item.partition("=")
         if not sep:
             raise InputError(f"override {item!r}: expected section.key=value")
-        node = data
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise InputError(f"override {item!r}: {part} is not a section")
         try:
-            node[leaf] = _yaml(value)
+            value = _yaml(value)
         except yaml.YAMLError:
-            node[leaf] = value  # not YAML: keep the text, the type check below judges it
+            pass  # not YAML: keep the text, the type check below judges it
+        _put(data, key, value, f"override {item!r}")
+    for key, value in (values or {}).items():
+        _put(data, key, copy.deepcopy(value), key)  # the config never shares a list or mapping with the caller
     cfg = _build(TrainConfig, data, "")
     cfg.validate()
     return cfg
+
+
+def _put(data: dict, key: str, value, what: str) -> None:
+    """`value` at the dotted path `key` of a recipe mapping (sections made where missing)."""
+    node = data
+    *parents, leaf = key.strip().split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise InputError(f"{what}: {part} is not a section")
+    node[leaf] = value
 
 
 def _build(cls, data: dict, prefix: str):

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rapref import dispatch
-from rapref.evaluate.generate import SamplingConfig
+from rapref.inference.sampler import SamplingConfig
 from rapref.io import read_jsonl, write_json_atomic
 from rapref.progress import say
 from rapref.settings import at_least, check, like, setting
@@ -135,7 +135,7 @@ def _run(cfg: ExperimentConfig, out: Path) -> dict:
 
 
 def _prompts(cfg: ExperimentConfig, out: Path) -> None:
-    from rapref.evaluate.ifprompts import compose
+    from rapref.studies.ifeval.prompts import compose
     from rapref.io import write_jsonl_atomic
 
     for split, n in (("train", cfg.train_prompts), ("test", cfg.test_prompts)):
@@ -143,8 +143,8 @@ def _prompts(cfg: ExperimentConfig, out: Path) -> None:
 
 
 def _pairs(cfg: ExperimentConfig, out: Path) -> None:
-    from rapref.relabel import RelabelOptions
-    from rapref.schemas import SchemaOptions
+    from rapref.data.relabel import RelabelOptions
+    from rapref.data.schemas import SchemaOptions
     from rapref.studies.onpolicy import OnPolicyConfig, collect_pairs
 
     say("rapref experiment: on-policy pairs")
@@ -161,17 +161,28 @@ def _pairs(cfg: ExperimentConfig, out: Path) -> None:
                   cfg.model, out / "pairs", cfg.seed)
 
 
-def _train(cfg: ExperimentConfig, out: Path, stages: Stages, arm: Arm) -> Path:
+def train_config(cfg: ExperimentConfig, out: Path, arm: Arm):
+    """The `TrainConfig` of a trained arm: the `training` settings (the experiment's own and the user's), then the
+    start, the arm's pairs, its folder and the seed. Every value is set as the typed value it is (the save
+    strategy "no" stays the text "no"), never written out as text and read back; only a number the command line gave
+    as text (`training.max_steps=3`) is read, once, as `rapref train` reads an override's value."""
+    from rapref.settings import read_yaml
     from rapref.train.config import load_config
+
+    training = {key: read_yaml(value) if _number_text(value) else value for key, value in cfg.training.items()}
+    name = arm.name.split("@")[0]
+    return load_config(None, values={
+        **training, "model.name_or_path": str(cfg.model), "data.path": str(out / "pairs" / "data" / arm.data),
+        "output_dir": str(out / "arms" / name), "seed": cfg.seed})
+
+
+def _train(cfg: ExperimentConfig, out: Path, stages: Stages, arm: Arm) -> Path:
     from rapref.train.run import main as train
 
     name = arm.name.split("@")[0]
     folder, merged = out / "arms" / name, out / "arms" / f"{name}-merged"
-    overrides = [f"{key}={_yaml_value(value)}" for key, value in cfg.training.items()]
-    settings = {"data": arm.data, "overrides": overrides, "seed": cfg.seed}
-    stages.run(f"train {name}", settings, lambda: train(load_config(None, [
-        *overrides, f"model.name_or_path={cfg.model}", f"data.path={out / 'pairs' / 'data' / arm.data}",
-        f"output_dir={folder}", f"seed={cfg.seed}"]), overwrite=True))
+    settings = {"data": arm.data, "overrides": _recorded(cfg.training), "seed": cfg.seed}
+    stages.run(f"train {name}", settings, lambda: train(train_config(cfg, out, arm), overwrite=True))
     if not (folder / "adapter_config.json").is_file():
         return folder
 
@@ -184,15 +195,21 @@ def _train(cfg: ExperimentConfig, out: Path, stages: Stages, arm: Arm) -> Path:
     return merged
 
 
-def _yaml_value(value) -> str:
-    """An override value as YAML reads it back: strings quoted ("no" stays a string), the rest as JSON."""
-    if isinstance(value, str):
-        try:
-            float(value)
-            return value  # a number given as text on the command line
-        except ValueError:
-            return json.dumps(value)
-    return json.dumps(value)
+def _number_text(value) -> bool:
+    """A number given as text (a command line's `training.learning_rate=1e-4`)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _recorded(training: dict) -> list[str]:
+    """The training settings as a finished train stage records them, compared on a rerun and never read back:
+    `KEY=VALUE`, VALUE as JSON or, for a number given as text, as typed (the record of runs before typed configs)."""
+    return [f"{key}={value if _number_text(value) else json.dumps(value)}" for key, value in training.items()]
 
 
 def _generate(cfg: ExperimentConfig, out: Path, stages: Stages, model: Path, prompts: Path, name: str, goals,
@@ -250,8 +267,8 @@ def _sweep(cfg: ExperimentConfig, out: Path, stages: Stages, model: Path) -> dic
 
 def _probe(cfg: ExperimentConfig, out: Path, models: dict) -> None:
     """Held-out pairs: change in log p, policy minus start, the start asked with the same goal as the policy."""
-    from rapref.augment import augment_splits, read_split
-    from rapref.evaluate.logprobs import LogProbModel, unlearning_probe
+    from rapref.formats.dataset import augment_splits, read_split
+    from rapref.inference.logprobs import LogProbModel, unlearning_probe
     from rapref.goals import GoalSpec
 
     data = out / "pairs" / "data" / "original"
