@@ -5,7 +5,6 @@ backward passes), MKL's BLAS and oneDNN each take AVX-512 or AMX paths where the
 order, a tiny model's training trajectory parts after a few hundred steps, and the demo's claims move by as much as
 the effects they test. So the studies (`rapref demo`, `--grid`, `experiment ifeval`) pin the dispatch to a level
 every x86-64 machine of the last decade has (AVX2, Haswell 2013 / Zen 2017) unless asked for the native one:
-
     >>> environment("pinned", machine="x86_64")
     {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_CBWR': 'AVX2', 'ONEDNN_MAX_CPU_ISA': 'AVX2'}
     >>> environment("native", machine="x86_64")
@@ -23,6 +22,8 @@ import os
 import platform
 import sys
 from pathlib import Path
+
+from rapref.settings import setting
 
 ENV = "RAPREF_KERNELS"  # the environment's choice of kernels, where no flag gives one
 VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
@@ -71,7 +72,6 @@ def environment(kernels: str, machine: str | None = None) -> dict[str, str]:
 
 def kernels_setting():
     """The `kernels` setting of every study that pins the dispatch, declared once (`rapref.settings`)."""
-    from rapref.settings import setting
 
     return setting("pinned", "CPU kernel dispatch: 'pinned' (AVX2 on x86-64, NEON on ARM) gives the published numbers "
                              "on every machine; 'native' lets torch use all the CPU has (faster where it has AVX-512 or "

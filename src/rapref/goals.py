@@ -1,7 +1,6 @@
 """Goal text: how a goal score is written into a prompt.
 
 The authors' wording (arXiv 2410.08067), with the scale taken from the data:
-
 >>> spec = GoalSpec(scale=(1, 10))
 >>> print(spec.text(8.0))
 You are an assistant that generates responses for the instruction while implicitly achieving the following target scores (on a scale of 1-10, where 1 is lowest and 10 is highest):
@@ -30,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rapref.io import InputError
+from rapref.io import InputError, write_json_atomic
 from rapref.settings import setting
 
 PLACEMENTS = ("system", "user", "user-suffix")
@@ -147,8 +146,6 @@ class GoalSpec:
         return cls(**data)
 
     def save(self, folder: str | Path) -> Path:
-        from rapref.io import write_json_atomic
-
         return write_json_atomic(Path(folder) / GOAL_SETTINGS_FILE, self.to_json())
 
     @classmethod

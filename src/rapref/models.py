@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
-from rapref.io import InputError, hub_offline
+from rapref.io import InputError, hub_offline, looks_like_hub_id, stat_fingerprint
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -57,7 +57,6 @@ def model_fingerprint(name_or_path: str) -> str:
     fingerprint, so a score or answer cached for the old one is never reused. A hub id is hashed as its text."""
     import hashlib
 
-    from rapref.io import stat_fingerprint
 
     folder = Path(name_or_path)
     digest = stat_fingerprint(folder)
@@ -167,7 +166,6 @@ def merge_lora(run: Path, out: Path) -> None:
     """A LoRA run as one full model folder, with the tokenizer and rapref's settings and card beside it."""
     import shutil
 
-    from rapref.goals import GOAL_SETTINGS_FILE
 
     if not (Path(run) / "adapter_config.json").is_file():
         raise InputError(f"{run}: no adapter_config.json; this is not a LoRA run (a full model needs no merge)")
@@ -265,8 +263,6 @@ def model_goal_spec(model: str, no_goal: bool) -> GoalSpec | None:
         return None
     folder = Path(model)
     if not folder.exists():
-        from rapref.io import hub_offline, looks_like_hub_id
-
         if not looks_like_hub_id(model):
             raise InputError(f"{model}: no such model folder")
         if hub_offline():

@@ -17,7 +17,6 @@ are the ids DPOTrainer trains on.
 from __future__ import annotations
 
 from rapref.goals import GoalSpec, goal_prompt
-
 from rapref.io import InputError
 
 PLAIN_CHAT_TEMPLATE = (

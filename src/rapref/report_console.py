@@ -5,12 +5,13 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from rapref.goals import format_score
+from rapref.progress import quiet
+
 console = Console(stderr=False)
 
 
 def format_scale(scale) -> str:
-    from rapref.goals import format_score
-
     lo, hi = (format_score(s) for s in scale)
     return f"{lo} to {hi}" if min(scale) < 0 else f"{lo}-{hi}"
 
@@ -43,7 +44,6 @@ def print_augment_summary(summary: dict, out: str) -> None:
     for split, rows in summary["rows_out"].items():
         table.add_row(f"rows out: {split}", str(rows))
     console.print(table)
-    from rapref.progress import quiet
 
     if quiet():  # --quiet: the table (the result) only
         return

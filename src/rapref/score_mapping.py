@@ -1,7 +1,6 @@
 """Scores onto the goal scale: reward-model scores (unbounded, any sign) become goals on [lo, hi].
 
 The mapping is fitted on the training split only and applied to every split, so held-out pairs never shape it:
-
 >>> import numpy as np
 >>> m = fit_score_mapping(np.array([-4.0, -1.0, 0.5, 3.0]), (1, 10), "min-max")
 >>> [m(s) for s in (-4.0, 0.5, 3.0, 9.0)]   # clipped to the training range
@@ -16,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from rapref.goals import format_score
 from rapref.io import InputError
 
 
@@ -78,7 +78,6 @@ def check_mapping_scale(scale, method: str, precision: int = 0) -> None:
     Traceback (most recent call last):
     rapref.io.InputError: --scale 1-10.5 with --score-mapping quantile: quantile bins are one whole step each from 1, so the scale must span a whole number of steps (at least 1), e.g. 1-10
     """
-    from rapref.goals import format_score
 
     lo, hi = (float(v) for v in scale)
     text = f"--scale {format_score(lo)}-{format_score(hi)} with --score-mapping {method}"

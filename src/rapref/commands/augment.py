@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.data.augment import AugmentConfig, main
+from rapref.report_console import print_augment_summary
 from rapref.settings import add_flags, from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.data.augment import AugmentConfig
-
     add_flags(p, AugmentConfig)
 
 
 def config_from_args(args) -> "AugmentConfig":
-    from rapref.data.augment import AugmentConfig
-
     return from_args(AugmentConfig, args).config
 
 
 def run(args) -> dict:
-    from rapref.data.augment import main
-    from rapref.report_console import print_augment_summary
-
     cfg = config_from_args(args)
     summary = main(cfg)
     print_augment_summary(summary, cfg.out)

@@ -6,7 +6,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, replace
 
+from rapref.io import InputError
+from rapref.runs.launches import changed
 from rapref.settings import add_flags, from_args, setting, show_if_asked
+from rapref.studies.demo.grid import main as grid
+from rapref.studies.demo.run import QUICK_OUT, DemoConfig, main, select_hyperparameters
 
 
 @dataclass
@@ -23,15 +27,12 @@ class DemoCommand:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.studies.demo.run import DemoConfig
-
     add_flags(p, DemoConfig, config=True)
     add_flags(p, DemoCommand)
 
 
 def resolve(args):
     """(the demo's settings, the settings the user gave): --out defaults to QUICK_OUT with --quick."""
-    from rapref.studies.demo.run import QUICK_OUT, DemoConfig
 
     resolved = from_args(DemoConfig, args)
     cfg = resolved.config
@@ -50,17 +51,11 @@ def default_out(args) -> str:
 
 
 def run(args):
-    from rapref.io import InputError
-    from rapref.studies.demo.run import DemoConfig, main, select_hyperparameters
-
     cfg, given = resolve(args)
     command = from_args(DemoCommand, args, file="").config  # --config is the study's
     if show_if_asked(cfg, args):
         return {}
     if command.grid:
-        from rapref.runs.launches import changed
-        from rapref.studies.demo.grid import main as grid
-
         if command.select_hparams:
             raise InputError("--grid and --select-hparams: choose one")
         settings = changed(asdict(DemoConfig()), asdict(cfg), ("out", "quick", "workers", "kernels"))

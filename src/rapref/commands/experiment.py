@@ -5,23 +5,18 @@ from __future__ import annotations
 import argparse
 
 from rapref.settings import add_flags, from_args, show_if_asked
+from rapref.studies.ifeval.run import ExperimentConfig, main
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.studies.ifeval.run import ExperimentConfig
-
     p.add_argument("name", choices=("ifeval",), help="which experiment")
     add_flags(p, ExperimentConfig, config=True)
 
 
 def config_from_args(args):
-    from rapref.studies.ifeval.run import ExperimentConfig
-
     return from_args(ExperimentConfig, args).config
 
 
 def run(args):
-    from rapref.studies.ifeval.run import main
-
     cfg = config_from_args(args)
     return {} if show_if_asked(cfg, args) else main(cfg)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.export.lm_eval_model import main
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lm_eval_args", nargs=argparse.REMAINDER, metavar="LM_EVAL_ARGS",
@@ -17,6 +19,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rapref.export.lm_eval_model import main
-
     main(args.lm_eval_args)

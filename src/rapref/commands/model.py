@@ -16,8 +16,16 @@ import argparse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
+from rapref.io import InputError, write_json_atomic
+from rapref.models import convert_gguf, merge_lora, smollm2_source
+from rapref.progress import say
+from rapref.runs.folder import RunFolder, is_finished_output
 from rapref.settings import add_flags, from_args, setting
-from rapref.tiny import TinyModelConfig
+from rapref.tiny import DEFAULT_CORPUS, TinyModelConfig, build_tiny
+from rapref.train.card import write_model_card
+from rapref.train.config import from_dict
+from rapref.train.run import TRAIN_SETTINGS_FILE
 
 OVERWRITE = "replace a folder rapref wrote earlier"
 
@@ -67,22 +75,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> Path:
-    from rapref.runs.folder import RunFolder
-
     cfg = from_args(ACTIONS[args.action][0], args).config
     if args.action == "card":
         return print_card(Path(cfg.run))
     if args.action == "tiny" and not cfg.overwrite and _same_tiny(Path(cfg.out), asdict(cfg.model)):
-        from rapref.progress import say
-
         say(f"rapref model tiny: {cfg.out} already holds this tiny model (same settings): reused")
         return Path(cfg.out)
     with RunFolder(cfg.out, f"model {args.action}", overwrite=cfg.overwrite, empty=True,
                    inputs=(cfg.run,) if args.action == "merge" else ()) as run:
         _build(args.action, cfg, run.path)
         if args.action == "tiny":
-            from rapref.io import write_json_atomic
-
             write_json_atomic(run.path / TINY_SETTINGS, asdict(cfg.model))
     return run.path
 
@@ -93,7 +95,6 @@ TINY_SETTINGS = "rapref_tiny.json"  # what a tiny model was built with: a rerun 
 def _same_tiny(out: Path, settings: dict) -> bool:
     import json
 
-    from rapref.runs.folder import is_finished_output
 
     try:
         return is_finished_output(out) and json.loads((out / TINY_SETTINGS).read_text()) == settings
@@ -102,11 +103,7 @@ def _same_tiny(out: Path, settings: dict) -> bool:
 
 
 def _build(action: str, cfg, out: Path) -> None:
-    from rapref.progress import say
-
     if action == "tiny":
-        from rapref.tiny import DEFAULT_CORPUS, build_tiny
-
         m = cfg.model
         build_tiny(out, DEFAULT_CORPUS, vocab_size=512, seed=m.seed, hidden_size=m.hidden_size, num_layers=m.layers,
                    kind=m.kind)
@@ -114,13 +111,9 @@ def _build(action: str, cfg, out: Path) -> None:
         say(f"rapref model tiny: a tiny Llama-style {what} and tokenizer (with a chat template) in {out}; "
             "randomly initialised, for trying rapref out")
     elif action == "smollm2":
-        from rapref.models import convert_gguf, smollm2_source
-
         convert_gguf(*smollm2_source(), out)
         say(f"rapref model smollm2: SmolLM2-135M-Instruct (float32, with its chat template) in {out}")
     else:
-        from rapref.models import merge_lora
-
         merge_lora(Path(cfg.run), out)
         say(f"rapref model merge: {cfg.run} merged into a full model in {out}")
 
@@ -129,11 +122,6 @@ def print_card(run: Path) -> Path:
     """Write the model card again from the run's saved settings (an older run gets today's card) and print it."""
     import json
 
-    from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
-    from rapref.io import InputError
-    from rapref.train.card import write_model_card
-    from rapref.train.config import from_dict
-    from rapref.train.run import TRAIN_SETTINGS_FILE
 
     settings = run / TRAIN_SETTINGS_FILE
     if not settings.is_file():

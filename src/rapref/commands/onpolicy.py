@@ -9,30 +9,27 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.io import InputError
 from rapref.settings import add_flags, from_args, read_yaml_file, show_if_asked
+from rapref.studies.onpolicy import OnPolicyConfig, main
+from rapref.train.config import TrainConfig
 
 CONFIG_HELP = ("a YAML file of these settings (keys as --show-config prints them; flags given here override them), "
                "or a `rapref train` recipe, told apart by its keys (default: none)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.studies.onpolicy import OnPolicyConfig
-
     add_flags(p, OnPolicyConfig, config=True, config_help=CONFIG_HELP)
 
 
 def recipe_keys() -> set[str]:
     import dataclasses
 
-    from rapref.train.config import TrainConfig
 
     return {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def config_from_args(args):
-    from rapref.io import InputError
-    from rapref.studies.onpolicy import OnPolicyConfig
-
     path = getattr(args, "config", None)
     if path is None:
         return from_args(OnPolicyConfig, args).config
@@ -48,7 +45,5 @@ def config_from_args(args):
 
 
 def run(args):
-    from rapref.studies.onpolicy import main
-
     cfg = config_from_args(args)
     return {} if show_if_asked(cfg, args) else main(cfg)

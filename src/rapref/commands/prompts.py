@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.io import write_jsonl_atomic
+from rapref.progress import say
+from rapref.runs.folder import RunFile
 from rapref.settings import add_flags, from_args
+from rapref.studies.ifeval.prompts import PromptsConfig, compose, ifbench_test
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rapref.studies.ifeval.prompts import PromptsConfig
-
     add_flags(p, PromptsConfig)
 
 
 def run(args):
-    from rapref.studies.ifeval.prompts import PromptsConfig
-    from rapref.runs.folder import RunFile
-
     cfg = from_args(PromptsConfig, args).config
     with RunFile(cfg.out, "prompts", overwrite=cfg.overwrite) as run:
         return _write(cfg, run.path)
 
 
 def _write(cfg, out):
-    from rapref.studies.ifeval.prompts import compose
-    from rapref.io import write_jsonl_atomic
-    from rapref.progress import say
-
     if cfg.split == "ifbench-test":
-        from rapref.studies.ifeval.prompts import ifbench_test
-
         rows, counts = ifbench_test()
         write_jsonl_atomic(out, rows)
         say(f"rapref prompts: {counts['prompts']} IFBench test prompts -> {out}; "

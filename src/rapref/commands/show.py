@@ -16,8 +16,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, format_score, goal_prompt
-from rapref.io import InputError
+from rapref.data.schemas import detect_schema
+from rapref.formats.dataset import is_augment_folder, read_split
+from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, check_goals, format_score, goal_prompt
+from rapref.io import InputError, read_jsonl, read_jsonl_prefix, read_rows
+from rapref.models import load_tokenizer
+from rapref.prompting import prompt_text, response_text
 from rapref.settings import add_flags, at_least, check, from_args, setting
 
 RULE = "-" * 100
@@ -42,7 +46,6 @@ class ShowConfig:
 
 def show(cfg: ShowConfig | str, **settings) -> str:
     """The text `rapref show` prints for `cfg.path` (dispatched on what the path holds); `show(path, n=2, ...)`."""
-    from rapref.formats.dataset import is_augment_folder
 
     cfg = cfg if isinstance(cfg, ShowConfig) else ShowConfig(path=str(cfg), **settings)
     path, n, split, model, goal, prompt = cfg.path, cfg.n, cfg.split, cfg.model, cfg.goal, cfg.prompt
@@ -56,8 +59,6 @@ def show(cfg: ShowConfig | str, **settings) -> str:
     if target.is_dir() and (target / "scores.jsonl").is_file():  # a judge folder
         return show_generations(target / "scores.jsonl", n, model)
     if target.is_file() and target.suffix == ".jsonl":
-        from rapref.io import read_jsonl_prefix
-
         first = read_jsonl_prefix(target)[:1]
         if first and {"prompt", "text", "model"} <= set(first[0]):
             return show_generations(target, n, model)
@@ -73,8 +74,6 @@ def show(cfg: ShowConfig | str, **settings) -> str:
 
 
 def show_pairs(folder: Path, n: int, split: str, model: str | None) -> str:
-    from rapref.formats.dataset import read_split
-
     table = read_split(folder, split)
     summary = json.loads((folder / "summary.json").read_text())
     spec = GoalSpec.load(folder) if (folder / GOAL_SETTINGS_FILE).is_file() else None
@@ -104,8 +103,6 @@ def _copies(rows: list[dict]) -> str:
 
 
 def show_policy(folder: Path, goal: float | None, prompt: str | None) -> str:
-    from rapref.goals import check_goals
-
     spec = GoalSpec.load(folder) if (folder / GOAL_SETTINGS_FILE).is_file() else None
     tokenizer = _tokenizer(str(folder))
     if spec is not None:
@@ -124,8 +121,6 @@ def show_policy(folder: Path, goal: float | None, prompt: str | None) -> str:
 
 
 def show_generations(path: Path, n: int, model: str | None) -> str:
-    from rapref.io import read_jsonl
-
     rows = read_jsonl(path)[:n]
     lines = [f"{path}: {len(read_jsonl(path))} rows; the first {len(rows)} with the full prompt each was sampled from"]
     cache: dict[str, tuple] = {}
@@ -164,9 +159,6 @@ def _policy_view(source: str | None):
 
 
 def show_input(source: str, n: int) -> str:
-    from rapref.data.schemas import detect_schema
-    from rapref.io import read_rows
-
     rows = read_rows(source)
     if not any(rows.values()):
         raise InputError(f"{source}: no rows")
@@ -183,8 +175,6 @@ def show_input(source: str, n: int) -> str:
 
 
 def _tokenizer(model: str):
-    from rapref.models import load_tokenizer
-
     return load_tokenizer(model)
 
 
@@ -195,8 +185,6 @@ def _has_tokenizer(folder: Path) -> bool:
 def _render(prompt, tokenizer) -> str:
     """What the model reads: the chat template applied (with its generation prompt), or the messages by role."""
     if tokenizer is not None:
-        from rapref.prompting import prompt_text
-
         return prompt_text(tokenizer, prompt)
     if isinstance(prompt, str):
         return prompt
@@ -204,8 +192,6 @@ def _render(prompt, tokenizer) -> str:
 
 
 def _text(response) -> str:
-    from rapref.prompting import response_text
-
     return response_text(response)
 
 

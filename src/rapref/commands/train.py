@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 
 from rapref.io import InputError
+from rapref.progress import say
+from rapref.train.config import TrainConfig, load_config, to_dict
+from rapref.train.run import main, trl_args
 
 
 def recipe_reference() -> str:
     """Every recipe section and key with its default, for `rapref train --help`."""
     import dataclasses
 
-    from rapref.train.config import TrainConfig
 
     lines = ["recipe sections and keys (defaults); override any with SECTION.KEY=VALUE:"]
     for f in dataclasses.fields(TrainConfig):
@@ -37,7 +39,6 @@ def effective_trl_config(cfg) -> str:
     import torch
     import yaml
 
-    from rapref.train.run import trl_args
 
     on_gpu = torch.cuda.is_available()
     args = trl_args(cfg, on_gpu=on_gpu)
@@ -63,13 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> dict:
-    from rapref.train.config import load_config
-    from rapref.train.run import main
-
     if args.show_config:
         import yaml
 
-        from rapref.train.config import to_dict
 
         cfg = load_config(args.config, args.overrides)
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
@@ -77,7 +74,6 @@ def run(args) -> dict:
         return {}
     if args.resume and args.overwrite:
         raise InputError("--resume continues the run in output_dir, --overwrite replaces it: choose one")
-    from rapref.progress import say
 
     result = main(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
     if result.get("already_finished"):  # `train --resume` on a finished run said so in its one line

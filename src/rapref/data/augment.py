@@ -26,15 +26,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rapref.data.relabel import RelabelOptions, condition_on, make_copy, orient_pairs, plan_relabel, unconditioned
-from rapref.data.schemas import SCHEMAS, SchemaOptions, detect_schema, load_pairs
-from rapref.data.schemas.base import OUT_OF_SCALE_AUTO_SHARE
+from rapref.data.relabel import (
+    RelabelOptions,
+    condition_on,
+    make_copy,
+    orient_pairs,
+    plan_relabel,
+    stable_hash,
+    unconditioned,
+)
+from rapref.data.schemas import SCHEMAS, SchemaOptions, arrow_pairs, detect_schema, load_pairs
+from rapref.data.schemas.arrow_pairs import one_message_each
+from rapref.data.schemas.base import OUT_OF_SCALE_AUTO_SHARE, Drops
 from rapref.data.schemas.pairs import FLAT_LAYOUTS, maps_scores
 from rapref.formats.dataset import is_augment_folder, write_dataset
-from rapref.goals import GoalSpec
+from rapref.goals import GoalSpec, format_score
 from rapref.io import InputError, fingerprint, iter_arrow_tables, read_arrow_table, read_rows
 from rapref.provenance import provenance
-from rapref.runs.folder import RunFolder
+from rapref.runs.folder import RunFolder, is_finished_output
 from rapref.score_mapping import map_pair_scores, ties_warning
 from rapref.settings import check, like, nested, setting
 
@@ -82,7 +91,6 @@ def main(cfg: AugmentConfig) -> dict:
 
 def _same_augment(cfg: AugmentConfig) -> dict | None:
     """The summary of the finished output at `cfg.out` when it was made from this input with these settings."""
-    from rapref.runs.folder import is_finished_output
 
     out = Path(cfg.out)
     try:
@@ -136,9 +144,6 @@ def _arrow_native(cfg: AugmentConfig):
 
 
 def _load_blocks(blocks, cfg: AugmentConfig):
-    from rapref.data.schemas import arrow_pairs
-    from rapref.data.schemas.base import Drops
-
     drops = Drops(cfg.source, strict=cfg.schema_options.strict)
     schema, rows, parts, loaded = cfg.schema, 0, [], None
     for table in blocks:
@@ -269,8 +274,6 @@ def check_out_of_scale(drops, rows_in: int, options: SchemaOptions, scale, sourc
 
 
 def _scale_text(scale) -> str:
-    from rapref.goals import format_score
-
     lo, hi = (format_score(s) for s in scale)
     return f"{lo} to {hi}" if min(scale) < 0 else f"{lo}-{hi}"
 
@@ -339,7 +342,6 @@ def hold_out(pairs: pa.Table, test_size, seed: int) -> tuple[pa.Table, pa.Table,
     """
     import numpy as np
 
-    from rapref.data.relabel import stable_hash
 
     keys = prompt_keys(pairs["prompt"])
     prompts = pc.unique(keys)
@@ -385,7 +387,6 @@ def prompt_keys(prompts) -> pa.Array:
 
 def to_table(pairs: pa.Table, placement: str) -> pa.Table:
     """Canonical pairs as Arrow; string texts become messages when the goal goes in a system message."""
-    from rapref.data.schemas.arrow_pairs import one_message_each
 
     if pairs.num_rows and placement == "system" and pa.types.is_string(pairs["prompt"].type):
         for column, role in (("prompt", "user"), ("chosen", "assistant"), ("rejected", "assistant")):

@@ -23,7 +23,10 @@ the top of the scale, as `rapref generate`), checked against the scale.
 
 from __future__ import annotations
 
+from rapref.goals import check_goals
 from rapref.io import InputError
+from rapref.models import load_tokenizer, model_goal_spec
+from rapref.prompting import goal_prompt, has_chat_template, prompt_text
 
 MODEL_NAME = "rapref"
 
@@ -32,9 +35,6 @@ def _model_class():
     """`RaprefLM`, built on first use so that rapref imports without lm-eval installed."""
     from lm_eval.models.huggingface import HFLM
 
-    from rapref.models import model_goal_spec
-    from rapref.goals import check_goals
-    from rapref.prompting import goal_prompt, has_chat_template, prompt_text
 
     class RaprefLM(HFLM):
         """lm-eval's HFLM with the policy's goal in every prompt (see the module notes)."""
@@ -42,7 +42,6 @@ def _model_class():
         def __init__(self, pretrained, goal=None, **kwargs):
             spec = model_goal_spec(str(pretrained), no_goal=False)
             goal = check_goals([spec.top if goal in (None, "") else goal], spec)[0]
-            from rapref.models import load_tokenizer
 
             chat = has_chat_template(load_tokenizer(str(pretrained)))
             if chat:  # TRL's apply_chat_template tokenizes the rendered text without adding special tokens

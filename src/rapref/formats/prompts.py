@@ -3,6 +3,7 @@ them: rapref's own files, `rapref augment` folders and the benchmarks' question 
 
 from __future__ import annotations
 
+from rapref.formats.dataset import is_augment_folder, read_split
 from rapref.io import InputError, read_rows
 
 # Fields of benchmark question files carried into the generations, so `rapref export` can write them back.
@@ -17,7 +18,6 @@ def load_prompts(source: str, split: str = "test", limit: int | None = None) -> 
     question files are read as they are: MT-Bench `question.jsonl` (`question_id`, `turns`: strings),
     Arena-Hard (`question_id`, `turns`: {content}) and AlpacaEval (`instruction`, `dataset`).
     """
-    from rapref.formats.dataset import is_augment_folder, read_split
 
     if is_augment_folder(source):
         table = read_split(source, split)

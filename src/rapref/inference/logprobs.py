@@ -11,7 +11,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from rapref.data.schemas.responses import fit_score_mapping
 from rapref.goals import GoalSpec
+from rapref.models import check_lm_head_loaded, check_same_family, device, load_model, load_tokenizer
 from rapref.prompting import goal_prompt, response_text, tokenize_pair
 from rapref.stats import summary
 
@@ -20,10 +22,6 @@ class LogProbModel:
     """A causal LM and its tokenizer, scoring log p(response | prompt) in batches."""
 
     def __init__(self, model_dir: str, batch_size: int = 8):
-        from rapref.models import device, load_model, load_tokenizer
-
-        from rapref.models import check_lm_head_loaded
-
         self.tokenizer = load_tokenizer(model_dir)
         self.device = device()
         model, info = load_model(model_dir, output_loading_info=True)
@@ -33,7 +31,6 @@ class LogProbModel:
 
     def check_compatible(self, other: "LogProbModel") -> None:
         """Refuse to compare log-probabilities of models that read other tokens or have another shape."""
-        from rapref.models import check_same_family
 
         check_same_family(self.path, self.model, self.tokenizer, other.path, other.model, other.tokenizer)
 
@@ -108,7 +105,6 @@ def implicit_reward_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> dict:
 
 def implicit_relabel_rows(pairs: list[dict], chosen: np.ndarray, rejected: np.ndarray, scale, method="quantile"):
     """Rows of the `pairs` schema scored by the implicit reward mapped onto `scale` (fitted on these rewards)."""
-    from rapref.data.schemas.responses import fit_score_mapping
 
     mapper = fit_score_mapping(np.concatenate([chosen, rejected]), scale, method)
     return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"],

@@ -38,8 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rapref.inference.serving import Endpoint
 from rapref.io import InputError
 from rapref.judge.base import Scorer
+from rapref.models import model_fingerprint
+from rapref.progress import track
 
 TEMPLATES = Path(__file__).parent / "judge_templates"
 MAX_TOKENS = {"single": 512, "pairwise": 16}
@@ -116,8 +119,6 @@ class LLMJudge(Scorer):
     kind = "single"
 
     def __init__(self, url: str, template: str | None = None, judge_model: str | None = None, network=None, **_):
-        from rapref.inference.serving import Endpoint
-
         if not url:
             raise InputError(f"scorer {self.name}: expected {self.name}:URL of an OpenAI-compatible server")
         self.endpoint = Endpoint(url, network)
@@ -167,8 +168,6 @@ class LLMJudge(Scorer):
 def _served_fingerprint(served: dict) -> str:
     root = served.get("root")
     if root and Path(root).is_dir():
-        from rapref.models import model_fingerprint
-
         return model_fingerprint(root)
     return json.dumps({k: served.get(k) for k in ("id", "root", "max_model_len")}, sort_keys=True)
 
@@ -211,8 +210,6 @@ class PairwiseJudge(LLMJudge):
                                   f"comparing prompt_id {row.get('prompt_id')!r} ({'model' if order == 0 else 'baseline'}"
                                   " first)")
         if calls:
-            from rapref.progress import track
-
             todo = list(calls)
             chunks = [todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK)]
             for chunk in track(chunks, f"Judging ({self.id}, both orders)", unit="chunk"):

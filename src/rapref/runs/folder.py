@@ -5,7 +5,6 @@ is written first (`begin_output`) and says "rapref is writing this"; `.rapref` i
 every other file is in place, and replaces it: a `.rapref` marker only ever marks a finished output. Before writing,
 `claim_output` applies one rule for every command that writes a folder (`augment`, `train`, `judge`, `diagnose`,
 `model`, `onpolicy`, `experiment`, `demo`):
-
 - a missing path or an empty folder is used;
 - a non-empty folder without either marker is refused, with or without `--overwrite` (it is the user's);
 - a folder rapref finished is replaced (or, for commands that resume, reused) only with `--overwrite` (`--resume`);
@@ -18,7 +17,6 @@ Commands that write one file (`generate`, `export`, `prompts`, `diagnose implici
 replaced only with `--overwrite`; any other file, one changed since, and the command's own input, never.
 
 Every reuse of earlier work, and what keys it (a changed key recomputes or refuses; it never mixes old and new):
-
 | reuse | where | keyed by |
 |---|---|---|
 | judge score cache | `judge/cache.jsonl` (`--cache`) | scorer fingerprint (model content, module source, package version), the row fields the scorer reads, text |
@@ -39,13 +37,15 @@ takes it (`augment`, `train`, `generate`, `judge`, `diagnose`, `export`, `prompt
 from __future__ import annotations
 
 import contextlib
-import os
 import fcntl
 import json
+import os
 import shutil
 from pathlib import Path
 
-from rapref.io import TEMP_TAG, InputError, write_json_atomic
+from rapref import __version__
+from rapref.io import TEMP_TAG, InputError, atomic_path, write_json_atomic
+from rapref.runs.launches import record_launch
 
 MARKER = ".rapref"  # a finished output
 BEGUN = ".rapref-unfinished"  # an output rapref is writing (or was, when a run was killed)
@@ -119,7 +119,6 @@ def fresh_name(out: str | Path) -> str:
 def begin_output(folder: str | Path, command: str) -> None:
     """Mark `folder` as rapref's and being written (the first thing written into it): a finished marker of an earlier
     run is taken away until this one finishes."""
-    from rapref import __version__
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,7 +128,6 @@ def begin_output(folder: str | Path, command: str) -> None:
 
 def finish_output(folder: str | Path, command: str) -> None:
     """Mark `folder` as a finished rapref output (the last thing written into it)."""
-    from rapref import __version__
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -246,7 +244,6 @@ def _sha256(path: Path) -> str:
 
 def finish_output_file(path: str | Path, command: str) -> None:
     """Record that rapref wrote `path` as it is now (after its atomic write): the marker holds its content hash."""
-    from rapref import __version__
 
     path = Path(path)
     write_json_atomic(_file_marker(path), {"command": command, "version": __version__, "sha256": _sha256(path)})
@@ -264,7 +261,6 @@ def is_rapref_file(path: str | Path) -> bool:
 
 class RunFolder:
     """The one way a command writes a folder, the rule above in one object:
-
         with RunFolder(out, "diagnose", overwrite=cfg.overwrite, inputs=(cfg.scores,)) as run:
             write_results(run.path)          # load -> compute -> write; nothing else about the protocol
 
@@ -302,7 +298,6 @@ class RunFolder:
     def begin(self, settings: dict | None = None, launch: str | None = None) -> None:
         """Empty the folder where --overwrite asked for it (an earlier rapref output, replaced as asked), mark it begun
         (unfinished until this run ends) and record the launch, when given settings."""
-        from rapref.runs.launches import record_launch
 
         if self._empty and self.path.is_dir() and any(self.path.iterdir()):
             empty_output(self.path)
@@ -320,7 +315,6 @@ class RunFolder:
     def written_whole(self):
         """A folder written apart and put in place whole (an atomic rename), finished as it appears: yields the
         temporary folder to fill. For outputs that are rewritten entirely each run (augment)."""
-        from rapref.io import atomic_path
 
         with atomic_path(self.path, directory=True) as tmp:
             finish_output(tmp, self.command)
@@ -337,7 +331,6 @@ class RunFolder:
 
 class RunFile:
     """The same for a command that writes one file (generate, export, prompts, diagnose implicit-relabel):
-
         with RunFile(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts,)) as run:
             write_jsonl_atomic(run.path, rows)
 

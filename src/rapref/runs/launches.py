@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rapref.io import InputError
+from rapref.io import InputError, read_jsonl_prefix
+from rapref.provenance import provenance
 
 LAUNCHES = "launches.jsonl"
 
@@ -52,7 +53,6 @@ def launches(folder: str | Path) -> list[dict]:
     path = Path(folder) / LAUNCHES
     if not path.is_file():
         return []
-    from rapref.io import read_jsonl_prefix
 
     return read_jsonl_prefix(path)
 
@@ -73,7 +73,6 @@ def check_settings(folder: str | Path, settings: dict, free: tuple[str, ...], wh
 
 def record_launch(folder: str | Path, settings: dict, command: str) -> None:
     """Append this launch (settings, commit, package versions, time) to `folder/launches.jsonl`."""
-    from rapref.provenance import provenance
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rapref import __version__
 from rapref.goals import GoalSpec, goal_prompt
 from rapref.io import atomic_path
 from rapref.train.algorithms import ALGORITHMS
@@ -18,7 +19,6 @@ def model_card(cfg, spec: GoalSpec | None, result: dict | None = None, name: str
                path: str | None = None) -> str:
     """`name`: the title (a Hub id when pushed; default the folder's name). `path`: where the commands load the policy
     from: the folder it was saved at (default `cfg.output_dir`), or the Hub id when pushed."""
-    from rapref import __version__
 
     hub_id = name if name and "/" in name and not Path(name).exists() else None
     path = path or hub_id or str(cfg.output_dir)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rapref.train.packing_gate import known_head
 from rapref.train.token_logprobs import OUTPUTS, TokenLogProbs
 
 BRANCH_PROMPT, BRANCH_CHOSEN, BRANCH_REJECTED = 0, 1, 2
@@ -193,7 +194,6 @@ def fused_head_settings(fused_forward) -> dict | None:
     """The settings TRL's `add_fused_lm_head` closed over (outputs, temperature, logit scale, soft-capping, backbone
     attribute), read from the patched forward; None when they cannot be read, or when the head closes over anything
     rapref does not know (another TRL version, a transform rapref's head would not apply)."""
-    from rapref.train.packing_gate import known_head
 
     fn = getattr(fused_forward, "__func__", fused_forward)
     cells = dict(zip(getattr(getattr(fn, "__code__", None), "co_freevars", ()), getattr(fn, "__closure__", None) or ()))

@@ -24,18 +24,28 @@ import os
 import re
 from pathlib import Path
 
+from rapref.formats.dataset import augment_splits, read_split
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
-from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
-from rapref.models import load_model, load_tokenizer
-from rapref.runs.launches import check_settings
-from rapref.runs.folder import RunFolder
-from rapref.progress import say
+from rapref.io import (
+    InputError,
+    hub_offline,
+    looks_like_hub_id,
+    stat_fingerprint,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+from rapref.models import load_model, load_tokenizer, model_fingerprint
+from rapref.progress import interactive, quiet, say, trainer_callback
 from rapref.prompting import ensure_chat_template, is_conversation, to_trl_example
 from rapref.provenance import provenance
+from rapref.runs.folder import BEGUN, MARKER, RunFolder
+from rapref.runs.launches import check_settings
 from rapref.train.algorithms import ALGORITHMS
 from rapref.train.card import write_model_card
 from rapref.train.config import RAPREF_TRAINING_KEYS, TrainConfig, to_dict
+from rapref.train.cuda_defaults import choose, match_reference_kernels
 from rapref.train.lengths import fit_dataset
+from rapref.train.packing_gate import packing_refusal
 
 TRAIN_SETTINGS_FILE = "rapref_train.json"
 # recipe keys a resumed run may change: they change no step's arithmetic (where the output goes, logging, saving,
@@ -49,8 +59,6 @@ RESUME_FREE = ("output_dir", "model.name_or_path", "data.path", "training.loggin
 
 def run_settings(cfg: TrainConfig) -> dict:
     """What defines a training run: the resolved recipe and the content of its start model and data."""
-    from rapref.io import stat_fingerprint
-    from rapref.models import model_fingerprint
 
     return {**to_dict(cfg), "model_fingerprint": model_fingerprint(cfg.model.name_or_path),
             "data_fingerprint": stat_fingerprint(cfg.data.path)}
@@ -174,7 +182,6 @@ def _attach_artefacts(trainer, cfg: TrainConfig, spec: GoalSpec | None, tokenize
     periodic `step i/N, time left` lines."""
     from transformers import TrainerCallback
 
-    from rapref.progress import interactive, trainer_callback
 
     trainer.create_model_card = lambda *a, **k: write_model_card(Path(cfg.output_dir), cfg, spec, None,
                                                                  _hub_name(cfg))
@@ -311,7 +318,6 @@ def load_dataset_folder(path: str) -> dict:
     """
     import datasets
 
-    from rapref.formats.dataset import augment_splits, read_split
 
     folder = Path(path)
     if folder.is_file():
@@ -323,7 +329,6 @@ def load_dataset_folder(path: str) -> dict:
     if (folder / "dataset_dict.json").is_file() or (folder / "dataset_info.json").is_file():
         loaded = datasets.load_from_disk(str(folder))
         return {"train": loaded} if isinstance(loaded, datasets.Dataset) else dict(loaded)
-    from rapref.io import hub_offline, looks_like_hub_id
 
     if not folder.exists() and not looks_like_hub_id(path):
         raise InputError(f"{path}: no such dataset folder")
@@ -341,7 +346,6 @@ CHECKPOINT_DEFAULTS = {"save_strategy": "steps", "save_steps": 200, "save_total_
 
 def _cuda_defaults(cfg: TrainConfig, model):
     """rapref's CUDA defaults for this run (`rapref.train.cuda_defaults`), said in one line."""
-    from rapref.train.cuda_defaults import choose
 
     cuda = choose(cfg, model)
     if cuda.notices and int(os.environ.get("RANK", "0")) == 0:
@@ -353,7 +357,6 @@ def trl_args(cfg: TrainConfig, on_gpu: bool, chosen: dict | None = None):
     """Map our recipe onto the TRL config class; fp32 without checkpointing on CPU unless the recipe says otherwise;
     `chosen`: rapref's CUDA defaults (`rapref.train.cuda_defaults`), below anything the recipe sets."""
     algorithm = ALGORITHMS[cfg.algorithm.name]
-    from rapref.progress import interactive, quiet
 
     defaults = {"bf16": on_gpu, "gradient_checkpointing": on_gpu, "report_to": "none", "logging_steps": 1,
                 "use_cpu": not on_gpu, **CHECKPOINT_DEFAULTS,
@@ -386,7 +389,6 @@ def build_trainer(cfg: TrainConfig, args, model, tokenizer, splits):
     if not algorithm.packable:
         return trainer_class(**kwargs)
     trainer = _packed_or_padded(cfg, trainer_class, kwargs, model)
-    from rapref.train.cuda_defaults import match_reference_kernels
 
     match_reference_kernels(trainer)  # Liger on the policy: the reference runs on the same kernels
     return trainer
@@ -397,7 +399,6 @@ def _packed_or_padded(cfg: TrainConfig, trainer_class, kwargs: dict, model):
     import torch
 
     from rapref.train.packing import packed_heads
-    from rapref.train.packing_gate import packing_refusal
 
     reason = packing_refusal(model, cfg.training.get("packing"), on_gpu=torch.cuda.is_available())
     if reason is None:
@@ -436,7 +437,6 @@ def finished_run(out: Path) -> dict | None:
     or None when there is none to continue from. `--resume` on a finished run is a no-op: training it on would add
     an optimizer step past max_steps and rewrite the record, metrics and card each time. A folder another rapref
     command wrote is refused: it holds no training run to resume."""
-    from rapref.runs.folder import BEGUN, MARKER
 
     for marker in (MARKER, BEGUN):
         try:

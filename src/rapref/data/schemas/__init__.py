@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from rapref.io import InputError
 from rapref.data.schemas import pairs as _pairs  # noqa: F401  (registers pairs, ultrafeedback-binarized, argilla)
 from rapref.data.schemas import responses as _responses  # noqa: F401  (registers ultrafeedback, nectar, ...)
 from rapref.data.schemas.base import SCHEMAS, Drops, Loaded, SchemaOptions
+from rapref.io import InputError
 
 # Most specific first: `pairs` also matches the binarized layouts.
 DETECT_ORDER = ["ultrafeedback", "multi-sample", "nectar", "helpsteer2", "ultrafeedback-binarized", "argilla", "pairs"]

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rapref.data.schemas.base import ROLES, Drops, Loaded, SchemaOptions, is_messages
+from rapref.data.schemas.pairs import FLAT_LAYOUTS, maps_scores, score_columns_for
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
@@ -36,7 +37,6 @@ def load(table: pa.Table, schema: str, options: SchemaOptions, source: str, offs
          drops: Drops | None = None) -> Loaded | None:
     """Clean one split ("train") with Arrow kernels; None when the table is not of a form this module reads.
     A block of a longer file: `offset` is its first row's number, `drops` the file's counts so far."""
-    from rapref.data.schemas.pairs import FLAT_LAYOUTS, maps_scores, score_columns_for
 
     if schema not in FLAT_LAYOUTS or table.num_rows == 0:
         return None

@@ -17,9 +17,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from rapref.data.relabel import stable_hash
 from rapref.goals import format_score, scale_field
 from rapref.io import InputError, parse_score
-from rapref.data.relabel import stable_hash
 from rapref.settings import SettingError, check, comma_separated, setting
 
 ROLES = ("system", "user", "assistant", "tool")

@@ -6,10 +6,21 @@ Texts may be strings or chat message lists; chosen/rejected lists may repeat the
 
 from __future__ import annotations
 
+from rapref.data.schemas.base import (
+    Drops,
+    Loaded,
+    SchemaOptions,
+    check_messages,
+    check_score,
+    check_text,
+    clean_message,
+    is_messages,
+    normalise_splits,
+    register,
+    require_columns,
+)
 from rapref.io import InputError
 from rapref.progress import track
-from rapref.data.schemas.base import (Drops, Loaded, SchemaOptions, check_messages, check_score, check_text,
-        clean_message, is_messages, normalise_splits, register, require_columns)
 
 SCORE_COLUMN_CANDIDATES = [
     ("score_chosen", "score_rejected"),

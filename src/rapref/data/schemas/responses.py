@@ -16,11 +16,20 @@ from itertools import combinations
 
 import numpy as np
 
+from rapref.data.schemas.base import (
+    Drops,
+    Loaded,
+    SchemaOptions,
+    check_score,
+    check_text,
+    normalise_splits,
+    register,
+    require_columns,
+    seeded_choice,
+)
 from rapref.io import InputError, parse_score
 from rapref.progress import track
 from rapref.score_mapping import fit_score_mapping, identity_mapping  # noqa: F401 (their home: schemas.scores)
-from rapref.data.schemas.base import (Drops, Loaded, SchemaOptions, check_score, check_text, normalise_splits, register,
-        require_columns, seeded_choice)
 
 UF_ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 HS2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")

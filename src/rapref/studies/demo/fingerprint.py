@@ -19,8 +19,14 @@ import sys
 import time
 
 from rapref import dispatch
+from rapref.goals import goal_prompt
 from rapref.io import write_json_atomic
+from rapref.prompting import model_completion, model_input, prompt_ids, tokenize_pair
 from rapref.provenance import package_versions
+from rapref.studies.demo.run import DemoConfig
+from rapref.studies.demo.sft import sft_examples
+from rapref.studies.demo.world import WorldConfig, build_world, corpus, true_reward
+from rapref.tiny import tiny_model, train_symbol_tokenizer
 
 STEPS = 60
 SEED = 1
@@ -29,12 +35,6 @@ SEED = 1
 def run(seed: int = SEED, steps: int = STEPS) -> dict:
     import torch
 
-    from rapref.goals import goal_prompt
-    from rapref.prompting import model_completion, model_input, prompt_ids, tokenize_pair
-    from rapref.studies.demo.run import DemoConfig
-    from rapref.studies.demo.sft import sft_examples
-    from rapref.studies.demo.world import WorldConfig, build_world, corpus, true_reward
-    from rapref.tiny import tiny_model, train_symbol_tokenizer
 
     torch.set_num_threads(1)
     spec = DemoConfig().goal_spec()

