@@ -11,10 +11,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from rapref.data.schemas.responses import fit_score_mapping
 from rapref.goals import GoalSpec
 from rapref.models import check_lm_head_loaded, check_same_family, device, load_model, load_tokenizer
 from rapref.prompting import goal_prompt, response_text, tokenize_pair
+from rapref.score_mapping import fit_score_mapping
 from rapref.stats import summary
 
 
