@@ -29,14 +29,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rapref.data.augment import AugmentConfig
-from rapref.inference.sampler import SamplingConfig
-from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
-from rapref.io import InputError, read_jsonl, stat_fingerprint, write_json_atomic, write_jsonl_atomic
-from rapref.progress import say
+from rapref.data.augment import main as augment
 from rapref.data.relabel import MODES, RelabelOptions
 from rapref.data.schemas import SchemaOptions
+from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
+from rapref.inference.sampler import SamplingConfig
+from rapref.io import InputError, read_jsonl, stat_fingerprint, write_json_atomic, write_jsonl_atomic
+from rapref.judge.scorers import scorer_fingerprint
+from rapref.models import merge_lora, model_fingerprint
+from rapref.progress import say
 from rapref.settings import SettingError, at_least, check, comma_separated, each_in, like, nested, plain, setting
 from rapref.studies.harness import Stages, Study, generate_and_judge
+from rapref.train.config import load_config
+from rapref.train.run import main as train
 
 FREE_SETTINGS = ("iterations", "workers", "out", "overwrite")  # a rerun may change these (see the module docstring)
 
@@ -90,8 +95,6 @@ class OnPolicyConfig:
 
 def defining_settings(cfg: OnPolicyConfig) -> dict:
     """The settings and the content of the inputs that define the loop's stages (see the module docstring)."""
-    from rapref.judge.scorers import scorer_fingerprint
-    from rapref.models import model_fingerprint
 
     settings = plain(cfg)
     return {**settings, "policy_fingerprint": model_fingerprint(cfg.policy),
@@ -144,8 +147,6 @@ def full_policy(trained: Path, merged: Path, stages: Stages) -> Path:
         return trained
 
     def merge():
-        from rapref.models import merge_lora
-
         if merged.exists():
             import shutil
 
@@ -199,8 +200,6 @@ def multi_sample_rows(scored: list[dict]) -> list[dict]:
 
 
 def _augment(cfg: OnPolicyConfig, source: Path, out: Path, mode: str, seed: int) -> None:
-    from rapref.data.augment import main as augment
-
     say(f"  augment: {mode}")
     augment(AugmentConfig(source=str(source), out=str(out), schema="multi-sample", placement=cfg.placement,
                           relabel=replace(cfg.relabel, mode=mode, seed=seed), overwrite=True,
@@ -211,14 +210,11 @@ def train_config(cfg: OnPolicyConfig, policy: str | Path, data: Path, out: Path,
     """The `TrainConfig` of one iteration: the recipe and the user's overrides (text, read as `rapref train` reads
     them), then what the loop sets itself (the current policy, this iteration's pairs, its output folder and seed), set
     as typed values, never written out as text and read back."""
-    from rapref.train.config import load_config
 
     return load_config(cfg.recipe, cfg.overrides, values={"model.name_or_path": str(policy), "data.path": str(data),
                                                           "output_dir": str(out), "seed": seed})
 
 
 def _train(cfg: OnPolicyConfig, policy: str, data: Path, out: Path, seed: int) -> None:
-    from rapref.train.run import main as train
-
     say(f"  train: {data.name} pairs from {policy}")
     train(train_config(cfg, policy, data, out, seed), overwrite=True)  # an interrupted run of this stage is redone

@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from rapref.io import InputError
+from rapref.io import InputError, hub_offline
 from rapref.models import ModelArgs
-from rapref.settings import check_type, read_yaml as _yaml, read_yaml_file
+from rapref.settings import check_type, read_yaml_file
+from rapref.settings import read_yaml as _yaml
 from rapref.train.algorithms import ALGORITHMS, DPO_LOSSES
-
 
 # `training` keys rapref reads itself (never passed to TRL):
 # - packing: the packed, prompt-sharing DPO forward (rapref.train.packing). Unset: on for DPO on CPU where
@@ -162,8 +162,6 @@ def _check_integrations(training: dict) -> None:
             raise InputError(f"training.report_to={name}: the {package!r} package is not installed "
                              f"(pip install {package}), or use report_to=none")
     if training.get("push_to_hub"):
-        from rapref.io import hub_offline
-
         if hub_offline():
             raise InputError("training.push_to_hub=true but the Hugging Face hub cannot be reached (offline); "
                              "train without it and upload the folder later")

@@ -398,7 +398,7 @@ def _packed_or_padded(cfg: TrainConfig, trainer_class, kwargs: dict, model):
     """The DPO trainer with rapref's packed forward where the packing gate allows it, TRL's padded path otherwise."""
     import torch
 
-    from rapref.train.packing import packed_heads
+    from rapref.train.packing import packed_heads  # lazy: imports torch, which `rapref --help` never loads
 
     reason = packing_refusal(model, cfg.training.get("packing"), on_gpu=torch.cuda.is_available())
     if reason is None:

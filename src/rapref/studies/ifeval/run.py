@@ -29,12 +29,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rapref import dispatch
+from rapref.data.relabel import RelabelOptions
+from rapref.data.schemas import SchemaOptions
+from rapref.formats.dataset import augment_splits, read_split
+from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
+from rapref.inference.logprobs import LogProbModel, unlearning_probe
 from rapref.inference.sampler import SamplingConfig
-from rapref.io import read_jsonl, write_json_atomic
+from rapref.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from rapref.models import merge_lora, model_fingerprint
 from rapref.progress import say
-from rapref.settings import at_least, check, like, setting
+from rapref.settings import at_least, check, like, read_yaml, setting
 from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
 from rapref.studies.ifeval.design import ARMS, BY_NAME, SCORER
+from rapref.studies.ifeval.prompts import compose
+from rapref.studies.ifeval.report import write_report
+from rapref.studies.onpolicy import OnPolicyConfig, collect_pairs
+from rapref.train.config import load_config
+from rapref.train.run import main as train
 
 # settings a rerun may change in a finished run folder: they change no finished stage's files (workers give the same
 # texts; IFBench is an extra evaluation stage of its own)
@@ -100,7 +111,6 @@ def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
 def main(cfg: ExperimentConfig) -> dict:
     if "torch" not in sys.modules:  # the dispatch is read when torch loads; generation workers inherit it
         dispatch.apply(cfg.kernels)
-    from rapref.models import model_fingerprint
 
     if cfg.quick:
         cfg = quick_config(cfg)
@@ -117,8 +127,6 @@ def main(cfg: ExperimentConfig) -> dict:
 
 
 def _run(cfg: ExperimentConfig, out: Path) -> dict:
-    from rapref.studies.ifeval.report import write_report
-
     stages = Stages(out, progress=lambda name: say(f"rapref experiment: {name}"))
     stages.run("prompts", {"train": cfg.train_prompts, "test": cfg.test_prompts, "seed": cfg.seed},
                lambda: _prompts(cfg, out))
@@ -135,18 +143,11 @@ def _run(cfg: ExperimentConfig, out: Path) -> dict:
 
 
 def _prompts(cfg: ExperimentConfig, out: Path) -> None:
-    from rapref.studies.ifeval.prompts import compose
-    from rapref.io import write_jsonl_atomic
-
     for split, n in (("train", cfg.train_prompts), ("test", cfg.test_prompts)):
         write_jsonl_atomic(out / "prompts" / f"{split}.jsonl", compose(n, split, cfg.seed))
 
 
 def _pairs(cfg: ExperimentConfig, out: Path) -> None:
-    from rapref.data.relabel import RelabelOptions
-    from rapref.data.schemas import SchemaOptions
-    from rapref.studies.onpolicy import OnPolicyConfig, collect_pairs
-
     say("rapref experiment: on-policy pairs")
     collect_pairs(OnPolicyConfig(policy=cfg.model, prompts=str(out / "prompts" / "train.jsonl"), scorer=SCORER,
                                  recipe=None, out=str(out),
@@ -166,8 +167,6 @@ def train_config(cfg: ExperimentConfig, out: Path, arm: Arm):
     start, the arm's pairs, its folder and the seed. Every value is set as the typed value it is (the save
     strategy "no" stays the text "no"), never written out as text and read back; only a number the command line gave
     as text (`training.max_steps=3`) is read, once, as `rapref train` reads an override's value."""
-    from rapref.settings import read_yaml
-    from rapref.train.config import load_config
 
     training = {key: read_yaml(value) if _number_text(value) else value for key, value in cfg.training.items()}
     name = arm.name.split("@")[0]
@@ -177,8 +176,6 @@ def train_config(cfg: ExperimentConfig, out: Path, arm: Arm):
 
 
 def _train(cfg: ExperimentConfig, out: Path, stages: Stages, arm: Arm) -> Path:
-    from rapref.train.run import main as train
-
     name = arm.name.split("@")[0]
     folder, merged = out / "arms" / name, out / "arms" / f"{name}-merged"
     settings = {"data": arm.data, "overrides": _recorded(cfg.training), "seed": cfg.seed}
@@ -187,8 +184,6 @@ def _train(cfg: ExperimentConfig, out: Path, stages: Stages, arm: Arm) -> Path:
         return folder
 
     def merge():
-        from rapref.models import merge_lora
-
         merge_lora(folder, merged)  # generation and the probe load one full model
 
     stages.run(f"merge {name}", settings, merge, timing=f"train {name}")
@@ -222,8 +217,6 @@ def _generate(cfg: ExperimentConfig, out: Path, stages: Stages, model: Path, pro
 
 
 def _goal_file(model: Path) -> Path:
-    from rapref.goals import GOAL_SETTINGS_FILE
-
     return Path(model) / GOAL_SETTINGS_FILE
 
 
@@ -267,9 +260,6 @@ def _sweep(cfg: ExperimentConfig, out: Path, stages: Stages, model: Path) -> dic
 
 def _probe(cfg: ExperimentConfig, out: Path, models: dict) -> None:
     """Held-out pairs: change in log p, policy minus start, the start asked with the same goal as the policy."""
-    from rapref.formats.dataset import augment_splits, read_split
-    from rapref.inference.logprobs import LogProbModel, unlearning_probe
-    from rapref.goals import GoalSpec
 
     data = out / "pairs" / "data" / "original"
     pairs = read_split(data, "test").to_pylist() if "test" in augment_splits(data) else []  # tiny runs hold none
