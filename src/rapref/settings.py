@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -109,6 +110,24 @@ def _literal(text: str) -> str:
 
 def at_least(low: float) -> Callable:
     return lambda v: None if v >= low else f"must be at least {low:g}, got {v:g}"
+
+
+def expect(what: str, ok: Callable[[Any], bool]) -> Callable:
+    """A rule from a test and the words for what it accepts ("must be WHAT, got VALUE"); the test also sees values
+    a YAML file or Python gave, so it checks the type too.
+
+    >>> expect("a whole number of at least 1", whole(1))(2.5)
+    'must be a whole number of at least 1, got 2.5'
+    """
+    return lambda v: None if ok(v) else f"must be {what}, got {v!r}"
+
+
+def whole(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def each_in(choices) -> Callable:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rapref.io import InputError, write_json_atomic
 from rapref.runs.launches import changed
+from rapref.settings import spec_of
 from rapref.studies.demo.arms import ARMS, CLAIMS, DECODINGS, PRIMARY
 from rapref.studies.demo.grid_report import write_report
 from rapref.studies.demo.jobs import run_jobs
@@ -169,59 +170,27 @@ def _overrides(path, cell: str, overrides) -> dict:
             raise _fail(path, f"cell {cell!r}: {key} has no value")
         problem = _value_problem(key, value)
         if problem:
-            raise _fail(path, f"cell {cell!r}: {key}: {problem}, got {value!r}")
+            raise _fail(path, f"cell {cell!r}: {key} {problem}")
     return dict(overrides)
 
 
-_COUNT, _POSITIVE, _SHARE = ("a whole number of at least 1", "a finite number above 0", "a number from 0 to 1")
-_EPOCHS = "a number above 0 and at most 100"  # the demo trains 1-4 epochs; more is a typo, not an over-fitting regime
-# the range of every setting a cell may change (a world or model that cannot be built, or a number the report
-# cannot mean); names as in DemoConfig and WorldConfig
-RANGES = {
-    "world.n_train_prompts": _COUNT, "world.n_test_prompts": _COUNT, "world.letters": _COUNT,
-    "world.completions_per_prompt": "a whole number of at least 2", "world.generator_skills": "skills",
-    "world.shared_mistake": _SHARE, "world.judge_noise": "a finite number of 0 or more",
-    "world.judge_length_bias": "a finite number", "goal_style": "style", "start_goal_fraction": _SHARE,
-    "hidden_size": _COUNT, "num_layers": _COUNT, "sft_lr": _POSITIVE,
-    "extra_sft_lr": _POSITIVE, "dpo_lr": _POSITIVE, "relabeled_lr": _POSITIVE, "beta": _POSITIVE,
-    "batch_size": _COUNT, "sweep_goals": "goals", "sweep_prompts": _COUNT, "band": "a number from 1 to 10",
-    "dpo_epochs": _EPOCHS, "sft_epochs": _EPOCHS,
-}
-
-
 def _value_problem(key: str, value) -> str | None:
-    """What is wrong with a cell's `value` for `key`, or None.
+    """What is wrong with a cell's `value` for `key` (a DemoConfig field or world.FIELD), or None: the rule and
+    choices declared on the field itself (the same the command line and `--config` files meet).
 
     >>> _value_problem("world.judge_noise", -1), _value_problem("dpo_epochs", 3)
-    ('expected a finite number of 0 or more', None)
+    ('must be a finite number of 0 or more, got -1', None)
     """
-    import math
+    spec = spec_of(_FIELDS[key])
+    choices = spec.choices() if callable(spec.choices) else spec.choices
+    if choices and value not in choices:
+        return f"must be one of {', '.join(map(str, choices))}, got {value!r}"
+    if isinstance(value, list):
+        value = tuple(value)
+    return spec.rule(value) if spec.rule else None
 
-    rule = RANGES.get(key)
-    if rule is None:
-        return None
 
-    def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    if rule == "style":
-        return None if value in ("digits", "thermometer", "opaque") else "expected digits, thermometer or opaque"
-    if rule in ("skills", "goals"):
-        if not isinstance(value, list) or not value or not all(number(v) for v in value):
-            return "expected a non-empty list of finite numbers"
-        if rule == "skills" and not all(0 <= v <= 1 for v in value):
-            return "expected skills from 0 to 1"
-        if rule == "goals" and (len(value) < 2 or len(set(map(float, value))) != len(value)
-                                or not all(1 <= v <= 10 for v in value)):
-            return "expected at least two different goals from 1 to 10, each once"
-        return None
-    ok = {_COUNT: lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-          "a whole number of at least 2": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
-          _POSITIVE: lambda v: number(v) and v > 0, _SHARE: lambda v: number(v) and 0 <= v <= 1,
-          "a finite number of 0 or more": lambda v: number(v) and v >= 0, "a finite number": number,
-          "a number from 1 to 10": lambda v: number(v) and 1 <= v <= 10,
-          _EPOCHS: lambda v: number(v) and 0 < v <= 100}[rule]
-    return None if ok(value) else f"expected {rule}"
+_FIELDS = {**{f.name: f for f in fields(DemoConfig)}, **{f"world.{f.name}": f for f in fields(WorldConfig)}}
 
 
 def cell_config(grid: dict, name: str, out: Path, workers: int, quick: bool, kernels: str = "pinned") -> DemoConfig:

@@ -33,13 +33,22 @@ from rapref.inference.sampler import SamplingConfig
 from rapref.io import write_json_atomic, write_jsonl_atomic
 from rapref.prompting import instruction_text, response_text
 from rapref.provenance import git_hash
-from rapref.settings import at_least, check, comma_separated, nested, setting
+from rapref.settings import at_least, check, comma_separated, expect, finite, nested, setting
 from rapref.studies.demo.arms import ARMS, BY_NAME, DECODINGS, FAMILIES, PRIMARY, SWEPT, Decoding
 from rapref.studies.demo.arms import folder as arm_folder
 from rapref.studies.demo.jobs import run_seeds
 from rapref.studies.demo.report import write_report
 from rapref.studies.demo.sft import run_sft, sft_examples
-from rapref.studies.demo.world import WorldConfig, build_world, corpus, judge_agreement, true_reward, well_formed
+from rapref.studies.demo.world import (
+    COUNT,
+    SHARE,
+    WorldConfig,
+    build_world,
+    corpus,
+    judge_agreement,
+    true_reward,
+    well_formed,
+)
 from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
 from rapref.tiny import tiny_model, train_symbol_tokenizer
 from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
@@ -51,6 +60,12 @@ FREE_SETTINGS = ("workers", "out")  # a rerun may change these: seeds run in par
 QUICK_OUT = "runs/demo-quick"  # --quick's run folder when --out is not given (never a full run's folder)
 WORLD = "the world (probe where an effect appears or vanishes)"  # --help sections
 TRAINING = "training (defaults chosen by --select-hparams)"
+POSITIVE = expect("a finite number above 0", lambda v: finite(v) and v > 0)
+# the demo trains 1-4 epochs; more is a typo, not an over-fitting regime
+EPOCHS = expect("a number above 0 and at most 100", lambda v: finite(v) and 0 < v <= 100)
+SWEEP_GOALS = expect("at least two different goals from 1 to 10, each once",
+                     lambda v: isinstance(v, (list, tuple)) and len(v) >= 2 and all(finite(g) and 1 <= g <= 10 for g in v)
+                     and len(set(map(float, v))) == len(v))
 
 
 @dataclass
@@ -62,25 +77,29 @@ class DemoConfig:
     world: WorldConfig = nested(WorldConfig, group=WORLD)
     goal_style: str = setting("digits", "how the goal looks to the model", choices=STYLES, group=WORLD)
     start_goal_fraction: float = setting(0.75, "share of the start's SFT examples that carry their judge score as a "
-                                               "goal (0: the start never saw goals)", group=WORLD)
-    hidden_size: int = setting(96, "model width", flag=False)
-    num_layers: int = setting(3, "transformer layers", flag=False)
-    sft_epochs: float = setting(4.0, "epochs of the start's SFT", flag=False)
-    sft_lr: float = setting(3e-3, "learning rate of the start's SFT", flag=False)
+                                               "goal (0: the start never saw goals)", group=WORLD, rule=SHARE)
+    hidden_size: int = setting(96, "model width", flag=False, rule=COUNT)
+    num_layers: int = setting(3, "transformer layers", flag=False, rule=COUNT)
+    sft_epochs: float = setting(4.0, "epochs of the start's SFT", flag=False, rule=EPOCHS)
+    sft_lr: float = setting(3e-3, "learning rate of the start's SFT", flag=False, rule=POSITIVE)
     # learning rates per family, chosen by `rapref demo --select-hparams` (docs/demo-hparam-selection.json)
-    extra_sft_lr: float = setting(3e-3, "the +1 SFT epoch arms", group=TRAINING)
-    dpo_lr: float = setting(1e-4, "DPO and DPO-duplicated arms", group=TRAINING)
-    relabeled_lr: float = setting(3e-5, "relabeled, half-relabeled and positive-copies arms", group=TRAINING)
-    beta: float = setting(0.1, "DPO beta of every preference arm (TRL's default)", group=TRAINING)
-    batch_size: int = setting(32, "training batch size", flag=False)
-    sweep_goals: tuple[float, ...] = setting((1, 2, 3, 4, 5, 6, 7, 8, 9, 10), "goals of the sweeps", flag=False)
-    sweep_prompts: int = setting(200, "held-out prompts per goal in the sweeps (one sample each, T 0.7)", flag=False)
-    band: float = setting(8.0, "\"high-quality\" responses: judged score >= band (unlearning probe)", flag=False)
+    extra_sft_lr: float = setting(3e-3, "the +1 SFT epoch arms", group=TRAINING, rule=POSITIVE)
+    dpo_lr: float = setting(1e-4, "DPO and DPO-duplicated arms", group=TRAINING, rule=POSITIVE)
+    relabeled_lr: float = setting(3e-5, "relabeled, half-relabeled and positive-copies arms", group=TRAINING,
+                                  rule=POSITIVE)
+    beta: float = setting(0.1, "DPO beta of every preference arm (TRL's default)", group=TRAINING, rule=POSITIVE)
+    batch_size: int = setting(32, "training batch size", flag=False, rule=COUNT)
+    sweep_goals: tuple[float, ...] = setting((1, 2, 3, 4, 5, 6, 7, 8, 9, 10), "goals of the sweeps", flag=False,
+                                             rule=SWEEP_GOALS)
+    sweep_prompts: int = setting(200, "held-out prompts per goal in the sweeps (one sample each, T 0.7)", flag=False,
+                                 rule=COUNT)
+    band: float = setting(8.0, "\"high-quality\" responses: judged score >= band (unlearning probe)", flag=False,
+                          rule=expect("a number from 1 to 10", lambda v: finite(v) and 1 <= v <= 10))
     workers: int = setting(2, "seeds trained in parallel, one thread each", rule=at_least(1))
     quick: bool = setting(False, "a smoke run of every stage in under a minute; its numbers mean nothing (no "
                                  "verdicts)")
     dpo_epochs: float = setting(1.0, "epochs of every DPO arm (the grid's over-fitting regime trains longer)",
-                                flag=False)
+                                flag=False, rule=EPOCHS)
     arms: tuple[str, ...] = setting((), "a subset of the arms table (names); empty: every arm", flag=False)
     decodings: tuple[str, ...] = setting((), "a subset of the decodings (names); empty: every decoding", flag=False)
     kernels: str = dispatch.kernels_setting()

@@ -27,27 +27,37 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rapref.prompting import instruction_text
-from rapref.settings import comma_separated, setting
+from rapref.settings import check, comma_separated, expect, finite, setting, whole
 from rapref.stats import spearman
 
+COUNT = expect("a whole number of at least 1", whole(1))
+SHARE = expect("a number from 0 to 1", lambda v: finite(v) and 0 <= v <= 1)
 ALPHABET = "abcdefghijkl"
 MISCONCEPTIONS = (("b", "c"), ("d", "e"), ("g", "h"), ("j", "k"))  # (x, y): the ideal order is x y, the shared mistake y x
 
 
 @dataclass
 class WorldConfig:
-    n_train_prompts: int = setting(1500, "training prompts per seed", flag="train-prompts")
-    n_test_prompts: int = setting(600, "held-out prompts per seed", flag="test-prompts")
-    letters: int = setting(5, "letters per prompt", flag=False)
-    completions_per_prompt: int = setting(4, "completions in the pool per prompt", flag=False)
+    n_train_prompts: int = setting(1500, "training prompts per seed", flag="train-prompts", rule=COUNT)
+    n_test_prompts: int = setting(600, "held-out prompts per seed", flag="test-prompts", rule=COUNT)
+    letters: int = setting(5, "letters per prompt", flag=False, rule=COUNT)
+    completions_per_prompt: int = setting(4, "completions in the pool per prompt", flag=False,
+                                          rule=expect("a whole number of at least 2", whole(2)))
     generator_skills: tuple[float, ...] = setting(
         (0.99, 0.97, 0.95, 0.9, 0.8, 0.6, 0.4, 0.15), "generator skills (probability of keeping each letter), "
-        "comma-separated", flag="pool", parse=comma_separated(float))
-    shared_mistake: float = setting(0.6, "probability that a generator makes the shared mistake on a hard item")
-    judge_noise: float = setting(1.0, "judge noise: the standard deviation of its Gaussian noise, in score points")
+        "comma-separated", flag="pool", parse=comma_separated(float),
+        rule=expect("a non-empty list of skills from 0 to 1", lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                    and all(finite(x) and 0 <= x <= 1 for x in v)))
+    shared_mistake: float = setting(0.6, "probability that a generator makes the shared mistake on a hard item",
+                                    rule=SHARE)
+    judge_noise: float = setting(1.0, "judge noise: the standard deviation of its Gaussian noise, in score points",
+                                 rule=expect("a finite number of 0 or more", lambda v: finite(v) and v >= 0))
     judge_length_bias: float = setting(0.0, "score points the judge adds per letter beyond the ideal length (a "
-                                            "systematic bias)")
+                                            "systematic bias)", rule=expect("a finite number", finite))
     seed: int = setting(0, "the world's seed (the demo sets it per evaluation seed)", flag=False)
+
+    def __post_init__(self):
+        check(self)
 
 
 @dataclass
