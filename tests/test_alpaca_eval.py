@@ -249,6 +249,42 @@ def test_a_hosted_judges_config_reads_the_key_alpaca_eval_reads_and_writes_none(
     assert [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()] == []
 
 
+def test_a_judges_key_is_read_from_the_variable_named_by_api_key_env_and_only_its_name_is_written(tmp_path, capsys,
+                                                                                                  monkeypatch):
+    """`--api-key-env NAME`, as `rapref judge` takes it: rapref asks the model list with NAME's key (refused at once
+    while NAME is unset), and the client alpaca_eval builds from client.yaml (as alpaca_eval builds it) sends that
+    key; client.yaml holds NAME, never the key."""
+    import yaml
+    from alpaca_eval import utils
+
+    from rapref.cli import main as cli
+    from rapref.judge import alpaca_eval_judge
+    from tests.standin_server import FaultyServer
+
+    key = "sk-judge-0c4f2a9e7b1d3f5a6e8c"
+    monkeypatch.setattr(alpaca_eval_judge, "_local", lambda url: False)  # the stand-in on 127.0.0.1, as if hosted
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("MY_JUDGE_KEY", raising=False)
+    with FaultyServer("judge", require_key=key) as server:
+        argv = ["alpaca-eval-judge", server.url, "--out", str(tmp_path / "cfg"), "--api-key-env", "MY_JUDGE_KEY"]
+        capsys.readouterr()
+        assert cli(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "api key env MY_JUDGE_KEY: the environment variable is unset" in err[0], err
+        assert server.authorizations == []  # refused before any request
+        monkeypatch.setenv("MY_JUDGE_KEY", key)
+        assert cli(argv) == 0
+        assert server.authorizations == [f"Bearer {key}"]
+    client_path = tmp_path / "cfg" / "rapref_pairwise" / "client.yaml"
+    assert yaml.safe_load(client_path.read_text()) == {"default": [{
+        "base_url": server.url, "client_class": "rapref.judge.alpaca_eval_judge.openai_client",
+        "api_key_env": "MY_JUDGE_KEY"}]}
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()] == []
+    clients = utils.get_all_clients(client_path, model_name="judge", default_client_class="openai.OpenAI",
+                                    get_backwards_compatible_configs=lambda **_: [])
+    assert len(clients) == 1 and clients[0].api_key == key and str(clients[0].base_url).rstrip("/") == server.url
+
+
 @pytest.mark.parametrize("reply, theirs, ours", [
     ("Output (a)", [1], 1),
     ("Output (b)", [2], 2),

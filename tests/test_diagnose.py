@@ -91,3 +91,22 @@ def test_no_result_is_written_with_a_non_finite_number(tmp_path):
     refuse_non_finite({"curve": [{"mean": 1.0, "stderr": None}]}, "s")
     with pytest.raises(InputError, match=r"s: the curve\[1\].mean is inf, not a finite number"):
         refuse_non_finite({"curve": [{"mean": 1.0}, {"mean": math.inf}]}, "s")
+
+
+def test_a_judge_folder_is_read_through_the_scores_format(tmp_path, capsys):
+    """`--scores` takes a `rapref judge` folder as well as its scores.jsonl: both are read by `rapref.formats.scores`,
+    the module the judge writes them with."""
+    from rapref.formats.scores import read_aggregate, read_scores, write_aggregate, write_scores
+
+    folder = tmp_path / "judge"
+    folder.mkdir()
+    write_scores(folder, sweep_rows())
+    write_aggregate(folder, {"n": 12})
+    assert read_scores(folder) == read_scores(folder / "scores.jsonl") == sweep_rows()
+    assert read_aggregate(folder) == {"n": 12}
+    assert cli(["diagnose", "controllability", "--scores", str(folder), "--out", str(tmp_path / "d")]) == 0
+    assert json.loads((tmp_path / "d" / "controllability.json").read_text())["n"] == 12
+    capsys.readouterr()
+    assert cli(["diagnose", "controllability", "--scores", str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no such scores file" in err, err

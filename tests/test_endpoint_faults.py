@@ -161,9 +161,9 @@ def test_retries_end_within_the_retry_time(tmp_path, capsys, tiny_model_dir, pro
             assert 3 <= server.posts <= 7, (asked, server.posts)  # 0.05 s doubling within 1 s: about 5, not 1000
     one_line_error(capsys, generate(tiny_model_dir, prompts, f"http://127.0.0.1:{serving.free_port()}/v1",
                                     tmp_path / "g.jsonl"), "no server answers")  # a first contact: at once
-    for flags, needle in ((["--request-timeout", "0"], "request timeout must be"),
-                          (["--connect-timeout", "nan"], "connect timeout must be"),
-                          (["--retry-time", "-1"], "retry time must be"),
+    for flags, needle in ((["--request-timeout", "0"], "--request-timeout must be a number of seconds above 0"),
+                          (["--connect-timeout", "nan"], "--connect-timeout must be a finite number of seconds"),
+                          (["--retry-time", "-1"], "--retry-time must be a number of seconds above 0 (or 0)"),
                           (["--request-timeout", "1e12"], "at most 86400"),
                           (["--connect-timeout", "1e12"], "at most 86400")):
         one_line_error(capsys, generate(tiny_model_dir, prompts, "http://127.0.0.1:1/v1", tmp_path / "g.jsonl",

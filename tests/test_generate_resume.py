@@ -99,5 +99,5 @@ def test_two_single_thread_workers_give_the_texts_of_one_process(tmp_path, tiny_
 def test_workers_must_be_positive(tmp_path, tiny_model_dir):
     from rapref.io import InputError
 
-    with pytest.raises(InputError, match="--workers"):
+    with pytest.raises(InputError, match=r"^workers must be at least 1, got 0$"):  # from Python: the field's name
         config(tiny_model_dir, write_prompts(tmp_path / "p.jsonl", 1), tmp_path / "g.jsonl", workers=0)

@@ -107,7 +107,7 @@ def test_an_unset_empty_or_misnamed_key_variable_is_refused_before_any_request(t
         for given in (KEY, "openai_api_key", "MY-KEY"):  # a key pasted in the name's place is not repeated
             argv = judge(gens, server.url, tmp_path / "c")
             argv[argv.index(VAR)] = given
-            err = one_line_error(capsys, argv, "expected the NAME of an environment variable")
+            err = one_line_error(capsys, argv, "--api-key-env must be the NAME of an environment variable")
             assert given not in err
         argv = judge(gens, server.url, tmp_path / "d")
         argv[argv.index("--scorer") + 1] = "constraints"  # no server to send a key to

@@ -198,3 +198,160 @@ def test_positionals_with_choices_and_a_list_of_overrides():
     assert from_args(Export, parser.parse_args(["mt-bench"])).config.rest == []
     with pytest.raises(SystemExit, match="invalid choice"):
         parser.parse_args(["arena"])
+
+
+# --- the commands built on rapref.settings: generate, judge, diagnose, export, alpaca-eval-judge ---------------------
+
+COMMANDS = ("generate", "judge", "diagnose", "export", "alpaca-eval-judge")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_commands_help_shows_a_default_for_every_optional_flag_taking_a_value(command):
+    """In the text `rapref COMMAND --help` prints: every optional flag that takes a value ends its help with
+    "(default: ...)", the dataclass's default or "none"."""
+    from rapref.cli import build_parser
+
+    parser = build_parser()[0]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    text = sub.format_help()
+    flags = [a for a in sub._actions if a.option_strings and a.nargs != 0 and not a.required
+             and a.help is not argparse.SUPPRESS]
+    assert flags
+    for action in flags:  # compared without spaces: --help wraps lines, after a hyphen too
+        help_text = action.help.replace("%%", "%")
+        assert "".join(help_text.split()) in "".join(text.split()), (command, action.option_strings)
+        assert "(default: " in help_text, (command, action.option_strings, help_text)
+
+
+def test_generates_flags_keep_their_names_and_build_the_nested_configs():
+    from rapref.cli import build_parser
+    from rapref.commands.generate import config_from_args
+
+    args = build_parser()[0].parse_args([
+        "generate", "m", "--prompts", "p.jsonl", "--out", "o.jsonl", "--max-new-tokens", "9", "--temperature", "0",
+        "--top-p", "0.5", "--num-samples", "2", "--seed", "3", "--batch-size", "4", "--endpoint",
+        "http://127.0.0.1:1/v1", "--connect-timeout", "2", "--request-timeout", "30", "--retry-time", "0",
+        "--api-key-env", "MY_KEY", "--concurrency", "3", "--goals", "1,5"])
+    cfg = config_from_args(args)
+    assert (cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.num_samples,
+            cfg.sampling.seed, cfg.sampling.batch_size) == (9, 0.0, 0.5, 2, 3, 4)
+    assert (cfg.network.connect_timeout, cfg.network.request_timeout, cfg.network.retry_time,
+            cfg.network.api_key_env) == (2.0, 30.0, 0.0, "MY_KEY")
+    assert cfg.goals == (1.0, 5.0) and cfg.requests_in_flight == 3
+    plain = config_from_args(build_parser()[0].parse_args(["generate", "m", "--prompts", "p", "--out", "o"]))
+    assert plain.sampling == type(plain.sampling)() and plain.requests_in_flight == 8 and plain.network.given() == []
+
+
+@pytest.mark.parametrize("build, needle", [
+    (lambda: __import__("rapref.inference.sampler").inference.sampler.SamplingConfig(temperature=-1),
+     r"^temperature must be 0 \(greedy\) or from 0.01 to 100"),
+    (lambda: __import__("rapref.inference.sampler").inference.sampler.SamplingConfig(top_p=0),
+     r"^top_p must lie in \(0, 1\], got 0$"),
+    (lambda: __import__("rapref.inference.sampler").inference.sampler.SamplingConfig(max_new_tokens=0),
+     r"^max_new_tokens must be at least 1, got 0$"),
+    (lambda: __import__("rapref.inference.serving").inference.serving.NetworkConfig(request_timeout=float("inf")),
+     r"^request_timeout must be a finite number of seconds, got inf$"),
+    (lambda: __import__("rapref.inference.serving").inference.serving.NetworkConfig(api_key_env="sk-secret"),
+     r"^api_key_env must be the NAME of an environment variable"),
+    (lambda: _config("rapref.generate.run", "GenerateConfig", model="m", prompts="p", out="o", limit=-1),
+     r"^limit must be at least 1 \(leave it out for every prompt\), got -1$"),
+    (lambda: _config("rapref.generate.run", "GenerateConfig", model="m", prompts="p", out="o", concurrency=0),
+     r"^concurrency must be at least 1, got 0$"),
+    (lambda: _config("rapref.generate.run", "GenerateConfig", model="m", prompts="p", out="o", concurrency=4),
+     r"^concurrency is for sampling through a server; give endpoint URL$"),
+    (lambda: _config("rapref.judge.run", "JudgeConfig", generations="g", scorer="constraints", out="o",
+                     judge_model="x"), r"^judge_model is for the LLM judges \(scorers llm-judge:URL"),
+    (lambda: _config("rapref.judge.run", "JudgeConfig", generations="g", scorer="constraints", out="g"),
+     r"^out g is the generations file of this run"),
+    (lambda: _config("rapref.diagnose.run", "DiagnoseConfig", kind="accuracy", out="o", policy="p", reference="r",
+                     data="d", beta=0), r"^beta must be above 0, got 0$"),
+    (lambda: _config("rapref.diagnose.run", "DiagnoseConfig", kind="controllability", out="o", scores="s",
+                     limit=3), r"^limit is not read by diagnose controllability"),
+    (lambda: _config("rapref.diagnose.run", "DiagnoseConfig", kind="sweep", out="o"),
+     r"^kind must be one of unlearning, accuracy, controllability, implicit-relabel, got 'sweep'$"),
+    (lambda: _config("rapref.export.run", "ExportConfig", format="mt-bench", source="g"),
+     r"^export mt-bench needs out"),
+    (lambda: _config("rapref.export.run", "ExportConfig", format="mt-bench", source="g", out="o",
+                     goal=float("nan")), r"^goal must be a finite number, got nan$"),
+    (lambda: _config("rapref.judge.alpaca_eval_judge", "AlpacaEvalJudgeConfig", url="http://x/v1", out="o",
+                     api_key_env="openai_key"), r"^api_key_env must be the NAME"),
+], ids=["temperature", "top-p", "max-new-tokens", "request-timeout", "api-key-env", "limit", "concurrency",
+        "concurrency-without-endpoint", "judge-model", "judge-out", "beta", "diagnose-limit", "kind", "export-out",
+        "goal", "ae-api-key-env"])
+def test_from_python_each_commands_rules_name_the_field(build, needle):
+    with pytest.raises(InputError, match=needle):
+        build()
+
+
+def _config(module: str, name: str, **values):
+    import importlib
+
+    return getattr(importlib.import_module(module), name)(**values)
+
+
+def test_from_a_file_a_rule_names_the_key(tmp_path):
+    """A file of a command's settings (`load`, as a study reads one): the key as written, nested or dotted."""
+    from rapref.generate.run import GenerateConfig
+    from rapref.judge.run import JudgeConfig
+
+    path = tmp_path / "gen.yaml"
+    path.write_text("model: m\nprompts: p\nout: o\nsampling:\n  temperature: -1\n")
+    with pytest.raises(InputError, match=r"gen.yaml: sampling.temperature must be 0 \(greedy\)"):
+        load(GenerateConfig, path)
+    path.write_text("model: m\nprompts: p\nout: o\nnetwork.request_timeout: .inf\nendpoint: http://127.0.0.1:1/v1\n")
+    with pytest.raises(InputError, match=r"gen.yaml: network.request_timeout must be a finite number of seconds"):
+        load(GenerateConfig, path)
+    path.write_text("generations: g\nscorer: constraints\nout: o\nnetwork: {api_key_env: MY_KEY}\n")
+    with pytest.raises(InputError, match=r"gen.yaml: network.api_key_env is for the LLM judges \(scorers "
+                                         r"llm-judge:URL"):
+        load(JudgeConfig, path)
+    assert load(GenerateConfig, None, model="m", prompts="p", out="o", **{"sampling.top_p": 0.5}).sampling.top_p == 0.5
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["generate", "M", "--prompts", "P", "--out", "O", "--temperature", "-1"], "--temperature must be 0 (greedy)"),
+    (["generate", "M", "--prompts", "P", "--out", "O", "--top-p", "0"], "--top-p must lie in (0, 1], got 0"),
+    (["generate", "M", "--prompts", "P", "--out", "O", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
+    (["generate", "M", "--prompts", "P", "--out", "O", "--limit", "-1"], "--limit must be at least 1"),
+    (["generate", "M", "--prompts", "P", "--out", "O", "--endpoint", "http://127.0.0.1:1/v1", "--concurrency", "0"],
+     "--concurrency must be at least 1, got 0"),
+    (["generate", "M", "--prompts", "P", "--out", "O", "--endpoint", "http://127.0.0.1:1/v1", "--request-timeout",
+      "inf"], "--request-timeout must be a finite number of seconds, got inf"),
+    (["generate", "M", "--prompts", "P", "--out", "O", "--request-timeout", "30"],
+     "--request-timeout is for sampling through a server; give --endpoint URL"),
+    (["generate", "M", "--prompts", "P", "--out", "P", "--no-goal"], "P: is the input of this command"),
+    (["judge", "G", "--scorer", "constraints", "--out", "J", "--request-timeout", "inf"],
+     "--request-timeout must be a finite number of seconds, got inf"),
+    (["judge", "G", "--scorer", "constraints", "--out", "J", "--judge-model", "x"], "--judge-model is for the LLM "
+                                                                                    "judges (scorers llm-judge:URL"),
+    (["judge", "G", "--scorer", "constraints", "--out", "G"], "--out G is the generations file of this run"),
+    (["diagnose", "accuracy", "--out", "D", "--policy", "p", "--reference", "r", "--data", "d", "--limit", "-1"],
+     "--limit must be at least 1"),
+    (["diagnose", "accuracy", "--out", "D", "--policy", "p", "--reference", "r", "--data", "d", "--beta", "0"],
+     "--beta must be above 0, got 0"),
+    (["diagnose", "accuracy", "--out", "D", "--policy", "p", "--reference", "r"],
+     "diagnose accuracy needs --policy, --reference and --data"),
+    (["diagnose", "controllability", "--scores", "G", "--out", "D", "--dpo", "x"],
+     "--dpo is not read by diagnose controllability (it is for unlearning)"),
+    (["diagnose", "controllability", "--scores", "G", "--out", "G"], "--out G is the --scores input of this run"),
+    (["export", "mt-bench", "G", "--out", "G"], "G: is the input of this command"),
+    (["export", "mt-bench", "G"], "export mt-bench needs --out"),
+    (["export", "mt-bench", "G", "--out", "O", "--goal", "inf"], "--goal must be a finite number, got inf"),
+    (["export", "lm-eval", "M", "--out", "O"], "it writes no file and counts no tokens: leave out --out"),
+    (["alpaca-eval-judge", "http://127.0.0.1:1/v1", "--out", "A", "--api-key-env", "sk-secret-1234"],
+     "--api-key-env must be the NAME of an environment variable"),
+    (["alpaca-eval-judge", "http://127.0.0.1:1/v1", "--out", "A", "--judge-template", "T"],
+     "--judge-template T: no such file"),
+], ids=lambda v: " ".join(v[:1] + v[-2:]) if isinstance(v, list) else None)
+def test_what_a_hurried_user_types_is_one_clear_line_naming_the_flag(tmp_path, monkeypatch, capsys, argv, needle):
+    from rapref.cli import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("P", "G"):
+        (tmp_path / name).write_text('{"prompt_id": "a", "prompt": "Hi", "text": "x", "score": 1}\n')
+    capsys.readouterr()
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
+    assert "sk-secret" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["G", "P"]  # nothing written

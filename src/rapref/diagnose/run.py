@@ -16,30 +16,87 @@ from pathlib import Path
 
 
 from rapref.formats.prompts import load_prompts
+from rapref.formats.scores import read_scores, scores_path
+from rapref.goals import GOAL_SETTINGS_FILE, format_score, scale_field
+from rapref.inference.logprobs import (LogProbModel, implicit_relabel_rows, implicit_reward_accuracy,
+        implicit_rewards, unlearning_probe)
+from rapref.inference.sampler import finite_number, whole_number
+from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
 from rapref.models import model_goal_spec
-from rapref.goals import GOAL_SETTINGS_FILE
-from rapref.io import InputError, read_jsonl, write_json_atomic, write_jsonl_atomic
-from rapref.runs.folder import RunFile, RunFolder
 from rapref.reports import markdown_table, save_figure, write_text_atomic
-from rapref.stats import spearman, summary
+from rapref.runs.folder import RunFile, RunFolder
+from rapref.settings import SettingError, check, setting
+from rapref.stats import Undefined, spearman, summary
+
+
+def _braces(text: str) -> str:
+    """Text put into a SettingError's template as it is (a path may hold braces)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+KINDS = ("unlearning", "accuracy", "controllability", "implicit-relabel")
+# the settings each diagnosis reads (besides kind, out and overwrite); any other one given is refused, never ignored
+READS = {"controllability": ("scores", "score_range"),
+         "accuracy": ("policy", "reference", "data", "split", "beta", "limit"),
+         "unlearning": ("policy", "reference", "dpo", "data", "split", "band", "limit"),
+         "implicit-relabel": ("policy", "reference", "data", "split", "beta", "scale", "limit")}
+
+
+def _limit(value) -> str | None:
+    problem = whole_number(1)(value)
+    return problem and problem.replace("at least 1", "at least 1 (leave it out for every pair)")
+
+
+def _scale_text(scale) -> str:
+    return f"{format_score(scale[0])}-{format_score(scale[1])}"
 
 
 @dataclass
 class DiagnoseConfig:
-    kind: str  # unlearning, accuracy, controllability, implicit-relabel
-    out: str
-    policy: str | None = None
-    reference: str | None = None
-    dpo: str | None = None  # a plain-DPO policy to compare in the unlearning probe
-    data: str | None = None  # augment folder (test split) or pairs file
-    split: str = "test"
-    scores: str | None = None  # controllability: judged goal sweep
-    beta: float = 0.1
-    band: float = 5.0  # unlearning: score threshold of "high-quality" responses (the paper: >= 5 of 10)
-    scale: tuple[float, float] = (1, 10)  # implicit-relabel: goal scale
-    score_range: tuple[float, float] | None = None  # controllability: the scorer's range (plot axis, clipping)
-    limit: int | None = None
-    overwrite: bool = False
+    """What `rapref diagnose KIND` measures (its flags are derived from these fields, `rapref.settings`); each kind
+    reads the settings `READS` names."""
+
+    kind: str = setting(help="what to measure", positional=True, choices=KINDS)
+    out: str = setting(help="output folder (a JSONL file for implicit-relabel)")
+    policy: str | None = setting(None, "goal-conditioned policy folder (implicit-relabel: the DPO policy)")
+    reference: str | None = setting(None, "the start (SFT / reference) model folder")
+    dpo: str | None = setting(None, "unlearning: a plain-DPO policy to compare")
+    data: str | None = setting(None, "held-out pairs: a `rapref augment` folder or a pairs file")
+    split: str = setting("test", "split of an augment folder")
+    scores: str | None = setting(None, "controllability: a judged goal sweep (a `rapref judge` folder or its "
+                                       "scores.jsonl)")
+    beta: float = setting(0.1, "accuracy, implicit-relabel: implicit reward scale",
+                          rule=finite_number(lambda b: b > 0, "be above 0"))
+    band: float = setting(5.0, "unlearning: high-quality threshold (score >= band)", rule=finite_number())
+    scale: tuple[float, float] = setting((1.0, 10.0), "implicit-relabel: goal scale LOW-HIGH", parse=scale_field,
+                                         show=_scale_text)
+    score_range: tuple[float, float] | None = setting(
+        None, "controllability: the scorer's range LOW-HIGH, e.g. 0-1 (plot axis and interval clipping)",
+        parse=scale_field, show=_scale_text, shown="unbounded")
+    limit: int | None = setting(None, "first N pairs only", rule=_limit, shown="every pair")
+    overwrite: bool = setting(False, "replace an output that rapref diagnose wrote")
+
+    def __post_init__(self):
+        for name in ("scale", "score_range"):  # a pair from Python, read as the command line reads it
+            if getattr(self, name) is not None:
+                setattr(self, name, scale_field(getattr(self, name)))
+        check(self)
+        for name in ("scores", "data", "policy", "reference", "dpo"):
+            if getattr(self, name) and Path(getattr(self, name)).resolve() == Path(self.out).resolve():
+                raise SettingError(f"{{}} {_braces(self.out)} is the {{}} input of this run; give the output a path "
+                                   "of its own", "out", name)
+        defaults = DiagnoseConfig.__dataclass_fields__
+        for name in ("policy", "reference", "dpo", "data", "split", "scores", "beta", "band", "scale", "score_range",
+                     "limit"):
+            if name not in READS[self.kind] and getattr(self, name) != defaults[name].default:
+                readers = [k for k, names in READS.items() if name in names]
+                raise SettingError(f"{{}} is not read by diagnose {self.kind} (it is for {', '.join(readers)})",
+                                   name)
+        if self.kind == "controllability" and not self.scores:
+            raise SettingError("diagnose controllability needs {} (a judged goal sweep: a `rapref judge` folder or its "
+                               "scores.jsonl)", "scores")
+        if self.kind != "controllability" and not (self.policy and self.reference and self.data):
+            raise SettingError(f"diagnose {self.kind} needs {{}}, {{}} and {{}}", "policy", "reference", "data")
 
 
 def controllability(rows: list[dict], source: str = "scores", score_range: tuple[float, float] | None = None) -> dict:
@@ -52,8 +109,6 @@ def controllability(rows: list[dict], source: str = "scores", score_range: tuple
     that are all the same have no rank correlation: refused with that reason, never written as NaN.
     """
     import math
-
-    from rapref.stats import Undefined
 
     kept, unscored, without_goal, seen = [], 0, 0, {}
     for i, r in enumerate(rows, start=1):
@@ -220,10 +275,7 @@ def main(cfg: DiagnoseConfig) -> dict:
 
 def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:
     if cfg.kind == "controllability":
-        if not cfg.scores:
-            raise InputError("controllability needs --scores (a judged goal sweep, scores.jsonl)")
-        rows = read_jsonl(cfg.scores)
-        result = controllability(rows, cfg.scores, cfg.score_range)
+        result = controllability(read_scores(cfg.scores), str(scores_path(cfg.scores)), cfg.score_range)
         plot_curve(result["curve"], out / "controllability.png",
                    f"controllability (Spearman rho {result['spearman_rho']:.2f})", score_range=cfg.score_range)
         dropped = "".join(f", {result[k]} {k.replace('_', ' ')}" for k in ("unscored", "without_goal") if result[k])
@@ -231,11 +283,6 @@ def _diagnose(cfg: DiagnoseConfig, out: Path) -> dict:
                f"Spearman rho = {result['spearman_rho']:.3f} (p = {result['p_value']:.2g}, n = {result['n']}{dropped})\n\n"
                + markdown_table(result["curve"], ["goal", "n", "mean", "stderr"]))
         return result
-    if not (cfg.policy and cfg.reference and cfg.data):
-        raise InputError(f"diagnose {cfg.kind} needs --policy, --reference and --data")
-    from rapref.inference.logprobs import (LogProbModel, implicit_relabel_rows, implicit_reward_accuracy,
-            implicit_rewards, unlearning_probe)
-
     pairs = load_prompts(cfg.data, cfg.split, cfg.limit)
     if "chosen" not in pairs[0]:
         raise InputError(f"{cfg.data}: diagnose {cfg.kind} needs pairs with chosen and rejected responses")

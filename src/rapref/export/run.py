@@ -19,14 +19,45 @@ import shlex
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 
 from rapref.formats.generations import read_generations
-from rapref.prompting import instruction_text
+from rapref.goals import check_goals
+from rapref.inference.sampler import finite_number
 from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
-from rapref.runs.folder import claim_output_file, finish_output_file, output_lock
+from rapref.models import load_tokenizer, model_goal_spec
+from rapref.prompting import has_chat_template, instruction_text
+from rapref.runs.folder import RunFile
+from rapref.settings import SettingError, check, setting
 
 FORMATS = ("alpaca-eval", "mt-bench", "arena-hard", "lm-eval")
 
+
+@dataclass
+class ExportConfig:
+    """What `rapref export FORMAT` writes (its flags are derived from these fields, `rapref.settings`)."""
+
+    format: str = setting(help="the benchmark whose answer file to write", positional=True, choices=FORMATS)
+    source: str = setting(help="generations JSONL (lm-eval: the trained model folder)", positional=True)
+    out: str | None = setting(None, "output file (every format but lm-eval, which prints a command)")
+    name: str = setting("rapref-model", "model name written into the files")
+    tasks: str = setting("ifeval", "lm-eval: task list")
+    goal: float | None = setting(None, "the goal to export from a goal sweep (one file per goal); lm-eval: the goal "
+                                       "the printed command asks for", rule=finite_number(),
+                                 shown="the top of the scale")
+    tokenizer: str | None = setting(None, "arena-hard: tokenizer that counts token_len", shown="the policy's")
+    overwrite: bool = setting(False, "replace an answer file that rapref export wrote")
+
+    def __post_init__(self):
+        check(self)
+        if self.format == "lm-eval":
+            given = [n for n in ("out", "tokenizer") if getattr(self, n) is not None]
+            if given:
+                raise SettingError("export lm-eval prints the `rapref lm-eval` command to run; it writes no file and "
+                                   "counts no tokens: leave out {}", given[0])
+            return
+        if not self.out:
+            raise SettingError(f"export {self.format} needs {{}} (the answer file to write)", "out")
 
 
 def select_goal(rows: list[dict], goal: float | None, source: str = "generations") -> list[dict]:
@@ -98,11 +129,6 @@ def lm_eval_command(model_dir: str, tasks: str = "ifeval", goal: float | None = 
     e.g. `rapref lm-eval --model rapref --model_args pretrained=runs/train,goal=10 --tasks ifeval
     --apply_chat_template --batch_size auto`
     """
-    from rapref.models import model_goal_spec
-    from rapref.goals import check_goals
-    from rapref.models import load_tokenizer
-    from rapref.prompting import has_chat_template
-
     if "," in str(model_dir):
         raise InputError(f"{model_dir}: the path holds a comma, which lm-eval's --model_args reads as the end of "
                          "pretrained=...; move or link the policy to a path without one")
@@ -287,19 +313,16 @@ def check_questions(rows: list[dict], fmt: str, source: str) -> None:
                          "file)")
 
 
-def main(fmt: str, source: str, out: str | None, name: str, tasks: str = "ifeval", goal: float | None = None,
-         tokenizer: str | None = None, overwrite: bool = False) -> str:
-    if fmt == "lm-eval":
-        return lm_eval_command(source, tasks, goal)
-    if fmt not in FORMATS:
-        raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    target = claim_output_file(out, f"export {fmt}", overwrite=overwrite, inputs=(source,))
-    rows = select_goal(read_generations(source), goal, source)
-    check_source(rows, fmt, source)
-    with output_lock(target):
-        _write(fmt, rows, source, str(target), name, tokenizer)
-        finish_output_file(target, f"export {fmt}")
-    return out
+def main(cfg: ExportConfig) -> str:
+    """The answer file written (its path), or for lm-eval the command to run."""
+    if cfg.format == "lm-eval":
+        return lm_eval_command(cfg.source, cfg.tasks, cfg.goal)
+    run = RunFile(cfg.out, f"export {cfg.format}", overwrite=cfg.overwrite, inputs=(cfg.source,))
+    rows = select_goal(read_generations(cfg.source), cfg.goal, cfg.source)
+    check_source(rows, cfg.format, cfg.source)
+    with run:
+        _write(cfg.format, rows, cfg.source, str(run.path), cfg.name, cfg.tokenizer)
+    return cfg.out
 
 
 def _write(fmt: str, rows: list[dict], source: str, out: str, name: str, tokenizer: str | None) -> None:
@@ -308,12 +331,10 @@ def _write(fmt: str, rows: list[dict], source: str, out: str, name: str, tokeniz
     elif fmt == "mt-bench":
         write_jsonl_atomic(out, mt_bench(rows, name))
     elif fmt == "arena-hard":
-        from rapref.models import load_tokenizer
-
         tokenizer = tokenizer or rows[0].get("model")
         if not tokenizer:
             raise InputError(f"{source}: no `model` field to count token_len with; pass --tokenizer PATH")
         write_jsonl_atomic(out, arena_hard(rows, name, load_tokenizer(tokenizer)))
 
 
-__all__ = ["FORMATS", "alpaca_eval", "mt_bench", "arena_hard", "lm_eval_command", "main"]
+__all__ = ["FORMATS", "ExportConfig", "alpaca_eval", "mt_bench", "arena_hard", "lm_eval_command", "main"]

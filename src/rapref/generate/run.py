@@ -17,58 +17,88 @@ from pathlib import Path
 
 from rapref.formats.prompts import SOURCE_FIELDS, load_prompts
 from rapref.goals import check_goals
-from rapref.inference.sampler import SamplingConfig, batch_prompt_ids, check_context, generate_texts
+from rapref.inference.sampler import SamplingConfig, batch_prompt_ids, check_context, generate_texts, whole_number
+from rapref.inference.serving import Endpoint, NetworkConfig, record_requests
 from rapref.io import InputError, read_jsonl_prefix, write_jsonl_atomic
-from rapref.models import model_goal_spec
+from rapref.models import load_tokenizer, model_context, model_fingerprint, model_goal_spec
+from rapref.progress import say
 from rapref.prompting import goal_prompt
 from rapref.runs.folder import RunFile
+from rapref.settings import SettingError, check, comma_separated, nested, setting
+
+
+def _braces(text: str) -> str:
+    """Text put into a SettingError's template as it is (a path may hold braces)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+BACKENDS = ("auto", "transformers", "vllm")
+CONCURRENCY = 8  # requests in flight through --endpoint, unless --concurrency says otherwise
+
+
+def _limit(value) -> str | None:
+    problem = whole_number(1)(value)
+    return problem and problem.replace("at least 1", "at least 1 (leave it out for every prompt)")
 
 
 @dataclass
 class GenerateConfig:
-    model: str
-    prompts: str  # JSONL/JSON/Parquet file with `prompt` (+ `prompt_id`), or a `rapref augment` folder
-    out: str
-    split: str = "test"  # for augment folders: the unconditioned held-out split
-    goals: list[float] | None = None  # None: the top of the training data's scale
-    no_goal: bool = False  # sample unconditioned (baselines trained without goals)
-    sampling: SamplingConfig = None
-    backend: str = "auto"  # auto and transformers: transformers' generate here; endpoint: a server (`endpoint`)
-    limit: int | None = None
-    overwrite: bool = False
-    workers: int = 1  # transformers backend: sampling processes, one thread each when more than one
-    endpoint: str | None = None  # an OpenAI-compatible server on this model (`rapref.inference.serving`)
-    served_model: str | None = None  # the server's name for the model, where it does not report the folder
-    concurrency: int = 8  # endpoint: requests in flight
-    network: object = None  # endpoint: timeouts and retry time (`rapref.inference.serving.NetworkConfig`)
+    """What `rapref generate` does (its flags are derived from these fields, `rapref.settings`)."""
+
+    model: str = setting(help="a folder written by `rapref train`, or its Hub id (its goal settings are reused)",
+                         positional=True)
+    prompts: str = setting(help="prompt file (JSONL with `prompt`), a `rapref augment` folder, or a benchmark's "
+                                "question file (MT-Bench / Arena-Hard question.jsonl, AlpacaEval JSON)")
+    out: str = setting(help="output JSONL")
+    split: str = setting("test", "split of an augment folder", shown="test, unconditioned")
+    goals: tuple[float, ...] | None = setting(None, "goal sweep, e.g. 1,2,3,4,5,6,7,8,9,10",
+                                              parse=comma_separated(float), shown="the top score")
+    no_goal: bool = setting(False, "sample without a goal (plain policies)")
+    sampling: SamplingConfig = nested(SamplingConfig)
+    limit: int | None = setting(None, "first N prompts only", rule=_limit, shown="every prompt")
+    workers: int = setting(1, "transformers backend: sampling processes, one thread each (on a CPU two single-thread "
+                              "workers beat one two-thread process); an interrupted run resumes from OUT.partial "
+                              "either way", rule=whole_number(1))
+    backend: str = setting("auto", "transformers' generate in this process; vLLM runs as a server in its own "
+                                   "environment: use --endpoint (vllm here says how)", choices=BACKENDS)
+    endpoint: str | None = setting(None, "sample through an OpenAI-compatible server on this model (vllm serve, "
+                                         "SGLang, TGI, llama.cpp), e.g. http://127.0.0.1:8000/v1; prompts are sent as "
+                                         "the token ids training saw", metavar="URL")
+    served_model: str | None = setting(None, "--endpoint: the server's name for the model, where its model list does "
+                                             "not show the folder", metavar="NAME",
+                                       shown="the one whose model list names the folder")
+    concurrency: int | None = setting(None, "--endpoint: requests in flight", rule=whole_number(1),
+                                      shown=str(CONCURRENCY))
+    network: NetworkConfig = nested(NetworkConfig, group="reaching the --endpoint server")
+    overwrite: bool = setting(False, "replace an output file that rapref generate wrote")
 
     def __post_init__(self):
-        self.sampling = self.sampling or SamplingConfig()
-        if self.workers < 1:
-            raise InputError(f"--workers must be at least 1, got {self.workers}")
-        if self.concurrency < 1:
-            raise InputError(f"--concurrency must be at least 1, got {self.concurrency}")
-        if self.endpoint and self.backend not in ("auto", "endpoint"):
-            raise InputError(f"--endpoint and --backend {self.backend}: the server samples; leave out --backend")
+        if self.sampling is None:  # a caller's "the defaults"
+            self.sampling = SamplingConfig()
+        if self.network is None:
+            self.network = NetworkConfig()
+        check(self)
+        if self.endpoint and self.backend != "auto":
+            raise SettingError(f"{{}} and {{}} {self.backend}: the server samples; leave out {{}}",
+                               "endpoint", "backend", "backend")
         if self.backend == "vllm":
-            raise InputError("--backend vllm: rapref samples with vLLM through its server, in vLLM's own environment: "
-                             "start `vllm serve MODEL` and pass --endpoint URL (or --serve in onpolicy / experiment)")
+            raise SettingError("{} vllm: rapref samples with vLLM through its server, in vLLM's own environment: "
+                               "start `vllm serve MODEL` and pass --endpoint URL (or --serve in onpolicy / experiment)",
+                               "backend")
         if self.endpoint and self.workers > 1:
-            raise InputError("--workers is for sampling in this process's workers; through --endpoint the server "
-                             "batches: use --concurrency")
-        if self.served_model and not self.endpoint:
-            raise InputError("--served-model names the model of an --endpoint server; give --endpoint URL")
-        if self.endpoint:
-            self.backend = "endpoint"
-        elif self.backend == "endpoint":
-            raise InputError("--backend endpoint needs --endpoint URL")
-        if self.limit is not None and self.limit < 1:
-            raise InputError(f"--limit must be at least 1 (leave it out for every prompt), got {self.limit}")
+            raise SettingError("{} is for sampling in this process's workers; through {} the server batches: use {}",
+                               "workers", "endpoint", "concurrency")
+        given = [n for n in ("served_model", "concurrency") if getattr(self, n) is not None] + \
+            [f"network.{n}" for n in self.network.given()]
+        if given and not self.endpoint:
+            listed = ", ".join(["{}"] * (len(given) - 1)) + " and {}" if len(given) > 1 else "{}"
+            raise SettingError(f"{listed} {'are' if len(given) > 1 else 'is'} for sampling through a server; give {{}} "
+                               "URL", *given, "endpoint")
         if self.goals is not None:
             self._check_goals()
         if self.goals is not None and self.no_goal:
-            raise InputError("--goals and --no-goal contradict each other: a goal sweep needs a goal-conditioned "
-                             "policy, --no-goal samples a plain one")
+            raise SettingError("{} and {} contradict each other: a goal sweep needs a goal-conditioned policy, {} "
+                               "samples a plain one", "goals", "no_goal", "no_goal")
 
     def _check_goals(self) -> None:
         """A sweep names each goal once (a goal given twice would be sampled, judged and counted twice), and every
@@ -76,15 +106,19 @@ class GenerateConfig:
         import math
 
         if not self.goals:
-            raise InputError("--goals is empty; give goals like 1,5,10 (or leave it out for the top score)")
+            raise SettingError("{} is empty; give goals like 1,5,10 (or leave it out for the top score)", "goals")
         bad = next((g for g in self.goals if not math.isfinite(float(g))), None)
         if bad is not None:
-            raise InputError(f"--goals: {bad!r} is not a finite number")
+            raise SettingError(f"{{}}: {_braces(repr(bad))} is not a finite number", "goals")
         seen = set()
         for g in self.goals:
             if float(g) in seen:
-                raise InputError(f"--goals names goal {float(g):g} twice; each goal of a sweep once")
+                raise SettingError(f"{{}} names goal {float(g):g} twice; each goal of a sweep once", "goals")
             seen.add(float(g))
+
+    @property
+    def requests_in_flight(self) -> int:
+        return CONCURRENCY if self.concurrency is None else self.concurrency
 
 
 def main(cfg: GenerateConfig) -> list[dict]:
@@ -102,16 +136,9 @@ def _generate(cfg: GenerateConfig, out: Path) -> tuple[list[dict], ResumeFile]:
     settings = asdict(cfg.sampling)
     engine = None
     if cfg.endpoint:
-        from rapref.inference.serving import Endpoint
-        from rapref.models import load_tokenizer
-
         engine = Endpoint(cfg.endpoint, cfg.network)
         engine.check(cfg.model, cfg.served_model, load_tokenizer(cfg.model))
-    elif cfg.network is not None:
-        raise InputError("the timeouts and retry time are for sampling through a server; give --endpoint URL")
     first = [(row, goal) for goal in goals for row in prompts]  # checked before anything is written
-    from rapref.models import load_tokenizer, model_context
-
     if model_context(cfg.model) is not None:  # a context to check against (a hub id offline has no config here)
         check_context(cfg.model, batch_prompt_ids(load_tokenizer(cfg.model), [goal_prompt(r["prompt"], spec, g)
                                                                                 for r, g in first]),
@@ -128,8 +155,6 @@ def _generate(cfg: GenerateConfig, out: Path) -> tuple[list[dict], ResumeFile]:
         raise InputError(f"{err}; the answers so far are kept in {resume.path} (a rerun resumes from them)") from None
     finally:
         if engine is not None:  # however the run ends, a refusal or Ctrl-C included
-            from rapref.inference.serving import record_requests
-
             record_requests(engine, Path(f"{out}.requests.json"), "rapref generate", resumed=bool(resume.done),
                             outcome=outcome)
     write_jsonl_atomic(out, rows)
@@ -146,7 +171,7 @@ def _sample_turns(cfg: GenerateConfig, jobs: list, spec, settings: dict, resume,
         texts = generate_texts(cfg.model, [goal_prompt(conversations[i], spec, jobs[i][1]) for i in active],
                                sampling, cfg.backend, description=f"Generating turn {turn + 1}" if turn else
                                "Generating", done=done, workers=cfg.workers, endpoint=engine,
-                               concurrency=cfg.concurrency,
+                               concurrency=cfg.requests_in_flight,
                                names=[f"prompt_id {jobs[i][0]['prompt_id']!r}" + (f", turn {turn + 1}" if turn else "")
                                       for i in active],
                                on_batch=lambda idx, texts, t=turn, a=active: resume.add(t, [a[j] for j in idx], texts))
@@ -169,8 +194,6 @@ def _sample_turns(cfg: GenerateConfig, jobs: list, spec, settings: dict, resume,
 
 def resume_settings(cfg: GenerateConfig, goals: list, prompts: list[dict]) -> dict:
     """What a resume file must match: the model, the prompts (their content too), the goals and the sampling."""
-    from rapref.models import model_fingerprint
-
     return {"model": str(cfg.model), "model_fingerprint": model_fingerprint(cfg.model), "prompts": str(cfg.prompts),
             "split": cfg.split, "goals": goals,
             "limit": cfg.limit, "sampling": asdict(cfg.sampling), "samples": cfg.sampling.num_samples,
@@ -193,8 +216,6 @@ class ResumeFile:
             if rows and rows[0] == self.header:
                 self.done = {(r["turn"], r["job"]): r["text"] for r in rows[1:]}
                 if self.done:
-                    from rapref.progress import say
-
                     say(f"rapref generate: resuming, {len(self.done)} answers already in {self.path}")
                 return
         self.path.write_text(json.dumps(self.header) + "\n", encoding="utf-8")

@@ -10,13 +10,18 @@ passed to `on_batch(indices, texts)` in the parent as it arrives (where `rapref 
 
 from __future__ import annotations
 
+import math
 import os
 import queue as queues
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rapref.inference.serving import generate_endpoint
 from rapref.io import InputError
-from rapref.settings import setting
+from rapref.models import device, load_model, load_tokenizer, model_context
+from rapref.progress import track
+from rapref.prompting import prompt_ids
+from rapref.settings import check, setting
 
 BatchPlan = list[tuple[int, list[int]]]  # (batch number, prompt indices)
 
@@ -35,8 +40,6 @@ def sample_batches(model_dir: str, ids: list[list[int]], sampling, *, descriptio
                    done: dict[int, str] | None = None, on_batch: Callable | None = None, workers: int = 1,
                    threads: int | None = None) -> list[str]:
     """One sampled text per prompt (token ids), in prompt order; `done` holds texts already made (resume)."""
-    from rapref.progress import track
-
     done = dict(done or {})
     plan = [(b, idx) for b, idx in plan_batches(ids, sampling.batch_size) if not all(i in done for i in idx)]
     results = _run_workers(model_dir, ids, plan, sampling, workers, threads) if workers > 1 and len(plan) > 1 else \
@@ -109,16 +112,12 @@ def _worker(model_dir, batches, sampling, threads: int, results) -> None:
 
 
 def _load(model_dir):
-    from rapref.models import device, load_model, load_tokenizer
-
     tokenizer = load_tokenizer(model_dir, padding_side="left")
     return load_model(model_dir).to(device()).eval(), tokenizer
 
 
 def _sample(model, tokenizer, ids: list[list[int]], sampling, batch: int) -> list[str]:
     import torch
-
-    from rapref.models import device
 
     inputs = tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(device())
     torch.manual_seed(sampling.seed + batch * sampling.batch_size)  # the batch's draws follow from the seed alone
@@ -136,35 +135,48 @@ def _sample(model, tokenizer, ids: list[list[int]], sampling, batch: int) -> lis
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
 
 
+def whole_number(low: int | None = None) -> Callable:
+    """A rule for a whole-number setting (a float or a bool given from Python is refused, not truncated), at least
+    `low` where given.
+
+    >>> whole_number(1)(0), whole_number(1)(2.5), whole_number()(True)
+    ('must be at least 1, got 0', 'must be a whole number, got 2.5', 'must be a whole number, got True')
+    """
+    def rule(value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number, got {value!r}"
+        return None if low is None or value >= low else f"must be at least {low}, got {value}"
+
+    return rule
+
+
+def finite_number(ok: Callable[[float], bool] | None = None, must: str = "") -> Callable:
+    """A rule for a number setting: finite (JSON cannot hold the others, and no sampler means them), and `ok(value)`
+    where given (`must` says what it asks, after "must")."""
+    def rule(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
+        return None if ok is None or ok(value) else f"must {must}, got {value:g}"
+
+    return rule
+
+
 @dataclass
 class SamplingConfig:
-    max_new_tokens: int = setting(256, "longest answer, in tokens")
-    temperature: float = setting(0.7, "sampling temperature; 0 decodes greedily")
-    top_p: float = setting(1.0, "nucleus sampling threshold")
-    num_samples: int = setting(1, "answers per prompt and goal")
-    seed: int = setting(0, "sampling seed: the same seed gives every policy the same draws")
-    batch_size: int = setting(16, "prompts per generation batch")
+    """How answers are drawn; each field's rule is checked wherever a config is built (`rapref.settings`)."""
+
+    max_new_tokens: int = setting(256, "longest answer, in tokens", rule=whole_number(1))
+    temperature: float = setting(0.7, "sampling temperature; 0 decodes greedily", rule=finite_number(
+        lambda t: t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE,
+        f"be 0 (greedy) or from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g} (below, logits divided by it overflow to "
+        "inf/NaN; above, sampling is uniform noise)"))
+    top_p: float = setting(1.0, "nucleus sampling threshold", rule=finite_number(lambda p: 0 < p <= 1, "lie in (0, 1]"))
+    num_samples: int = setting(1, "answers per prompt and goal", rule=whole_number(1))
+    seed: int = setting(0, "sampling seed: the same seed gives every policy the same draws", rule=whole_number())
+    batch_size: int = setting(16, "prompts per generation batch", rule=whole_number(1))
 
     def __post_init__(self):
-        import math
-
-        for flag, value in (("--max-new-tokens", self.max_new_tokens), ("--num-samples", self.num_samples),
-                            ("--batch-size", self.batch_size), ("--seed", self.seed)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InputError(f"{flag} must be a whole number, got {value!r}")
-        for flag, value in (("--temperature", self.temperature), ("--top-p", self.top_p)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise InputError(f"{flag} must be a finite number, got {value!r}")
-        for flag, value, ok, rule in (
-                ("--max-new-tokens", self.max_new_tokens, self.max_new_tokens >= 1, "be at least 1"),
-                ("--temperature", self.temperature, self.temperature == 0 or MIN_TEMPERATURE <= self.temperature
-                 <= MAX_TEMPERATURE, f"be 0 (greedy) or from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g} (below, "
-                 "logits divided by it overflow to inf/NaN; above, sampling is uniform noise)"),
-                ("--top-p", self.top_p, 0 < self.top_p <= 1, "lie in (0, 1]"),
-                ("--num-samples", self.num_samples, self.num_samples >= 1, "be at least 1"),
-                ("--batch-size", self.batch_size, self.batch_size >= 1, "be at least 1")):
-            if not ok:
-                raise InputError(f"{flag} must {rule}, got {value:g}")
+        check(self)
 
 
 def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, backend: str = "auto",
@@ -179,16 +191,10 @@ def generate_texts(model_dir: str, prompts: list, sampling: SamplingConfig, back
     (`check_context`; `names` label the prompts in its refusal).
     """
     if endpoint is not None:
-        from rapref.inference.serving import generate_endpoint
-        from rapref.models import load_tokenizer
-
         ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)
         check_context(model_dir, ids, sampling.max_new_tokens, names)
         return generate_endpoint(endpoint, model_dir, ids, sampling, concurrency=concurrency,
                                  description=description, done=done, on_batch=on_batch)
-    from rapref.inference.sampler import sample_batches
-    from rapref.models import load_tokenizer
-
     ids = batch_prompt_ids(load_tokenizer(model_dir), prompts)
     check_context(model_dir, ids, sampling.max_new_tokens, names)
     return sample_batches(model_dir, ids, sampling, description=description, done=done, on_batch=on_batch,
@@ -202,8 +208,6 @@ def check_context(model_dir: str, ids: list[list[int]], max_new_tokens: int, nam
 
     >>> check_context("/no/such/model", [[1, 2]], 10**12)  # no config: nothing known to check against
     """
-    from rapref.models import model_context
-
     context = model_context(model_dir)
     if context is None or not ids:
         return
@@ -222,6 +226,4 @@ def check_context(model_dir: str, ids: list[list[int]], max_new_tokens: int, nam
 
 def batch_prompt_ids(tokenizer, prompts: list) -> list[list[int]]:
     """The prompt token ids the model is fed: exactly those training conditioned on (`rapref.prompting`)."""
-    from rapref.prompting import prompt_ids
-
     return [prompt_ids(tokenizer, p) for p in prompts]

