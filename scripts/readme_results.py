@@ -9,7 +9,7 @@ Sources: `docs/demo/report.json` (`rapref demo`), `docs/demo-grid/report.json` (
 its command, machine, versions and commit) and `docs/paper/reported.yaml` (the paper's figures, each with where it
 comes from; the README's bottom line sets them beside rapref's). A block sits
 between `<!-- NAME:start ... -->` and `<!-- NAME:end -->` markers and is never edited by hand; a test
-(`tests/test_published_figures.py`) runs `--check`.
+(`tests/docs/test_published_figures.py`) runs `--check`.
 """
 
 from __future__ import annotations

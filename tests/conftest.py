@@ -1,4 +1,6 @@
-"""Shared fixtures: paths to the schema fixtures and one tiny local model per session (nothing is downloaded)."""
+"""Fixtures shared by every folder of tests/: the path to the schema fixtures, one tiny local model per session
+(nothing is downloaded), a relabeled dataset and a trained policy made from it. Helpers (functions, constants) are
+in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import FIXTURES, synthetic_pair_rows
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -25,17 +27,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from rapref.tiny import DEFAULT_CORPUS, build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "model", DEFAULT_CORPUS)
-
-
-def synthetic_pair_rows(n: int = 24, long_every: int = 0) -> list[dict]:
-    rows = []
-    for i in range(n):
-        prompt = f"Question number {i}: what is {i} plus {i}?"
-        if long_every and i % long_every == 0:
-            prompt += " Please explain carefully." * 40
-        rows.append({"prompt": prompt, "chosen": f"It is {2 * i}.", "rejected": f"Maybe {i + 3}?",
-                     "score_chosen": float(6 + i % 5), "score_rejected": float(1 + i % 5)})
-    return rows
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,98 @@
+"""The command line itself (`rapref.cli`): a broken import inside rapref is shown, a missing third-party package makes
+its command unavailable; `--quiet` and `--log-level`; every command's help renders, and teaches; a smoke run's
+default folder."""
+
+import pytest
+
+from rapref.cli import main as cli
+
+
+def _failing_train_import(monkeypatch, error: ImportError) -> None:
+    """Make importing `rapref.commands.train` raise `error`, as a broken module or a missing package would."""
+    import importlib
+
+    real = importlib.import_module
+
+    def fake(name, *args, **kwargs):
+        if name == "rapref.commands.train":
+            raise error
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+
+
+def test_an_import_error_inside_rapref_is_not_hidden(monkeypatch):
+    """A broken import in rapref is a bug to show, not "command not available"."""
+    from rapref import cli
+
+    _failing_train_import(monkeypatch, ImportError("cannot import name 'gone' from 'rapref.train.run'",
+                                                   name="rapref.train.run"))
+    with pytest.raises(ImportError, match="gone"):
+        cli.build_parser()
+
+
+def test_a_missing_third_party_package_makes_its_command_unavailable(monkeypatch, capsys):
+    from rapref import cli
+
+    _failing_train_import(monkeypatch, ModuleNotFoundError("No module named 'trl'", name="trl"))
+    assert cli.main(["train"]) == 2
+    assert "not available" in capsys.readouterr().err
+
+
+def test_quiet_flag_leaves_only_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RAPREF_QUIET", raising=False)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert cli(["model", "tiny", "--out", str(tmp_path / "t"), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert cli(["model", "tiny", "--out", str(tmp_path / "u"), "--log-level", "info"]) == 0
+    assert "rapref model tiny" in capsys.readouterr().out
+
+
+def test_every_commands_help_renders():
+    """argparse expands `%` in help texts when --help is asked: a bare one (a share written as 10%) is a traceback."""
+    import argparse
+
+    from rapref.cli import build_parser
+
+    def walk(parser, name):
+        parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, child in action.choices.items():
+                    yield from walk(child, f"{name} {sub}")
+        yield name
+
+    assert len(list(walk(build_parser()[0], "rapref"))) > 15
+
+
+def test_help_that_teaches(capsys, tmp_path, tiny_model_dir, relabeled_dir):
+    from rapref import __version__
+
+    assert cli(["--version"]) == 0 and capsys.readouterr().out.strip() == f"rapref {__version__}"
+    assert cli(["--help"]) == 0
+    top = capsys.readouterr().out
+    assert "relabel scored pairs with goals" in top and "make a tiny local model" in top
+    assert cli(["generate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.7)" in text and "(default: 256)" in text
+    assert cli(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "algorithm:" in text and "beta: 0.1" in text and "max_prompt_length: 512" in text
+    assert cli(["generate", "x", "--prompts", "p", "--out", "o", "--temprature", "1"]) == 2
+    assert "did you mean --temperature?" in capsys.readouterr().err
+    assert cli(["trian"]) == 2 and "did you mean 'train'?" in capsys.readouterr().err
+    assert cli(["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}", "algorithm.beta=0.3",
+                "--show-config"]) == 0
+    import yaml
+
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["algorithm"]["beta"] == 0.3 and shown["lora"]["r"] == 16 and shown["seed"] == 42
+
+
+def test_a_smoke_run_has_its_own_default_folder():
+    from rapref.cli import build_parser
+    from rapref.commands.demo import config_from_args
+
+    parser, _ = build_parser()
+    assert config_from_args(parser.parse_args(["demo", "--quick"])).out == "runs/demo-quick"
+    assert config_from_args(parser.parse_args(["demo"])).out == "runs/demo"

@@ -1,0 +1,141 @@
+"""The run-folder objects (`rapref.runs.folder.RunFolder`, `RunFile`): the output rule in one place, for every writer;
+and the refusals that protect finished work: a fresh `--out` named first, `output_dir=` for `rapref train`, a
+link or an unwritable folder as `--out`."""
+
+import json
+
+import pytest
+
+from rapref.cli import main
+from rapref.io import InputError
+from rapref.runs.folder import BEGUN, MARKER, RunFile, RunFolder, is_rapref_file
+
+
+def test_a_run_folder_is_begun_on_entry_and_finished_last_on_a_normal_exit(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out, "diagnose", settings={"k": 1}) as run:
+        assert (out / BEGUN).is_file() and not (out / MARKER).is_file()
+        (run.path / "result.json").write_text("{}")
+    assert (out / MARKER).is_file() and not (out / BEGUN).is_file()
+    assert json.loads((out / "launches.jsonl").read_text().splitlines()[0])["settings"] == {"k": 1}
+    with pytest.raises(InputError, match="already holds a finished rapref `diagnose` output"):
+        RunFolder(out, "diagnose")  # refused when made, before any work
+
+
+def test_an_error_leaves_the_folder_unfinished_and_the_lock_free(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError), RunFolder(out, "judge"):
+        raise RuntimeError("killed mid-run")
+    assert (out / BEGUN).is_file() and not (out / MARKER).is_file()
+    with RunFolder(out, "judge", continue_unfinished=True):  # the same command continues it; the lock was let go
+        pass
+    assert (out / MARKER).is_file()
+
+
+def test_a_run_that_never_begins_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out, "train", begin=False):  # e.g. train --resume on a finished run: a no-op
+        pass
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_overwrite_empties_only_when_the_run_begins(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out, "model tiny") as run:
+        (run.path / "old.bin").write_text("old")
+    with RunFolder(out, "model tiny", overwrite=True, empty=True, begin=False) as run:
+        assert (out / "old.bin").is_file()  # a run that fails before it begins keeps the old output
+        run.begin()
+        assert not (out / "old.bin").exists()
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out, "augment", begin=False):
+        with pytest.raises(InputError, match="another rapref run is writing this output"):
+            with RunFolder(out, "augment", begin=False):
+                pass
+
+
+def test_written_whole_puts_a_finished_folder_in_place_at_once(tmp_path):
+    out = tmp_path / "data"
+    with RunFolder(out, "augment", begin=False) as run:
+        with run.written_whole() as tmp:
+            (tmp / "train.parquet").write_text("x")
+            assert not out.exists()
+    assert (out / MARKER).is_file() and (out / "train.parquet").is_file()
+
+
+def test_a_run_file_is_owned_by_its_content_only_after_a_normal_exit(tmp_path):
+    out = tmp_path / "g.jsonl"
+    with pytest.raises(RuntimeError), RunFile(out, "generate") as run:
+        run.path.write_text("half\n")
+        raise RuntimeError
+    assert not is_rapref_file(out)  # not recorded: a later run refuses to replace it, as any user file
+    out.unlink()
+    with RunFile(out, "generate") as run:
+        run.path.write_text("rows\n")
+    assert is_rapref_file(out)
+    with pytest.raises(InputError, match="--overwrite replaces it"):
+        RunFile(out, "generate")
+    with RunFile(out, "generate", overwrite=True) as run:
+        run.path.write_text("new rows\n")
+    assert is_rapref_file(out)
+
+
+def test_a_refusal_names_a_fresh_out_before_overwrite(tmp_path, capsys):
+    from rapref.runs.folder import finish_output
+
+    done = tmp_path / "runs" / "gen.jsonl"
+    finish_output(tmp_path / "runs" / "data", "augment")
+    (tmp_path / "runs" / "data" / "x").write_text("finished work")
+    assert main(["augment", "examples/none.jsonl", "--out", str(tmp_path / "runs" / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err.index("give a fresh --out (e.g.") < err.index("--overwrite deletes it")
+    assert str(tmp_path / "runs" / "data-2") in err
+    from rapref.runs.folder import fresh_name
+
+    assert fresh_name(done) == str(tmp_path / "runs" / "gen-2.jsonl")  # a file keeps its extension
+    (tmp_path / "runs" / "gen-2.jsonl").write_text("x")
+    assert fresh_name(done) == str(tmp_path / "runs" / "gen-3.jsonl")
+
+
+def test_the_train_refusal_names_output_dir(tmp_path):
+    """`rapref train` takes `output_dir=PATH`, not --out: its refusal says so."""
+    from rapref.io import InputError
+    from rapref.runs.folder import claim_output, finish_output
+
+    out = tmp_path / "run"
+    out.mkdir()
+    finish_output(out, "train")
+    with pytest.raises(InputError, match=r"output_dir=.*run-2\)") as err:
+        claim_output(out, "train")
+    assert "--out" not in str(err.value)
+
+
+def test_an_out_that_is_a_link_or_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    """A symbolic link as --out (dangling or to a rapref folder) and an --out under a folder that cannot be written
+    are refused in one line (exit 2); nothing is written through the link."""
+    from rapref.io import InputError
+    from rapref.runs.folder import claim_output, claim_output_file, output_lock
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(InputError, match="is a symbolic link"):
+        claim_output_file("dangling", "export")
+    with pytest.raises(InputError, match="is a symbolic link"):
+        claim_output("link", "diagnose")
+    assert not (tmp_path / "nowhere").exists()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not __import__("os").access(locked, __import__("os").W_OK):  # root may write anyway
+            with pytest.raises(InputError, match="cannot be written here"), output_lock(locked / "sub" / "out"):
+                pass
+    finally:
+        locked.chmod(0o700)
+    with pytest.raises(InputError, match="cannot be written here"), output_lock("/proc/rapref-test/out"):
+        pass

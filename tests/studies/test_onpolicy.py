@@ -1,0 +1,166 @@
+"""`rapref onpolicy` on a tiny model: every stage, iterations, resume; multi-sample scores used as they are."""
+
+import json
+
+import pytest
+
+from rapref.cli import main as cli
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture()
+def reward_model(tmp_path):
+    assert cli(["model", "tiny", "--kind", "reward-model", "--out", str(tmp_path / "rm"), "--quiet"]) == 0
+    return tmp_path / "rm"
+
+
+def test_onpolicy_loop_every_stage_iterations_and_resume(tmp_path, tiny_model_dir, reward_model):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt_id": f"p{i}", "prompt": f"What is {i} plus {i}?"}) + "\n"
+                               for i in range(6)))
+    out = tmp_path / "loop"
+    argv = ["onpolicy", "--policy", str(tiny_model_dir), "--prompts", str(prompts), "--scorer",
+            f"reward-model:{reward_model}", "--samples", "3", "--iterations", "2", "--max-new-tokens", "6",
+            "--out", str(out), f"model.name_or_path={tiny_model_dir}", "data.path=unused",
+            "training.max_steps=2", "training.per_device_train_batch_size=2", "training.max_length=224",
+            "data.max_prompt_length=160"]
+    assert cli(argv) == 0
+    for i in (1, 2):
+        root = out / f"iter-{i}"
+        for stage in ("samples.jsonl", "judge/scores.jsonl", "multi_sample.jsonl", "data/relabeled/summary.json",
+                      "data/original/summary.json", "policy/rapref_train.json", "policy/rapref_goal.json"):
+            assert (root / stage).is_file(), (i, stage)
+        samples = read_jsonl(root / "samples.jsonl")
+        assert len(samples) == 6 * 3 and {s["sample"] for s in samples} == {0, 1, 2}
+        grouped = read_jsonl(root / "multi_sample.jsonl")
+        assert len(grouped) == 6 and all(len(g["all_rm_scores"]) == 3 for g in grouped)
+    first, second = (read_jsonl(out / f"iter-{i}" / "samples.jsonl") for i in (1, 2))
+    assert {s["model"] for s in first} == {str(tiny_model_dir)} and {s["goal"] for s in first} == {None}
+    assert {s["model"] for s in second} == {str(out / "iter-1" / "policy")} and {s["goal"] for s in second} == {10.0}
+    # every mode of an iteration pairs the same samples: the relabeled positive copies are the original pairs
+    from rapref.formats.dataset import read_split
+
+    relabeled = read_split(out / "iter-1" / "data" / "relabeled", "train").to_pylist()
+    original = read_split(out / "iter-1" / "data" / "original", "train").to_pylist()
+    positive = sorted((r["source_id"], str(r["chosen"]), str(r["rejected"])) for r in relabeled
+                      if r["copy"] == "positive")
+    assert positive == sorted((r["source_id"], str(r["chosen"]), str(r["rejected"])) for r in original)
+    history = json.loads((out / "history.json").read_text())
+    assert [h["iteration"] for h in history] == [1, 2] and history[1]["policy_in"].endswith("iter-1/policy")
+    # a rerun reuses every finished stage; an interrupted stage (no rapref_train.json) is redone
+    stamp = (out / "iter-1" / "policy" / "model.safetensors").stat().st_mtime_ns
+    # as a kill would leave them: the stages' outputs cut short and no completion markers (written last)
+    (out / "iter-2" / "policy" / "rapref_train.json").unlink()
+    (out / "iter-2" / ".stages" / "train.json").unlink()
+    (out / "iter-2" / "judge" / "scores.jsonl").unlink()
+    (out / "iter-2" / ".stages" / "judge_samples.json").unlink()
+    assert cli(argv) == 0
+    assert (out / "iter-1" / "policy" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (out / "iter-2" / "policy" / "rapref_train.json").is_file()
+    assert (out / "iter-2" / "judge" / "scores.jsonl").is_file()
+
+
+def test_a_study_file_gives_settings_the_flags_override_and_a_recipe_still_reads(tmp_path, capsys):
+    """`--config` takes a study file (OnPolicyConfig's keys, nested as --show-config prints them) or, as before, a
+    `rapref train` recipe, told apart by its keys; a bad value names the key in the file, or the flag typed."""
+    import yaml
+
+    study = tmp_path / "study.yaml"
+    study.write_text("policy: p\nprompts: q.jsonl\nscorer: constraints\nout: o\nsampling: {temperature: 0.5, "
+                     "num_samples: 3}\nschema: {pairing: all-pairs}\n")
+    assert cli(["onpolicy", "--config", str(study), "--temperature", "0.2", "--show-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["sampling"]["temperature"] == 0.2 and shown["sampling"]["num_samples"] == 3
+    assert shown["schema"]["pairing"] == "all-pairs" and shown["schema"]["scale"] == [1.0, 10.0]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("algorithm: {beta: 0.2}\nseed: 3\n")
+    assert cli(["onpolicy", "--policy", "p", "--prompts", "q", "--scorer", "s", "--out", "o", "--config",
+                str(recipe), "--show-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["recipe"] == str(recipe)
+    study.write_text("policy: p\nprompts: q.jsonl\nscorer: constraints\nout: o\nsampling: {num_samples: 1}\n")
+    from helpers import one_line_error
+
+    one_line_error(capsys, ["onpolicy", "--config", str(study)], "study.yaml: sampling.num_samples must be at least 2")
+    one_line_error(capsys, ["onpolicy", "--config", str(study), "--samples", "1"], "--samples must be at least 2")
+    one_line_error(capsys, ["onpolicy", "--config", str(study), "--samples", "2", "--temperature", "-1"],
+                   "--temperature must be 0 (greedy) or from 0.01 to 100")
+    study.write_text("policy: p\nlora: {r: 4}\n")
+    one_line_error(capsys, ["onpolicy", "--config", str(study)], "holds recipe keys (lora) beside onpolicy settings")
+
+
+def test_multi_sample_scores_on_the_scale_are_used_as_they_are(tmp_path):
+    from rapref.data.augment import AugmentConfig, main
+    from rapref.formats.dataset import read_split
+    from rapref.data.schemas import SchemaOptions
+
+    src = tmp_path / "ms.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt": "a?", "all_generated_responses": ["x", "y", "z"], "all_rm_scores": [2.5, 10, 7]},
+        {"prompt": "b?", "all_generated_responses": ["x", "y"], "all_rm_scores": [1, 11]},  # 11 is off the scale
+    ]))
+    summary = main(AugmentConfig(source=str(src), out=str(tmp_path / "out"), schema="multi-sample",
+                                 schema_options=SchemaOptions(test_size=0, pairing="best-vs-worst",
+                                                              score_mapping="none", out_of_scale="drop")))
+    rows = read_split(tmp_path / "out", "train").to_pylist()
+    assert {(r["score_chosen"], r["score_rejected"]) for r in rows if r["copy"] == "positive"} == {(10.0, 2.5)}
+    assert summary["dropped_by_reason"] == {"score_outside_scale": 1}
+
+
+def test_tied_pairs_are_dropped_from_every_mode_when_asked(tmp_path):
+    """Verifier scores tie often: `--ties drop` leaves those pairs out of original and relabeled data alike."""
+    from rapref.settings import build
+    from rapref.studies.onpolicy import OnPolicyConfig, _augment
+
+    grouped = tmp_path / "ms.jsonl"
+    grouped.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt_id": "a", "prompt": "a?", "all_generated_responses": ["x", "y"], "all_rm_scores": [10, 1]},
+        {"prompt_id": "b", "prompt": "b?", "all_generated_responses": ["x", "y"], "all_rm_scores": [5.5, 5.5]},
+    ]))
+    cfg = build(OnPolicyConfig, {"policy": "unused", "prompts": "unused", "scorer": "unused", "out": str(tmp_path),
+                                 "schema.score_mapping": "none", "schema.pairing": "best-vs-worst",
+                                 "relabel.ties": "drop"})
+    for mode, rows in (("original", 1), ("relabeled", 2)):
+        _augment(cfg, grouped, tmp_path / mode, mode, seed=0)
+        summary = json.loads((tmp_path / mode / "summary.json").read_text())
+        assert summary["relabel"]["dropped"] == {"tie": 1} and summary["rows_out"]["train"] == rows
+
+
+def test_the_loop_sets_its_training_config_as_typed_values(tmp_path, monkeypatch):
+    """What the loop sets itself (policy, pairs, output folder, seed) goes onto the TrainConfig as typed values, never
+    as text read back: a policy folder named `no` or a pairs folder `1e3` stays that text. The user's overrides (text,
+    as `rapref train` reads them) still apply, and the recipe under them."""
+    import rapref.train.config
+    from rapref.settings import build
+    from rapref.studies.onpolicy import OnPolicyConfig, train_config
+
+    def no_text(text):
+        raise AssertionError(f"read as text: {text!r}")
+
+    cfg = build(OnPolicyConfig, {"policy": "no", "prompts": "q", "scorer": "s", "out": str(tmp_path)})
+    with monkeypatch.context() as patched:  # no overrides and no recipe: nothing is read as text
+        patched.setattr(rapref.train.config, "_yaml", no_text)
+        made = train_config(cfg, "no", tmp_path / "1e3", tmp_path / "null", 7)
+    assert made.model.name_or_path == "no" and made.data.path == str(tmp_path / "1e3")
+    assert made.output_dir == str(tmp_path / "null") and made.seed == 7
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("algorithm: {beta: 0.2}\ntraining: {learning_rate: 1.0e-5}\nseed: 3\n")
+    cfg = build(OnPolicyConfig, {"policy": "1e3", "prompts": "q", "scorer": "s", "out": str(tmp_path),
+                                 "recipe": str(recipe), "overrides": ["training.max_steps=2", "seed=5",
+                                                                      "model.name_or_path=other"]})
+    made = train_config(cfg, "1e3", tmp_path / "data", tmp_path / "policy", 11)
+    assert made.model.name_or_path == "1e3" and made.seed == 11  # the loop's own values win, as before
+    assert made.algorithm.beta == 0.2 and type(made.training["learning_rate"]) is float
+    assert made.training["max_steps"] == 2 and type(made.training["max_steps"]) is int
+
+
+def test_samples_that_all_score_the_same_are_refused_with_the_scores_file(tmp_path):
+    from rapref.io import InputError
+    from rapref.studies.onpolicy import refuse_equal_scores
+
+    rows = [{"prompt_id": str(i), "sample": s, "score": 0.0} for i in range(3) for s in range(2)]
+    with pytest.raises(InputError, match=r"scores.jsonl: the scorer python:m:f gave all 6 samples the same score \(0\)"):
+        refuse_equal_scores(rows, tmp_path / "scores.jsonl", "python:m:f")
+    refuse_equal_scores([*rows, {"prompt_id": "9", "sample": 0, "score": 1.0}], tmp_path / "scores.jsonl", "python:m:f")
