@@ -1,7 +1,6 @@
 """rapref: reward-augmented preference alignment (arXiv 2410.08067) from data to evaluation.
 
 A typical run, each command handing files to the next:
-
     rapref augment scored.jsonl --out runs/data                       relabel scored pairs with goals
     rapref train --config recipe.yaml                                 train with DPO or another TRL loss
     rapref generate runs/train --prompts runs/data --out gen.jsonl     sample, asking for the top score
@@ -21,6 +20,7 @@ import signal
 import sys
 from dataclasses import asdict
 
+from rapref import __version__
 from rapref.io import InputError
 from rapref.progress import OutputOptions, configure
 from rapref.settings import add_flags, from_args
@@ -130,8 +130,6 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    from rapref import __version__
-
     parser = Parser(prog="rapref", description=__doc__.split("\n\nBad input")[0])
     parser.add_argument("--version", action="version", version=f"rapref {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

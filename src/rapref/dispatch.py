@@ -5,6 +5,7 @@ backward passes), MKL's BLAS and oneDNN each take AVX-512 or AMX paths where the
 order, a tiny model's training trajectory parts after a few hundred steps, and the demo's claims move by as much as
 the effects they test. So the studies (`rapref demo`, `--grid`, `experiment ifeval`) pin the dispatch to a level
 every x86-64 machine of the last decade has (AVX2, Haswell 2013 / Zen 2017) unless asked for the native one:
+
     >>> environment("pinned", machine="x86_64")
     {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_CBWR': 'AVX2', 'ONEDNN_MAX_CPU_ISA': 'AVX2'}
     >>> environment("native", machine="x86_64")

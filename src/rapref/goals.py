@@ -1,6 +1,7 @@
 """Goal text: how a goal score is written into a prompt.
 
 The authors' wording (arXiv 2410.08067), with the scale taken from the data:
+
 >>> spec = GoalSpec(scale=(1, 10))
 >>> print(spec.text(8.0))
 You are an assistant that generates responses for the instruction while implicitly achieving the following target scores (on a scale of 1-10, where 1 is lowest and 10 is highest):

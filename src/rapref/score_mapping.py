@@ -1,6 +1,7 @@
 """Scores onto the goal scale: reward-model scores (unbounded, any sign) become goals on [lo, hi].
 
 The mapping is fitted on the training split only and applied to every split, so held-out pairs never shape it:
+
 >>> import numpy as np
 >>> m = fit_score_mapping(np.array([-4.0, -1.0, 0.5, 3.0]), (1, 10), "min-max")
 >>> [m(s) for s in (-4.0, 0.5, 3.0, 9.0)]   # clipped to the training range

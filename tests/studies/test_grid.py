@@ -38,19 +38,19 @@ from rapref.cli import main as cli
     ("seeds: [4294967296]\ncells: {a: {}}\n", "seeds: 4294967296 is outside 0 to 4294967295"),
     ("seeds: [1099511627776000000000]\ncells: {a: {}}\n", "is outside 0 to 4294967295"),
     # out-of-range and mistyped settings
-    ("cells: {a: {world.judge_noise: -1}}\n", "cell 'a': world.judge_noise: expected a finite number of 0 or more"),
-    ("cells: {a: {world.judge_noise: .inf}}\n", "world.judge_noise: expected a finite number"),
-    ("cells: {a: {dpo_epochs: 0}}\n", "dpo_epochs: expected a number above 0 and at most 100, got 0"),
-    ("cells: {a: {dpo_epochs: 1.0e+12}}\n", "dpo_epochs: expected a number above 0 and at most 100"),
+    ("cells: {a: {world.judge_noise: -1}}\n", "cell 'a': world.judge_noise must be a finite number of 0 or more, got -1"),
+    ("cells: {a: {world.judge_noise: .inf}}\n", "world.judge_noise must be a finite number of 0 or more, got inf"),
+    ("cells: {a: {dpo_epochs: 0}}\n", "dpo_epochs must be a number above 0 and at most 100, got 0"),
+    ("cells: {a: {dpo_epochs: 1.0e+12}}\n", "dpo_epochs must be a number above 0 and at most 100"),
     ("cells: {a: {1: 2}}\n", "cell 'a': unknown setting 1"),
-    ("cells: {a: {dpo_lr: .nan}}\n", "dpo_lr: expected a finite number above 0"),
-    ("cells: {a: {batch_size: 2.5}}\n", "batch_size: expected a whole number of at least 1"),
-    ("cells: {a: {start_goal_fraction: 1.5}}\n", "start_goal_fraction: expected a number from 0 to 1"),
-    ("cells: {a: {world.generator_skills: []}}\n", "expected a non-empty list of finite numbers"),
-    ("cells: {a: {world.generator_skills: [0.9, 1.2]}}\n", "expected skills from 0 to 1"),
+    ("cells: {a: {dpo_lr: .nan}}\n", "dpo_lr must be a finite number above 0, got nan"),
+    ("cells: {a: {batch_size: 2.5}}\n", "batch_size must be a whole number of at least 1, got 2.5"),
+    ("cells: {a: {start_goal_fraction: 1.5}}\n", "start_goal_fraction must be a number from 0 to 1, got 1.5"),
+    ("cells: {a: {world.generator_skills: []}}\n", "world.generator_skills must be a non-empty list of skills from 0 to 1, got ()"),
+    ("cells: {a: {world.generator_skills: [0.9, 1.2]}}\n", "world.generator_skills must be a non-empty list of skills from 0 to 1, got (0.9, 1.2)"),
     ("cells: {a: {sweep_goals: [5, 5]}}\n", "at least two different goals from 1 to 10"),
-    ("cells: {a: {goal_style: emoji}}\n", "expected digits, thermometer or opaque"),
-    ("cells: {a: {world.completions_per_prompt: 1}}\n", "expected a whole number of at least 2"),
+    ("cells: {a: {goal_style: emoji}}\n", "goal_style must be one of digits, thermometer, opaque, got 'emoji'"),
+    ("cells: {a: {world.completions_per_prompt: 1}}\n", "world.completions_per_prompt must be a whole number of at least 2, got 1"),
     # arms the claims and the report need
     ("arms: [start, start@10, relabeled@10]\ncells: {a: {}}\n", "arms: 'dpo' is missing"),
     ("arms: [start, start@10, dpo]\nclaims: [C4]\ncells: {a: {}}\n", "claims: C4 needs arm 'relabeled@10'"),
@@ -72,15 +72,27 @@ def test_a_grid_with_the_arms_its_claims_need_is_accepted():
     assert len(grid["cells"]) == 8 and grid["seeds"] == [1, 2, 3, 4, 5]
 
 
-def test_every_range_names_a_real_setting():
-    from rapref.studies.demo.grid import RANGES
+def test_every_setting_a_cell_may_change_declares_its_rule_on_its_field():
+    """A cell is checked by the rules on DemoConfig's and WorldConfig's fields (those `rapref demo`'s flags and
+    `--config` files meet too), never by a second table of ranges."""
+    from rapref.settings import spec_of
     from rapref.studies.demo.run import DemoConfig
     from rapref.studies.demo.world import WorldConfig
 
+    checked = {f"{prefix}{f.name}" for prefix, cls in (("", DemoConfig), ("world.", WorldConfig))
+               for f in fields(cls) if spec_of(f).rule or spec_of(f).choices}
     settings = {f.name for f in fields(DemoConfig)} | {f"world.{f.name}" for f in fields(WorldConfig)}
-    assert set(RANGES) <= settings
-    assert {k for k in settings if k not in RANGES} == {"out", "seeds", "world", "workers", "quick", "arms",
-                                                        "decodings", "kernels", "world.seed"}
+    assert settings - checked == {"out", "seeds", "world", "quick", "arms", "decodings", "world.seed"}
+
+
+def test_a_rule_broken_from_python_or_the_command_line_names_the_setting(capsys):
+    from rapref.io import InputError
+    from rapref.studies.demo.world import WorldConfig
+
+    with pytest.raises(InputError, match="judge_noise must be a finite number of 0 or more, got -1"):
+        WorldConfig(judge_noise=-1)
+    assert cli(["demo", "--judge-noise", "-1", "--out", "unused"]) == 2
+    assert "--judge-noise must be a finite number of 0 or more, got -1.0" in capsys.readouterr().err
 
 
 def test_merge_keys_fill_in_a_cell_and_its_own_keys_win(tmp_path):

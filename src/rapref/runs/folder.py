@@ -5,6 +5,7 @@ is written first (`begin_output`) and says "rapref is writing this"; `.rapref` i
 every other file is in place, and replaces it: a `.rapref` marker only ever marks a finished output. Before writing,
 `claim_output` applies one rule for every command that writes a folder (`augment`, `train`, `judge`, `diagnose`,
 `model`, `onpolicy`, `experiment`, `demo`):
+
 - a missing path or an empty folder is used;
 - a non-empty folder without either marker is refused, with or without `--overwrite` (it is the user's);
 - a folder rapref finished is replaced (or, for commands that resume, reused) only with `--overwrite` (`--resume`);
@@ -17,6 +18,7 @@ Commands that write one file (`generate`, `export`, `prompts`, `diagnose implici
 replaced only with `--overwrite`; any other file, one changed since, and the command's own input, never.
 
 Every reuse of earlier work, and what keys it (a changed key recomputes or refuses; it never mixes old and new):
+
 | reuse | where | keyed by |
 |---|---|---|
 | judge score cache | `judge/cache.jsonl` (`--cache`) | scorer fingerprint (model content, module source, package version), the row fields the scorer reads, text |
@@ -261,6 +263,7 @@ def is_rapref_file(path: str | Path) -> bool:
 
 class RunFolder:
     """The one way a command writes a folder, the rule above in one object:
+
         with RunFolder(out, "diagnose", overwrite=cfg.overwrite, inputs=(cfg.scores,)) as run:
             write_results(run.path)          # load -> compute -> write; nothing else about the protocol
 
@@ -331,6 +334,7 @@ class RunFolder:
 
 class RunFile:
     """The same for a command that writes one file (generate, export, prompts, diagnose implicit-relabel):
+
         with RunFile(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts,)) as run:
             write_jsonl_atomic(run.path, rows)
 

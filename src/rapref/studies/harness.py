@@ -28,9 +28,14 @@ from pathlib import Path
 from typing import Callable
 
 from rapref.formats.scores import read_scores
+from rapref.generate.run import GenerateConfig
+from rapref.generate.run import main as generate
+from rapref.inference.serving import Server
 from rapref.io import InputError, write_json_atomic
-from rapref.runs.launches import changed, check_settings, launches
+from rapref.judge.run import JudgeConfig
+from rapref.judge.run import main as judge
 from rapref.runs.folder import RunFolder
+from rapref.runs.launches import changed, check_settings, launches
 
 STAGES = ".stages"
 
@@ -169,10 +174,6 @@ def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts:
     judged rows (`judge_dir/scores.jsonl`, read by `rapref.formats.scores`)."""
     from dataclasses import asdict
 
-    from rapref.generate.run import GenerateConfig
-    from rapref.generate.run import main as generate
-    from rapref.judge.run import JudgeConfig
-    from rapref.judge.run import main as judge
 
     no_goal = goals is None and not goal_from_model
     gen_settings = {"model": str(model), "prompts": str(prompts), "split": split, "goals": goals, "no_goal": no_goal,
@@ -187,8 +188,6 @@ def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts:
                                 workers=1 if endpoint else workers, endpoint=endpoint))  # the server batches
 
     def served():
-        from rapref.inference.serving import Server
-
         gen_path.parent.mkdir(parents=True, exist_ok=True)
         with Server(serve, str(model), log=gen_path.parent / f"{gen_path.stem}.server.log") as url:
             sample(url)

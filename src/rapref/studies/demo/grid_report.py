@@ -135,6 +135,7 @@ def markdown(report: dict) -> str:
 
 Paired difference [95% t-interval over the cell's {len(report['seeds'])} evaluation seeds] and verdict, at {PRIMARY},
 by the demo's rule (band {NEGLIGIBLE} true-reward points for the paired claims, 0 for C2 and C4):
+
 {markdown_table(rows, list(rows[0]))}
 
 ![claims per cell](grid.png)

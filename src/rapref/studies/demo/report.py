@@ -243,6 +243,7 @@ only sharpen the start and the world could not test the paper.
 ## Goal sweeps (controllability, C4)
 
 Mean true reward per goal asked for, {cfg.sweep_prompts} held-out prompts, one sample at T 0.7, mean over seeds:
+
 {markdown_table(sweep_rows, list(sweep_rows[0]))}
 
 ## Unlearning probe (C2)
@@ -250,6 +251,7 @@ Mean true reward per goal asked for, {cfg.sweep_prompts} held-out prompts, one s
 Change in log p of held-out responses judged >= {cfg.band:g}, policy minus start, nats, with the start asked with the
 same goal as the policy (goal-conditioned arms: the response's own judged score; the others: no goal). "Rejected -
 chosen" is what a good answer loses for having been rejected, beyond the drift every good answer sees:
+
 {markdown_table(probe_rows, list(probe_rows[0]))}
 
 ## The world
