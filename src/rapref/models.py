@@ -279,5 +279,5 @@ def model_goal_spec(model: str, no_goal: bool) -> GoalSpec | None:
                              f"({str(err).splitlines()[0]})") from None
     if not (folder / GOAL_SETTINGS_FILE).is_file():
         raise InputError(f"{model}: no {GOAL_SETTINGS_FILE} (goal wording and placement); this model was not "
-                         "trained by `rapref train` on relabeled data. Pass --no-goal to sample it unconditioned.")
+                         "trained by `rapref train` on relabeled data (sample it unconditioned: `rapref generate --no-goal`).")
     return GoalSpec.load(folder)

@@ -13,7 +13,7 @@ the top of the scale, as `rapref generate`), checked against the scale.
   is kept behind a system goal as training keeps a dataset's own system message), the template is applied by
   `rapref.prompting.prompt_text`, and the text is encoded without added special tokens, as TRL's
   `apply_chat_template` tokenizes it. The prompt ids are then
-  `rapref.prompting.prompt_ids` of the goal prompt (`tests/test_lm_eval.py` checks it for every placement).
+  `rapref.prompting.prompt_ids` of the goal prompt (`tests/export/test_lm_eval.py` checks it for every placement).
   Loglikelihood tasks keep that prompt whole: lm-eval would move the trailing newline of the generation prompt into
   the scored continuation, and the policy was trained on prompts ending with it.
 - A policy without a template (plain text, `user` / `user-suffix` placement) gets the goal written into each

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rapref.formats.generations import read_generations
-from rapref.formats.scores import SCORES_FILE, write_aggregate, write_scores
+from rapref.formats.scores import AGGREGATE_FILE, SCORES_FILE, write_aggregate, write_scores
 from rapref.inference.serving import NetworkConfig, record_requests, served_record
 from rapref.io import InputError
 from rapref.judge.llm_judge import length_controlled_win_rate
@@ -264,6 +264,9 @@ def main(cfg: JudgeConfig) -> dict:
     if hasattr(scorer, "compare") and other is None:
         raise InputError(f"scorer {cfg.scorer}: compares two outputs; give the baseline with --against FILE")
     with _requests_recorded(scorer, run.path, resumed=not cfg.overwrite), run:
+        if cfg.overwrite:  # the earlier results go first: a run that fails leaves none of them behind as data
+            for name in (SCORES_FILE, AGGREGATE_FILE):
+                (run.path / name).unlink(missing_ok=True)
         if cfg.overwrite and not cfg.cache:
             cache_path.unlink(missing_ok=True)  # --overwrite re-asks everything
         cache = ScoreCache(cache_path)

@@ -5,7 +5,7 @@
 
 Seed 1's world (small), the demo's tokenizer and tiny Llama, STEPS AdamW steps on the start's goal-conditioned SFT
 examples (tokenized as TRL tokenizes them, trained with a plain loop), then one sample per held-out prompt asked for
-the top goal, scored with the true reward. `tests/test_dispatch.py` compares the pinned numbers with the committed
+the top goal, scored with the true reward. `tests/core/test_dispatch.py` compares the pinned numbers with the committed
 reference (`tests/fixtures/dispatch-reference.json`, made by this module with `--out`): a change of dispatch, of a
 library or of the world, tokenizer, model or prompt code moves them, as it would move the demo's. The dispatch is set
 before torch is imported, so run it in a fresh process.
