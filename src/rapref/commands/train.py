@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from rapref.io import InputError
 from rapref.progress import say
+from rapref.settings import add_flags, from_args, setting
 from rapref.train.config import TrainConfig, load_config, to_dict
 from rapref.train.run import main, trl_args
 
@@ -49,21 +51,28 @@ def effective_trl_config(cfg) -> str:
             f"{note}\n" + yaml.safe_dump({"trl": values}, sort_keys=False))
 
 
+@dataclass
+class TrainCommand:
+    """What `rapref train` is asked to do with a recipe (the recipe's own settings are `TrainConfig`)."""
+
+    config: str | None = setting(None, "recipe YAML (model, data, algorithm, lora, training sections)",
+                                 metavar="FILE", shown="none: rapref train's defaults")
+    show_config: bool = setting(False, "print the resolved recipe (defaults, YAML and overrides merged, validated) and "
+                                       "the TRL config it becomes, every field with its effective value, then exit")
+    resume: bool = setting(False, "continue a run in output_dir from its newest complete checkpoint")
+    overwrite: bool = setting(False, "replace an earlier rapref run in output_dir (a folder rapref did not write is "
+                                     "never used)")
+    overrides: list[str] = setting(help="override recipe values, e.g. training.learning_rate=1e-6 algorithm.beta=0.05",
+                                   factory=list, positional=True, metavar="SECTION.KEY=VALUE")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = recipe_reference()
-    p.add_argument("--config", help="recipe YAML (model, data, algorithm, lora, training sections)")
-    p.add_argument("--show-config", action="store_true",
-                   help="print the resolved recipe (defaults, YAML and overrides merged, validated) and the TRL "
-                        "config it becomes, every field with its effective value, then exit")
-    p.add_argument("--resume", action="store_true",
-                   help="continue a run in output_dir from its newest complete checkpoint")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier rapref run in output_dir (a folder rapref did not write is never used)")
-    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
-                   help="override recipe values, e.g. training.learning_rate=1e-6 algorithm.beta=0.05")
+    add_flags(p, TrainCommand)
 
 
 def run(args) -> dict:
+    args = from_args(TrainCommand, args, file="").config  # file="": --config is the recipe, read by load_config
     if args.show_config:
         import yaml
 
