@@ -148,7 +148,6 @@ Source: `docs/demo/report.json`. Regenerate: `rapref demo --out runs/demo && pyt
 runs/demo`."""
 
 
-
 # ---- the README's bottom line: what the paper reports, what rapref finds, what that does and does not say ----
 
 def wrap(text: str, width: int = 118) -> str:

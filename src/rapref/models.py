@@ -57,7 +57,6 @@ def model_fingerprint(name_or_path: str) -> str:
     fingerprint, so a score or answer cached for the old one is never reused. A hub id is hashed as its text."""
     import hashlib
 
-
     folder = Path(name_or_path)
     digest = stat_fingerprint(folder)
     adapter = folder / "adapter_config.json"
@@ -165,7 +164,6 @@ def load_merged_lora(run: str):
 def merge_lora(run: Path, out: Path) -> None:
     """A LoRA run as one full model folder, with the tokenizer and rapref's settings and card beside it."""
     import shutil
-
 
     if not (Path(run) / "adapter_config.json").is_file():
         raise InputError(f"{run}: no adapter_config.json; this is not a LoRA run (a full model needs no merge)")

@@ -96,3 +96,55 @@ def test_a_smoke_run_has_its_own_default_folder():
     parser, _ = build_parser()
     assert config_from_args(parser.parse_args(["demo", "--quick"])).out == "runs/demo-quick"
     assert config_from_args(parser.parse_args(["demo"])).out == "runs/demo"
+
+
+def test_bad_input_one_line_errors(tmp_path, tiny_model_dir, trained_dir, capsys):
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    gens = tmp_path / "g.jsonl"
+    gens.write_text(json.dumps({"prompt_id": "q0", "goal": None, "sample": 0, "prompt": "p", "text": "t"}) + "\n")
+    cases = [
+        (["generate", str(tiny_model_dir), "--prompts", str(prompts), "--out", str(tmp_path / "x.jsonl")],
+         "no rapref_goal.json"),
+        (["generate", str(trained_dir), "--prompts", str(tmp_path / "empty.jsonl"), "--out",
+          str(tmp_path / "x.jsonl")], "empty.jsonl"),
+        (["judge", str(gens), "--scorer", "reward-model:" + str(tmp_path / "missing"), "--out",
+          str(tmp_path / "j")], "no such model folder"),
+        (["judge", str(gens), "--scorer", "python:nowhere:fn", "--out", str(tmp_path / "j")], "cannot load"),
+        (["judge", str(gens), "--scorer", "oracle", "--out", str(tmp_path / "j")], "unknown scorer"),
+        (["judge", str(prompts), "--scorer", "oracle", "--out", str(tmp_path / "j")], "not a generations file"),
+    ]
+    (tmp_path / "empty.jsonl").write_text("")
+    for argv, needle in cases:
+        capsys.readouterr()
+        assert cli(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
+
+
+def test_goal_flags_are_checked(tmp_path, capsys, trained_dir):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Hi?"}) + "\n")
+    base = ["generate", str(trained_dir), "--prompts", str(prompts), "--out", str(tmp_path / "g.jsonl")]
+    one_line_error(capsys, base + ["--goals", "15"], "outside the policy's score scale 1-10")
+    one_line_error(capsys, base + ["--goals", "10", "--no-goal"], "contradict")
+    src = pairs_file(tmp_path)
+    one_line_error(capsys, ["augment", str(src), "--out", str(tmp_path / "d"), "--scale", "10-1"], "low end")
+    one_line_error(capsys, ["augment", str(src), "--out", str(tmp_path / "d"), "--prompt-column", "promt"],
+                   "no such column 'promt'")
+
+
+def test_a_bug_is_not_reported_as_bad_input(monkeypatch, capsys):
+    import rapref.cli as cli_module
+
+    real = cli_module.build_parser
+
+    def build():
+        parser, runners = real()
+        runners["prompts"] = lambda args: {}["a bug"]
+        return parser, runners
+
+    monkeypatch.setattr(cli_module, "build_parser", build)
+    capsys.readouterr()
+    code = cli_module.main(["prompts", "--split", "train", "--out", "x.jsonl"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" in err and "KeyError" in err and "this is a bug" in err

@@ -129,3 +129,25 @@ def test_a_users_output_and_the_commands_input_survive(writer, inputs, tmp_path,
             err = refused(capsys, argv_for(str(target), inputs) + extra)
             assert str(target) in err or target.name in err, err
     assert {str(t): snapshot(t) for t in targets} == before
+
+
+def test_every_folder_command_refuses_a_users_folder(tmp_path, capsys, tiny_model_dir, trained_dir,
+                                                     relabeled_dir):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    gens = tmp_path / "g.jsonl"
+    gens.write_text(json.dumps({"prompt_id": "q", "goal": None, "sample": 0, "prompt": "p", "text": "t",
+                                "sampling": {}}) + "\n")
+    one_line_error(capsys, ["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
+                            f"output_dir={mine}", "--overwrite"], "not written by rapref")
+    one_line_error(capsys, ["judge", str(gens), "--scorer", "python:test_trust:length", "--out", str(mine),
+                            "--overwrite"], "not written by rapref")
+    one_line_error(capsys, ["diagnose", "controllability", "--scores", str(gens), "--out", str(mine),
+                            "--overwrite"], "not written by rapref")
+    one_line_error(capsys, ["demo", "--quick", "--out", str(mine), "--overwrite"], "not written by rapref")
+    users_file = tmp_path / "results.jsonl"
+    users_file.write_text('{"mine": 1}\n')
+    one_line_error(capsys, ["generate", str(trained_dir), "--prompts", str(gens), "--out", str(users_file),
+                            "--overwrite"], "not written by rapref")
+    assert (mine / "keep.txt").read_text() == "x" and users_file.read_text() == '{"mine": 1}\n'

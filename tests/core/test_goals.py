@@ -50,3 +50,10 @@ def test_round_trip(tmp_path):
     spec = GoalSpec(scale=(1, 5), placement="user", attributes=("A", "B"))
     spec.save(tmp_path)
     assert GoalSpec.load(tmp_path) == spec
+
+
+def test_scores_print_at_the_datas_precision():
+    from rapref.goals import GoalSpec, format_score
+
+    assert format_score(0.1 + 0.2) == "0.3" and format_score(7.5) == "7.5" and format_score(8.0) == "8"
+    assert GoalSpec().text(0.1 + 0.2).endswith("Overall score: 0.3.")

@@ -145,3 +145,39 @@ def test_trl_dpo_cli_loads_the_folder(tmp_path, tiny_model_dir):
         capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_augment_says_what_it_held_out(tmp_path, capsys):
+    src = pairs(tmp_path / "p.jsonl", ["Q1?", "Q1?", "Q2?", "Q3?"])  # four rows, three distinct prompts
+    assert cli(["augment", str(src), "--test-size", "1", "--out", str(tmp_path / "a")]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    note = next(n for n in summary["notes"] if "held out" in n)
+    assert "held out 1 of 3 distinct prompts" in note and "of 4 pairs" in note
+    assert cli(["augment", str(src), "--test-size", "0", "--out", str(tmp_path / "b")]) == 0
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert any("no prompts held out for test (--test-size 0); all 4 pairs train" in n for n in summary["notes"])
+
+
+def _first_prompts(folder) -> list:
+    import datasets
+
+    return sorted(r["prompt"][-1]["content"] for r in datasets.load_dataset(str(folder))["train"])
+
+
+def test_outputs_with_the_same_folder_name_load_their_own_rows(tmp_path):
+    for name, tag in (("a", "A"), ("b", "B")):
+        (tmp_path / name).mkdir()
+        assert cli(["augment", str(pairs_file(tmp_path / name, tag=tag)), "--out", str(tmp_path / name / "data"),
+                    "--test-size", "2"]) == 0
+    a, b = _first_prompts(tmp_path / "a" / "data"), _first_prompts(tmp_path / "b" / "data")
+    assert all("A" in p for p in a) and all("B" in p for p in b)
+    # a rerun with --overwrite and other content, read in the same process ...
+    assert cli(["augment", str(pairs_file(tmp_path / "a", tag="C")), "--out", str(tmp_path / "a" / "data"),
+                "--test-size", "2", "--overwrite"]) == 0
+    assert all("C" in p for p in _first_prompts(tmp_path / "a" / "data"))
+    # ... and in a fresh one
+    code = ("import datasets, sys; rows = datasets.load_dataset(sys.argv[1])['train']; "
+            "print(sorted({r['prompt'][-1]['content'][9] for r in rows}))")
+    for folder, tag in ((tmp_path / "a" / "data", "C"), (tmp_path / "b" / "data", "B")):
+        out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip() == repr([tag]), out.stderr[-2000:]

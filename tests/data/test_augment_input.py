@@ -132,3 +132,27 @@ def test_other_file_types(tmp_path, capsys, ext):
     assert code == 0, err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["rows_out"] == {"train": 6, "test": 1, "test_goal": 1}
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("deep.json", "[" * 100000 + "]" * 100000, "nested too deeply"),
+    ("bad.jsonl", b'{"prompt": "caf\xe9"}\n', "not valid UTF-8"),
+    ("dup.jsonl", '{"prompt": "a", "prompt": "b"}\n', "duplicate key 'prompt'"),
+    ("dup.csv", "prompt,chosen,prompt\na,b,c\n", "column 'prompt' appears more than once"),
+])
+def test_bad_input_files_are_refused_not_misread(name, content, needle, tmp_path, capsys):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    err = one_line_error(capsys, ["augment", str(path), "--out", str(tmp_path / "d")], needle)
+    assert name in err
+
+
+@pytest.mark.parametrize("size,needle", [("-1", "--test-size must be"), ("2.5", "--test-size must be"),
+                                         ("12", "holds out 12 prompts, but the data has 12"),
+                                         ("100", "holds out 100 prompts")])
+def test_impossible_test_sizes_are_refused(size, needle, tmp_path, capsys):
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": "a", "rejected": "b", "score_chosen": 8,
+                                       "score_rejected": 3}) + "\n" for i in range(12)))
+    one_line_error(capsys, ["augment", str(src), "--out", str(tmp_path / "d"), "--test-size", size], needle)
+    assert cli(["augment", str(src), "--out", str(tmp_path / "d"), "--test-size", "11", "--quiet"]) == 0

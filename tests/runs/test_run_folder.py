@@ -139,3 +139,110 @@ def test_an_out_that_is_a_link_or_cannot_be_written_is_one_line(tmp_path, monkey
         locked.chmod(0o700)
     with pytest.raises(InputError, match="cannot be written here"), output_lock("/proc/rapref-test/out"):
         pass
+
+
+def test_augment_refuses_a_users_folder_with_or_without_overwrite(tmp_path, capsys):
+    src = pairs_file(tmp_path)
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    for extra in ([], ["--overwrite"]):
+        one_line_error(capsys, ["augment", str(src), "--out", str(mine), *extra], "not written by rapref")
+    assert (mine / "thesis.txt").read_text() == "years of work" and len(list(mine.iterdir())) == 1
+
+
+def test_out_dot_never_wipes_the_working_directory(tmp_path, capsys, monkeypatch):
+    src = pairs_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        one_line_error(capsys, ["augment", "pairs.jsonl", "--out", ".", *extra], "current directory")
+        one_line_error(capsys, ["augment", "pairs.jsonl", "--out", "..", *extra], "current directory")
+    assert src.is_file()
+
+
+def test_overwrite_replaces_only_a_rapref_folder(tmp_path, capsys):
+    src = pairs_file(tmp_path)
+    out = tmp_path / "data"
+    assert cli(["augment", str(src), "--out", str(out)]) == 0
+    assert (out / ".rapref").is_file()
+    assert cli(["augment", str(src), "--out", str(out)]) == 0  # the same input and settings: the finished folder reused
+    one_line_error(capsys, ["augment", str(src), "--out", str(out), "--test-size", "2"], "--overwrite")
+    assert cli(["augment", str(src), "--out", str(out), "--test-size", "2", "--overwrite"]) == 0
+
+
+def test_train_into_an_earlier_run_needs_overwrite(tmp_path, capsys, tiny_model_dir, relabeled_dir):
+    args = ["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
+            f"output_dir={tmp_path / 'run'}", "training.max_steps=1", "training.max_length=224",
+            "data.max_prompt_length=160", "training.disable_tqdm=true"]
+    assert cli(args) == 0
+    one_line_error(capsys, args, "--overwrite")
+    assert cli(args + ["--overwrite"]) == 0
+
+
+def test_concurrent_augment_runs_one_wins_or_the_other_stops_with_one_line(tmp_path):
+    src = pairs_file(tmp_path, n=400)
+    cmd = [sys.executable, "-m", "rapref", "augment", str(src), "--out", str(tmp_path / "data")]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in outcomes) == [0, 2], outcomes
+    err = next(e for code, e in outcomes if code == 2).strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "another rapref run" in err or "--overwrite" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "pairs.jsonl"]  # no temporaries, no lock
+
+
+def test_held_lock_stops_a_second_run(tmp_path, capsys):
+    from rapref.runs.folder import output_lock
+
+    src = pairs_file(tmp_path)
+    with output_lock(tmp_path / "data"):
+        one_line_error(capsys, ["augment", str(src), "--out", str(tmp_path / "data")], "another rapref run")
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+import pyarrow.parquet as pq
+real = pq.write_table
+def write_then_die(*args, **kwargs):
+    real(*args, **kwargs)
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+pq.write_table = write_then_die
+from rapref.cli import main
+sys.exit(main(["augment", sys.argv[2], "--out", sys.argv[3]]))
+"""
+
+
+def test_a_kill_leaves_no_temporaries(tmp_path):
+    src = pairs_file(tmp_path)
+    out = tmp_path / "data"
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, "SIGTERM", str(src), str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl"]
+    # SIGKILL cannot be caught: the next run to this output sweeps what the killed one left
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, "SIGKILL", str(src), str(out)], timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert any(p.name.startswith(".data.") for p in tmp_path.iterdir())
+    assert cli(["augment", str(src), "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "pairs.jsonl"]
+
+
+def test_the_sweep_only_removes_rapref_temporaries(tmp_path):
+    """A user's file that merely looks like a sibling of the output (`.data.bak`) is never swept."""
+    src = pairs_file(tmp_path)
+    (tmp_path / ".data.bak").write_text("mine")
+    (tmp_path / ".data.rapref-x1y2z3").mkdir()  # what a SIGKILLed run leaves
+    assert cli(["augment", str(src), "--out", str(tmp_path / "data")]) == 0
+    assert (tmp_path / ".data.bak").read_text() == "mine" and not (tmp_path / ".data.rapref-x1y2z3").exists()
+
+
+def test_outputs_follow_the_users_umask(tmp_path):
+    src = pairs_file(tmp_path)
+    old = os.umask(0o022)
+    try:
+        assert cli(["augment", str(src), "--out", str(tmp_path / "data")]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "data" / SPLIT_FILES["train"]).stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "data" / "summary.json").stat().st_mode & 0o777 == 0o644

@@ -164,3 +164,62 @@ def test_samples_that_all_score_the_same_are_refused_with_the_scores_file(tmp_pa
     with pytest.raises(InputError, match=r"scores.jsonl: the scorer python:m:f gave all 6 samples the same score \(0\)"):
         refuse_equal_scores(rows, tmp_path / "scores.jsonl", "python:m:f")
     refuse_equal_scores([*rows, {"prompt_id": "9", "sample": 0, "score": 1.0}], tmp_path / "scores.jsonl", "python:m:f")
+
+
+@pytest.fixture()
+def loop(tmp_path, tiny_model_dir):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt_id": f"p{i}", "prompt": f"What is {i} plus {i}?"}) + "\n"
+                               for i in range(4)))
+    return ["onpolicy", "--policy", str(tiny_model_dir), "--prompts", str(prompts), "--scorer",
+            "python:test_trust_results:length", "--samples", "2", "--max-new-tokens", "4", "--out",
+            str(tmp_path / "loop"), "--quiet", "training.max_steps=1", "training.per_device_train_batch_size=2",
+            "training.max_length=224", "data.max_prompt_length=160"]
+
+
+def test_onpolicy_rerun_with_other_settings_is_refused(tmp_path, capsys, loop):
+    assert cli(loop) == 0
+    samples = (tmp_path / "loop" / "iter-1" / "samples.jsonl").read_bytes()
+    for change, needle in ((["--samples", "3"], "samples 2 -> 3"), (["--max-new-tokens", "8"], "max_new_tokens"),
+                           (["--temperature", "0.5"], "temperature"), (["training.max_steps=2"], "overrides")):
+        argv = loop[:-4] + change + loop[-4:] if change[0].startswith("--") else loop + change
+        err = one_line_error(capsys, argv, needle)
+        assert "--overwrite" in err
+    assert (tmp_path / "loop" / "iter-1" / "samples.jsonl").read_bytes() == samples
+    assert cli(loop + ["--workers", "2"]) == 0  # workers change no result
+    assert (tmp_path / "loop" / "iter-1" / "samples.jsonl").read_bytes() == samples
+    launches = (tmp_path / "loop" / "launches.jsonl").read_text().splitlines()
+    assert len(launches) == 2 and json.loads(launches[1])["settings"]["workers"] == 2
+    assert cli(loop + ["--samples", "3", "--overwrite"]) == 0  # start over
+    assert len((tmp_path / "loop" / "launches.jsonl").read_text().splitlines()) == 1
+
+
+def test_onpolicy_lora_iterations_compound(tmp_path, loop):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    assert cli(loop + ["lora.enabled=true", "lora.r=2", "training.learning_rate=0.05", "--iterations", "2"]) == 0
+    out = tmp_path / "loop"
+    history = json.loads((out / "history.json").read_text())
+    assert history[1]["policy_in"] == str(out / "iter-1" / "policy-merged")
+    assert history[1]["policy_out"] == str(out / "iter-2" / "policy-merged")
+    second_base = json.loads((out / "iter-2" / "policy" / "adapter_config.json").read_text())
+    assert second_base["base_model_name_or_path"] == str(out / "iter-1" / "policy-merged")
+
+    def load(path):
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+    # base + adapter 1 + adapter 2, merged by hand, equals the saved final policy
+    by_hand = PeftModel.from_pretrained(load(loop[2]), out / "iter-1" / "policy").merge_and_unload()
+    by_hand = PeftModel.from_pretrained(by_hand, out / "iter-2" / "policy").merge_and_unload()
+    final = load(out / "iter-2" / "policy-merged")
+    for (name, a), (_, b) in zip(by_hand.state_dict().items(), final.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    start = load(loop[2])
+    assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), final.state_dict().values()))
+    # the trained model (iteration 1's policy with adapter 2, unmerged) computes what the saved policy computes
+    trained = PeftModel.from_pretrained(load(out / "iter-1" / "policy-merged"), out / "iter-2" / "policy").eval()
+    ids = torch.tensor([[1, 5, 9, 12, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(trained(ids).logits, final(ids).logits, rtol=1e-4, atol=1e-5)

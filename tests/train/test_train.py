@@ -189,3 +189,101 @@ def test_show_config_shows_trl_defaults(capsys, tiny_model_dir, relabeled_dir):
     assert trl["beta"] == shown["algorithm"]["beta"] and trl["seed"] == shown["seed"]
     for default in ("lr_scheduler_type", "weight_decay", "adam_beta1", "max_grad_norm", "loss_type"):
         assert default in trl, default  # TRL's and transformers' own defaults, not only the recipe's keys
+
+
+def test_train_prints_one_summary_with_rounded_losses(tmp_path, capsys, tiny_model_dir, relabeled_dir):
+    import re
+
+    assert cli(["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
+                f"output_dir={tmp_path / 'run'}", "training.max_steps=2", "training.max_length=224",
+                "data.max_prompt_length=160", "training.disable_tqdm=true"]) == 0
+    out = capsys.readouterr().out
+    summaries = [line for line in out.splitlines() if re.match(r"rapref train: \d+ steps", line)]
+    assert len(summaries) == 1 and re.search(r"loss \d\.\d{4} -> \d\.\d{4}$", summaries[0]), out
+    assert "trained 2 steps" not in out
+
+
+def test_a_raw_file_as_training_data_is_refused_at_once(tmp_path, capsys, tiny_model_dir):
+    src = pairs(tmp_path / "pairs.jsonl", ["Q?"])
+    capsys.readouterr()
+    assert cli(["train", f"model.name_or_path={tiny_model_dir}", f"data.path={src}",
+                f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "reads a folder written by `rapref augment`" in err, err
+
+
+def test_simpo_shows_no_warning_a_user_cannot_act_on(tiny_model_dir, relabeled_dir):
+    from rapref.train.algorithms import _load
+    from rapref.train.config import load_config
+    from rapref.train.run import trl_args
+
+    for name in [m for m in sys.modules if m.startswith("trl.experimental")]:
+        sys.modules.pop(name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _load("trl.experimental.cpo:CPOConfig")
+    assert not [w for w in caught if "trl.experimental" in str(w.message)]
+    cfg = load_config(None, [f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
+                             "algorithm.name=simpo", "algorithm.beta=2.0"])
+    cfg.validate()
+    assert trl_args(cfg, on_gpu=False).remove_unused_columns is False  # TRL's hint would otherwise be printed
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("algorithm.beta=abc", "algorithm.beta: expected a number"),
+    ("model.dtype=bf16", "model.dtype must be one of"),
+    ("training.report_to=tensorboard", "'tensorboard' package is not installed"),
+    ("training.push_to_hub=true", "hub cannot be reached"),
+    ("algorithm.loss_type=[sigmiod]", "did you mean 'sigmoid'"),
+    ("algorithm.loss_type=[ipo] algorithm.label_smoothing=0.3", "has no effect"),
+    ("algorithm.loss_type=[sigmoid_norm] algorithm.label_smoothing=0.3", "has no effect"),
+    ("algorithm.name=kto algorithm.label_smoothing=0.3", "has no effect"),
+    ("algorithm.name=orpo algorithm.label_smoothing=0.3", "has no effect"),
+    ("training.max_steps=2.5", "expected a whole number"),
+])
+def test_recipe_values_are_checked_when_the_recipe_loads(override, needle, tmp_path, capsys, tiny_model_dir,
+                                                         relabeled_dir):
+    one_line_error(capsys, ["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
+                            f"output_dir={tmp_path / 'run'}", *override.split()], needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_single_loss_type_is_a_one_element_list(tiny_model_dir, relabeled_dir):
+    from rapref.train.config import load_config
+
+    cfg = load_config(None, [f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
+                             "algorithm.loss_type=sigmoid"])
+    assert cfg.algorithm.loss_type == ["sigmoid"]
+
+
+def test_broken_yaml_is_one_line(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model:\n  name_or_path: x\n data: [unclosed\n")
+    one_line_error(capsys, ["train", "--config", str(recipe)], "not valid YAML")
+
+
+def test_a_missing_local_model_is_reported_at_once(tmp_path, capsys, relabeled_dir, tiny_model_dir):
+    start = time.perf_counter()
+    one_line_error(capsys, ["train", "model.name_or_path=runs/no-such-model", f"data.path={relabeled_dir}",
+                            f"output_dir={tmp_path / 'run'}"], "no such local folder")
+    one_line_error(capsys, ["train", f"model.name_or_path={tmp_path / 'gone'}", f"data.path={relabeled_dir}",
+                            f"output_dir={tmp_path / 'run'}"], "no such model folder")
+    one_line_error(capsys, ["train", f"model.name_or_path={tiny_model_dir}", "data.path=runs/no-such-data",
+                            f"output_dir={tmp_path / 'run2'}"], "no such local dataset folder")
+    one_line_error(capsys, ["augment", "runs/no-such-data", "--out", str(tmp_path / "d")], "no such local file")
+    assert time.perf_counter() - start < 20
+
+
+TRAIN_DEGENERATE = [("algorithm.beta=0", "algorithm.beta must be above 0"),
+                    ("algorithm.beta=-0.1", "algorithm.beta must be above 0"),
+                    ("training.max_steps=0", "trains for 0 steps"),
+                    ("training.num_train_epochs=0", "trains for 0 steps"),
+                    ("data.max_prompt_length=0", "data.max_prompt_length must be at least 1"),
+                    ("training.learning_rate=0", "training.learning_rate must be above 0")]
+
+
+@pytest.mark.parametrize("override,needle", TRAIN_DEGENERATE)
+def test_degenerate_training_values_are_refused(override, needle, tmp_path, capsys, tiny_model_dir, relabeled_dir):
+    one_line_error(capsys, ["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
+                            f"output_dir={tmp_path / 'run'}", override], needle)
+    assert not (tmp_path / "run").exists()

@@ -54,3 +54,16 @@ def test_push_to_hub_uploads_a_folder_with_everything(tmp_path, tiny_model_dir, 
     assert {"rapref_goal.json", "tokenizer.json", "README.md", "model.safetensors", "rapref_train.json"} <= set(pushed)
     card = pushed["README.md"].decode()
     assert "# me/policy" in card and "Overall score: 10." in card and "training loss" in card
+
+
+def test_long_recipes_save_checkpoints_by_default(tiny_model_dir, relabeled_dir):
+    import yaml
+
+    from rapref.train.config import load_config
+    from rapref.train.run import trl_args
+
+    args = trl_args(load_config(None, [f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}"]), False)
+    assert args.save_strategy == "steps" and args.save_steps == 200
+    for recipe in (ROOT / "recipes").glob("*/*.yaml"):
+        training = yaml.safe_load(recipe.read_text()).get("training", {})
+        assert training.get("save_strategy", "steps") != "no", recipe

@@ -95,7 +95,6 @@ TINY_SETTINGS = "rapref_tiny.json"  # what a tiny model was built with: a rerun 
 def _same_tiny(out: Path, settings: dict) -> bool:
     import json
 
-
     try:
         return is_finished_output(out) and json.loads((out / TINY_SETTINGS).read_text()) == settings
     except (OSError, ValueError):
@@ -121,7 +120,6 @@ def _build(action: str, cfg, out: Path) -> None:
 def print_card(run: Path) -> Path:
     """Write the model card again from the run's saved settings (an older run gets today's card) and print it."""
     import json
-
 
     settings = run / TRAIN_SETTINGS_FILE
     if not settings.is_file():

@@ -25,7 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def recipe_keys() -> set[str]:
     import dataclasses
 
-
     return {f.name for f in dataclasses.fields(TrainConfig)}
 
 

@@ -16,7 +16,6 @@ def recipe_reference() -> str:
     """Every recipe section and key with its default, for `rapref train --help`."""
     import dataclasses
 
-
     lines = ["recipe sections and keys (defaults); override any with SECTION.KEY=VALUE:"]
     for f in dataclasses.fields(TrainConfig):
         value = getattr(TrainConfig(), f.name)
@@ -40,7 +39,6 @@ def effective_trl_config(cfg) -> str:
 
     import torch
     import yaml
-
 
     on_gpu = torch.cuda.is_available()
     args = trl_args(cfg, on_gpu=on_gpu)
@@ -75,7 +73,6 @@ def run(args) -> dict:
     args = from_args(TrainCommand, args, file="").config  # file="": --config is the recipe, read by load_config
     if args.show_config:
         import yaml
-
 
         cfg = load_config(args.config, args.overrides)
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")

@@ -342,7 +342,6 @@ def hold_out(pairs: pa.Table, test_size, seed: int) -> tuple[pa.Table, pa.Table,
     """
     import numpy as np
 
-
     keys = prompt_keys(pairs["prompt"])
     prompts = pc.unique(keys)
     hashes = np.fromiter((stable_hash(k, seed) for k in prompts.to_pylist()), dtype=np.uint64, count=len(prompts))

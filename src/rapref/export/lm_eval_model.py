@@ -35,7 +35,6 @@ def _model_class():
     """`RaprefLM`, built on first use so that rapref imports without lm-eval installed."""
     from lm_eval.models.huggingface import HFLM
 
-
     class RaprefLM(HFLM):
         """lm-eval's HFLM with the policy's goal in every prompt (see the module notes)."""
 

@@ -669,7 +669,6 @@ def _die_with_parent() -> None:
             pass
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

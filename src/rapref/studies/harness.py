@@ -174,7 +174,6 @@ def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts:
     judged rows (`judge_dir/scores.jsonl`, read by `rapref.formats.scores`)."""
     from dataclasses import asdict
 
-
     no_goal = goals is None and not goal_from_model
     gen_settings = {"model": str(model), "prompts": str(prompts), "split": split, "goals": goals, "no_goal": no_goal,
                     "limit": limit, "sampling": asdict(sampling), "out": str(gen_path)}

@@ -120,7 +120,6 @@ class TrainConfig:
                              f"training.max_length ({max_length}): TRL drops prompts that fill max_length")
         _check_integrations(self.training)
 
-
     def _refuse_degenerate(self) -> None:
         """Values that would run and save a run that learned nothing (or read as something else) are refused."""
         t = self.training

@@ -182,7 +182,6 @@ def _attach_artefacts(trainer, cfg: TrainConfig, spec: GoalSpec | None, tokenize
     periodic `step i/N, time left` lines."""
     from transformers import TrainerCallback
 
-
     trainer.create_model_card = lambda *a, **k: write_model_card(Path(cfg.output_dir), cfg, spec, None,
                                                                  _hub_name(cfg))
 
@@ -317,7 +316,6 @@ def load_dataset_folder(path: str) -> dict:
     Other folders (`save_to_disk`, plain data files) and hub ids go through `datasets`.
     """
     import datasets
-
 
     folder = Path(path)
     if folder.is_file():

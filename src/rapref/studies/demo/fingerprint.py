@@ -35,7 +35,6 @@ SEED = 1
 def run(seed: int = SEED, steps: int = STEPS) -> dict:
     import torch
 
-
     torch.set_num_threads(1)
     spec = DemoConfig().goal_spec()
     world = build_world(WorldConfig(seed=seed, n_train_prompts=60, n_test_prompts=16))

@@ -99,7 +99,6 @@ def _cells(names: list[str]) -> str:
 
 def markdown(report: dict) -> str:
     cells = report["cells"]
-    claim_names = report["claims"]
     rows = []
     for cell, c in cells.items():
         row = {"cell": f"`{cell}`"}

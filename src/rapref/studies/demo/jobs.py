@@ -94,7 +94,6 @@ def run_jobs(fn, jobs: list[tuple], label: str, workers: int, kernels: str = "pi
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-
     unit = "seeds" if len({id(job[0]) for job in jobs}) <= 1 else "runs"
     workers = max(1, min(workers, len(jobs)))
     results = {}

@@ -378,7 +378,6 @@ def seeds_dispatch(results: list[dict]) -> dict | None:
 def write_report(cfg, results: list[dict], out: Path, wall_seconds: float) -> dict:
     from dataclasses import asdict
 
-
     report = build(cfg, results)
     timing = out / "timing.json"
     full_run = json.loads(timing.read_text()) if timing.is_file() else {}

@@ -32,7 +32,6 @@ def run_sft(model_dir: str, examples: list[dict], out: str, *, epochs: float, lr
     import torch
     from trl import SFTConfig, SFTTrainer
 
-
     on_gpu = torch.cuda.is_available()
     args = SFTConfig(output_dir=out, num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch_size,
                      lr_scheduler_type="cosine", warmup_steps=0.05, seed=seed, bf16=False,

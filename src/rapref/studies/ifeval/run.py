@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from rapref.formats.dataset import augment_splits, read_split
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.inference.logprobs import LogProbModel, unlearning_probe
 from rapref.inference.sampler import SamplingConfig
-from rapref.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from rapref.io import write_json_atomic, write_jsonl_atomic
 from rapref.models import merge_lora, model_fingerprint
 from rapref.progress import say
 from rapref.settings import at_least, check, like, read_yaml, setting
