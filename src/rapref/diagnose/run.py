@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 from rapref.formats.prompts import load_prompts
-from rapref.formats.scores import read_scores, scores_path
+from rapref.formats.scores import check_score_row, read_scores, scores_path
 from rapref.goals import GOAL_SETTINGS_FILE, format_score, scale_field
 from rapref.inference.logprobs import (LogProbModel, implicit_relabel_rows, implicit_reward_accuracy,
         implicit_rewards, unlearning_probe)
@@ -112,11 +112,7 @@ def controllability(rows: list[dict], source: str = "scores", score_range: tuple
 
     kept, unscored, without_goal, seen = [], 0, 0, {}
     for i, r in enumerate(rows, start=1):
-        if not isinstance(r, dict):
-            raise InputError(f"{source}: row {i}: expected an object with goal and score")
-        if "score" not in r:
-            raise InputError(f"{source}: row {i}, field 'score': missing; controllability reads the scores.jsonl "
-                             "that `rapref judge` writes")
+        check_score_row(r, i, source)
         if r.get("goal") is None:
             without_goal += 1
             continue

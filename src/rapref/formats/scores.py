@@ -51,12 +51,17 @@ def read_scores(source: str | Path) -> list[dict]:
     if not rows:
         raise InputError(f"{path}: no scores")
     for i, row in enumerate(rows, start=1):
-        if not isinstance(row, dict):
-            raise InputError(f"{path}: row {i}: expected an object with goal and score")
-        if "score" not in row:
-            raise InputError(f"{path}: row {i}, field 'score': missing; {SCORES_FILE} is what `rapref judge` writes "
-                             "(a generations file is judged first)")
+        check_score_row(row, i, path)
     return rows
+
+
+def check_score_row(row, i: int, source) -> None:
+    """Refuses row `i` of `source` unless it is an object with a `score` field (null allowed: unscored)."""
+    if not isinstance(row, dict):
+        raise InputError(f"{source}: row {i}: expected an object with goal and score")
+    if "score" not in row:
+        raise InputError(f"{source}: row {i}, field 'score': missing; {SCORES_FILE} is what `rapref judge` writes "
+                         "(a generations file is judged first)")
 
 
 def read_aggregate(folder: str | Path) -> dict:
