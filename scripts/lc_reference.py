@@ -7,8 +7,8 @@ AlpacaEval's `get_length_controlled_winrate` first downloads its leaderboard's i
 (unreachable here), so this script runs the package's own pieces on a fixture instead: its GLM
 `length_controlled_minimal` (the published formula without the instruction-difficulty term), its featurization
 (length difference over its standard deviation, preferences 1/2 -> 0/1, ties 0 -> 1/2), its fit
-(`fit_LogisticRegressionCV`, soft labels) and its prediction at equal lengths. `tests/test_endpoint.py` compares
-`rapref.judge.llm_judge.length_controlled_win_rate` with the figure written here.
+(`fit_LogisticRegressionCV`, soft labels) and its prediction at equal lengths. `tests/inference/test_endpoint.py`
+compares `rapref.judge.llm_judge.length_controlled_win_rate` with the figure written here.
 """
 
 import json

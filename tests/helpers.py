@@ -1,6 +1,7 @@
 """The tests' shared helpers, one module for every folder of tests/ (pytest puts tests/ on the import path: `from
 helpers import ...`); fixtures shared by all tests are in tests/conftest.py. Here: the repository's paths; small input
-files (`write_jsonl`, `synthetic_pair_rows`, a researcher's own reward-model pairs); a stand-in OpenAI-compatible
+files (`write_jsonl`, `synthetic_pair_rows`, a researcher's own reward-model pairs, scored pairs to augment
+(`pairs_file`, `pairs`), a prompt file, a judged goal sweep); a Python scorer (`length`); a stand-in OpenAI-compatible
 server that misbehaves on purpose and the check of a one-line refusal; a goal-conditioned copy of the tiny model; a
 tiny rapref training run; TRL's padded DPO forward on a tiny Llama (the packing tests' reference); the pages whose
 `rapref` commands run as written; a script loaded as a module.
@@ -67,6 +68,42 @@ OWN_PAIRS_COLUMNS = ["--prompt-column", "question", "--chosen-column", "better",
                      "--score-chosen-column", "s_better", "--score-rejected-column", "s_worse"]
 OWN_PAIRS_ROWS = [{"question": f"q{i}", "better": f"b{i}", "worse": f"w{i}", "s_better": i / 3, "s_worse": -i / 2}
                   for i in range(12)]
+
+
+def pairs_file(folder: Path, n: int = 12, tag: str = "") -> Path:
+    """`folder/pairs.jsonl`: n scored pairs (chosen 8, rejected 3) whose prompts, `Question {tag}{i}?`, differ."""
+    path = folder / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Question {tag}{i}?", "chosen": f"Good {tag}{i}.",
+                                        "rejected": f"Bad {tag}{i}.", "score_chosen": 8.0,
+                                        "score_rejected": 3.0}) + "\n" for i in range(n)))
+    return path
+
+
+def pairs(path, prompts):
+    """One scored pair (chosen 8, rejected 3) per prompt given, repeats kept, to `path`."""
+    path.write_text("".join(json.dumps({"prompt": p, "chosen": "good.", "rejected": "bad.", "score_chosen": 8,
+                                        "score_rejected": 3}) + "\n" for p in prompts))
+    return path
+
+
+def write_prompts(path, n=3):
+    """A prompt file of n prompts, `q0`: `Question 0?` and on."""
+    path.write_text("".join(json.dumps({"prompt_id": f"q{i}", "prompt": f"Question {i}?"}) + "\n" for i in range(n)))
+    return path
+
+
+def sweep_rows(unscored: int = 0) -> list[dict]:
+    """4 prompts x goals 1, 5, 10; the first `unscored` rows without a grade, as an LLM judge writes them."""
+    rows = [{"prompt_id": f"p{i}", "goal": g, "sample": 0, "turn": 0, "prompt": "Q", "text": "A",
+             "score": g / 2 + i / 10, "scorer": "llm"} for i in range(4) for g in (1.0, 5.0, 10.0)]
+    for row in rows[:unscored]:
+        row["score"] = None
+    return rows
+
+
+def length(row, text):
+    """A Python scorer, `--scorer python:helpers:length`: the answer's length."""
+    return float(len(text))
 
 
 class _QuietServer(ThreadingHTTPServer):

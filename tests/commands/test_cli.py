@@ -1,9 +1,13 @@
 """The command line itself (`rapref.cli`): a broken import inside rapref is shown, a missing third-party package makes
 its command unavailable; `--quiet` and `--log-level`; every command's help renders, and teaches; a smoke run's
-default folder."""
+default folder. Bad input and bad flags (a policy without goal settings, an unknown or unloadable scorer, goals
+outside the scale) are one line (exit 2); a bug is shown as a bug, with its traceback (exit 1)."""
+
+import json
 
 import pytest
 
+from helpers import one_line_error, pairs_file, write_prompts
 from rapref.cli import main as cli
 
 

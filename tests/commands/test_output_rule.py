@@ -2,7 +2,8 @@
 and without `--overwrite`, and so does the command's own input given as `--out`.
 
 The list of writers is read from the CLI itself: a new command (or action, diagnosis or export format) that takes
-`--out` fails `test_every_writer_is_listed` until it gets a case here.
+`--out` fails `test_every_writer_is_listed` until it gets a case here. Every folder command (and `generate`'s file)
+refuses a user's folder with `--overwrite` too.
 """
 
 import argparse
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import one_line_error
 from rapref.cli import build_parser
 from rapref.cli import main as cli
 
@@ -141,7 +143,7 @@ def test_every_folder_command_refuses_a_users_folder(tmp_path, capsys, tiny_mode
                                 "sampling": {}}) + "\n")
     one_line_error(capsys, ["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
                             f"output_dir={mine}", "--overwrite"], "not written by rapref")
-    one_line_error(capsys, ["judge", str(gens), "--scorer", "python:test_trust:length", "--out", str(mine),
+    one_line_error(capsys, ["judge", str(gens), "--scorer", "python:helpers:length", "--out", str(mine),
                             "--overwrite"], "not written by rapref")
     one_line_error(capsys, ["diagnose", "controllability", "--scores", str(gens), "--out", str(mine),
                             "--overwrite"], "not written by rapref")

@@ -1,9 +1,14 @@
-"""`rapref augment` end to end: the folder loads in `datasets` and TRL, is deterministic and written atomically."""
+"""`rapref augment` end to end: the folder loads in `datasets` and TRL, is deterministic and written atomically; it says
+what it held out; outputs with the same folder name load their own rows (in this process and a fresh one)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
+from helpers import pairs, pairs_file
+from rapref.cli import main as cli
 from rapref.formats.dataset import SPLIT_FILES
 from rapref.data.augment import AugmentConfig, augment_dataset, main
 from rapref.io import InputError

@@ -1,12 +1,15 @@
-"""`rapref augment` on bad input: a one-line error naming file, row and field, or a counted drop; never a traceback or a silent loss."""
+"""`rapref augment` on bad input: a one-line error naming file, row and field, or a counted drop; never a traceback or a silent loss.
+Files nested too deeply, not UTF-8, or with a key or column given twice are refused, not misread; so are held-out
+sizes the data cannot give."""
 
 import json
 import math
 
 import pytest
 
-from helpers import write_jsonl
+from helpers import one_line_error, write_jsonl
 from rapref.cli import main
+from rapref.cli import main as cli
 
 
 def good(i, **over):

@@ -1,13 +1,17 @@
-"""`rapref diagnose controllability` reads what `rapref judge` writes, unscored rows included, and writes only
+"""`rapref diagnose`: controllability reads what `rapref judge` writes, unscored rows included, and writes only
 finite, meaningful numbers: every bad row is one line naming the file, row and field (exit 2), never a traceback or
-a NaN in the report."""
+a NaN in the report; Spearman's rho and the goal curve by hand. The unlearning, accuracy and implicit-relabel
+diagnoses write their reports (the relabeled file feeds `rapref augment`), print their headline, name their own flags
+and refuse models that do not match."""
 
 import json
 import math
 
 import pytest
 
+from helpers import one_line_error, sweep_rows
 from rapref.cli import main as cli
+from rapref.diagnose.run import controllability
 
 
 def write(path, rows):

@@ -1,15 +1,16 @@
 """`rapref export` takes only the benchmark's own generations, matched on the questions' content: MT-Bench,
 Arena-Hard and AlpacaEval files are told apart by what their question files leave in the generations, and a file
 from another benchmark, or one whose questions do not agree with their ids, is refused in one line naming where it
-came from (exit 2, nothing written)."""
+came from (exit 2, nothing written). Generations from rapref's own prompt files export to AlpacaEval, not to the
+benchmarks that need their question ids; `rapref export lm-eval` prints the `rapref lm-eval` command that runs."""
 
 import json
 
 import pytest
 
+from helpers import ROOT, goal_policy
 from rapref.cli import main as cli
 from rapref.formats.prompts import SOURCE_FIELDS, load_prompts
-from standin_server import goal_policy
 
 SOURCES = {"mt-bench": "mt_bench_question.jsonl", "arena-hard": "arena_hard_question.jsonl",
            "alpaca-eval": "alpaca_eval.json"}
@@ -150,7 +151,6 @@ def test_a_goal_picked_from_a_file_with_unconditioned_rows_says_what_it_left_out
 
 def test_export_lm_eval_prints_the_rapref_lm_eval_command_that_runs(tmp_path, capsys, monkeypatch, tiny_model_dir):
     import shlex
-    from pathlib import Path
 
     from lm_eval._cli import HarnessCLI
 
@@ -169,7 +169,7 @@ def test_export_lm_eval_prints_the_rapref_lm_eval_command_that_runs(tmp_path, ca
     assert commands == expected
     for argv in commands.values():  # every flag is lm-eval's own (`rapref lm-eval --help`)
         HarnessCLI()._parser.parse_args(["run", *argv[2:]])
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the local task's data is named from the repository root
+    monkeypatch.chdir(ROOT)  # the local task's data is named from the repository root
     assert cli([*commands[chat][1:], "--include_path", "examples/lm_eval", "--device", "cpu", "--limit", "2",
                 "--output_path", str(tmp_path / "results")]) == 0  # as printed, it runs (with the goal 7.5)
     results = json.loads(next((tmp_path / "results").rglob("results_*.json")).read_text())

@@ -1,10 +1,12 @@
 """`rapref generate` refuses, before any sampling, settings that cannot be honoured: non-finite or out-of-range
-sampling values, a goal named twice, a prompt (or answer) that does not fit the model's context. One line, exit 2."""
+sampling values, a goal named twice, a prompt (or answer) that does not fit the model's context; degenerate values
+(a zero limit, batch size or top-p) on a trained policy. One line, exit 2."""
 
 import json
 
 import pytest
 
+from helpers import one_line_error
 from rapref.cli import main as cli
 
 

@@ -1,4 +1,5 @@
-"""`rapref generate` writes as it goes and resumes; worker processes give the same texts as one process."""
+"""`rapref generate` writes as it goes and resumes (its resume file keyed by the model's content); worker processes
+give the same texts as one process."""
 
 import json
 

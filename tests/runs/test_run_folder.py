@@ -1,12 +1,21 @@
 """The run-folder objects (`rapref.runs.folder.RunFolder`, `RunFile`): the output rule in one place, for every writer;
 and the refusals that protect finished work: a fresh `--out` named first, `output_dir=` for `rapref train`, a
-link or an unwritable folder as `--out`."""
+link or an unwritable folder as `--out`, a user's folder (with or without `--overwrite`), `--out .`, an earlier run.
+Locks, kills and temporaries: two runs to one output (one wins, the other is one line), a held lock, a SIGTERM or
+SIGKILL that leaves nothing behind (the next run sweeps only rapref's own temporaries); outputs follow the umask."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
+from helpers import one_line_error, pairs_file
 from rapref.cli import main
+from rapref.cli import main as cli
+from rapref.formats.dataset import SPLIT_FILES
 from rapref.io import InputError
 from rapref.runs.folder import BEGUN, MARKER, RunFile, RunFolder, is_rapref_file
 

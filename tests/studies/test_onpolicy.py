@@ -1,9 +1,11 @@
-"""`rapref onpolicy` on a tiny model: every stage, iterations, resume; multi-sample scores used as they are."""
+"""`rapref onpolicy` on a tiny model: every stage, iterations, resume; multi-sample scores used as they are; a rerun
+with other settings refused; LoRA iterations compound."""
 
 import json
 
 import pytest
 
+from helpers import one_line_error
 from rapref.cli import main as cli
 
 
@@ -172,7 +174,7 @@ def loop(tmp_path, tiny_model_dir):
     prompts.write_text("".join(json.dumps({"prompt_id": f"p{i}", "prompt": f"What is {i} plus {i}?"}) + "\n"
                                for i in range(4)))
     return ["onpolicy", "--policy", str(tiny_model_dir), "--prompts", str(prompts), "--scorer",
-            "python:test_trust_results:length", "--samples", "2", "--max-new-tokens", "4", "--out",
+            "python:helpers:length", "--samples", "2", "--max-new-tokens", "4", "--out",
             str(tmp_path / "loop"), "--quiet", "training.max_steps=1", "training.per_device_train_batch_size=2",
             "training.max_length=224", "data.max_prompt_length=160"]
 

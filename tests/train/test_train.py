@@ -1,11 +1,17 @@
 """`rapref train` on a tiny local model: parameters move, loss falls, every loss family runs, configs validate, and
-`--show-config` shows TRL's own defaults."""
+`--show-config` shows TRL's own defaults; one summary line with rounded losses, no warning a user cannot act on.
+Recipe values are checked when the recipe loads: broken YAML, a missing model or dataset, degenerate values and a
+raw file as training data are one line (exit 2)."""
+
+import sys
+import time
+import warnings
 
 import pytest
 import torch
 import yaml
 
-from helpers import ROOT
+from helpers import ROOT, one_line_error, pairs
 from rapref.cli import main as cli
 from rapref.train.config import load_config
 from rapref.train.run import main

@@ -2,11 +2,14 @@
 
 A pipeline that always passes `--resume` (to be idempotent) must get the same model, record, metrics and card back
 however often it reruns; changed settings are still refused, and a folder of another command is no run to resume.
+A killed run resumes from its newest complete checkpoint, without transformers' warning about the tied embedding.
 """
 
 import hashlib
 import json
+import logging
 
+from helpers import one_line_error
 from rapref.cli import main as cli
 
 

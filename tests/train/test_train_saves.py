@@ -1,10 +1,10 @@
 """What a `rapref train` run saves: every checkpoint carries the tokenizer, the goal settings and a model card whose
-snippet runs as written; a push to the Hub uploads all of it."""
+snippet runs as written; a push to the Hub uploads all of it; long recipes save checkpoints by default."""
 
 import re
 from pathlib import Path
 
-from helpers import train_tiny
+from helpers import ROOT, train_tiny
 
 
 def test_every_save_carries_tokenizer_goal_settings_and_a_model_card(tmp_path, tiny_model_dir, relabeled_dir):

@@ -1,5 +1,5 @@
 """Sampling and judging through an OpenAI-compatible server, against a stand-in server on localhost
-(`tests/fixtures/stand_in_server.py`); the same paths against a real vLLM server are `tests/test_serving.py`."""
+(`tests/fixtures/stand_in_server.py`); the same paths against a real vLLM server are `tests/inference/test_serving.py`."""
 
 import json
 import os
@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import FIXTURES, STAND_IN, one_line_error
 from rapref.cli import main as cli
 from rapref.inference import serving
 from rapref.inference.serving import Endpoint, Server
 from rapref.io import InputError, read_jsonl
 from rapref.io import write_jsonl_atomic as write_jsonl
-from tests.standin_server import one_line_error
-
-STAND_IN = Path(__file__).parent / "fixtures" / "stand_in_server.py"
 
 
 def stand_in(model, judge="a", fail_first=0) -> Server:
@@ -227,7 +225,7 @@ def test_length_controlled_win_rate_matches_alpaca_evals_own_fit():
     L1-penalized cross-validated fit shrinks a little, hence the tolerance)."""
     from rapref.judge.llm_judge import length_controlled_win_rate
 
-    reference = json.loads((Path(__file__).parent / "fixtures" / "lc_winrate_reference.json").read_text())
+    reference = json.loads((FIXTURES / "lc_winrate_reference.json").read_text())
     ours = length_controlled_win_rate(reference["outcomes"], reference["len_model"], reference["len_baseline"])
     assert abs(ours["lc_win_rate"] - reference["lc_win_rate"]) < 0.003
     assert ours["low"] < reference["lc_win_rate"] < ours["high"]

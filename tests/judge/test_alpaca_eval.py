@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from helpers import FIXTURES
+
 N = 80
 
 
@@ -228,7 +229,7 @@ def test_a_hosted_judges_config_reads_the_key_alpaca_eval_reads_and_writes_none(
     client reads), refuses at once without it, and writes the key into no file of the annotator folder."""
     from rapref.cli import main as cli
     from rapref.judge import alpaca_eval_judge
-    from tests.standin_server import FaultyServer
+    from helpers import FaultyServer
 
     key = "sk-hosted-7d3e9b1f5a2c4e6d8f0a"
     monkeypatch.setattr(alpaca_eval_judge, "_local", lambda url: False)  # the stand-in on 127.0.0.1, as if hosted
@@ -259,7 +260,7 @@ def test_a_judges_key_is_read_from_the_variable_named_by_api_key_env_and_only_it
 
     from rapref.cli import main as cli
     from rapref.judge import alpaca_eval_judge
-    from tests.standin_server import FaultyServer
+    from helpers import FaultyServer
 
     key = "sk-judge-0c4f2a9e7b1d3f5a6e8c"
     monkeypatch.setattr(alpaca_eval_judge, "_local", lambda url: False)  # the stand-in on 127.0.0.1, as if hosted

@@ -1,4 +1,4 @@
-"""A hosted judge (`--api-key-env NAME`) against `tests/standin_server.py`'s stand-in in a hosted server's manners: the
+"""A hosted judge (`--api-key-env NAME`) against `tests/helpers.py`'s stand-in in a hosted server's manners: the
 key goes out as `Authorization: Bearer` and into no file, log or message; a missing or refused key is one line
 before (or at) the first request; a 429's Retry-After is waited out within the retry time or refused at once; the
 judge model and the tokens its replies report are recorded and printed."""
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT, FaultyServer, one_line_error
 from rapref.cli import main as cli
 from rapref.inference import serving
 from rapref.inference.hosted import TokenUsage, add_usage
 from rapref.io import write_jsonl_atomic as write_jsonl
-from tests.standin_server import FaultyServer, one_line_error
 
 VAR = "RAPREF_TEST_JUDGE_KEY"
 KEY = "sk-test-4f9c2a7e1b3d5a6c8e0f2b4d"  # distinctive: found by a plain search wherever it is written
@@ -184,7 +184,7 @@ def test_only_the_hosted_module_builds_the_key_header():
     """One home for the key: read from its variable and put into the header by `rapref.inference.hosted` alone."""
     import re
 
-    src = Path(__file__).resolve().parents[1] / "src" / "rapref"
+    src = ROOT / "src" / "rapref"
     builders = [p.relative_to(src).as_posix() for p in sorted(src.rglob("*.py"))
                 if re.search(r"[\"']Authorization[\"']|Bearer \{", p.read_text())]
     assert builders == ["inference/hosted.py"]

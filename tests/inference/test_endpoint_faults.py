@@ -1,4 +1,4 @@
-"""Faults of the network and of the server, one class per test, against `tests/standin_server.py`'s stand-in: every
+"""Faults of the network and of the server, one class per test, against `tests/helpers.py`'s stand-in: every
 outcome is a correct result or a one-line refusal (exit 2), within seconds; never a hang, a traceback, an empty answer
 saved as data or a number that means nothing."""
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import FaultyServer, one_line_error, wait_for
 from rapref.cli import main as cli
 from rapref.inference import serving
 from rapref.io import read_jsonl, read_jsonl_prefix
 from rapref.io import write_jsonl_atomic as write_jsonl
-from tests.standin_server import FaultyServer, one_line_error, wait_for
 
 QUICK = ["--request-timeout", "1", "--retry-time", "3"]
 
