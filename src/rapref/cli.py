@@ -21,9 +21,9 @@ import sys
 from dataclasses import asdict
 
 from rapref import __version__
+from rapref.commands.flags import add_flags, from_args
 from rapref.io import InputError
 from rapref.progress import OutputOptions, configure
-from rapref.settings import add_flags, from_args
 
 # name -> (module, its add-arguments function, its run function, help)
 COMMANDS = {

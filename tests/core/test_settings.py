@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from rapref.commands.flags import add_flags, from_args
 from rapref.io import InputError
-from rapref.settings import (SettingError, add_flags, at_least, check, comma_separated, from_args, load, nested,
-        setting, show_config)
+from rapref.settings import SettingError, at_least, check, comma_separated, load, nested, setting, show_config
 
 
 @dataclass

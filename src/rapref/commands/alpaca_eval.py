@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.commands.flags import add_flags, from_args
 from rapref.judge.alpaca_eval_judge import AlpacaEvalJudgeConfig, main
-from rapref.settings import add_flags, from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.commands.flags import add_flags, from_args
 from rapref.data.augment import AugmentConfig, main
 from rapref.report_console import print_augment_summary
-from rapref.settings import add_flags, from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

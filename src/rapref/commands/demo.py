@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, replace
 
+from rapref.commands.flags import add_flags, from_args, show_if_asked
 from rapref.io import InputError
 from rapref.runs.launches import changed
-from rapref.settings import add_flags, from_args, setting, show_if_asked
+from rapref.settings import setting
 from rapref.studies.demo.grid import main as grid
 from rapref.studies.demo.run import QUICK_OUT, DemoConfig, main, select_hyperparameters
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.commands.flags import add_flags, from_args
 from rapref.diagnose.run import DiagnoseConfig, main
-from rapref.settings import add_flags, from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

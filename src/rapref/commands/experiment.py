@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rapref.settings import add_flags, from_args, show_if_asked
+from rapref.commands.flags import add_flags, from_args, show_if_asked
 from rapref.studies.ifeval.run import ExperimentConfig, main
 
 

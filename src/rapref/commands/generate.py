@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.commands.flags import add_flags, from_args
 from rapref.generate.run import GenerateConfig, main
 from rapref.progress import say
-from rapref.settings import add_flags, from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -16,12 +16,13 @@ import argparse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rapref.commands.flags import add_flags, from_args
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.io import InputError, write_json_atomic
 from rapref.models import convert_gguf, merge_lora, smollm2_source
 from rapref.progress import say
 from rapref.runs.folder import RunFolder, is_finished_output
-from rapref.settings import add_flags, from_args, setting
+from rapref.settings import setting
 from rapref.tiny import DEFAULT_CORPUS, TinyModelConfig, build_tiny
 from rapref.train.card import write_model_card
 from rapref.train.config import from_dict

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.commands.flags import add_flags, from_args, show_if_asked
 from rapref.io import InputError
-from rapref.settings import add_flags, from_args, read_yaml_file, show_if_asked
+from rapref.settings import read_yaml_file
 from rapref.studies.onpolicy import OnPolicyConfig, main
 from rapref.train.config import TrainConfig
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from rapref.commands.flags import add_flags, from_args
 from rapref.io import write_jsonl_atomic
 from rapref.progress import say
 from rapref.runs.folder import RunFile
-from rapref.settings import add_flags, from_args
 from rapref.studies.ifeval.prompts import PromptsConfig, compose, ifbench_test
 
 

@@ -16,13 +16,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rapref.commands.flags import add_flags, from_args
 from rapref.data.schemas import detect_schema
 from rapref.formats.dataset import is_augment_folder, read_split
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec, check_goals, format_score, goal_prompt
 from rapref.io import InputError, read_jsonl, read_jsonl_prefix, read_rows
 from rapref.models import load_tokenizer
 from rapref.prompting import prompt_text, response_text
-from rapref.settings import add_flags, at_least, check, from_args, setting
+from rapref.settings import at_least, check, setting
 
 RULE = "-" * 100
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from rapref.commands.flags import add_flags, from_args
 from rapref.io import InputError
 from rapref.progress import say
-from rapref.settings import add_flags, from_args, setting
+from rapref.settings import setting
 from rapref.train.config import TrainConfig, load_config, to_dict
 from rapref.train.run import main, trl_args
 
