@@ -110,7 +110,9 @@ class TinyModelConfig:
     kind: str = setting("causal-lm", "a policy to train, or a reward model (random score head) to try `rapref judge` "
                                      "with", choices=("causal-lm", "reward-model"))
     seed: int = setting(0, "initialisation seed")
-    hidden_size: int = setting(64, "model width", rule=at_least(1))
+    hidden_size: int = setting(64, "model width, a multiple of the 4 attention heads",
+                               rule=lambda v: None if v >= 4 and v % 4 == 0 else
+                               f"must be a multiple of 4 (the attention heads) of at least 4, got {v}")
     layers: int = setting(2, "transformer layers", rule=at_least(1))
 
     def __post_init__(self):

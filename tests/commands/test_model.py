@@ -63,3 +63,11 @@ def test_smollm2_converts_offline_with_identical_logits(tmp_path):
         ours = load_model(str(tmp_path / "s")).eval()(ids).logits
         theirs = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name).eval()(ids).logits
     assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+def test_tiny_width_must_split_over_the_heads(tmp_path, capsys):
+    from helpers import one_line_error
+
+    one_line_error(capsys, ["model", "tiny", "--out", str(tmp_path / "m"), "--hidden-size", "3"],
+                   "--hidden-size must be a multiple of 4")
+    assert not (tmp_path / "m").exists()

@@ -263,3 +263,7 @@ def test_a_study_file_sets_the_demo_and_the_flags_override_it(tmp_path, capsys):
     one_line_error(capsys, ["demo", "--config", str(study)], "study.yaml: workers must be at least 1, got 0")
     study.write_text("judge_noise: 2\n")
     one_line_error(capsys, ["demo", "--config", str(study)], "did you mean 'world.judge_noise'?")
+    study.write_text("seeds: [7, 7]\n")  # two workers on one seed's folders would race
+    one_line_error(capsys, ["demo", "--config", str(study)], "study.yaml: seeds must name distinct seeds")
+    for seeds, needle in (("''", "--seeds must name at least one seed"), ("-1", "distinct seeds of 0 or more")):
+        one_line_error(capsys, ["demo", "--quick", "--seeds", seeds.strip("'"), "--show-config"], needle)

@@ -285,7 +285,10 @@ TRAIN_DEGENERATE = [("algorithm.beta=0", "algorithm.beta must be above 0"),
                     ("training.max_steps=0", "trains for 0 steps"),
                     ("training.num_train_epochs=0", "trains for 0 steps"),
                     ("data.max_prompt_length=0", "data.max_prompt_length must be at least 1"),
-                    ("training.learning_rate=0", "training.learning_rate must be above 0")]
+                    ("training.learning_rate=0", "training.learning_rate must be above 0"),
+                    ("training.per_device_train_batch_size=0", "per_device_train_batch_size must be at least 1"),
+                    ("training.gradient_accumulation_steps=0", "gradient_accumulation_steps must be at least 1"),
+                    ("seed=-1", "seed must lie in [0, 2**32)")]
 
 
 @pytest.mark.parametrize("override,needle", TRAIN_DEGENERATE)

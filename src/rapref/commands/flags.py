@@ -6,8 +6,9 @@ the environment, with errors naming each setting as the user gave it.
     cfg = from_args(Sampling, args).config     # --temperature -1: "--temperature must be at least 0, got -1";
                                                # `temperature: -1` in study.yaml: "study.yaml: temperature must ..."
 
-Values come from the dataclass defaults, then the `--config` file, then the environment (`env=`), then the command
-line; a dict setting given later adds to the earlier dict (recipe overrides), any other replaces it.
+Values come from the dataclass defaults (an environment variable, `env=`, replaces the default when set), then the
+`--config` file, then the command line; a dict setting given later adds to the earlier dict (recipe overrides), any
+other replaces it.
 """
 
 from __future__ import annotations
@@ -148,8 +149,9 @@ class Resolved:
 
 
 def from_args(cls, args: argparse.Namespace, *, file: str | None = None, extra: dict | None = None) -> Resolved:
-    """The config a command line asks for: defaults, then `file` (default: the --config flag's), then environment
-    variables (`env=`), then `extra` ({path: (value, spelling)}, given by the command itself), then the flags.
+    """The config a command line asks for: defaults (an environment variable, `env=`, where set), then `file`
+    (default: the --config flag's), then `extra` ({path: (value, spelling)}, given by the command itself), then the
+    flags.
     Any broken rule names the setting as it was given; one never given is named by its flag."""
     table = entries(cls)
     values: dict[str, tuple[Any, str]] = {}

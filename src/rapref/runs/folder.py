@@ -92,13 +92,14 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
     if overwrite or reuse:
         return out
     if not is_finished_output(out):
-        if continue_unfinished and _command_of(out) == command:
+        if continue_unfinished and command_of(out) == command:
             return out
-        raise InputError(f"{out}: holds an unfinished rapref `{_command_of(out)}` output (a run was interrupted); "
+        raise InputError(f"{out}: holds an unfinished rapref `{command_of(out) or '?'}` output (a run was "
+                         "interrupted); "
                          + ("pass --resume to continue it, " if command == "train" else "")
                          + f"give a fresh {_fresh_out(command, out)}, or pass --overwrite to delete it and start over")
-    raise InputError(f"{out}: already holds a finished rapref `{_command_of(out)}` output; to keep it, give a fresh "
-                     f"{_fresh_out(command, out)}; --overwrite deletes it and starts over")
+    raise InputError(f"{out}: already holds a finished rapref `{command_of(out) or '?'}` output; to keep it, give a "
+                     f"fresh {_fresh_out(command, out)}; --overwrite deletes it and starts over")
 
 
 def _fresh_out(command: str, out: Path) -> str:
@@ -148,13 +149,17 @@ def empty_output(folder: Path) -> None:
             child.unlink()
 
 
-def _command_of(folder: Path) -> str:
+def command_of(folder: Path) -> str | None:
+    """The command whose output `folder` holds, finished or begun ("?" for a marker without one); None where no
+    rapref marker can be read."""
     for name in (MARKER, BEGUN):
         try:
-            return json.loads((folder / name).read_text()).get("command", "?")
+            data = json.loads((folder / name).read_text())
         except (OSError, ValueError):
             continue
-    return "?"
+        if isinstance(data, dict):
+            return str(data.get("command", "?"))
+    return None
 
 
 @contextlib.contextmanager

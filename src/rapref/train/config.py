@@ -131,6 +131,11 @@ class TrainConfig:
         if max_steps == 0 or (max_steps < 0 and epochs <= 0):
             problems.append(f"training.max_steps={max_steps} with training.num_train_epochs={epochs:g} trains for 0 "
                             "steps; give max_steps >= 1 or num_train_epochs > 0")
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+            if key in t and t[key] < 1:
+                problems.append(f"training.{key} must be at least 1, got {t[key]}")
+        if not 0 <= self.seed < 2**32:
+            problems.append(f"seed must lie in [0, 2**32), got {self.seed} (numpy's seeds)")
         if "learning_rate" in t and t["learning_rate"] <= 0:
             problems.append(f"training.learning_rate must be above 0, got {t['learning_rate']:g}")
         for key, value in (("data.max_prompt_length", self.data.max_prompt_length),

@@ -38,7 +38,7 @@ from rapref.models import load_model, load_tokenizer, model_fingerprint
 from rapref.progress import interactive, quiet, say, trainer_callback
 from rapref.prompting import ensure_chat_template, is_conversation, to_trl_example
 from rapref.provenance import provenance
-from rapref.runs.folder import BEGUN, MARKER, RunFolder
+from rapref.runs.folder import RunFolder, command_of, is_finished_output
 from rapref.runs.launches import check_settings
 from rapref.train.algorithms import ALGORITHMS
 from rapref.train.card import write_model_card
@@ -436,16 +436,11 @@ def finished_run(out: Path) -> dict | None:
     an optimizer step past max_steps and rewrite the record, metrics and card each time. A folder another rapref
     command wrote is refused: it holds no training run to resume."""
 
-    for marker in (MARKER, BEGUN):
-        try:
-            command = json.loads((out / marker).read_text()).get("command")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if command != "train":
-            raise InputError(f"{out}: holds a rapref `{command}` output, not a training run; --resume continues a "
-                             "run of `rapref train` (give its output_dir, or a new folder without --resume)")
-        break
-    if not (out / MARKER).is_file() or not (out / TRAIN_SETTINGS_FILE).is_file():
+    command = command_of(out)
+    if command not in (None, "train"):
+        raise InputError(f"{out}: holds a rapref `{command}` output, not a training run; --resume continues a "
+                         "run of `rapref train` (give its output_dir, or a new folder without --resume)")
+    if not is_finished_output(out) or not (out / TRAIN_SETTINGS_FILE).is_file():
         return None
     try:
         return json.loads((out / TRAIN_SETTINGS_FILE).read_text())["result"]

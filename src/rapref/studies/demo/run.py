@@ -56,6 +56,15 @@ from rapref.train.run import main as train_stage
 
 SCORER = "python:rapref.studies.demo.world:true_reward"
 VALIDATION_SEEDS = (101, 102)
+def _seed_list(seeds) -> str | None:
+    """Seeds name their own folders and are run in parallel: at least one, none twice, none negative."""
+    if not seeds:
+        return "must name at least one seed"
+    if len(set(seeds)) < len(seeds) or min(seeds) < 0:
+        return f"must name distinct seeds of 0 or more, got {','.join(map(str, seeds))}"
+    return None
+
+
 FREE_SETTINGS = ("workers", "out")  # a rerun may change these: seeds run in parallel give the same numbers
 QUICK_OUT = "runs/demo-quick"  # --quick's run folder when --out is not given (never a full run's folder)
 WORLD = "the world (probe where an effect appears or vanishes)"  # --help sections
@@ -73,7 +82,8 @@ class DemoConfig:
     out: str = setting("runs/demo", "run folder; finished stages of an earlier run are reused",
                        shown=f"runs/demo; {QUICK_OUT} with --quick, so a smoke run never meets a full run's folder")
     seeds: tuple[int, ...] = setting((1, 2, 3, 4, 5), "evaluation seeds, e.g. 1,2,3,4,5 (the learning rates were "
-                                     "chosen on the validation seeds 101-102)", parse=comma_separated(int))
+                                     "chosen on the validation seeds 101-102)", parse=comma_separated(int),
+                                     rule=_seed_list)
     world: WorldConfig = nested(WorldConfig, group=WORLD)
     goal_style: str = setting("digits", "how the goal looks to the model", choices=STYLES, group=WORLD)
     start_goal_fraction: float = setting(0.75, "share of the start's SFT examples that carry their judge score as a "
