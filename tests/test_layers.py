@@ -15,6 +15,7 @@ cycle; and few of rapref's own imports hide inside function bodies, each with it
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = ("core", "runs", "formats", "inference", "stages", "studies", "cli")
 STAGES = ("data", "train", "generate", "judge", "diagnose", "export")
+NAMED = re.compile(r"rapref(\.\w+)+(:\w+)?$")  # "rapref.judge.llm_judge:LLMJudge", importlib.import_module("...")
 MAX_INNER = 15  # imports of rapref's own modules inside function bodies, each with a `# ...` reason on its line
 
 
@@ -73,6 +75,10 @@ def imports(path: Path, known: dict[str, Path], src: Path = SRC) -> list[tuple[s
                     for alias in child.names:
                         found.append((target(module, alias.name), child.lineno, inner,
                                       lines[child.lineno - 1]))
+            elif isinstance(child, ast.Constant) and isinstance(child.value, str) and NAMED.match(child.value):
+                # a module named in a string: a registry's "module:Class" or importlib's argument, imported later
+                found.append((target(child.value.split(":")[0], None), child.lineno, inner,
+                              lines[child.lineno - 1] + "  # imported by name"))
             visit(child, inner or is_function)
 
     visit(ast.parse(path.read_text()), False)
