@@ -296,3 +296,16 @@ def test_degenerate_training_values_are_refused(override, needle, tmp_path, caps
     one_line_error(capsys, ["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
                             f"output_dir={tmp_path / 'run'}", override], needle)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_files_broken_key_is_named_with_the_file(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("foo: 1\n")
+    one_line_error(capsys, ["train", "--config", str(recipe), "--show-config"], f"{recipe}: unknown recipe key foo")
+    recipe.write_text("algorithm:\n  beta: abc\n")
+    one_line_error(capsys, ["train", "--config", str(recipe), "--show-config"],
+                   f"{recipe}: algorithm.beta: expected a number")
+    one_line_error(capsys, ["train", "--config", str(recipe), "--show-config", "algorithm.beta=xyz"],
+                   "algorithm.beta: expected a number, got 'xyz'")  # the override's value, not the file's
+    for bad in ("=3", "training.=3"):
+        one_line_error(capsys, ["train", bad, "--show-config"], f"override {bad!r}: expected section.key=value")

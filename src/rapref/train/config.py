@@ -188,9 +188,12 @@ def load_config(path: str | Path | None, overrides: list[str] = (), values: Mapp
         data = read_yaml_file(path, "recipe") or {}
         if not isinstance(data, dict):
             raise InputError(f"{path}: a recipe must be a mapping of sections")
+    from_file = _paths(data) if path else set()  # which keys the file gave, for naming it in an error
+    given = set(values or {})
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep:
+        given.add(key.strip())
+        if not sep or not all(key.strip().split(".")):  # `=3`, `training.=3`: no key to set
             raise InputError(f"override {item!r}: expected section.key=value")
         try:
             value = _yaml(value)
@@ -199,9 +202,25 @@ def load_config(path: str | Path | None, overrides: list[str] = (), values: Mapp
         _put(data, key, value, f"override {item!r}")
     for key, value in (values or {}).items():
         _put(data, key, copy.deepcopy(value), key)  # the config never shares a list or mapping with the caller
-    cfg = _build(TrainConfig, data, "")
-    cfg.validate()
+    try:
+        cfg = _build(TrainConfig, data, "")
+        cfg.validate()
+    except InputError as err:  # a key the file gave (and nothing later replaced) is named with the file
+        key = str(err).removeprefix("unknown recipe key ").split(":")[0].split(" ")[0]
+        if key in from_file - given:
+            raise InputError(f"{path}: {err}") from None
+        raise
     return cfg
+
+
+def _paths(mapping: dict, prefix: str = "") -> set[str]:
+    """Every dotted key of a recipe mapping, sections included."""
+    found = set()
+    for key, value in mapping.items():
+        found.add(f"{prefix}{key}")
+        if isinstance(value, dict):
+            found |= _paths(value, f"{prefix}{key}.")
+    return found
 
 
 def _put(data: dict, key: str, value, what: str) -> None:
