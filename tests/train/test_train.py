@@ -307,5 +307,8 @@ def test_a_recipe_files_broken_key_is_named_with_the_file(tmp_path, capsys):
                    f"{recipe}: algorithm.beta: expected a number")
     one_line_error(capsys, ["train", "--config", str(recipe), "--show-config", "algorithm.beta=xyz"],
                    "algorithm.beta: expected a number, got 'xyz'")  # the override's value, not the file's
+    recipe.write_text("training:\n  max_steps: 0\n")  # a message that starts `training.max_steps=0 with ...`
+    one_line_error(capsys, ["train", "--config", str(recipe), "model.name_or_path=m", "data.path=d", "--show-config"],
+                   f"{recipe}: training.max_steps=0")
     for bad in ("=3", "training.=3"):
         one_line_error(capsys, ["train", bad, "--show-config"], f"override {bad!r}: expected section.key=value")

@@ -206,7 +206,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), values: Mapp
         cfg = _build(TrainConfig, data, "")
         cfg.validate()
     except InputError as err:  # a key the file gave (and nothing later replaced) is named with the file
-        key = str(err).removeprefix("unknown recipe key ").split(":")[0].split(" ")[0]
+        key = str(err).removeprefix("unknown recipe key ").split(":")[0].split(" ")[0].split("=")[0]
         if key in from_file - given:
             raise InputError(f"{path}: {err}") from None
         raise
