@@ -82,7 +82,7 @@ def test_every_setting_a_cell_may_change_declares_its_rule_on_its_field():
     checked = {f"{prefix}{f.name}" for prefix, cls in (("", DemoConfig), ("world.", WorldConfig))
                for f in fields(cls) if spec_of(f).rule or spec_of(f).choices}
     settings = {f.name for f in fields(DemoConfig)} | {f"world.{f.name}" for f in fields(WorldConfig)}
-    assert settings - checked == {"out", "seeds", "world", "quick", "arms", "decodings", "world.seed"}
+    assert settings - checked == {"out", "world", "quick", "arms", "decodings", "world.seed"}
 
 
 def test_a_rule_broken_from_python_or_the_command_line_names_the_setting(capsys):
