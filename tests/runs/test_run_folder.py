@@ -33,12 +33,29 @@ def test_a_run_folder_is_begun_on_entry_and_finished_last_on_a_normal_exit(tmp_p
 
 def test_an_error_leaves_the_folder_unfinished_and_the_lock_free(tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(RuntimeError), RunFolder(out, "judge"):
+    with pytest.raises(RuntimeError), RunFolder(out, "judge") as run:
+        (run.path / "cache.jsonl").write_text("{}\n")  # work done before the error is kept
         raise RuntimeError("killed mid-run")
     assert (out / BEGUN).is_file() and not (out / MARKER).is_file()
     with RunFolder(out, "judge", continue_unfinished=True):  # the same command continues it; the lock was let go
         pass
     assert (out / MARKER).is_file()
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder_and_the_corrected_rerun_uses_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(InputError), RunFolder(out, "model merge", settings={"k": 1}):
+        raise InputError("not a LoRA run")
+    assert not out.exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / BEGUN).write_text("{}")  # a folder this run did not make is left as it was
+    with pytest.raises(InputError), RunFolder(tmp_path / "kept", "judge", continue_unfinished=True):
+        raise InputError("bad row")
+    assert (tmp_path / "kept" / BEGUN).is_file()
+    not_lora = tmp_path / "not-lora"
+    not_lora.mkdir()
+    assert cli(["model", "merge", str(not_lora), "--out", str(out)]) == 2
+    assert "not a LoRA run" in capsys.readouterr().err and not out.exists()
 
 
 def test_a_run_that_never_begins_writes_nothing(tmp_path):

@@ -203,6 +203,7 @@ def augment_loaded(loaded, rows_in: int, schema: str, cfg: AugmentConfig, source
     tables = {split: to_table(pairs.pop(split), spec.placement) for split in list(pairs)}
     histogram = score_histogram(tables["train"])
     kept, copies, relabel_stats = plan_relabel(tables.pop("train"), cfg.relabel)
+    _require_rows_out(relabel_stats, source)
     pair_checks = {"inverted": inverted, "inverted_rule": cfg.relabel.inverted,
                    "ties": relabel_stats["ties"], "ties_rule": cfg.relabel.ties}
     notes += _plain_pair_notes(cfg.relabel, pair_checks)
@@ -236,6 +237,14 @@ def _require_train_pairs(pairs: dict[str, pa.Table], drops, source: str) -> None
     if "train" not in pairs or pairs["train"].num_rows == 0:
         raise InputError(f"{source}: no usable training pairs after cleaning "
                          f"(dropped: {dict(drops.counts) or 'none'})")
+
+
+def _require_rows_out(stats: dict, source: str) -> None:
+    """The relabeling rules (ties, --min-gap) left no training row: an empty training set is no result."""
+    if stats["rows_out"] == 0:
+        dropped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in stats["dropped"].items() if n)
+        raise InputError(f"{source}: no training rows left after relabeling: all {stats['pairs_in']} pairs dropped "
+                         f"({dropped or 'none'}); loosen --min-gap or --ties")
 
 
 def arrow_types(table: pa.Table) -> pa.Table:

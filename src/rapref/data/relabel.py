@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rapref.goals import GoalSpec, write_goal
-from rapref.settings import at_least, check, setting
+from rapref.settings import check, expect, finite, setting
 
 TIE_POLICIES = ("keep", "drop")
 INVERTED_POLICIES = ("swap", "drop", "keep")
@@ -42,7 +42,8 @@ OUTPUT_COLUMNS = ["prompt", "chosen", "rejected", "source_id", "copy", "goal", "
 class RelabelOptions:
     ties: str = setting("keep", "pairs with equal scores: keep (the two copies share a goal and cancel out, as the "
                                 "authors kept them) or drop", choices=TIE_POLICIES, group="relabeling")
-    min_gap: float = setting(0.0, "drop pairs whose score gap is below this", rule=at_least(0), group="relabeling")
+    min_gap: float = setting(0.0, "drop pairs whose score gap is below this", group="relabeling",
+                             rule=expect("a finite number of at least 0", lambda v: finite(v) and v >= 0))
     mode: str = setting("relabeled", "relabeled; half: a seeded half relabeled, output as large as the input (the "
                                      "paper's data-size control); positive: the positive copies only, no flipped pairs; "
                                      "original: plain pairs, no goal (the DPO baseline); duplicated: the original pairs "

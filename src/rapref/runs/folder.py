@@ -47,7 +47,7 @@ from pathlib import Path
 
 from rapref import __version__
 from rapref.io import TEMP_TAG, InputError, atomic_path, write_json_atomic
-from rapref.runs.launches import record_launch
+from rapref.runs.launches import LAUNCHES, record_launch
 
 MARKER = ".rapref"  # a finished output
 BEGUN = ".rapref-unfinished"  # an output rapref is writing (or was, when a run was killed)
@@ -274,11 +274,13 @@ class RunFolder:
 
     Made: the folder is claimed (a refusal comes before any work). Entered: its lock is taken and the claim checked
     again under it; then, unless `begin=False`, the run begins: the folder is emptied where `empty` and --overwrite
-    ask for it, marked begun, and the launch recorded in `launches.jsonl` when `settings` are given. Left normally: the finished marker is
-    written last, when the run began; left by an error: the folder stays unfinished, as it is. A run that learns
-    inside the block whether it writes at all (train --resume on a finished run writes nothing) passes `begin=False`
-    and calls `run.begin()` once it knows; one that finishes before its last act (train pushes to the Hub after)
-    calls `run.finish()` itself; a study finishes only when every stage ran (`finish=False`)."""
+    ask for it, marked begun, and the launch recorded in `launches.jsonl` when `settings` are given. Left normally:
+    the finished marker is written last, when the run began; left by an error: the folder stays unfinished, as it
+    is, unless this run made it and wrote nothing into it but the markers (then it is removed, and the corrected
+    command may use the same --out). A run that learns inside the block whether it writes at all (train --resume on
+    a finished run writes nothing) passes `begin=False` and calls `run.begin()` once it knows; one that finishes
+    before its last act (train pushes to the Hub after) calls `run.finish()` itself; a study finishes only when
+    every stage ran (`finish=False`)."""
 
     def __init__(self, out: str | Path, command: str, *, overwrite: bool = False, reuse: bool = False,
                  inputs: tuple = (), continue_unfinished: bool = False, empty: bool = False,
@@ -287,6 +289,7 @@ class RunFolder:
         self._claim = {"overwrite": overwrite, "reuse": reuse, "inputs": inputs,
                        "continue_unfinished": continue_unfinished}
         self.path = claim_output(out, command, **self._claim)
+        self._new = not self.path.is_dir() or not any(self.path.iterdir())  # this run makes the folder
         self._empty, self._settings, self._launch = empty and overwrite, settings, launch
         self._begin, self._finish = begin, finish
         self.begun = self.finished = False
@@ -333,8 +336,16 @@ class RunFolder:
         try:
             if kind is None and self._finish and self.begun and not self.finished:
                 self.finish()
+            elif kind is not None and self._new:
+                self._remove_if_nothing_written()
         finally:
             self._lock.__exit__(kind, value, traceback)
+
+    def _remove_if_nothing_written(self) -> None:
+        """A run that stopped before writing anything but the protocol's own files leaves no folder behind, so the
+        corrected command can use the same --out (a folder with results in it stays, unfinished, as the rule says)."""
+        if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {BEGUN, LAUNCHES}:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 class RunFile:
