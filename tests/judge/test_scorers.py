@@ -29,3 +29,13 @@ def test_reward_model_scorer(tmp_path, tiny_model_dir):
     scorer = build_scorer(f"reward-model:{tmp_path / 'rm'}")
     scores = scorer.score([{"prompt": "Hi?"}, {"prompt": "Hi?"}], ["Hello.", "Go away, now."])
     assert len(scores) == 2 and all(np.isfinite(scores)) and scores[0] != scores[1]
+
+
+def test_the_old_name_ifeval_still_gives_rapref_own_checks_with_a_notice(capsys):
+    from rapref.judge.scorers import build_scorer
+
+    old, new = build_scorer("ifeval"), build_scorer("constraints")
+    assert type(old) is type(new) and old.fingerprint == new.fingerprint  # same cache key: same scores reused
+    row = {"constraints": [{"type": "max_words", "value": 5}]}
+    assert old.score([row], ["one two three"]) == new.score([row], ["one two three"])
+    assert "scorer 'ifeval' is now called 'constraints'" in capsys.readouterr().out

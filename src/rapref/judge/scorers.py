@@ -25,12 +25,14 @@ computes its scores (keys the judge's cache, so a scorer changed in place is nev
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Callable
 
 from rapref.io import InputError
 from rapref.judge.base import Scorer
 from rapref.models import model_fingerprint
+from rapref.progress import say
 
 # name -> "module:Class", imported on first use (lm-evaluation-harness's registries do the same), or a factory
 # registered from Python (`register_scorer`)
@@ -42,6 +44,9 @@ SCORERS: dict[str, str | Callable[..., Scorer]] = {
     "llm-judge": "rapref.judge.llm_judge:SingleAnswerJudge",
     "llm-judge-pairwise": "rapref.judge.llm_judge:PairwiseJudge",
 }
+
+# old scorer names that keep working, each a one-line notice: `ifeval` was rapref's own small checks (not IFEval's)
+ALIASES = {"ifeval": "constraints"}
 
 
 def scorer_fingerprint(spec: str, trust_remote_code: bool = False) -> str:
@@ -62,7 +67,9 @@ def register_scorer(name: str):
 
 
 def scorer_class(name: str) -> Callable[..., Scorer]:
-    """The factory registered under `name`, its module imported on first use."""
+    """The factory registered under `name` (or an old name of it), its module imported on first use."""
+    if name in ALIASES and name not in SCORERS:
+        name = _renamed(name)
     if name not in SCORERS:
         raise InputError(f"unknown scorer {name!r}; choose one of {', '.join(sorted(SCORERS))}")
     entry = SCORERS[name]
@@ -70,6 +77,13 @@ def scorer_class(name: str) -> Callable[..., Scorer]:
         module, _, attribute = entry.partition(":")
         entry = SCORERS[name] = getattr(importlib.import_module(module), attribute)
     return entry
+
+
+@functools.cache  # the notice once per process
+def _renamed(old: str) -> str:
+    say(f"note: scorer {old!r} is now called {ALIASES[old]!r} (rapref's own checks; IFEval's official checkers are "
+        "if-official:ifeval)")
+    return ALIASES[old]
 
 
 def build_scorer(spec: str, trust_remote_code: bool = False, **options) -> Scorer:
