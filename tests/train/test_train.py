@@ -288,13 +288,18 @@ TRAIN_DEGENERATE = [("algorithm.beta=0", "algorithm.beta must be above 0"),
                     ("training.learning_rate=0", "training.learning_rate must be above 0"),
                     ("training.per_device_train_batch_size=0", "per_device_train_batch_size must be at least 1"),
                     ("training.gradient_accumulation_steps=0", "gradient_accumulation_steps must be at least 1"),
-                    ("seed=-1", "seed must lie in [0, 2**32)")]
+                    ("seed=-1", "seed must lie in [0, 2**32)"),
+                    ("lora.enabled=true lora.dropout=2", "lora.dropout must lie in [0, 1), got 2"),
+                    ("algorithm.name=kto algorithm.loss_type=ipo", "algorithm.loss_type is read by algorithm.name=dpo "
+                                                                   "only; algorithm.name=kto would ignore it"),
+                    ("training.output_dir=x", "training.output_dir: set it in its own place, output_dir"),
+                    ("training.beta=0.2", "training.beta: set it in its own place, algorithm.beta")]
 
 
 @pytest.mark.parametrize("override,needle", TRAIN_DEGENERATE)
 def test_degenerate_training_values_are_refused(override, needle, tmp_path, capsys, tiny_model_dir, relabeled_dir):
     one_line_error(capsys, ["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}",
-                            f"output_dir={tmp_path / 'run'}", override], needle)
+                            f"output_dir={tmp_path / 'run'}", *override.split()], needle)
     assert not (tmp_path / "run").exists()
 
 

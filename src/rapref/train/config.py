@@ -109,7 +109,8 @@ class TrainConfig:
                                      f"algorithm.name=dpo, not {algo.name!r}")
                 continue
             if key in owned:
-                raise InputError(f"training.{key}: set it in its own place (top level or algorithm.{key})")
+                place = key if key in ("output_dir", "seed") else f"algorithm.{key}"
+                raise InputError(f"training.{key}: set it in its own place, {place}")
             if key not in hints or key.startswith("_"):
                 raise InputError(f"training.{key}: not a field of {trl_cls.__name__}{_suggest(key, hints)}")
             self.training[key] = check_type(value, hints[key], f"training.{key}", strict=False)
@@ -145,6 +146,13 @@ class TrainConfig:
                 problems.append(f"{key} must be at least 1 (null for no limit), got {value}")
         if self.lora.enabled and self.lora.r < 1:
             problems.append(f"lora.r must be at least 1, got {self.lora.r}")
+        if self.lora.enabled and not 0 <= self.lora.dropout < 1:
+            problems.append(f"lora.dropout must lie in [0, 1), got {self.lora.dropout:g}")
+        algo = self.algorithm
+        if not ALGORITHMS[algo.name].loss_list and (algo.loss_type != ["sigmoid"] or algo.loss_weights is not None):
+            key = "loss_type" if algo.loss_type != ["sigmoid"] else "loss_weights"
+            problems.append(f"algorithm.{key} is read by algorithm.name=dpo only; algorithm.name={algo.name} would "
+                            "ignore it (remove it, or train dpo)")
         if problems:
             raise InputError(problems[0])
 
