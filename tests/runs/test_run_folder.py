@@ -272,3 +272,15 @@ def test_outputs_follow_the_users_umask(tmp_path):
     assert (tmp_path / "data").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "data" / SPLIT_FILES["train"]).stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "data" / "summary.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_file_output_inside_an_input_folder_is_refused(tmp_path, capsys, tiny_model_dir):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    inside = tmp_path / "model"
+    inside.mkdir()
+    with pytest.raises(InputError, match="is inside the input folder"):
+        RunFile(inside / "gen.jsonl", "generate", inputs=(str(prompts), str(inside)))
+    out = one_line_error(capsys, ["generate", str(tiny_model_dir), "--prompts", str(prompts),
+                                  "--out", str(tiny_model_dir / "gen.jsonl")], "is inside the input folder")
+    assert str(tiny_model_dir.parent / "gen.jsonl") in out and not (tiny_model_dir / "gen.jsonl").exists()

@@ -122,7 +122,7 @@ class GenerateConfig:
 
 
 def main(cfg: GenerateConfig) -> list[dict]:
-    with RunFile(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts,)) as run:
+    with RunFile(cfg.out, "generate", overwrite=cfg.overwrite, inputs=(cfg.prompts, cfg.model)) as run:
         rows, resume = _generate(cfg, run.path)
     resume.remove()  # after the file and its ownership record: a kill before leaves a resumable run, never a lost one
     return rows

@@ -224,6 +224,9 @@ def claim_output_file(out: str | Path, command: str, *, overwrite: bool = False,
     for source in inputs:
         if source and Path(source).exists() and Path(source).resolve() == out.resolve():
             raise InputError(f"{out}: is the input of this command; choose another --out")
+        if source and Path(source).is_dir() and Path(source).resolve() in out.resolve().parents:
+            raise InputError(f"{out}: is inside the input folder {source} (another command's output, which its own "
+                             f"--overwrite would delete); write beside it, e.g. --out {Path(source).parent / out.name}")
     if not out.exists():
         return out
     if not is_rapref_file(out):
