@@ -180,6 +180,13 @@ def test_a_key_in_the_url_is_refused_without_repeating_it(tmp_path, capsys, gens
         assert KEY not in err and "--api-key-env NAME" in err
 
 
+def test_a_bad_judge_url_is_named_as_the_user_gave_it(tmp_path, capsys, gens):
+    one_line_error(capsys, ["judge", str(gens["mine"]), "--scorer", "llm-judge:notaurl", "--out", str(tmp_path / "j")],
+                   "--scorer llm-judge:URL 'notaurl': expected an http(s) URL")
+    one_line_error(capsys, ["alpaca-eval-judge", "notaurl", "--out", str(tmp_path / "a")],
+                   "the judge's url 'notaurl': expected an http(s) URL")
+
+
 def test_only_the_hosted_module_builds_the_key_header():
     """One home for the key: read from its variable and put into the header by `rapref.inference.hosted` alone."""
     import re

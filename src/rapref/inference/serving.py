@@ -167,9 +167,10 @@ class Interrupted(KeyboardInterrupt):
 ENDPOINT_PATHS = ("/chat/completions", "/completions", "/models")  # a request's path, written after the root
 
 
-def base_url(url: str) -> str:
+def base_url(url: str, flag: str = "--endpoint") -> str:
     """The API root: `http://host:port/v1` whether or not the user wrote the `/v1`; a request's path after it (a
-    copied `.../v1/completions`) is taken off with a note; a bad host or port, a query or a fragment is refused.
+    copied `.../v1/completions`) is taken off with a note; a bad host or port, a query or a fragment is refused,
+    naming the URL as the user gave it (`flag`: --endpoint, --scorer llm-judge:URL, the judge's url).
 
     >>> base_url("http://127.0.0.1:8000"), base_url("https://api.example.com/v1/")
     ('http://127.0.0.1:8000/v1', 'https://api.example.com/v1')
@@ -177,26 +178,26 @@ def base_url(url: str) -> str:
     given = url
     expected = "expected an http(s) URL such as http://127.0.0.1:8000/v1"
     if isinstance(url, str) and _has_userinfo(url):  # not repeated: the part before @ may be a key
-        raise InputError("--endpoint: the URL holds a user name or password (USER:KEY@HOST), which rapref would write "
+        raise InputError(f"{flag}: the URL holds a user name or password (USER:KEY@HOST), which rapref would write "
                          "into its records with the URL; give the URL without it and the key through an environment "
                          "variable (--api-key-env NAME)")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise InputError(f"--endpoint {given!r}: {expected}")
+        raise InputError(f"{flag} {given!r}: {expected}")
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port  # reading it checks it (0-65535)
     except ValueError as err:
-        raise InputError(f"--endpoint {given!r}: not a valid URL ({err}); {expected}") from None
+        raise InputError(f"{flag} {given!r}: not a valid URL ({err}); {expected}") from None
     if not parts.hostname or port == 0:
-        raise InputError(f"--endpoint {given!r}: {'no host' if not parts.hostname else 'port 0'}; {expected}")
+        raise InputError(f"{flag} {given!r}: {'no host' if not parts.hostname else 'port 0'}; {expected}")
     if parts.query or parts.fragment or url.endswith(("?", "#")):
-        raise InputError(f"--endpoint {given!r}: the API root takes no query or fragment (`?...`, `#...`); "
+        raise InputError(f"{flag} {given!r}: the API root takes no query or fragment (`?...`, `#...`); "
                          f"{expected}")
     path = parts.path.rstrip("/")
     for tail in ENDPOINT_PATHS:
         if path.endswith(tail):
             path = path.removesuffix(tail)
-            say(f"rapref: note: --endpoint {given}: using the API root {path or '/v1'}, not {tail} (rapref adds the "
+            say(f"rapref: note: {flag} {given}: using the API root {path or '/v1'}, not {tail} (rapref adds the "
                 "request's path itself)")
             break
     path = path.rstrip("/")
@@ -214,8 +215,8 @@ def _has_userinfo(url: str) -> bool:
 class Endpoint:
     """An OpenAI-compatible server: its model list, completions from token ids, chat replies (the LLM judge)."""
 
-    def __init__(self, url: str, network: NetworkConfig | None = None):
-        self.url = base_url(url)
+    def __init__(self, url: str, network: NetworkConfig | None = None, flag: str = "--endpoint"):
+        self.url = base_url(url, flag)
         network = network or NetworkConfig()
         self.connect_timeout, self.timeout, self.retry_time = network.resolve(self.url)
         self.api_key_env = network.api_key_env  # the variable's name, recorded; the key itself only in the header

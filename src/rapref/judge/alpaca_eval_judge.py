@@ -114,7 +114,7 @@ def judge_question(url: str, model: str | None = None, template: str | None = No
     if missing:
         raise InputError(f"{source}: a pairwise judge template needs {', '.join(missing)}")
     key_env = api_key_env or (None if _local(url) else CLIENT_KEY_ENV)
-    endpoint = Endpoint(url, NetworkConfig(api_key_env=key_env))
+    endpoint = Endpoint(url, NetworkConfig(api_key_env=key_env), flag="the judge's url")
     names = [m.get("id") for m in endpoint.served()]
     if model is None and len(names) != 1:
         raise InputError(f"{endpoint.url}: serves {len(names)} models ({', '.join(map(str, names))}); name the judge "

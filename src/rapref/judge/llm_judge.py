@@ -121,7 +121,7 @@ class LLMJudge(Scorer):
     def __init__(self, url: str, template: str | None = None, judge_model: str | None = None, network=None, **_):
         if not url:
             raise InputError(f"scorer {self.name}: expected {self.name}:URL of an OpenAI-compatible server")
-        self.endpoint = Endpoint(url, network)
+        self.endpoint = Endpoint(url, network, flag=f"--scorer {self.name}:URL")
         models = self.endpoint.served()
         names = [m.get("id") for m in models]
         if judge_model and judge_model not in names:
