@@ -69,7 +69,8 @@ class GoalSpec:
                                        "instruction", choices=PLACEMENTS, group="goal")
     header: str = setting(DEFAULT_HEADER, "goal text header; {lo} and {hi} are the scale", flag="goal-header",
                           group="goal")
-    line: str = setting(DEFAULT_LINE, "one line per goal score; {name} and {score}", flag="goal-line", group="goal")
+    line: str = setting(DEFAULT_LINE, "one line per goal score; {name} and {score}", flag="goal-line", group="goal",
+                        rule=lambda v: None if "{score}" in v else f"must contain '{{score}}', got {v!r}")
     attributes: tuple[str, ...] = ("Overall",)
     separator: str = "\n\n"  # between goal and instruction in `user` / `user-suffix` placement
     style: str = setting("digits", "how a score looks: digits (8), thermometer (#######...), opaque (<g8>)",

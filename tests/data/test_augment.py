@@ -196,3 +196,9 @@ def test_a_min_gap_that_drops_every_pair_is_refused_and_writes_nothing(tmp_path,
     assert cli(["augment", str(src), "--out", str(tmp_path / "o2"), "--min-gap", "inf"]) == 2
     assert "--min-gap must be a finite number of at least 0, got inf" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_goal_line_without_its_score_names_the_flag(tmp_path, capsys):
+    src = write(tmp_path, synthetic_rows())
+    assert cli(["augment", str(src), "--out", str(tmp_path / "o"), "--goal-line", "Quality: {name}"]) == 2
+    assert "--goal-line must contain '{score}', got 'Quality: {name}'" in capsys.readouterr().err
