@@ -9,14 +9,16 @@
     cli         rapref.cli, rapref.commands, rapref.__main__
 
 A module may import its own layer and the layers below it; a stage imports no other stage; nothing imports in a
-cycle; and few of rapref's own imports hide inside function bodies, each with its reason on the line.
+cycle; and few of rapref's own imports hide inside function bodies, each with its reason in a comment.
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import re
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = ("core", "runs", "formats", "inference", "stages", "studies", "cli")
 STAGES = ("data", "train", "generate", "judge", "diagnose", "export")
 NAMED = re.compile(r"rapref(\.\w+)+(:\w+)?$")  # "rapref.judge.llm_judge:LLMJudge", importlib.import_module("...")
-MAX_INNER = 15  # imports of rapref's own modules inside function bodies, each with a `# ...` reason on its line
+MAX_INNER = 1  # imports of rapref's own modules inside function bodies (the issue allows 15; kept at what there is),
+# each with a `# ...` reason on one of its lines
 
 
 def modules(src: Path = SRC) -> dict[str, Path]:
@@ -49,15 +52,27 @@ def layer(module: str) -> tuple[str, str | None]:
     return "core", None
 
 
+def comments(source: str) -> dict[int, str]:
+    """The comments of a file by line: real ones only (a `#` inside a string is none)."""
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return {t.start[0]: t.string for t in tokens if t.type == tokenize.COMMENT}
+
+
 def imports(path: Path, known: dict[str, Path], src: Path = SRC) -> list[tuple[str, int, bool, str]]:
-    """(imported module, line, inside a function, the source line) for each import of a rapref module."""
+    """(imported module, line, inside a function, the statement and its reason) for each import of a rapref module;
+    the reason is a comment on any line of the statement (a parenthesised import spans several)."""
     name = ".".join(path.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
-    lines = path.read_text().splitlines()
+    source = path.read_text()
+    notes = comments(source)
     found = []
 
     def target(module: str, alias: str | None) -> str:
         candidate = f"{module}.{alias}" if alias else module
         return candidate if candidate in known else module
+
+    def text(node) -> str:
+        reason = next((notes[n] for n in range(node.lineno, node.end_lineno + 1) if n in notes), "")
+        return f"{ast.unparse(node)}  {reason}".rstrip()
 
     def visit(node, inner: bool):
         for child in ast.iter_child_nodes(node):
@@ -65,7 +80,7 @@ def imports(path: Path, known: dict[str, Path], src: Path = SRC) -> list[tuple[s
             if isinstance(child, ast.Import):
                 for alias in child.names:
                     if alias.name.split(".")[0] == "rapref":
-                        found.append((alias.name, child.lineno, inner, lines[child.lineno - 1]))
+                        found.append((alias.name, child.lineno, inner, text(child)))
             elif isinstance(child, ast.ImportFrom):
                 module = child.module or ""
                 if child.level:  # relative: resolve against this module's package
@@ -73,15 +88,14 @@ def imports(path: Path, known: dict[str, Path], src: Path = SRC) -> list[tuple[s
                     module = ".".join(base[:len(base) - child.level + 1] + ([module] if module else []))
                 if module.split(".")[0] == "rapref":
                     for alias in child.names:
-                        found.append((target(module, alias.name), child.lineno, inner,
-                                      lines[child.lineno - 1]))
+                        found.append((target(module, alias.name), child.lineno, inner, text(child)))
             elif isinstance(child, ast.Constant) and isinstance(child.value, str) and NAMED.match(child.value):
                 # a module named in a string: a registry's "module:Class" or importlib's argument, imported later
                 found.append((target(child.value.split(":")[0], None), child.lineno, inner,
-                              lines[child.lineno - 1] + "  # imported by name"))
+                              f"{child.value!r}  # imported by name"))
             visit(child, inner or is_function)
 
-    visit(ast.parse(path.read_text()), False)
+    visit(ast.parse(source), False)
     return found
 
 
@@ -158,7 +172,26 @@ def test_no_import_cycle():
 def test_few_imports_hide_in_functions_and_each_says_why():
     inner = inner_imports(graph())
     assert len(inner) <= MAX_INNER, "\n".join(inner)
-    assert [line for line in inner if "#" not in line.split(":", 2)[2]] == []
+    assert unexplained(inner) == []
+
+
+def unexplained(inner: list[str]) -> list[str]:
+    return [line for line in inner if "  #" not in line.split(": ", 1)[1]]
+
+
+@pytest.mark.parametrize("source, explained", [
+    ("def f():\n    from rapref.io import (  # lazy: a reason on the first line\n        InputError)\n", True),
+    ("def f():\n    from rapref.io import (\n        InputError,  # lazy: a reason on a later line\n    )\n", True),
+    ("def f():\n    from rapref.io import InputError; x = '# not a comment'\n", False),
+    ("def f():\n    from rapref.io import InputError\n", False),
+])
+def test_an_inner_imports_reason_is_a_real_comment_on_one_of_its_lines(tmp_path, source, explained):
+    module = tmp_path / "src" / "rapref" / "probe.py"
+    module.parent.mkdir(parents=True)
+    module.write_text(source)
+    (module.parent / "io.py").write_text("")
+    inner = inner_imports(graph(tmp_path / "src"))
+    assert len(inner) == 1 and (unexplained(inner) == []) is explained, inner
 
 
 def test_help_imports_no_torch():
