@@ -77,7 +77,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 class Parser(argparse.ArgumentParser):
     """argparse with rapref's error style: one line naming the flag, exit code 2 (no usage dump), and a suggestion
-    for a mistyped flag or command."""
+    for a mistyped flag or command, from the flags of the (sub)command typed. KEY=VALUE items of a list positional
+    (`rapref train RECIPE a=1 --quiet b=2`) may stand anywhere among the flags."""
 
     def __init__(self, *args, **kwargs):
         import re
@@ -87,6 +88,32 @@ class Parser(argparse.ArgumentParser):
         # A value that starts with a minus and a digit is a value, not a flag: `--scale -3-5`, `--scale -3,5`
         # (argparse's own rule takes only plain negative numbers such as -3).
         self._negative_number_matcher = re.compile(r"^-\.?\d")
+        self._intermixing = False
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        typed = vars(namespace).pop(_TYPED, None) or self  # the (sub)command whose flags were being read
+        if extras:
+            typed.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing or not self._intermixes():
+            namespace, extras = super().parse_known_args(args, namespace)
+        else:  # a list positional takes its items from between the flags too, not only from its first run of them
+            self._intermixing = True
+            try:
+                namespace, extras = super().parse_known_intermixed_args(args, namespace)
+            finally:
+                self._intermixing = False
+        if not self._intermixing and not hasattr(namespace, _TYPED):  # the innermost subcommand parses first
+            setattr(namespace, _TYPED, self)
+        return namespace, extras
+
+    def _intermixes(self) -> bool:
+        positionals = self._get_positional_actions()
+        return any(a.nargs in ("*", "+") for a in positionals) and \
+            not any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in positionals)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)} (see {self.prog} --help)\n")
@@ -95,7 +122,7 @@ class Parser(argparse.ArgumentParser):
         import difflib
         import re
 
-        known = [o for action in self._all_actions() for o in action.option_strings]
+        known = [o for action in self._actions for o in action.option_strings]
         if message.startswith("unrecognized arguments:"):
             flags = [w for w in message.split(":", 1)[1].split() if w.startswith("-")]
             for flag in flags:
@@ -104,19 +131,14 @@ class Parser(argparse.ArgumentParser):
                     return f"; did you mean {close[0]}?"
         match = re.search(r"invalid choice: '([^']+)'", message)
         if match:
-            choices = [c for action in self._all_actions() for c in (action.choices or [])]
+            choices = [c for action in self._actions for c in (action.choices or [])]
             close = difflib.get_close_matches(match.group(1), [str(c) for c in choices], n=1, cutoff=0.6)
             if close:
                 return f"; did you mean {close[0]!r}?"
         return ""
 
-    def _all_actions(self):
-        """This parser's actions and its subcommands' (extra flags of a subcommand reach the top parser)."""
-        for action in self._actions:
-            yield action
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    yield from sub._actions
+
+_TYPED = "_rapref_parser"  # on a namespace while parsing: the innermost (sub)command parser that read it
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:

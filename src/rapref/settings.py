@@ -158,15 +158,21 @@ def comma_separated(kind: type = str) -> Callable:
 
     >>> comma_separated(int)("1, 2,3"), comma_separated()("")
     ((1, 2, 3), ())
+    >>> comma_separated(float)("1,,2")
+    Traceback (most recent call last):
+    ValueError: expected comma-separated numbers, got '1,,2' (item 2 is empty)
     """
     def parse(value):
         if isinstance(value, str):
-            items = [s.strip() for s in value.split(",") if s.strip()]
+            items = [s.strip() for s in value.split(",")]
+            items = items if any(items) else []  # '' (or ','): no items at all, e.g. no sources to exclude
+            what = f"expected comma-separated {_KIND_WORDS.get(kind, kind.__name__)}, got {value!r}"
+            if "" in items:  # `1,,2` or `1,2,`: a lost item, not a shorter list
+                raise ValueError(f"{what} (item {items.index('') + 1} is empty)")
             try:
                 return tuple(kind(s) for s in items)
             except ValueError:
-                raise ValueError(f"expected comma-separated {_KIND_WORDS.get(kind, kind.__name__)}, got {value!r}") \
-                    from None
+                raise ValueError(what) from None
         return tuple(check_type(list(value) if isinstance(value, tuple) else value, list[kind], "value"))
 
     parse.__name__ = f"comma-separated {kind.__name__}"
@@ -242,6 +248,32 @@ def check_type(value, hint, key: str, strict: bool = True):
     if hint is typing.Any or not strict:
         return value
     raise InputError(f"{key}: cannot check a value against {hint!r}")
+
+
+def well_formed(value, hint):
+    """`value`, unless it is what no setting of type `hint` means, whatever its own rule says: empty text (a path ''
+    reads as the current folder, an endpoint '' as none), an empty item of a list or name of a mapping, or a weight
+    of a mapping of numbers that is not finite (a number, or a list of them, is judged by its setting's own rule, in
+    its words: generate's "--goals: nan is not a finite number"). Raises ValueError saying what is wrong; the caller
+    names the setting.
+
+    >>> well_formed({"helpfulness": float("nan")}, dict[str, float])
+    Traceback (most recent call last):
+    ValueError: expected finite numbers, got helpfulness=nan
+    """
+    base = base_type(hint)
+    origin, args = typing.get_origin(base), typing.get_args(base)
+    if base is str and value == "":
+        raise ValueError("must not be empty")
+    if origin in (list, tuple) and isinstance(value, (list, tuple)) and str in args and "" in value:
+        raise ValueError(f"expected no empty item, got {list(value)!r}")
+    if (origin is dict or base is dict) and isinstance(value, dict):
+        for key, item in value.items():
+            if key == "":
+                raise ValueError(f"expected no empty name, got {dict(value)!r}")
+            if args[1:] == (float,) and isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"expected finite numbers, got {key}={item!r}")
+    return value
 
 
 class _Loader(yaml.SafeLoader):
@@ -442,7 +474,7 @@ def coerce(entry: Entry, value, name: str):
         return check_type(value, entry.hint, name)
     if entry.spec.parse is not None:
         try:
-            return entry.spec.parse(value)
+            return well_formed(entry.spec.parse(value), entry.hint)
         except ValueError as err:
             raise InputError(f"{name}: {err}") from None
     if isinstance(value, str) and base_type(entry.hint) in (int, float):
@@ -450,7 +482,11 @@ def coerce(entry: Entry, value, name: str):
             value = base_type(entry.hint)(value)
         except ValueError:
             pass  # check_type names it
-    return check_type(value, entry.hint, name)
+    value = check_type(value, entry.hint, name)
+    try:
+        return well_formed(value, entry.hint)
+    except ValueError as err:
+        raise InputError(f"{name}: {err}") from None
 
 
 def plain(value):
@@ -464,6 +500,29 @@ def plain(value):
     return value
 
 
+def typed(value, hint=None):
+    """`plain(value)` with each number written as its setting's type says: a whole number given to a float setting
+    (a default written `(1, 2, 3)` or `0`) as a float, so that the text `show_config` prints reads back as it was
+    printed (`- 1` would be printed `- 1.0` after the round trip)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        hints = typing.get_type_hints(type(value))
+        return {f.name: typed(getattr(value, f.name), hints.get(f.name)) for f in dataclasses.fields(value)}
+    base = base_type(hint)
+    origin, args = typing.get_origin(base), typing.get_args(base)
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        if origin is list and args or args[1:] == (Ellipsis,):  # list[X], tuple[X, ...]
+            items = [args[0]] * len(value)
+        else:  # tuple[X, Y]
+            items = list(args) if len(args) == len(value) else [None] * len(value)
+        return [typed(v, t) for v, t in zip(value, items)]
+    if (origin is dict or base is dict) and isinstance(value, dict):
+        return {k: typed(v, args[1] if len(args) == 2 else None) for k, v in value.items()}
+    return plain(value)
+
+
 def show_config(cfg) -> str:
-    """`--show-config`: every setting with its resolved value, as a --config file takes it back."""
-    return yaml.safe_dump(plain(cfg), sort_keys=False)
+    """`--show-config`: every setting with its resolved value, as a --config file takes it back (and prints again
+    alike: `typed`)."""
+    return yaml.safe_dump(typed(cfg), sort_keys=False)

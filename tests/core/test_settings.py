@@ -1,15 +1,17 @@
-"""rapref.settings: flags, --help defaults, YAML keys and error names all derived from one dataclass field."""
+"""rapref.settings: each setting declared once on a dataclass field, its rule checked wherever a config is built and
+named as the caller gave it (the field from Python, the key in a file); lists written as text, values no setting
+means, and --show-config's text read back alike. The command line built from the same fields is tested in
+tests/commands/test_flags.py."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import pytest
 
-from rapref.commands.flags import add_flags, from_args
 from rapref.io import InputError
-from rapref.settings import SettingError, at_least, check, comma_separated, load, nested, setting, show_config
+from rapref.settings import (SettingError, at_least, check, comma_separated, load, nested, read_settings, setting,
+                             show_config, well_formed)
 
 
 @dataclass
@@ -50,70 +52,6 @@ class Study:
             raise SettingError("{} and {} do not go together", "workers", "quick")
 
 
-def parse(argv):
-    parser = argparse.ArgumentParser()
-    parser.error = lambda message: (_ for _ in ()).throw(SystemExit(message))  # argparse's message, no exit
-    add_flags(parser, Study, config=True)
-    return parser, parser.parse_args(argv)
-
-
-def built(argv, **kw):
-    return from_args(Study, parse(argv)[1], **kw).config
-
-
-def test_help_shows_every_default_from_the_dataclass():
-    text = " ".join(parse([])[0].format_help().split())
-    assert "sampling temperature (default: 1.0)" in text  # the default the enclosing config gives
-    assert "samples per prompt (default: 4)" in text and "seeds (default: 1,2)" in text
-    assert "a free note (default: none)" in text
-    assert "--tokens TOKENS longest answer, in tokens (default: 256)" in text  # a nested field under its own flag
-    assert "--seed SEED" not in text  # not among the nested fields given a flag here
-    assert "a smoke run (default" not in text  # a switch has no default to show
-
-
-def test_flags_build_the_config_and_an_alias_works():
-    cfg = built(["--out", "o", "--num-samples", "3", "--seeds", "4,5", "--temperature", "0.2", "--tokens", "9"])
-    assert cfg.samples == 3 and cfg.seeds == (4, 5) and cfg.out == "o"
-    assert cfg.sampling.temperature == 0.2 and cfg.sampling.max_new_tokens == 9 and cfg.sampling.seed == 0
-    assert built(["--out", "o"]).sampling.temperature == 1.0
-
-
-def test_a_broken_rule_names_the_flag_as_typed():
-    with pytest.raises(InputError, match=r"^--num-samples must be at least 2, got 1$"):
-        built(["--out", "o", "--num-samples", "1"])
-    with pytest.raises(InputError, match=r"^--samples must be at least 2"):
-        built(["--out", "o", "--samples", "1"])
-    with pytest.raises(InputError, match=r"^--temperature must be at least 0, got -1$"):
-        built(["--out", "o", "--temperature", "-1"])
-    with pytest.raises(InputError, match=r"^--top-k must be at least 1, got 0$"):  # a check written before
-        built(["--out", "o", "--top-k", "0"])
-    with pytest.raises(InputError, match=r"^--workers and --quick do not go together$"):
-        built(["--out", "o", "--workers", "2", "--quick"])
-    with pytest.raises(SystemExit, match="invalid choice"):
-        built(["--out", "o", "--mode", "other"])
-    with pytest.raises(SystemExit, match="argument --seeds: expected comma-separated whole numbers"):
-        built(["--out", "o", "--seeds", "1,x"])
-
-
-def test_a_broken_rule_names_the_key_in_the_file(tmp_path):
-    study = tmp_path / "study.yaml"
-    study.write_text("out: o\nsampling:\n  temperature: -1\n")
-    with pytest.raises(InputError, match=r"^.*study.yaml: sampling.temperature must be at least 0, got -1$"):
-        built(["--config", str(study)])
-    study.write_text("out: o\nsampling.max_new_tokens: 0\n")  # a dotted key: named as written
-    with pytest.raises(InputError, match=r"study.yaml: sampling.max_new_tokens must be at least 1"):
-        built(["--config", str(study)])
-    study.write_text("out: o\nnum_samples: 1\n")  # an alias is a key too
-    with pytest.raises(InputError, match=r"study.yaml: num_samples must be at least 2, got 1"):
-        built(["--config", str(study)])
-    study.write_text("out: o\nsamples: many\n")
-    with pytest.raises(InputError, match=r"study.yaml: samples: expected a whole number, got 'many'"):
-        built(["--config", str(study)])
-    study.write_text("out: o\ntemperature: 1\n")
-    with pytest.raises(InputError, match=r"unknown key 'temperature' \(did you mean 'sampling.temperature'\?\)"):
-        built(["--config", str(study)])
-
-
 def test_from_python_a_broken_rule_names_the_field():
     with pytest.raises(InputError, match=r"^samples must be at least 2, got 1$"):
         Study(out="o", samples=1)
@@ -123,123 +61,7 @@ def test_from_python_a_broken_rule_names_the_field():
         Study(out="o", mode="x")
 
 
-def test_a_study_file_sets_defaults_that_the_command_line_overrides(tmp_path):
-    study = tmp_path / "study.yaml"
-    study.write_text("out: from-file\nsamples: 6\nseeds: [7, 8]\nsampling: {temperature: 0.3, seed: 5}\n")
-    cfg = built(["--config", str(study), "--samples", "3"])
-    assert cfg.out == "from-file" and cfg.samples == 3 and cfg.seeds == (7, 8)
-    assert cfg.sampling.temperature == 0.3 and cfg.sampling.seed == 5  # a file sets settings that have no flag
-    again = tmp_path / "again.yaml"
-    again.write_text(show_config(cfg))  # --show-config's output is a file --config takes back
-    assert built(["--config", str(again)]) == cfg
-    assert load(Study, study, samples=5).samples == 5  # from Python: the file, then keyword overrides
-
-
-def test_a_required_setting_is_named_by_its_flag(tmp_path):
-    with pytest.raises(InputError, match=r"^--out is required"):
-        built([])
-    parser = argparse.ArgumentParser()
-    add_flags(parser, Study)  # without --config a required setting is required by argparse itself
-    assert [a for a in parser._actions if a.dest == "out"][0].required
-
-
-def test_an_environment_variable_gives_a_default_named_with_its_flag(monkeypatch):
-    @dataclass
-    class Kernels:
-        kernels: str = setting("pinned", "kernels", choices=("pinned", "native"), env="X_KERNELS",
-                               switches=(("native-kernels", "native", "the same as --kernels native"),))
-
-        def __post_init__(self):
-            check(self)
-
-    parser = argparse.ArgumentParser()
-    add_flags(parser, Kernels)
-    assert "(default: pinned, or $X_KERNELS when set)" in " ".join(parser.format_help().split())
-    monkeypatch.setenv("X_KERNELS", "native")
-    assert from_args(Kernels, parser.parse_args([])).config.kernels == "native"
-    monkeypatch.setenv("X_KERNELS", "fast")
-    with pytest.raises(InputError, match=r"^--kernels \(or \$X_KERNELS\) must be one of pinned, native"):
-        from_args(Kernels, parser.parse_args([]))
-    assert from_args(Kernels, parser.parse_args(["--native-kernels"])).config.kernels == "native"
-
-
-def test_every_flag_that_takes_a_value_shows_its_default_in_help():
-    """Each command's optional flags that take a value say their default ("none" where there is none) or that they
-    are required."""
-    from rapref.cli import HelpFormatter, build_parser
-
-    def flags(parser, name):
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for sub, child in action.choices.items():
-                    yield from flags(child, f"{name} {sub}")
-            elif action.option_strings and action.nargs != 0 and action.help is not argparse.SUPPRESS:
-                yield name, action
-
-    silent = [(name, action.option_strings[0]) for name, action in flags(build_parser()[0], "rapref")
-              if not action.required and not any(word in HelpFormatter("rapref")._get_help_string(action).lower()
-                                                 for word in ("default", "required"))]
-    assert silent == []
-
-
-def test_positionals_with_choices_and_a_list_of_overrides():
-    """What `rapref diagnose KIND` and `rapref export FORMAT` need: a positional with choices, then the rest."""
-    @dataclass
-    class Export:
-        format: str = setting(help="benchmark", positional=True, choices=("alpaca-eval", "mt-bench"))
-        rest: list[str] = setting(help="more", positional=True, factory=list, metavar="ITEM")
-        name: str = setting("rapref-model", "model name written into the files")
-
-    parser = argparse.ArgumentParser()
-    parser.error = lambda message: (_ for _ in ()).throw(SystemExit(message))
-    add_flags(parser, Export)
-    cfg = from_args(Export, parser.parse_args(["mt-bench", "a", "b"])).config
-    assert (cfg.format, cfg.rest, cfg.name) == ("mt-bench", ["a", "b"], "rapref-model")
-    assert from_args(Export, parser.parse_args(["mt-bench"])).config.rest == []
-    with pytest.raises(SystemExit, match="invalid choice"):
-        parser.parse_args(["arena"])
-
-
-# --- the commands built on rapref.settings: generate, judge, diagnose, export, alpaca-eval-judge ---------------------
-
-COMMANDS = ("generate", "judge", "diagnose", "export", "alpaca-eval-judge")
-
-
-@pytest.mark.parametrize("command", COMMANDS)
-def test_each_commands_help_shows_a_default_for_every_optional_flag_taking_a_value(command):
-    """In the text `rapref COMMAND --help` prints: every optional flag that takes a value ends its help with
-    "(default: ...)", the dataclass's default or "none"."""
-    from rapref.cli import build_parser
-
-    parser = build_parser()[0]
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
-    text = sub.format_help()
-    flags = [a for a in sub._actions if a.option_strings and a.nargs != 0 and not a.required
-             and a.help is not argparse.SUPPRESS]
-    assert flags
-    for action in flags:  # compared without spaces: --help wraps lines, after a hyphen too
-        help_text = action.help.replace("%%", "%")
-        assert "".join(help_text.split()) in "".join(text.split()), (command, action.option_strings)
-        assert "(default: " in help_text, (command, action.option_strings, help_text)
-
-
-def test_generates_flags_keep_their_names_and_build_the_nested_configs():
-    from rapref.cli import build_parser
-    from rapref.commands.generate import config_from_args
-
-    args = build_parser()[0].parse_args([
-        "generate", "m", "--prompts", "p.jsonl", "--out", "o.jsonl", "--max-new-tokens", "9", "--temperature", "0",
-        "--top-p", "0.5", "--num-samples", "2", "--seed", "3", "--batch-size", "4", "--endpoint",
-        "http://127.0.0.1:1/v1", "--connect-timeout", "2", "--request-timeout", "30", "--retry-time", "0",
-        "--api-key-env", "MY_KEY", "--concurrency", "3", "--goals", "1,5"])
-    cfg = config_from_args(args)
-    assert (cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.num_samples,
-            cfg.sampling.seed, cfg.sampling.batch_size) == (9, 0.0, 0.5, 2, 3, 4)
-    assert (cfg.network.connect_timeout, cfg.network.request_timeout, cfg.network.retry_time,
-            cfg.network.api_key_env) == (2.0, 30.0, 0.0, "MY_KEY")
-    assert cfg.goals == (1.0, 5.0) and cfg.requests_in_flight == 3
-    plain = config_from_args(build_parser()[0].parse_args(["generate", "m", "--prompts", "p", "--out", "o"]))
-    assert plain.sampling == type(plain.sampling)() and plain.requests_in_flight == 8 and plain.network.given() == []
+# --- the commands' configs: generate, judge, diagnose, export, alpaca-eval-judge -------------------------------------
 
 
 @pytest.mark.parametrize("build, needle", [
@@ -308,50 +130,66 @@ def test_from_a_file_a_rule_names_the_key(tmp_path):
     assert load(GenerateConfig, None, model="m", prompts="p", out="o", **{"sampling.top_p": 0.5}).sampling.top_p == 0.5
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["generate", "M", "--prompts", "P", "--out", "O", "--temperature", "-1"], "--temperature must be 0 (greedy)"),
-    (["generate", "M", "--prompts", "P", "--out", "O", "--top-p", "0"], "--top-p must lie in (0, 1], got 0"),
-    (["generate", "M", "--prompts", "P", "--out", "O", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
-    (["generate", "M", "--prompts", "P", "--out", "O", "--limit", "-1"], "--limit must be at least 1"),
-    (["generate", "M", "--prompts", "P", "--out", "O", "--endpoint", "http://127.0.0.1:1/v1", "--concurrency", "0"],
-     "--concurrency must be at least 1, got 0"),
-    (["generate", "M", "--prompts", "P", "--out", "O", "--endpoint", "http://127.0.0.1:1/v1", "--request-timeout",
-      "inf"], "--request-timeout must be a finite number of seconds, got inf"),
-    (["generate", "M", "--prompts", "P", "--out", "O", "--request-timeout", "30"],
-     "--request-timeout is for sampling through a server; give --endpoint URL"),
-    (["generate", "M", "--prompts", "P", "--out", "P", "--no-goal"], "P: is the input of this command"),
-    (["judge", "G", "--scorer", "constraints", "--out", "J", "--request-timeout", "inf"],
-     "--request-timeout must be a finite number of seconds, got inf"),
-    (["judge", "G", "--scorer", "constraints", "--out", "J", "--judge-model", "x"], "--judge-model is for the LLM "
-                                                                                    "judges (scorers llm-judge:URL"),
-    (["judge", "G", "--scorer", "constraints", "--out", "G"], "--out G is the generations file of this run"),
-    (["diagnose", "accuracy", "--out", "D", "--policy", "p", "--reference", "r", "--data", "d", "--limit", "-1"],
-     "--limit must be at least 1"),
-    (["diagnose", "accuracy", "--out", "D", "--policy", "p", "--reference", "r", "--data", "d", "--beta", "0"],
-     "--beta must be above 0, got 0"),
-    (["diagnose", "accuracy", "--out", "D", "--policy", "p", "--reference", "r"],
-     "diagnose accuracy needs --policy, --reference and --data"),
-    (["diagnose", "controllability", "--scores", "G", "--out", "D", "--dpo", "x"],
-     "--dpo is not read by diagnose controllability (it is for unlearning)"),
-    (["diagnose", "controllability", "--scores", "G", "--out", "G"], "--out G is the --scores input of this run"),
-    (["export", "mt-bench", "G", "--out", "G"], "G: is the input of this command"),
-    (["export", "mt-bench", "G"], "export mt-bench needs --out"),
-    (["export", "mt-bench", "G", "--out", "O", "--goal", "inf"], "--goal must be a finite number, got inf"),
-    (["export", "lm-eval", "M", "--out", "O"], "it writes no file and counts no tokens: leave out --out"),
-    (["alpaca-eval-judge", "http://127.0.0.1:1/v1", "--out", "A", "--api-key-env", "sk-secret-1234"],
-     "--api-key-env must be the NAME of an environment variable"),
-    (["alpaca-eval-judge", "http://127.0.0.1:1/v1", "--out", "A", "--judge-template", "T"],
-     "--judge-template T: no such file"),
-], ids=lambda v: " ".join(v[:1] + v[-2:]) if isinstance(v, list) else None)
-def test_what_a_hurried_user_types_is_one_clear_line_naming_the_flag(tmp_path, monkeypatch, capsys, argv, needle):
-    from rapref.cli import main as cli
+# --- values no setting means; --show-config read back ----------------------------------------------------------------
 
-    monkeypatch.chdir(tmp_path)
-    for name in ("P", "G"):
-        (tmp_path / name).write_text('{"prompt_id": "a", "prompt": "Hi", "text": "x", "score": 1}\n')
-    capsys.readouterr()
-    assert cli(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
-    assert "sk-secret" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["G", "P"]  # nothing written
+
+def test_a_comma_list_with_an_empty_item_is_refused_not_shortened():
+    """`--goals 1,,2` was read as (1, 2): a lost goal, not a shorter sweep; '' stays the empty list ('' for none)."""
+    assert comma_separated(float)(" 1, 2 ") == (1.0, 2.0) and comma_separated()("") == comma_separated()(",") == ()
+    for text in ("1,,2", "1,2,", ",1"):
+        with pytest.raises(ValueError, match=r"^expected comma-separated numbers, got '.*' \(item \d is empty\)$"):
+            comma_separated(float)(text)
+
+
+@pytest.mark.parametrize("value, hint, needle", [
+    ("", str, "must not be empty"),  # a path '' is the current folder to open() and Path()
+    ("", str | None, "must not be empty"),  # an endpoint '' would read as none: sampling locally
+    (("a", ""), tuple[str, ...], "expected no empty item"),
+    ({"helpfulness": float("nan")}, dict[str, float] | None, "expected finite numbers, got helpfulness=nan"),
+    ({"": 1.0}, dict[str, float], "expected no empty name"),
+], ids=["text", "optional-text", "list-item", "weight", "weight-name"])
+def test_what_no_setting_means_is_refused(value, hint, needle):
+    with pytest.raises(ValueError, match=needle):
+        well_formed(value, hint)
+
+
+def test_values_that_mean_something_pass():
+    """...or that a setting's own rule judges in its words (a number, a list of goals: "nan is not a finite number")."""
+    for value, hint in (("x", str), (None, str | None), ((), tuple[str, ...]), ({"a": float("inf")}, dict),
+                        (float("inf"), float), ({"a": ""}, dict[str, str]), ([0, float("nan")], list[float])):
+        assert well_formed(value, hint) is value
+
+
+def test_a_file_key_with_no_value_is_named_with_the_file(tmp_path):
+    study = tmp_path / "study.yaml"
+    for text, needle in (("out: ''\n", r"study.yaml: out: must not be empty$"),
+                         ("out: o\nnote: ''\n", r"study.yaml: note: must not be empty$"),
+                         ("out: o\nseeds: 1,,2\n", r"study.yaml: seeds: expected comma-separated whole numbers, got "
+                                                     r"'1,,2' \(item 2 is empty\)$")):
+        study.write_text(text)
+        with pytest.raises(InputError, match=needle):
+            read_settings(Study, study)
+
+
+@dataclass
+class Floats:
+    """Whole numbers given to float settings, as a default is often written (a sweep `(1, 2, 3)`, a size `0`)."""
+    goals: tuple[float, ...] = setting((1, 2, 3), "goals")
+    size: float | None = setting(0, "a count or a fraction")
+    scale: tuple[float, float] = setting((1, 10), "scale")
+    weights: dict[str, float] = setting(help="weights", factory=lambda: {"a": 1})
+    count: int = setting(2, "a count")
+    sampling: Sampling = nested(Sampling, temperature=1)
+
+
+def test_show_config_reads_back_as_it_was_printed(tmp_path):
+    """--show-config printed `- 1` where the setting is a float; read back, the config printed `- 1.0`: numbers are
+    written as their setting's type, so the text and the settings survive the round trip."""
+    cfg = Floats()
+    shown = show_config(cfg)
+    assert "- 1.0\n" in shown and "size: 0.0\n" in shown and "a: 1.0\n" in shown and "count: 2\n" in shown
+    path = tmp_path / "shown.yaml"
+    path.write_text(shown)
+    again = load(Floats, path)
+    assert again == cfg and show_config(again) == shown
+    assert [type(v) for v in again.goals] == [float] * 3 and type(again.size) is float and type(again.count) is int

@@ -8,7 +8,9 @@ the environment, with errors naming each setting as the user gave it.
 
 Values come from the dataclass defaults (an environment variable, `env=`, replaces the default when set), then the
 `--config` file, then the command line; a dict setting given later adds to the earlier dict (recipe overrides), any
-other replaces it.
+other replaces it. A value no setting means (an empty path, an empty item of a comma list, a weight nan:
+`rapref.settings.well_formed`) is refused naming the flag or the file's key, and so are two spellings of one setting
+that disagree (`--kernels pinned --native-kernels`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from dataclasses import MISSING, dataclass
 from typing import Any
 
 from rapref.io import InputError
-from rapref.settings import Entry, base_type, build, choices_of, coerce, dashes, entries, read_settings, show_config
+from rapref.settings import (Entry, base_type, build, choices_of, coerce, dashes, entries, read_settings, show_config,
+                             well_formed)
 
 SPELLED = "_spelled"  # on an argparse namespace: dest -> the flag as the user typed it
 
@@ -48,33 +51,49 @@ def shown_default(entry: Entry) -> str | None:
 
 
 class _Given(argparse.Action):
-    """Stores a setting's value and the flag as typed (an alias too), so that an error can name it."""
+    """Stores a setting's value and the flag as typed (an alias too), so that an error can name it. Two spellings of
+    one setting that disagree (`--kernels avx2 --native-kernels`, a flag and its alias) are refused; one flag given
+    twice keeps argparse's rule, the last wins (a script appends a flag to override its own)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         if values is argparse.SUPPRESS:  # a `*` positional given nothing
             return
-        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        value = self.const if self.nargs == 0 else values
         spelled = getattr(namespace, SPELLED, None)
         if spelled is None:
             spelled = {}
             setattr(namespace, SPELLED, spelled)
-        spelled[self.dest] = option_string or self.metavar or self.dest
+        name = option_string or self.metavar or self.dest
+        earlier = spelled.get(self.dest)
+        if option_string and earlier not in (None, name) and getattr(namespace, self.dest, value) != value:
+            switch = parser._option_string_actions.get(earlier)  # a switch is named alone, a flag with its value
+            shown = earlier if switch is not None and switch.nargs == 0 else \
+                f"{earlier} {getattr(namespace, self.dest)}"
+            raise argparse.ArgumentError(None, f"argument {name}: contradicts {shown}: choose one")  # as typed
+        setattr(namespace, self.dest, value)
+        spelled[self.dest] = name
 
 
 def _cli_type(entry: Entry):
-    parse = entry.spec.parse
+    """What reads a flag's text: its parse function or type, then `well_formed` (no empty path, no empty item of a
+    list, no infinite weight); argparse names the flag in the error."""
+    parse, hint = entry.spec.parse, entry.hint
     if parse is None:
         base = base_type(entry.hint)
-        if base in (int, float, str):
-            return base
         origin = typing.get_origin(base)
-        if entry.spec.positional and origin in (list, tuple) and typing.get_args(base)[:1] in ((str,), ()):
-            return None
-        raise TypeError(f"setting {entry.path}: a {entry.hint} value needs parse= to be read from the command line")
+        if base in (int, float):
+            return base
+        if base is str:
+            parse = str
+        elif entry.spec.positional and origin in (list, tuple) and typing.get_args(base)[:1] in ((str,), ()):
+            parse, hint = str, str  # argparse reads each item of a list positional
+        else:
+            raise TypeError(f"setting {entry.path}: a {entry.hint} value needs parse= to be read from the command "
+                            "line")
 
     def convert(text):
         try:
-            return parse(text)
+            return well_formed(parse(text), hint)
         except ValueError as err:  # InputError too: argparse prints it after the flag's name
             raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -102,12 +121,19 @@ def add_flags(parser: argparse.ArgumentParser, cls, *, config: bool = False, con
             target = groups.get(entry.group) or groups.setdefault(entry.group, parser.add_argument_group(entry.group))
         _add(target, entry, required=entry.default is MISSING and not config)
     if config:
-        parser.add_argument("--config", metavar="FILE", help=_escape(config_help or (
+        parser.add_argument("--config", metavar="FILE", type=_path, help=_escape(config_help or (
             "a YAML file of these settings (keys as --show-config prints them): they replace the defaults, and the "
             "flags given here override them (default: none)")))
         parser.add_argument("--show-config", action="store_true",
                             help="print the resolved settings (defaults, --config file and flags merged, checked) as "
                                  "YAML and exit")
+
+
+def _path(text: str) -> str:
+    try:
+        return well_formed(text, str)
+    except ValueError as err:  # '' would be read as no file at all
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _escape(text: str) -> str:
