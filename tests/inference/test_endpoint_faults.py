@@ -60,12 +60,29 @@ def test_a_server_that_never_finishes_a_reply_is_refused_within_the_timeouts(tmp
                        "grading prompt_id '0': no complete reply within 0.5 s (request timeout)")
 
 
+# `python -m rapref` as a terminal starts it: Ctrl-C raises KeyboardInterrupt even where the test runner was started
+# with SIGINT ignored (a background job of a script: `pytest &`), which a child would inherit and keep (Python installs
+# no handler for a signal ignored at its start); -X faulthandler prints every thread's stack on SIGABRT
+RAPREF = [sys.executable, "-X", "faulthandler", "-c", "import runpy, signal; signal.signal(signal.SIGINT, "
+          "signal.default_int_handler); runpy.run_module('rapref', run_name='__main__', alter_sys=True)"]
+
+
+def exit_code(process, timeout: float = 20) -> int:
+    """The exit code of a process told to stop; one that hangs is aborted, and its threads' stacks (RAPREF prints
+    them on SIGABRT) are the failure message."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _, err = process.communicate(timeout=30)
+        pytest.fail(f"no exit within {timeout:g} s of the signal; its threads:\n{err[-12000:]}")
+
+
 def test_ctrl_c_and_sigterm_stop_requests_in_flight_and_keep_the_answers(tmp_path, tiny_model_dir, prompts):
     """With the default timeouts (minutes), a signal must still end the run within seconds, the answers kept."""
     out = tmp_path / "cut.jsonl"
     with FaultyServer(tiny_model_dir, "hang", after=2) as server:  # two answers, then silence
-        process = subprocess.Popen([sys.executable, "-m", "rapref", *generate(tiny_model_dir, prompts, server.url,
-                                                                              out)],
+        process = subprocess.Popen([*RAPREF, *generate(tiny_model_dir, prompts, server.url, out)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         partial = Path(f"{out}.partial")
         assert wait_for(lambda: process.poll() is not None or partial.is_file() and
@@ -73,7 +90,7 @@ def test_ctrl_c_and_sigterm_stop_requests_in_flight_and_keep_the_answers(tmp_pat
         assert process.poll() is None, process.stderr.read()
         start = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 130, process.stderr.read()
+        assert exit_code(process) == 130, process.stderr.read()
         assert time.monotonic() - start < 15  # the timeouts are minutes; 15 s: a machine loaded 5-fold here
     assert len(read_jsonl_prefix(partial)) == 3 and not out.exists()
     record = strict_json(Path(f"{out}.requests.json"))  # the counts, however the run ended
@@ -88,14 +105,14 @@ def test_ctrl_c_and_sigterm_stop_requests_in_flight_and_keep_the_answers(tmp_pat
     assert read_jsonl(out) == read_jsonl(tmp_path / "full.jsonl")
     write_jsonl(tmp_path / "gen.jsonl", [{"prompt_id": str(i), "prompt": "hi", "text": f"t{i}"} for i in range(40)])
     with FaultyServer(tiny_model_dir, "hang", after=32) as server:  # the judge: its first chunk of calls cached
-        process = subprocess.Popen([sys.executable, "-m", "rapref", "judge", str(tmp_path / "gen.jsonl"), "--scorer",
+        process = subprocess.Popen([*RAPREF, "judge", str(tmp_path / "gen.jsonl"), "--scorer",
                                     f"llm-judge:{server.url}", "--out", str(tmp_path / "j")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         assert wait_for(lambda: process.poll() is not None or server.posts >= 40)
         assert process.poll() is None, process.stderr.read()
         start = time.monotonic()
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 130, process.stderr.read()
+        assert exit_code(process) == 130, process.stderr.read()
         assert time.monotonic() - start < 15  # the timeouts are minutes; 15 s: a machine loaded 5-fold here
     assert len(read_jsonl(tmp_path / "j" / "cache.jsonl")) == 32
 
