@@ -99,6 +99,7 @@ def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("SMOKE RUN") and "verdicts (paired" not in printed and "holds" not in printed
+    assert "\nquick: seed 1 only of 1,2,3,4,5; world.n_train_prompts 1500 -> 200;" in printed  # what it shrank
     assert "DPO, positive copies only, asked for 10" in printed  # printed to a pipe: natural width, never wrapped
     report = json.loads((out / "report.json").read_text())
     assert report["smoke_run"] and "claims" not in report
@@ -168,6 +169,42 @@ def test_quick_demo_is_a_labelled_smoke_run(tmp_path, capsys):
     assert f"trl {report['provenance']['packages']['trl']}" in text
     assert "inconclusive (one replicate)" in (root / "README.md").read_text()
     assert readme_results.main(["--root", str(root), "--check"]) == 0
+
+
+def test_quick_says_what_it_shrank():
+    from rapref.studies.demo.run import DemoConfig, quick_config, quick_note
+
+    full = DemoConfig(seeds=(1, 2, 3), quick=True)
+    assert quick_note(full, quick_config(full)) == (
+        "quick: seed 1 only of 1,2,3; world.n_train_prompts 1500 -> 200; world.n_test_prompts 600 -> 40; hidden_size "
+        "96 -> 32; num_layers 3 -> 1; sft_epochs 4 -> 1; sweep_goals 1,2,3,4,5,6,7,8,9,10 -> 1,10; sweep_prompts 200 "
+        "-> 20")
+    assert quick_note(DemoConfig(seeds=(4,), quick=True), quick_config(DemoConfig(seeds=(4,)))).startswith(
+        "quick: world.n_train_prompts 1500 -> 200;")  # one seed given: none left out
+
+
+def test_show_config_with_quick_shows_what_runs(capsys):
+    import yaml
+
+    from rapref.cli import main
+
+    assert main(["demo", "--quick", "--seeds", "1,2,3", "--show-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["seeds"] == [1] and shown["hidden_size"] == 32 and shown["world"]["n_train_prompts"] == 200
+    assert shown["out"] == "runs/demo-quick" and shown["quick"] is True
+
+
+def test_a_refused_rerun_says_only_why(tmp_path, capsys):
+    """A rerun into a folder of a demo with other settings is refused first and alone: no smoke-run banner before."""
+    from rapref.cli import main
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / ".rapref").write_text('{"command": "demo"}')
+    (out / "config.json").write_text('{"seeds": [9]}')
+    assert main(["demo", "--quick", "--out", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "other settings" in printed.err and len(printed.err.splitlines()) == 1
 
 
 def test_a_sweep_step_down_counts_only_beyond_sampling_noise():

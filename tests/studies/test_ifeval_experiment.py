@@ -22,6 +22,7 @@ def test_quick_experiment_runs_every_stage(tmp_path, tiny_model_dir, capsys):
     assert cli(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("SMOKE RUN")
+    assert "\nquick: train_prompts 250 -> 10; test_prompts 150 -> 6; samples 4 -> 2;" in printed  # what it shrank
     report = json.loads((out / "report.json").read_text())
     assert report["smoke_run"] and [a["arm"] for a in report["arms"]] == [
         "start", "start@10", "dpo", "dpo-dup", "relabeled@10", "half@10"]
@@ -79,7 +80,38 @@ def test_other_settings_into_the_same_folder_are_refused(tmp_path, tiny_model_di
     (out / ".rapref").write_text('{"command": "experiment ifeval"}')
     (out / "config.json").write_text('{"model": "something else"}')
     assert cli(["experiment", "ifeval", "--model", str(tiny_model_dir), "--out", str(out), "--quick"]) == 2
-    assert "other settings" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "other settings" in printed.err and printed.out == ""  # the refusal alone, no smoke-run banner first
+
+
+def test_a_mistake_found_up_front_leaves_no_run_folder(tmp_path, tiny_model_dir, capsys):
+    """The start, IFBench's prompts and the training overrides (as the train stage reads them, --quick's included) are
+    checked before the run folder is claimed: one line, nothing left behind, so the corrected command runs there."""
+    from helpers import one_line_error
+
+    out, missing = tmp_path / "exp", str(tmp_path / "missing")
+
+    def given(*extra, model=str(tiny_model_dir)):
+        return ["experiment", "ifeval", *extra, "--model", model, "--out", str(out)]
+
+    for argv, needle in (
+            (given("training.max_stepz=3"), "training.max_stepz: not a field of DPOConfig"),
+            (given("training.max_steps=0"), "training.max_steps=0 with training.num_train_epochs=1 trains for 0"),
+            (given("algorithm.beta=0", "--quick"), "algorithm.beta must be above 0"),
+            (given("--quick", "--ifbench-prompts", f"{missing}.jsonl"), "missing.jsonl: no such file or folder"),
+            (given("--quick", model=missing), "missing: no such model folder")):
+        one_line_error(capsys, argv, needle)
+        assert not out.exists(), argv
+    one_line_error(capsys, given("training.max_stepz=3", "--show-config"), "training.max_stepz: not a field")
+
+
+def test_show_config_with_quick_shows_what_runs(tmp_path, capsys):
+    import yaml
+
+    assert cli(["experiment", "ifeval", "--model", "m", "--out", "o", "--quick", "--show-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["quick"] and shown["train_prompts"] == 10 and shown["samples"] == 2
+    assert shown["training"]["training.max_steps"] == 2 and shown["training"]["lora.r"] == 4
 
 
 def test_a_study_file_sets_the_experiment_and_the_command_line_adds_to_it(tmp_path, capsys):

@@ -196,6 +196,54 @@ def test_onpolicy_rerun_with_other_settings_is_refused(tmp_path, capsys, loop):
     assert len((tmp_path / "loop" / "launches.jsonl").read_text().splitlines()) == 1
 
 
+def test_a_mistake_found_up_front_leaves_no_run_folder_and_the_corrected_rerun_runs(tmp_path, capsys, loop):
+    """The inputs, the recipe and the overrides are read and checked, as the stages read them, before the run folder is
+    claimed: a mistake the train stage would find only after sampling is one line and leaves nothing behind, so the
+    corrected command runs into the same --out."""
+    out = tmp_path / "loop"
+    missing = str(tmp_path / "missing")
+    for argv, needle in (
+            (loop + ["training.max_stepz=1"], "training.max_stepz: not a field of DPOConfig (did you mean 'max_steps'"),
+            (loop + ["training.max_steps=0"], "training.max_steps=0 with training.num_train_epochs=3 trains for 0"),
+            (loop + ["--recipe", f"{missing}.yaml"], "missing.yaml: no such recipe"),
+            (loop + ["--seed", "-1"], "seed must lie in [0, 2**32), got -1"),
+            ([*loop[:4], f"{missing}.jsonl", *loop[5:]], "missing.jsonl: no such file or folder"),
+            ([*loop[:2], missing, *loop[3:]], "missing: no such model folder"),
+            ([*loop[:6], f"reward-model:{missing}", *loop[7:]], "missing: no such model folder")):
+        one_line_error(capsys, argv, needle)
+        assert not out.exists(), argv
+    assert cli(loop) == 0
+
+
+def test_show_config_checks_the_recipe_and_overrides_as_a_run_does(tmp_path, capsys, loop):
+    one_line_error(capsys, loop + ["training.max_steps=0", "--show-config"], "training.max_steps=0 with")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("algorithm: {beta: 0}\n")
+    one_line_error(capsys, loop + ["--recipe", str(recipe), "--show-config"], "algorithm.beta must be above 0")
+
+
+def test_a_config_file_is_told_apart_by_keys_only_one_kind_has(tmp_path, capsys):
+    """`seed` is both a study setting and a recipe key (where the loop replaces it): a file of only `seed` is a study
+    file; a file with a recipe-only key is a recipe, its unknown keys named as recipe keys with the file; a file that
+    is not a mapping is refused as such, naming the file."""
+    import yaml
+
+    given = ["onpolicy", "--policy", "p", "--prompts", "q", "--scorer", "s", "--out", "o", "--show-config", "--config"]
+    path = tmp_path / "f.yaml"
+    path.write_text("seed: 5\n")
+    assert cli([*given, str(path)]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["seed"] == 5 and shown["recipe"] is None
+    path.write_text("seed: 5\nbogus: 1\n")
+    one_line_error(capsys, [*given, str(path)], "f.yaml: unknown key 'bogus'")
+    path.write_text("lora: {r: 4}\nbogus: 1\n")
+    one_line_error(capsys, [*given, str(path)], "f.yaml: unknown recipe key bogus")
+    for text, kind in (("- policy: p\n", "list"), ("policy\n", "str")):
+        path.write_text(text)
+        err = one_line_error(capsys, ["onpolicy", "--config", str(path)], "f.yaml: must be a mapping of settings")
+        assert err.endswith(f"got a {kind}")
+
+
 def test_onpolicy_lora_iterations_compound(tmp_path, loop):
     import torch
     from peft import PeftModel

@@ -11,7 +11,7 @@ from rapref.io import InputError
 from rapref.runs.launches import changed
 from rapref.settings import setting
 from rapref.studies.demo.grid import main as grid
-from rapref.studies.demo.run import QUICK_OUT, DemoConfig, main, select_hyperparameters
+from rapref.studies.demo.run import QUICK_OUT, DemoConfig, main, select_hyperparameters, to_run
 
 
 @dataclass
@@ -54,7 +54,7 @@ def default_out(args) -> str:
 def run(args):
     cfg, given = resolve(args)
     command = from_args(DemoCommand, args, file="").config  # --config is the study's
-    if show_if_asked(cfg, args):
+    if show_if_asked(cfg if command.grid or command.select_hparams else to_run(cfg), args):  # what the demo runs
         return {}
     if command.grid:
         if command.select_hparams:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rapref.commands.flags import add_flags, from_args, show_if_asked
-from rapref.studies.ifeval.run import ExperimentConfig, main
+from rapref.studies.ifeval.run import ExperimentConfig, main, to_run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,4 +19,7 @@ def config_from_args(args):
 
 def run(args):
     cfg = config_from_args(args)
-    return {} if show_if_asked(cfg, args) else main(cfg)
+    if args.show_config:  # what a run would run (--quick's settings), checked as a run checks them
+        show_if_asked(to_run(cfg), args)
+        return {}
+    return main(cfg)  # main resolves the settings itself, after the kernel dispatch is applied (before torch loads)

@@ -10,6 +10,7 @@
 - `Arm`, `Claim`: arms and claims as data: each study declares its arms and claims in one table, and its report is
   generated from the table.
 - `generate_and_judge`: sample a policy on a prompt file and score the samples, as two stages.
+- `shrunk`: what a study's `--quick` changed, setting by setting, for the one line a smoke run prints.
 
     study = Study(out, "demo", settings, free=("workers",), overwrite=False)
     with study:
@@ -20,6 +21,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -161,6 +163,30 @@ class Stages:
         itself, e.g. one that gathers the results of the others)."""
         write_json_atomic(self._marker(name), {"stage": name, "settings": json.loads(json.dumps(settings,
                                                                                               default=str))})
+
+
+def shrunk(full, quick, skip: tuple[str, ...] = ("quick",), prefix: str = "") -> list[str]:
+    """The settings `quick` (a study's --quick config) changed from `full`, but those named in `skip`: `name FULL ->
+    QUICK` (lists comma-separated), a mapping's changed entries as `name KEY=VALUE, ...`."""
+    items = []
+    for f in dataclasses.fields(quick):
+        before, after, name = getattr(full, f.name), getattr(quick, f.name), prefix + f.name
+        if before == after or name in skip:
+            continue
+        if dataclasses.is_dataclass(after):
+            items += shrunk(before, after, skip, f"{name}.")
+        elif isinstance(after, dict):
+            items.append(f"{name} " + ", ".join(f"{k}={v}" for k, v in after.items() if before.get(k) != v))
+        else:
+            items.append(f"{name} {_listed(before)} -> {_listed(after)}")
+    return items
+
+
+def _listed(value) -> str:
+    """A setting as the command line gives it: a number in short form, a list comma-separated."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_listed, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def generate_and_judge(stages: Stages, name: str, *, model: str | Path, prompts: str | Path, gen_path: Path,

@@ -16,6 +16,9 @@ Per iteration i, in OUT/iter-i/:
 A stage counts as finished when its last file is written (generate and judge write atomically, augment writes
 summary.json last, train rapref_train.json); a rerun reuses finished stages and redoes an interrupted one.
 
+The start, the prompts (and a reward model scorer's folder), the recipe and the overrides are read and checked as the
+stages read them before OUT is claimed: a mistake the train stage would find is refused at once and leaves nothing.
+
 A rerun into the same OUT must define the same work (`rapref.runs.launches`): other samples, tokens, scorer (or a reward
 model replaced in place), recipe (or its file edited), prompts or start are refused with one line; `--iterations`
 may grow (later iterations are added) and `--workers` may change. `--overwrite` starts over. Every launch is
@@ -32,11 +35,12 @@ from rapref.data.augment import AugmentConfig
 from rapref.data.augment import main as augment
 from rapref.data.relabel import MODES, RelabelOptions
 from rapref.data.schemas import SchemaOptions
+from rapref.formats.prompts import load_prompts
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.inference.sampler import SamplingConfig
 from rapref.io import InputError, read_jsonl, stat_fingerprint, write_json_atomic, write_jsonl_atomic
 from rapref.judge.scorers import scorer_fingerprint
-from rapref.models import merge_lora, model_fingerprint
+from rapref.models import check_source, merge_lora, model_fingerprint
 from rapref.progress import say
 from rapref.settings import SettingError, at_least, check, comma_separated, each_in, like, nested, plain, setting
 from rapref.studies.harness import Stages, Study, generate_and_judge
@@ -103,7 +107,27 @@ def defining_settings(cfg: OnPolicyConfig) -> dict:
             "scorer_fingerprint": scorer_fingerprint(cfg.scorer)}
 
 
+def check_recipe(cfg: OnPolicyConfig) -> None:
+    """The recipe and overrides read and checked as the train stage reads them, with the first and the last
+    iteration's seed (the loop sets the rest): a mistake is refused before the run folder is claimed, not after an
+    iteration's sampling."""
+    root = Path(cfg.out) / "iter-1"
+    for seed in sorted({cfg.seed, cfg.seed + cfg.iterations - 1}):
+        train_config(cfg, cfg.policy, root / "data" / cfg.train_mode, root / "policy", seed)
+
+
+def check_inputs(cfg: OnPolicyConfig) -> None:
+    """The start, the prompts and a reward model as the stages read them, before the run folder is claimed."""
+    check_source(cfg.policy)
+    load_prompts(cfg.prompts, cfg.split)
+    kind, _, model = cfg.scorer.partition(":")
+    if kind == "reward-model" and model:
+        check_source(model)
+
+
 def main(cfg: OnPolicyConfig) -> dict:
+    check_recipe(cfg)
+    check_inputs(cfg)
     remedy = ("rerun with the same settings, pass --overwrite to start over, or branch from an iteration's policy "
               "into a new --out (--policy OUT/iter-N/policy)")
     with Study(cfg.out, "onpolicy", defining_settings(cfg), free=FREE_SETTINGS, overwrite=cfg.overwrite,

@@ -49,7 +49,7 @@ from rapref.studies.demo.world import (
     true_reward,
     well_formed,
 )
-from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
+from rapref.studies.harness import Arm, Stages, Study, generate_and_judge, shrunk
 from rapref.tiny import tiny_model, train_symbol_tokenizer
 from rapref.train.config import AlgorithmArgs, DataArgs, ModelArgs, TrainConfig
 from rapref.train.run import main as train_stage
@@ -400,14 +400,26 @@ def _select(cfg: DemoConfig, seeds, out: Path) -> dict:
     return selection
 
 
+def to_run(cfg: DemoConfig) -> DemoConfig:
+    """The settings the demo runs: --quick's (`quick_config`) or the given ones."""
+    return quick_config(cfg) if cfg.quick else cfg
+
+
+def quick_note(cfg: DemoConfig, run: DemoConfig) -> str:
+    """What --quick shrank, in one line: the seeds left out first, then every other setting it changed."""
+    seeds = [f"seed {','.join(map(str, run.seeds))} only of {','.join(map(str, cfg.seeds))}"] \
+        if run.seeds != cfg.seeds else []
+    return "quick: " + "; ".join(seeds + shrunk(cfg, run, skip=("quick", "seeds")))
+
+
 def main(cfg: DemoConfig, overwrite: bool = False) -> dict:
-    if cfg.quick:
-        cfg = quick_config(cfg)
-        print("SMOKE RUN (--quick): every stage runs on a tiny world and model that cannot learn the task; its "
-              "numbers mean nothing and no verdict is drawn.", flush=True)
+    run = to_run(cfg)
     # finished stages of an earlier run with the same settings are reused; other settings are refused
-    with Study(cfg.out, "demo", asdict(cfg), free=FREE_SETTINGS, overwrite=overwrite) as study:
-        report = _run(cfg, study.out)
+    with Study(run.out, "demo", asdict(run), free=FREE_SETTINGS, overwrite=overwrite) as study:
+        if cfg.quick:  # after the folder is claimed: a refusal comes alone
+            print("SMOKE RUN (--quick): every stage runs on a tiny world and model that cannot learn the task; its "
+                  f"numbers mean nothing and no verdict is drawn.\n{quick_note(cfg, run)}", flush=True)
+        report = _run(run, study.out)
         study.finish()
     return report
 

@@ -16,6 +16,9 @@ Stages, each reused when finished (OUT/...):
     eval/<arm>.jsonl + judge     every arm (and the start, with and without the goal) on the held-out test prompts,
                                  the same sampling seed for all
     sweep, probe, report.md      goal sweep 1..10 of the relabeled policy; log-probability changes of held-out pairs
+The start, IFBench's prompts and the training overrides (as the train stage reads them) are checked before OUT is
+claimed. `--quick` says in one line what it shrank, and `--show-config --quick` shows the settings that run.
+
 The goal goes in the user turn: SmolLM2's chat template adds its default system prompt when a conversation has
 none, so goal-conditioned and plain arms then see the same system text apart from the goal.
 """
@@ -31,14 +34,15 @@ from rapref import dispatch
 from rapref.data.relabel import RelabelOptions
 from rapref.data.schemas import SchemaOptions
 from rapref.formats.dataset import augment_splits, read_split
+from rapref.formats.prompts import load_prompts
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.inference.logprobs import LogProbModel, unlearning_probe
 from rapref.inference.sampler import SamplingConfig
 from rapref.io import write_json_atomic, write_jsonl_atomic
-from rapref.models import merge_lora, model_fingerprint
+from rapref.models import check_source, merge_lora, model_fingerprint
 from rapref.progress import say
 from rapref.settings import at_least, check, like, read_yaml, setting
-from rapref.studies.harness import Arm, Stages, Study, generate_and_judge
+from rapref.studies.harness import Arm, Stages, Study, generate_and_judge, shrunk
 from rapref.studies.ifeval.design import ARMS, BY_NAME, SCORER
 from rapref.studies.ifeval.prompts import compose
 from rapref.studies.ifeval.report import write_report
@@ -107,20 +111,37 @@ def quick_config(cfg: ExperimentConfig) -> ExperimentConfig:
                             ifbench_prompts=cfg.ifbench_prompts, serve=cfg.serve, kernels=cfg.kernels)
 
 
+def to_run(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The settings the experiment runs (--quick's, `quick_config`), their training config checked as the train
+    stage checks it: a mistake in the overrides is refused before anything is written, not after the sampling."""
+    run = quick_config(cfg) if cfg.quick else cfg
+    train_config(run, Path(run.out), BY_NAME["dpo"])  # the arms' configs differ only in their data and folders
+    return run
+
+
+def check_inputs(cfg: ExperimentConfig) -> None:
+    """The start and IFBench's prompts as the stages read them, before the run folder is claimed."""
+    check_source(cfg.model)
+    if cfg.ifbench_prompts:
+        load_prompts(cfg.ifbench_prompts)
+
+
 def main(cfg: ExperimentConfig) -> dict:
     if "torch" not in sys.modules:  # the dispatch is read when torch loads; generation workers inherit it
         dispatch.apply(cfg.kernels)
 
-    if cfg.quick:
-        cfg = quick_config(cfg)
-        say("SMOKE RUN (--quick): every stage on a handful of prompts and two training steps; the numbers mean "
-            "nothing and no verdict is drawn.")
-    settings = json.loads(json.dumps({**asdict(cfg), "model_fingerprint": model_fingerprint(cfg.model)}))
-    with Study(cfg.out, "experiment ifeval", settings, free=FREE_SETTINGS, inputs=(cfg.model,)) as study:
+    run = to_run(cfg)
+    check_inputs(run)
+    settings = json.loads(json.dumps({**asdict(run), "model_fingerprint": model_fingerprint(run.model)}))
+    with Study(run.out, "experiment ifeval", settings, free=FREE_SETTINGS, inputs=(run.model,)) as study:
+        if cfg.quick:  # after the folder is claimed: a refusal comes alone
+            say("SMOKE RUN (--quick): every stage on a handful of prompts and two training steps; the numbers mean "
+                "nothing and no verdict is drawn.")
+            say("quick: " + "; ".join(shrunk(cfg, run)))
         write_json_atomic(study.out / "config.json", settings)
-        write_json_atomic(study.out / "dispatch.json", {**dispatch.describe(cfg.kernels),
-                                                        "in_effect": dispatch.in_effect(cfg.kernels)})
-        report = _run(cfg, study.out)
+        write_json_atomic(study.out / "dispatch.json", {**dispatch.describe(run.kernels),
+                                                        "in_effect": dispatch.in_effect(run.kernels)})
+        report = _run(run, study.out)
         study.finish()
     return report
 
