@@ -284,3 +284,16 @@ def test_a_file_output_inside_an_input_folder_is_refused(tmp_path, capsys, tiny_
     out = one_line_error(capsys, ["generate", str(tiny_model_dir), "--prompts", str(prompts),
                                   "--out", str(tiny_model_dir / "gen.jsonl")], "is inside the input folder")
     assert str(tiny_model_dir.parent / "gen.jsonl") in out and not (tiny_model_dir / "gen.jsonl").exists()
+
+
+def test_a_study_never_continues_in_another_commands_folder(tmp_path, capsys):
+    out = tmp_path / "judged"
+    with RunFolder(out, "judge") as run:
+        (run.path / "scores.jsonl").write_text("{}\n")
+    with pytest.raises(InputError, match="holds a rapref `judge` output, not a `demo` run to continue"):
+        RunFolder(out, "demo", reuse=True)
+    with RunFolder(tmp_path / "shared", "demo --select-hparams", reuse=True):
+        pass
+    RunFolder(tmp_path / "shared", "demo", reuse=True)  # the same family shares runs/demo
+    one_line_error(capsys, ["demo", "--quick", "--out", str(out)], "not a `demo` run to continue")
+    assert sorted(p.name for p in out.iterdir()) == [".rapref", "scores.jsonl"]

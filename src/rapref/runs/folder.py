@@ -66,9 +66,10 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
                  inputs: tuple = (), continue_unfinished: bool = False) -> Path:
     """Check that `out` may be written by `command` (the rule above); returns it as a Path.
 
-    `reuse=True`: a folder this rapref command wrote is kept as it is (stages resume); `overwrite=True`: it is
-    emptied first. `continue_unfinished=True`: an unfinished folder of this same command is used without a flag.
-    Nothing is deleted unless the folder carries rapref's marker.
+    `reuse=True`: a folder this rapref command wrote is kept as it is (stages resume; a command of the same family,
+    `demo --select-hparams` for `demo`, shares it), another command's refused; `overwrite=True`: it is emptied first.
+    `continue_unfinished=True`: an unfinished folder of this same command is used without a flag. Nothing is deleted
+    unless the folder carries rapref's marker.
     """
     out = Path(out)
     _refuse_link(out)
@@ -89,6 +90,10 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
     if not is_rapref_output(out):
         raise InputError(f"{out}: folder is not empty and was not written by rapref; choose a new folder "
                          "(rapref never replaces folders it did not write, even with --overwrite)")
+    other = command_of(out)
+    if reuse and not overwrite and other and other.split()[0] != command.split()[0]:
+        raise InputError(f"{out}: holds a rapref `{other}` output, not a `{command}` run to continue; give a fresh "
+                         f"{_fresh_out(command, out)}, or pass --overwrite to delete it and start over")
     if overwrite or reuse:
         return out
     if not is_finished_output(out):
