@@ -63,7 +63,8 @@ def test_resume_into_another_commands_folder_is_refused(tmp_path, tiny_model_dir
     before = snapshot(out)
     assert cli(["train", *recipe(tiny_model_dir, relabeled_dir, out), "--resume"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "holds a rapref `judge` output, not a training run" in err
+    assert len(err.splitlines()) == 1 and "holds a rapref `judge` output, not a `train` run to continue" in err
+    assert err.endswith("without --resume")
     assert snapshot(out) == before
 
 

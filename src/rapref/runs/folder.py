@@ -93,7 +93,8 @@ def claim_output(out: str | Path, command: str, *, overwrite: bool = False, reus
     other = command_of(out)
     if reuse and not overwrite and other and other.split()[0] != command.split()[0]:
         raise InputError(f"{out}: holds a rapref `{other}` output, not a `{command}` run to continue; give a fresh "
-                         f"{_fresh_out(command, out)}, or pass --overwrite to delete it and start over")
+                         f"{_fresh_out(command, out)}"
+                         + (" without --resume" if command == "train" else ", or pass --overwrite to start over"))
     if overwrite or reuse:
         return out
     if not is_finished_output(out):

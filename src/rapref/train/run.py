@@ -38,7 +38,7 @@ from rapref.models import load_model, load_tokenizer, model_fingerprint
 from rapref.progress import interactive, quiet, say, trainer_callback
 from rapref.prompting import ensure_chat_template, is_conversation, to_trl_example
 from rapref.provenance import provenance
-from rapref.runs.folder import RunFolder, command_of, is_finished_output
+from rapref.runs.folder import RunFolder, is_finished_output
 from rapref.runs.launches import check_settings
 from rapref.train.algorithms import ALGORITHMS
 from rapref.train.card import write_model_card
@@ -433,13 +433,9 @@ def to_unpaired(dataset):
 def finished_run(out: Path) -> dict | None:
     """The recorded result of the finished training run in `out` (finished marker and `rapref_train.json` present),
     or None when there is none to continue from. `--resume` on a finished run is a no-op: training it on would add
-    an optimizer step past max_steps and rewrite the record, metrics and card each time. A folder another rapref
-    command wrote is refused: it holds no training run to resume."""
+    an optimizer step past max_steps and rewrite the record, metrics and card each time. (A folder another rapref
+    command wrote was refused when the run folder was claimed.)"""
 
-    command = command_of(out)
-    if command not in (None, "train"):
-        raise InputError(f"{out}: holds a rapref `{command}` output, not a training run; --resume continues a "
-                         "run of `rapref train` (give its output_dir, or a new folder without --resume)")
     if not is_finished_output(out) or not (out / TRAIN_SETTINGS_FILE).is_file():
         return None
     try:
