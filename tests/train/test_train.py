@@ -190,11 +190,24 @@ def test_config_errors(bad, message):
 
 def test_show_config_shows_trl_defaults(capsys, tiny_model_dir, relabeled_dir):
     assert cli(["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}", "--show-config"]) == 0
-    shown = yaml.safe_load(capsys.readouterr().out)
-    trl = shown["trl"]
+    out = capsys.readouterr().out
+    shown = yaml.safe_load(out)  # the recipe; the TRL config it becomes follows in comments
+    assert "trl" not in shown
+    derived = out.split("\n# trl:\n", 1)[1]
+    trl = yaml.safe_load("".join(line.removeprefix("# ") + "\n" for line in derived.splitlines()))
     assert trl["beta"] == shown["algorithm"]["beta"] and trl["seed"] == shown["seed"]
     for default in ("lr_scheduler_type", "weight_decay", "adam_beta1", "max_grad_norm", "loss_type"):
         assert default in trl, default  # TRL's and transformers' own defaults, not only the recipe's keys
+
+
+def test_show_config_output_is_a_recipe_that_reads_back_alike(tmp_path, capsys, tiny_model_dir, relabeled_dir):
+    argv = ["train", f"model.name_or_path={tiny_model_dir}", f"data.path={relabeled_dir}", "algorithm.beta=0.3",
+            "training.max_steps=7", "--show-config"]
+    assert cli(argv) == 0
+    first = capsys.readouterr().out
+    (tmp_path / "shown.yaml").write_text(first)
+    assert cli(["train", "--config", str(tmp_path / "shown.yaml"), "--show-config"]) == 0
+    assert capsys.readouterr().out == first
 
 
 def test_train_prints_one_summary_with_rounded_losses(tmp_path, capsys, tiny_model_dir, relabeled_dir):

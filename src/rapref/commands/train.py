@@ -35,7 +35,8 @@ def recipe_reference() -> str:
 
 def effective_trl_config(cfg) -> str:
     """The TRL config class the recipe becomes, every field with its value (TRL's and transformers' defaults
-    included), as YAML under `trl:`, for `--show-config`."""
+    included), as YAML under `trl:` in comments, for `--show-config`: what it prints is a recipe `--config` reads
+    back as it was (the TRL fields are derived from the recipe, never read)."""
     import json
 
     import torch
@@ -46,8 +47,10 @@ def effective_trl_config(cfg) -> str:
     values = json.loads(json.dumps(args.to_dict(), default=str))
     note = (" On this GPU machine rapref's CUDA defaults (chosen per model at launch) are added below what the "
             "recipe sets." if on_gpu else "")
-    return (f"# the {type(args).__name__} TRL trains with: every field, TRL's and transformers' defaults included."
-            f"{note}\n" + yaml.safe_dump({"trl": values}, sort_keys=False))
+    shown = yaml.safe_dump({"trl": values}, sort_keys=False)
+    return (f"# the {type(args).__name__} TRL trains with: every field, TRL's and transformers' defaults included "
+            f"(derived from the recipe above, not read: set them there).{note}\n"
+            + "".join(f"# {line}\n" for line in shown.splitlines()))
 
 
 @dataclass
