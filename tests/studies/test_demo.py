@@ -304,3 +304,12 @@ def test_a_study_file_sets_the_demo_and_the_flags_override_it(tmp_path, capsys):
     one_line_error(capsys, ["demo", "--config", str(study)], "study.yaml: seeds must name distinct seeds")
     for seeds, needle in (("''", "--seeds must name at least one seed"), ("-1", "distinct seeds of 0 or more")):
         one_line_error(capsys, ["demo", "--quick", "--seeds", seeds.strip("'"), "--show-config"], needle)
+
+
+def test_select_hparams_refuses_quick_it_would_not_apply(tmp_path, capsys):
+    from helpers import one_line_error
+
+    for extra in ([], ["--show-config"]):
+        one_line_error(capsys, ["demo", "--select-hparams", "--quick", "--out", str(tmp_path / "s"), *extra],
+                       "--quick does not shrink it: leave out --quick")
+    assert not (tmp_path / "s").exists()

@@ -54,6 +54,9 @@ def default_out(args) -> str:
 def run(args):
     cfg, given = resolve(args)
     command = from_args(DemoCommand, args, file="").config  # --config is the study's
+    if command.select_hparams and cfg.quick:
+        raise InputError("--select-hparams chooses the learning rates at full size on the validation seeds; "
+                         "--quick does not shrink it: leave out --quick")
     if show_if_asked(cfg if command.grid or command.select_hparams else to_run(cfg), args):  # what the demo runs
         return {}
     if command.grid:
@@ -67,7 +70,7 @@ def run(args):
         return grid(command.grid, out, workers=cfg.workers, quick=cfg.quick, overwrite=command.overwrite,
                     kernels=cfg.kernels)
     if command.select_hparams:
-        selection = select_hyperparameters(cfg)
+        selection = select_hyperparameters(cfg, overwrite=command.overwrite)
         for trial in selection["trials"]:
             print(f"{trial['family']:>9} lr {trial['lr']:<7g} improvement over start "
                   f"{trial['improvement_over_start']:+.3f} (per seed {trial['per_seed']}), well-formed >= "

@@ -370,10 +370,10 @@ LR_GRID = {"sft": (3e-4, 1e-3, 3e-3), "dpo": DPO_GRID, "relabeled": DPO_GRID}
 MIN_WELL_FORMED = 0.95
 
 
-def select_hyperparameters(cfg: DemoConfig, seeds=VALIDATION_SEEDS) -> dict:
+def select_hyperparameters(cfg: DemoConfig, seeds=VALIDATION_SEEDS, overwrite: bool = False) -> dict:
     """Per family, the learning rate with the largest mean improvement over the start on validation seeds (T 0.7),
     among those whose answers stay well-formed (>= MIN_WELL_FORMED on every seed). Never by which arm wins."""
-    with Study(cfg.out, "demo --select-hparams", asdict(cfg), free=FREE_SETTINGS) as study:
+    with Study(cfg.out, "demo --select-hparams", asdict(cfg), free=FREE_SETTINGS, overwrite=overwrite) as study:
         selection = _select(cfg, seeds, study.out)
         study.finish()
     return selection
