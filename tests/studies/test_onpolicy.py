@@ -215,6 +215,19 @@ def test_a_mistake_found_up_front_leaves_no_run_folder_and_the_corrected_rerun_r
     assert cli(loop) == 0
 
 
+def test_an_override_of_what_the_loop_sets_is_said_to_be_replaced(tmp_path, capsys):
+    from rapref.progress import configure
+    from rapref.settings import build
+    from rapref.studies.onpolicy import OnPolicyConfig, check_recipe
+
+    configure(quiet=False)  # (an earlier command in this process may have asked for --quiet)
+    check_recipe(build(OnPolicyConfig, {"policy": "p", "prompts": "q", "scorer": "s", "out": str(tmp_path),
+                                        "overrides": ["seed=5", "output_dir=x", "training.max_steps=2"]}))
+    out = capsys.readouterr().out
+    assert "override 'seed=5' is replaced: the loop sets seed itself (--seed plus the iteration)" in out
+    assert "override 'output_dir=x' is replaced: the loop sets output_dir itself" in out
+
+
 def test_show_config_checks_the_recipe_and_overrides_as_a_run_does(tmp_path, capsys, loop):
     one_line_error(capsys, loop + ["training.max_steps=0", "--show-config"], "training.max_steps=0 with")
     recipe = tmp_path / "recipe.yaml"

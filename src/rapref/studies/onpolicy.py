@@ -107,10 +107,19 @@ def defining_settings(cfg: OnPolicyConfig) -> dict:
             "scorer_fingerprint": scorer_fingerprint(cfg.scorer)}
 
 
+LOOP_SETS = {"model.name_or_path": "the policy of each iteration, from --policy", "data.path": "each iteration's "
+             "pairs", "output_dir": "OUT/iter-N/policy", "seed": "--seed plus the iteration"}
+
+
 def check_recipe(cfg: OnPolicyConfig) -> None:
     """The recipe and overrides read and checked as the train stage reads them, with the first and the last
     iteration's seed (the loop sets the rest): a mistake is refused before the run folder is claimed, not after an
     iteration's sampling."""
+    for override in cfg.overrides:
+        key = override.partition("=")[0].strip()
+        if key in LOOP_SETS:  # kept working as before, said rather than silently replaced
+            say(f"rapref onpolicy: note: override {override!r} is replaced: the loop sets {key} itself "
+                f"({LOOP_SETS[key]})")
     root = Path(cfg.out) / "iter-1"
     for seed in sorted({cfg.seed, cfg.seed + cfg.iterations - 1}):
         train_config(cfg, cfg.policy, root / "data" / cfg.train_mode, root / "policy", seed)
