@@ -49,6 +49,11 @@ def test_a_run_that_fails_before_writing_leaves_no_folder_and_the_corrected_reru
     assert not out.exists()
     (tmp_path / "kept").mkdir()
     (tmp_path / "kept" / BEGUN).write_text("{}")  # a folder this run did not make is left as it was
+    (tmp_path / "users").mkdir()  # even empty
+    for begin in (True, False):
+        with pytest.raises(InputError), RunFolder(tmp_path / "users", "augment", begin=begin):
+            raise InputError("no training rows left")
+        assert (tmp_path / "users").is_dir()
     with pytest.raises(InputError), RunFolder(tmp_path / "kept", "judge", continue_unfinished=True):
         raise InputError("bad row")
     assert (tmp_path / "kept" / BEGUN).is_file()

@@ -232,7 +232,7 @@ def claim_output_file(out: str | Path, command: str, *, overwrite: bool = False,
             raise InputError(f"{out}: is the input of this command; choose another --out")
         if source and Path(source).is_dir() and Path(source).resolve() in out.resolve().parents:
             raise InputError(f"{out}: is inside the input folder {source} (another command's output, which its own "
-                             f"--overwrite would delete); write beside it, e.g. --out {Path(source).parent / out.name}")
+                             f"--overwrite would delete); write beside it, e.g. --out {os.path.relpath(Path(source).resolve().parent / out.name)}")
     if not out.exists():
         return out
     if not is_rapref_file(out):
@@ -285,11 +285,11 @@ class RunFolder:
     again under it; then, unless `begin=False`, the run begins: the folder is emptied where `empty` and --overwrite
     ask for it, marked begun, and the launch recorded in `launches.jsonl` when `settings` are given. Left normally:
     the finished marker is written last, when the run began; left by an error: the folder stays unfinished, as it
-    is, unless this run made it and wrote nothing into it but the markers (then it is removed, and the corrected
-    command may use the same --out). A run that learns inside the block whether it writes at all (train --resume on
-    a finished run writes nothing) passes `begin=False` and calls `run.begin()` once it knows; one that finishes
-    before its last act (train pushes to the Hub after) calls `run.finish()` itself; a study finishes only when
-    every stage ran (`finish=False`)."""
+    is, unless this run made it (it did not exist) and wrote nothing into it but the markers (then it is removed,
+    and the corrected command may use the same --out). A run that learns inside the block whether it writes at all
+    (train --resume on a finished run writes nothing) passes `begin=False` and calls `run.begin()` once it knows;
+    one that finishes before its last act (train pushes to the Hub after) calls `run.finish()` itself; a study
+    finishes only when every stage ran (`finish=False`)."""
 
     def __init__(self, out: str | Path, command: str, *, overwrite: bool = False, reuse: bool = False,
                  inputs: tuple = (), continue_unfinished: bool = False, empty: bool = False,
@@ -298,7 +298,6 @@ class RunFolder:
         self._claim = {"overwrite": overwrite, "reuse": reuse, "inputs": inputs,
                        "continue_unfinished": continue_unfinished}
         self.path = claim_output(out, command, **self._claim)
-        self._new = not self.path.is_dir() or not any(self.path.iterdir())  # this run makes the folder
         self._empty, self._settings, self._launch = empty and overwrite, settings, launch
         self._begin, self._finish = begin, finish
         self.begun = self.finished = False
@@ -306,12 +305,13 @@ class RunFolder:
     def __enter__(self) -> RunFolder:
         self._lock = output_lock(self.path)
         self._lock.__enter__()
+        self._new = not self.path.exists()  # this run makes the folder (decided under the lock)
         try:
             claim_output(self.path, self.command, **self._claim)  # again, now that we hold it
             if self._begin:
                 self.begin()
-        except BaseException:
-            self._lock.__exit__(None, None, None)
+        except BaseException as err:
+            self.__exit__(type(err), err, err.__traceback__)
             raise
         return self
 
@@ -351,8 +351,9 @@ class RunFolder:
             self._lock.__exit__(kind, value, traceback)
 
     def _remove_if_nothing_written(self) -> None:
-        """A run that stopped before writing anything but the protocol's own files leaves no folder behind, so the
-        corrected command can use the same --out (a folder with results in it stays, unfinished, as the rule says)."""
+        """A run that made its folder and stopped before writing anything but the protocol's own files leaves no
+        folder behind, so the corrected command can use the same --out (a folder with results in it stays, unfinished,
+        as the rule says; a folder that was there before, even empty, is never removed)."""
         if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {BEGUN, LAUNCHES}:
             shutil.rmtree(self.path, ignore_errors=True)
 
