@@ -51,6 +51,21 @@ def check_source(name_or_path: str) -> None:
                          "download it (offline)")
 
 
+def check_model_folder(name_or_path: str) -> None:
+    """`check_source`, and a local folder must hold a model and its tokenizer that load: for a study's start model,
+    checked before its run folder is claimed (a wrong --policy found after sampling began would block the rerun)."""
+    check_source(name_or_path)
+    path = Path(name_or_path)
+    if not path.exists():
+        return  # a hub id
+    if not path.is_dir():
+        raise InputError(f"{name_or_path}: is a file, not a model folder")
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise InputError(f"{name_or_path}: no config.json or adapter_config.json; not a model folder (a `rapref train` "
+                         "output, a `rapref model tiny` folder or a saved transformers model)")
+    load_tokenizer(name_or_path)
+
+
 def model_fingerprint(name_or_path: str) -> str:
     """A short hash of what a model folder computes (`rapref.io.stat_fingerprint`: configs and tokenizer by content,
     weight files by size and modification time; a LoRA folder's base included). A model replaced in place gets a new

@@ -99,7 +99,9 @@ def test_a_mistake_found_up_front_leaves_no_run_folder(tmp_path, tiny_model_dir,
             (given("training.max_steps=0"), "training.max_steps=0 with training.num_train_epochs=1 trains for 0"),
             (given("algorithm.beta=0", "--quick"), "algorithm.beta must be above 0"),
             (given("--quick", "--ifbench-prompts", f"{missing}.jsonl"), "missing.jsonl: no such file or folder"),
-            (given("--quick", model=missing), "missing: no such model folder")):
+            (given("--quick", model=missing), "missing: no such model folder"),
+            (given("--quick", model=str(tmp_path)), "not a model folder"),  # a folder, but no model in it
+            (given("--quick", model=str(tiny_model_dir / "config.json")), "is a file, not a model folder")):
         one_line_error(capsys, argv, needle)
         assert not out.exists(), argv
     one_line_error(capsys, given("training.max_stepz=3", "--show-config"), "training.max_stepz: not a field")

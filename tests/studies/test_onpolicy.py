@@ -202,6 +202,9 @@ def test_a_mistake_found_up_front_leaves_no_run_folder_and_the_corrected_rerun_r
     corrected command runs into the same --out."""
     out = tmp_path / "loop"
     missing = str(tmp_path / "missing")
+    recipe_a, recipe_b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    for recipe in (recipe_a, recipe_b):
+        recipe.write_text("algorithm: {beta: 0.2}\n")
     for argv, needle in (
             (loop + ["training.max_stepz=1"], "training.max_stepz: not a field of DPOConfig (did you mean 'max_steps'"),
             (loop + ["training.max_steps=0"], "training.max_steps=0 with training.num_train_epochs=3 trains for 0"),
@@ -209,6 +212,9 @@ def test_a_mistake_found_up_front_leaves_no_run_folder_and_the_corrected_rerun_r
             (loop + ["--seed", "-1"], "seed must lie in [0, 2**32), got -1"),
             ([*loop[:4], f"{missing}.jsonl", *loop[5:]], "missing.jsonl: no such file or folder"),
             ([*loop[:2], missing, *loop[3:]], "missing: no such model folder"),
+            ([*loop[:2], str(tmp_path), *loop[3:]], "not a model folder"),
+            ([*loop[:2], str(loop[4]), *loop[3:]], "is a file, not a model folder"),
+            (loop + ["--config", str(recipe_a), "--recipe", str(recipe_b)], "is a training recipe, and so is"),
             ([*loop[:6], f"reward-model:{missing}", *loop[7:]], "missing: no such model folder")):
         one_line_error(capsys, argv, needle)
         assert not out.exists(), argv

@@ -47,6 +47,8 @@ def is_recipe(path: str) -> bool:
 def config_from_args(args):
     path = getattr(args, "config", None)
     if path is not None and is_recipe(path):  # a train recipe, as `--config` meant before study files
+        if getattr(args, "recipe", None) not in (None, path):
+            raise InputError(f"--config {path} is a training recipe, and so is --recipe {args.recipe}: choose one")
         return from_args(OnPolicyConfig, args, file="", extra={"recipe": (path, "--config")}).config
     return from_args(OnPolicyConfig, args).config
 

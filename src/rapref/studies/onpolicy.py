@@ -40,7 +40,7 @@ from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.inference.sampler import SamplingConfig
 from rapref.io import InputError, read_jsonl, stat_fingerprint, write_json_atomic, write_jsonl_atomic
 from rapref.judge.scorers import scorer_fingerprint
-from rapref.models import check_source, merge_lora, model_fingerprint
+from rapref.models import check_model_folder, merge_lora, model_fingerprint
 from rapref.progress import say
 from rapref.settings import SettingError, at_least, check, comma_separated, each_in, like, nested, plain, setting
 from rapref.studies.harness import Stages, Study, generate_and_judge
@@ -127,11 +127,11 @@ def check_recipe(cfg: OnPolicyConfig) -> None:
 
 def check_inputs(cfg: OnPolicyConfig) -> None:
     """The start, the prompts and a reward model as the stages read them, before the run folder is claimed."""
-    check_source(cfg.policy)
+    check_model_folder(cfg.policy)
     load_prompts(cfg.prompts, cfg.split)
     kind, _, model = cfg.scorer.partition(":")
     if kind == "reward-model" and model:
-        check_source(model)
+        check_model_folder(model)
 
 
 def main(cfg: OnPolicyConfig) -> dict:

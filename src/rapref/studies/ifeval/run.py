@@ -39,7 +39,7 @@ from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.inference.logprobs import LogProbModel, unlearning_probe
 from rapref.inference.sampler import SamplingConfig
 from rapref.io import write_json_atomic, write_jsonl_atomic
-from rapref.models import check_source, merge_lora, model_fingerprint
+from rapref.models import check_model_folder, merge_lora, model_fingerprint
 from rapref.progress import say
 from rapref.settings import at_least, check, like, read_yaml, setting
 from rapref.studies.harness import Arm, Stages, Study, generate_and_judge, shrunk
@@ -121,7 +121,7 @@ def to_run(cfg: ExperimentConfig) -> ExperimentConfig:
 
 def check_inputs(cfg: ExperimentConfig) -> None:
     """The start and IFBench's prompts as the stages read them, before the run folder is claimed."""
-    check_source(cfg.model)
+    check_model_folder(cfg.model)
     if cfg.ifbench_prompts:
         load_prompts(cfg.ifbench_prompts)
 
