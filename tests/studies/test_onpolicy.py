@@ -292,3 +292,15 @@ def test_onpolicy_lora_iterations_compound(tmp_path, loop):
     ids = torch.tensor([[1, 5, 9, 12, 7]])
     with torch.no_grad():
         torch.testing.assert_close(trained(ids).logits, final(ids).logits, rtol=1e-4, atol=1e-5)
+
+
+def test_the_old_scorer_name_and_the_new_define_the_same_loop(tmp_path):
+    from rapref.settings import build
+    from rapref.studies.onpolicy import OnPolicyConfig, defining_settings
+
+    def settings(scorer):
+        cfg = build(OnPolicyConfig, {"policy": str(tmp_path), "prompts": str(tmp_path), "scorer": scorer,
+                                     "out": str(tmp_path / "o")})
+        return defining_settings(cfg)
+
+    assert settings("ifeval") == settings("constraints") and settings("ifeval")["scorer"] == "constraints"

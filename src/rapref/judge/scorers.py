@@ -86,6 +86,14 @@ def _renamed(old: str) -> str:
     return ALIASES[old]
 
 
+def canonical_scorer(spec: str) -> str:
+    """The scorer spelled by its current name (`ifeval` -> `constraints`): what a study records and compares."""
+    name, colon, argument = spec.partition(":")
+    if name in ALIASES and name not in SCORERS:
+        name = _renamed(name)
+    return f"{name}{colon}{argument}"
+
+
 def build_scorer(spec: str, trust_remote_code: bool = False, **options) -> Scorer:
     """`name` or `name:argument` -> a scorer; a clear one-line error when it cannot load. `options` go to the
     scorer (the LLM judge's template and model)."""

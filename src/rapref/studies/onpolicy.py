@@ -39,7 +39,7 @@ from rapref.formats.prompts import load_prompts
 from rapref.goals import GOAL_SETTINGS_FILE, GoalSpec
 from rapref.inference.sampler import SamplingConfig
 from rapref.io import InputError, read_jsonl, stat_fingerprint, write_json_atomic, write_jsonl_atomic
-from rapref.judge.scorers import scorer_fingerprint
+from rapref.judge.scorers import canonical_scorer, scorer_fingerprint
 from rapref.models import check_model_folder, merge_lora, model_fingerprint
 from rapref.progress import say
 from rapref.settings import SettingError, at_least, check, comma_separated, each_in, like, nested, plain, setting
@@ -100,7 +100,7 @@ class OnPolicyConfig:
 def defining_settings(cfg: OnPolicyConfig) -> dict:
     """The settings and the content of the inputs that define the loop's stages (see the module docstring)."""
 
-    settings = plain(cfg)
+    settings = {**plain(cfg), "scorer": canonical_scorer(cfg.scorer)}  # an old name compares equal to its new one
     return {**settings, "policy_fingerprint": model_fingerprint(cfg.policy),
             "prompts_fingerprint": stat_fingerprint(cfg.prompts),
             "recipe_fingerprint": stat_fingerprint(cfg.recipe) if cfg.recipe else None,
@@ -196,8 +196,8 @@ def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int, stage
     reads_goals = (Path(policy) / GOAL_SETTINGS_FILE).is_file()
     sampling = replace(cfg.sampling, seed=seed)
     rows = generate_and_judge(stages, "samples", model=policy, prompts=cfg.prompts, gen_path=root / "samples.jsonl",
-                              judge_dir=root / "judge", goals=None, sampling=sampling, scorer=cfg.scorer,
-                              workers=cfg.workers, split=cfg.split, goal_from_model=reads_goals, serve=cfg.serve)
+                              judge_dir=root / "judge", goals=None, sampling=sampling,
+                              scorer=canonical_scorer(cfg.scorer), workers=cfg.workers, split=cfg.split, goal_from_model=reads_goals, serve=cfg.serve)
     refuse_equal_scores(rows, root / "judge" / "scores.jsonl", cfg.scorer)
     grouped = root / "multi_sample.jsonl"
     stages.run("group", {"scores": str(root / "judge" / "scores.jsonl")},
