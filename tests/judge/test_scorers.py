@@ -32,7 +32,11 @@ def test_reward_model_scorer(tmp_path, tiny_model_dir):
 
 
 def test_the_old_name_ifeval_still_gives_rapref_own_checks_with_a_notice(capsys):
-    from rapref.judge.scorers import build_scorer
+    from rapref.judge.scorers import _renamed, build_scorer
+    from rapref.progress import configure
+
+    configure(quiet=False)
+    _renamed.cache_clear()  # the notice comes once per process; another test may have seen it
 
     old, new = build_scorer("ifeval"), build_scorer("constraints")
     assert type(old) is type(new) and old.fingerprint == new.fingerprint  # same cache key: same scores reused

@@ -197,7 +197,8 @@ def collect_pairs(cfg: OnPolicyConfig, policy: str, root: Path, seed: int, stage
     sampling = replace(cfg.sampling, seed=seed)
     rows = generate_and_judge(stages, "samples", model=policy, prompts=cfg.prompts, gen_path=root / "samples.jsonl",
                               judge_dir=root / "judge", goals=None, sampling=sampling,
-                              scorer=canonical_scorer(cfg.scorer), workers=cfg.workers, split=cfg.split, goal_from_model=reads_goals, serve=cfg.serve)
+                              scorer=canonical_scorer(cfg.scorer), workers=cfg.workers, split=cfg.split,
+                              goal_from_model=reads_goals, serve=cfg.serve)
     refuse_equal_scores(rows, root / "judge" / "scores.jsonl", cfg.scorer)
     grouped = root / "multi_sample.jsonl"
     stages.run("group", {"scores": str(root / "judge" / "scores.jsonl")},
