@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +56,31 @@ def format_score(score: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
+def _template_problem(template, fields: tuple[str, ...], required: str | None = None) -> str | None:
+    """What is wrong with a goal text template, found by filling it in as `GoalSpec` does (with text: the score is
+    formatted by then), or None.
+
+    >>> _template_problem("{name}: {score:.1f}", ("name", "score"), "score")[:74]
+    "cannot be filled in (Unknown format code 'f' for object of type 'str'); it"
+    """
+    if not isinstance(template, str):
+        return f"must be text, got {template!r}"
+    try:
+        named = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        template.format(**{f: "8" for f in fields})
+    except KeyError as err:
+        problem = f"unknown field {{{err.args[0]}}}"
+    except (IndexError, ValueError, AttributeError) as err:
+        problem = str(err) or type(err).__name__
+    else:
+        if required and required not in named:
+            return f"must contain '{{{required}}}', got {template!r}"
+        return None
+    names = ", ".join("{" + f + "}" for f in fields)
+    return (f"cannot be filled in ({problem}); it may use {names} (filled in as text) and {{{{ }}}} "
+            f"for a brace, got {template!r}")
+
+
 @dataclass(frozen=True)
 class GoalSpec:
     """Everything needed to turn a goal score into text and put it in a prompt.
@@ -67,10 +93,11 @@ class GoalSpec:
     placement: str = setting("system", "where the goal goes: the system message (Qwen2, Llama-3.1), or the first "
                                        "user turn before (user; Gemma-2, Mistral) or after (user-suffix) the "
                                        "instruction", choices=PLACEMENTS, group="goal")
-    header: str = setting(DEFAULT_HEADER, "goal text header; {lo} and {hi} are the scale", flag="goal-header",
-                          group="goal")
+    header: str = setting(DEFAULT_HEADER, "goal text header; {lo} and {hi} are the scale ('': none, the score "
+                                          "lines alone)", flag="goal-header", group="goal", empty=True,
+                          rule=lambda v: _template_problem(v, ("lo", "hi")))
     line: str = setting(DEFAULT_LINE, "one line per goal score; {name} and {score}", flag="goal-line", group="goal",
-                        rule=lambda v: None if "{score}" in v else f"must contain '{{score}}', got {v!r}")
+                        rule=lambda v: _template_problem(v, ("name", "score"), required="score"))
     attributes: tuple[str, ...] = ("Overall",)
     separator: str = "\n\n"  # between goal and instruction in `user` / `user-suffix` placement
     style: str = setting("digits", "how a score looks: digits (8), thermometer (#######...), opaque (<g8>)",
@@ -86,8 +113,10 @@ class GoalSpec:
         object.__setattr__(self, "attributes", tuple(self.attributes))
         if self.style not in STYLES:
             raise InputError(f"goal style must be one of {', '.join(STYLES)}, got {self.style!r}")
-        if "{score}" not in self.line:
-            raise InputError(f"goal line template must contain '{{score}}', got {self.line!r}")
+        for name, fields, required in (("header", ("lo", "hi"), None), ("line", ("name", "score"), "score")):
+            problem = _template_problem(getattr(self, name), fields, required)
+            if problem:
+                raise InputError(f"goal {name} template {problem}")
 
     @property
     def top(self) -> float:
@@ -108,12 +137,12 @@ class GoalSpec:
 
     def text(self, score: float | dict[str, float]) -> str:
         """The goal text for one score, or for several named attribute scores (multi-attribute goals)."""
-        head = self.header_text()
+        head = [self.header_text()] if self.header else []  # '': the score lines alone
         if isinstance(score, dict):
             lines = [self.line.format(name=name, score=self.render_score(score[name])) for name in self.attributes]
         else:
             lines = [self.line.format(name=self.attributes[0], score=self.render_score(score))]
-        return "\n".join([head, *lines])
+        return "\n".join([*head, *lines])
 
     def render_score(self, score: float) -> str:
         """digits: "8"; thermometer: one '#' per point above the bottom of the scale, '.' for the rest, so order is

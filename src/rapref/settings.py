@@ -52,6 +52,7 @@ class Spec:
     env: str | None = None  # an environment variable whose value, when set, is the default
     switches: tuple[tuple[str, Any, str], ...] = ()  # (flag, value, help): flags that set one fixed value
     flags: dict | None = None  # a nested config: which of its fields get a flag here ({field: flag or None})
+    empty: bool = False  # '' is a value of its own (an empty goal header), not a slip `well_formed` refuses
 
 
 def setting(default=MISSING, help: str = "", *, factory=MISSING, **spec) -> Any:
@@ -250,9 +251,9 @@ def check_type(value, hint, key: str, strict: bool = True):
     raise InputError(f"{key}: cannot check a value against {hint!r}")
 
 
-def well_formed(value, hint):
+def well_formed(value, hint, empty: bool = False):
     """`value`, unless it is what no setting of type `hint` means, whatever its own rule says: empty text (a path ''
-    reads as the current folder, an endpoint '' as none), an empty item of a list or name of a mapping, or a weight
+    reads as the current folder, an endpoint '' as none; unless the setting declares `empty`), an empty item of a list or name of a mapping, or a weight
     of a mapping of numbers that is not finite (a number, or a list of them, is judged by its setting's own rule, in
     its words: generate's "--goals: nan is not a finite number"). Raises ValueError saying what is wrong; the caller
     names the setting.
@@ -263,7 +264,7 @@ def well_formed(value, hint):
     """
     base = base_type(hint)
     origin, args = typing.get_origin(base), typing.get_args(base)
-    if base is str and value == "":
+    if base is str and value == "" and not empty:
         raise ValueError("must not be empty")
     if origin in (list, tuple) and isinstance(value, (list, tuple)) and str in args and "" in value:
         raise ValueError(f"expected no empty item, got {list(value)!r}")
@@ -474,7 +475,7 @@ def coerce(entry: Entry, value, name: str):
         return check_type(value, entry.hint, name)
     if entry.spec.parse is not None:
         try:
-            return well_formed(entry.spec.parse(value), entry.hint)
+            return well_formed(entry.spec.parse(value), entry.hint, entry.spec.empty)
         except ValueError as err:
             raise InputError(f"{name}: {err}") from None
     if isinstance(value, str) and base_type(entry.hint) in (int, float):
@@ -484,7 +485,7 @@ def coerce(entry: Entry, value, name: str):
             pass  # check_type names it
     value = check_type(value, entry.hint, name)
     try:
-        return well_formed(value, entry.hint)
+        return well_formed(value, entry.hint, entry.spec.empty)
     except ValueError as err:
         raise InputError(f"{name}: {err}") from None
 

@@ -202,3 +202,26 @@ def test_a_goal_line_without_its_score_names_the_flag(tmp_path, capsys):
     src = write(tmp_path, synthetic_rows())
     assert cli(["augment", str(src), "--out", str(tmp_path / "o"), "--goal-line", "Quality: {name}"]) == 2
     assert "--goal-line must contain '{score}', got 'Quality: {name}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, template, needle", [
+    ("--goal-line", "{score} {x}", "unknown field {x}"), ("--goal-line", "{score} {", "Single '{'"),
+    ("--goal-line", "{name}: {score:.1f}", "Unknown format code 'f'"), ("--goal-header", "{x}", "unknown field {x}"),
+    ("--goal-header", "{lo", "expected '}'"), ("--goal-header", "{}", "out of range"),
+])
+def test_a_goal_template_that_cannot_be_filled_in_is_one_line_naming_the_flag(tmp_path, capsys, flag, template,
+                                                                              needle):
+    from helpers import one_line_error
+
+    src = write(tmp_path, synthetic_rows())
+    err = one_line_error(capsys, ["augment", str(src), "--out", str(tmp_path / "o"), flag, template], needle)
+    assert f"{flag} cannot be filled in" in err and not (tmp_path / "o").exists()
+
+
+def test_an_empty_goal_header_gives_the_score_lines_alone(tmp_path):
+    from rapref.goals import GoalSpec
+
+    assert GoalSpec(header="").text(8) == "Overall score: 8."
+    src = write(tmp_path, synthetic_rows())
+    assert cli(["augment", str(src), "--out", str(tmp_path / "o"), "--goal-header", ""]) == 0
+    assert json.loads((tmp_path / "o" / "rapref_goal.json").read_text())["header"] == ""

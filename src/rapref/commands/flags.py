@@ -93,7 +93,7 @@ def _cli_type(entry: Entry):
 
     def convert(text):
         try:
-            return well_formed(parse(text), hint)
+            return well_formed(parse(text), hint, entry.spec.empty)
         except ValueError as err:  # InputError too: argparse prints it after the flag's name
             raise argparse.ArgumentTypeError(str(err)) from None
 
