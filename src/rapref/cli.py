@@ -91,8 +91,16 @@ class Parser(argparse.ArgumentParser):
         self._intermixing = False
 
     def parse_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
         namespace, extras = self.parse_known_args(args, namespace)
         typed = vars(namespace).pop(_TYPED, None) or self  # the (sub)command whose flags were being read
+        command = getattr(namespace, "command", None)
+        early = [e for e in extras if command in args and e in args[:args.index(command)]]
+        if early and typed is not self:  # before the command's name: the top parser's to refuse
+            flag = early[0].split("=")[0]
+            if flag in {o for action in typed._actions for o in action.option_strings}:
+                self.error(f"{flag} goes after the command: {typed.prog} {flag} ...")
+            self.error(f"unrecognized arguments: {' '.join(early)}")
         if extras:
             typed.error(f"unrecognized arguments: {' '.join(extras)}")
         return namespace

@@ -152,3 +152,10 @@ def test_a_bug_is_not_reported_as_bad_input(monkeypatch, capsys):
     code = cli_module.main(["prompts", "--split", "train", "--out", "x.jsonl"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" in err and "KeyError" in err and "this is a bug" in err
+
+
+def test_a_commands_flag_before_the_command_is_said_to_go_after_it(capsys):
+    one_line_error(capsys, ["--quiet", "train"], "rapref: error: --quiet goes after the command: rapref train --quiet")
+    one_line_error(capsys, ["--quiet", "model", "tiny", "--out", "t"], "after the command: rapref model tiny --quiet")
+    err = one_line_error(capsys, ["--bogus", "train"], "rapref: error: unrecognized arguments: --bogus")
+    assert "did you mean" not in err
