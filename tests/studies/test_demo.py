@@ -311,5 +311,8 @@ def test_select_hparams_refuses_quick_it_would_not_apply(tmp_path, capsys):
 
     for extra in ([], ["--show-config"]):
         one_line_error(capsys, ["demo", "--select-hparams", "--quick", "--out", str(tmp_path / "s"), *extra],
-                       "--quick does not shrink it: leave out --quick")
+                       "--quick does not shrink it: leave it out")
+    (tmp_path / "q.yaml").write_text("quick: true\n")
+    one_line_error(capsys, ["demo", "--select-hparams", "--config", str(tmp_path / "q.yaml")],
+                   f"{tmp_path / 'q.yaml'}: quick does not shrink it")
     assert not (tmp_path / "s").exists()

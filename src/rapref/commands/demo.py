@@ -55,8 +55,8 @@ def run(args):
     cfg, given = resolve(args)
     command = from_args(DemoCommand, args, file="").config  # --config is the study's
     if command.select_hparams and cfg.quick:
-        raise InputError("--select-hparams chooses the learning rates at full size on the validation seeds; "
-                         "--quick does not shrink it: leave out --quick")
+        raise InputError(f"--select-hparams chooses the learning rates at full size on the validation seeds; "
+                         f"{given.get('quick', '--quick')} does not shrink it: leave it out")
     if show_if_asked(cfg if command.grid or command.select_hparams else to_run(cfg), args):  # what the demo runs
         return {}
     if command.grid:
