@@ -241,7 +241,10 @@ def check_type(value, hint, key: str, strict: bool = True):
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a whole number past float's range (1e309 and up)
+            raise InputError(f"{key}: expected a number, got one of {len(str(abs(value)))} digits (too large)") from None
     if hint is str:
         if not isinstance(value, str):
             raise InputError(f"{key}: expected text, got {value!r}")

@@ -193,3 +193,11 @@ def test_show_config_reads_back_as_it_was_printed(tmp_path):
     again = load(Floats, path)
     assert again == cfg and show_config(again) == shown
     assert [type(v) for v in again.goals] == [float] * 3 and type(again.size) is float and type(again.count) is int
+
+
+def test_a_whole_number_past_floats_range_is_one_line():
+    from rapref.io import InputError
+    from rapref.settings import check_type
+
+    with pytest.raises(InputError, match="band: expected a number, got one of 401 digits"):
+        check_type(10 ** 400, float, "band")

@@ -158,3 +158,12 @@ def test_quantile_edges_ignore_float_noise():
     quantile = fit_score_mapping(scores, (1, 2), "quantile")
     assert all(float(e) == float(f"{e:.12g}") for e in quantile.edges)
     assert quantile(float(quantile.edges[0])) == 2.0
+
+
+@pytest.mark.parametrize("text, needle", [("a=1,a=2", "a is weighted twice"), ("", "a name is empty"),
+                                          ("=2", "a name is empty")])
+def test_attribute_weights_refuse_a_repeated_or_empty_name(text, needle):
+    from rapref.data.schemas.base import _weights
+
+    with pytest.raises(ValueError, match=needle):
+        _weights(text)

@@ -47,6 +47,10 @@ def _weights(value) -> dict[str, float]:
     weights = {}
     for item in value.split(","):
         name, _, weight = item.partition("=")
+        if not name.strip():
+            raise ValueError(f"expected NAME=WEIGHT,..., got {value!r} (a name is empty)")
+        if name.strip() in weights:
+            raise ValueError(f"{name.strip()} is weighted twice in {value!r}")
         try:
             weights[name.strip()] = float(weight or 1)
         except ValueError:
