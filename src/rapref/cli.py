@@ -94,7 +94,7 @@ class Parser(argparse.ArgumentParser):
         args = sys.argv[1:] if args is None else list(args)
         namespace, extras = self.parse_known_args(args, namespace)
         typed = vars(namespace).pop(_TYPED, None) or self  # the (sub)command whose flags were being read
-        command = getattr(namespace, "command", None)
+        command = typed.prog.split()[-1]  # the innermost command's name (`tiny` of `rapref model tiny`)
         early = [e for e in extras if command in args and e in args[:args.index(command)]]
         if early and typed is not self:  # before the command's name: the top parser's to refuse
             flag = early[0].split("=")[0]

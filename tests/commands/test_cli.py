@@ -157,5 +157,7 @@ def test_a_bug_is_not_reported_as_bad_input(monkeypatch, capsys):
 def test_a_commands_flag_before_the_command_is_said_to_go_after_it(capsys):
     one_line_error(capsys, ["--quiet", "train"], "rapref: error: --quiet goes after the command: rapref train --quiet")
     one_line_error(capsys, ["--quiet", "model", "tiny", "--out", "t"], "after the command: rapref model tiny --quiet")
+    one_line_error(capsys, ["model", "--overwrite", "tiny", "--out", "t"],
+                   "--overwrite goes after the command: rapref model tiny --overwrite")
     err = one_line_error(capsys, ["--bogus", "train"], "rapref: error: unrecognized arguments: --bogus")
     assert "did you mean" not in err

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,9 +52,11 @@ def test_a_run_that_fails_before_writing_leaves_no_folder_and_the_corrected_reru
     (tmp_path / "kept" / BEGUN).write_text("{}")  # a folder this run did not make is left as it was
     (tmp_path / "users").mkdir()  # even empty
     for begin in (True, False):
-        with pytest.raises(InputError), RunFolder(tmp_path / "users", "augment", begin=begin):
+        with pytest.raises(InputError), RunFolder(tmp_path / "users", "augment", begin=begin, settings={"k": 1}):
             raise InputError("no training rows left")
-        assert (tmp_path / "users").is_dir()
+        assert (tmp_path / "users").is_dir() and not any((tmp_path / "users").iterdir())  # kept, as empty as it was
+    with RunFolder(tmp_path / "users", "train", settings={"k": 2}):  # and the corrected rerun may use it
+        pass
     with pytest.raises(InputError), RunFolder(tmp_path / "kept", "judge", continue_unfinished=True):
         raise InputError("bad row")
     assert (tmp_path / "kept" / BEGUN).is_file()
@@ -288,7 +291,8 @@ def test_a_file_output_inside_an_input_folder_is_refused(tmp_path, capsys, tiny_
         RunFile(inside / "gen.jsonl", "generate", inputs=(str(prompts), str(inside)))
     out = one_line_error(capsys, ["generate", str(tiny_model_dir), "--prompts", str(prompts),
                                   "--out", str(tiny_model_dir / "gen.jsonl")], "is inside the input folder")
-    assert str(tiny_model_dir.parent / "gen.jsonl") in out and not (tiny_model_dir / "gen.jsonl").exists()
+    suggested = Path(out.rsplit("--out ", 1)[1]).resolve()  # written relative to the working folder
+    assert suggested == (tiny_model_dir.parent / "gen.jsonl").resolve() and not (tiny_model_dir / "gen.jsonl").exists()
 
 
 def test_a_study_never_continues_in_another_commands_folder(tmp_path, capsys):

@@ -305,7 +305,8 @@ class RunFolder:
     def __enter__(self) -> RunFolder:
         self._lock = output_lock(self.path)
         self._lock.__enter__()
-        self._new = not self.path.exists()  # this run makes the folder (decided under the lock)
+        self._new = not self.path.exists()  # this run makes the folder (decided under the lock), or finds it empty
+        self._was_empty = self.path.is_dir() and not any(self.path.iterdir())
         try:
             claim_output(self.path, self.command, **self._claim)  # again, now that we hold it
             if self._begin:
@@ -345,7 +346,7 @@ class RunFolder:
         try:
             if kind is None and self._finish and self.begun and not self.finished:
                 self.finish()
-            elif kind is not None and self._new:
+            elif kind is not None and (self._new or self._was_empty):
                 self._remove_if_nothing_written()
         finally:
             self._lock.__exit__(kind, value, traceback)
@@ -353,9 +354,13 @@ class RunFolder:
     def _remove_if_nothing_written(self) -> None:
         """A run that made its folder and stopped before writing anything but the protocol's own files leaves no
         folder behind, so the corrected command can use the same --out (a folder with results in it stays, unfinished,
-        as the rule says; a folder that was there before, even empty, is never removed)."""
+        as the rule says; a folder that was there before, empty, is kept and emptied of the markers again)."""
         if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {BEGUN, LAUNCHES}:
-            shutil.rmtree(self.path, ignore_errors=True)
+            if self._new:
+                shutil.rmtree(self.path, ignore_errors=True)
+            else:  # the user's empty folder: kept, as empty as it was
+                for name in (BEGUN, LAUNCHES):
+                    (self.path / name).unlink(missing_ok=True)
 
 
 class RunFile:
