@@ -244,7 +244,7 @@ def check_type(value, hint, key: str, strict: bool = True):
         try:
             return float(value)
         except OverflowError:  # a whole number past float's range (1e309 and up)
-            raise InputError(f"{key}: expected a number, got one of {len(str(abs(value)))} digits (too large)") from None
+            raise InputError(f"{key}: expected a number, got a whole number past float's range") from None
     if hint is str:
         if not isinstance(value, str):
             raise InputError(f"{key}: expected text, got {value!r}")
@@ -304,6 +304,8 @@ def read_yaml_file(path: str | Path, what: str = "settings file"):
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise InputError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    except ValueError as err:  # PyYAML's int() of a number past Python's 4300-digit limit
+        raise InputError(f"{path}: not readable ({str(err).splitlines()[0][:120]})") from None
 
 
 # --- the settings of a config, flattened -------------------------------------------------------------------------

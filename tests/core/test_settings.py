@@ -199,5 +199,14 @@ def test_a_whole_number_past_floats_range_is_one_line():
     from rapref.io import InputError
     from rapref.settings import check_type
 
-    with pytest.raises(InputError, match="band: expected a number, got one of 401 digits"):
+    with pytest.raises(InputError, match="band: expected a number, got a whole number past float's range"):
         check_type(10 ** 400, float, "band")
+
+
+def test_a_file_with_a_number_past_pythons_digit_limit_is_one_line(tmp_path):
+    from rapref.io import InputError
+    from rapref.settings import read_yaml_file
+
+    (tmp_path / "big.yaml").write_text("dpo_lr: " + "9" * 5000 + "\n")
+    with pytest.raises(InputError, match="big.yaml: not readable"):
+        read_yaml_file(tmp_path / "big.yaml")

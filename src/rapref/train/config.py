@@ -205,8 +205,8 @@ def load_config(path: str | Path | None, overrides: list[str] = (), values: Mapp
             raise InputError(f"override {item!r}: expected section.key=value")
         try:
             value = _yaml(value)
-        except yaml.YAMLError:
-            pass  # not YAML: keep the text, the type check below judges it
+        except (yaml.YAMLError, ValueError):
+            pass  # not YAML (or a number past Python's digit limit): keep the text, the type check below judges it
         _put(data, key, value, f"override {item!r}")
     for key, value in (values or {}).items():
         _put(data, key, copy.deepcopy(value), key)  # the config never shares a list or mapping with the caller
