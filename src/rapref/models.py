@@ -63,7 +63,21 @@ def check_model_folder(name_or_path: str) -> None:
     if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
         raise InputError(f"{name_or_path}: no config.json or adapter_config.json; not a model folder (a `rapref train` "
                          "output, a `rapref model tiny` folder or a saved transformers model)")
-    load_tokenizer(name_or_path)
+    weights = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".gguf")]
+    if not weights:
+        raise InputError(f"{name_or_path}: no weights (*.safetensors, *.bin); not a whole model folder")
+    adapter = path / "adapter_config.json"
+    if adapter.is_file():
+        try:
+            base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        except (ValueError, AttributeError):
+            raise InputError(f"{adapter}: not a LoRA adapter's settings (JSON object)") from None
+        if base:
+            check_source(base)
+    try:
+        load_tokenizer(name_or_path)
+    except (TypeError, AttributeError, ValueError) as err:  # a broken config or tokenizer file
+        raise InputError(f"{name_or_path}: cannot load a tokenizer ({type(err).__name__}: {err})") from None
 
 
 def model_fingerprint(name_or_path: str) -> str:

@@ -2,6 +2,7 @@
 with other settings refused; LoRA iterations compound."""
 
 import json
+import shutil
 
 import pytest
 
@@ -202,6 +203,8 @@ def test_a_mistake_found_up_front_leaves_no_run_folder_and_the_corrected_rerun_r
     corrected command runs into the same --out."""
     out = tmp_path / "loop"
     missing = str(tmp_path / "missing")
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(loop[2], no_weights, ignore=shutil.ignore_patterns("*.safetensors"))
     recipe_a, recipe_b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     for recipe in (recipe_a, recipe_b):
         recipe.write_text("algorithm: {beta: 0.2}\n")
@@ -213,6 +216,7 @@ def test_a_mistake_found_up_front_leaves_no_run_folder_and_the_corrected_rerun_r
             ([*loop[:4], f"{missing}.jsonl", *loop[5:]], "missing.jsonl: no such file or folder"),
             ([*loop[:2], missing, *loop[3:]], "missing: no such model folder"),
             ([*loop[:2], str(tmp_path), *loop[3:]], "not a model folder"),
+            ([*loop[:2], str(no_weights), *loop[3:]], "no weights (*.safetensors, *.bin)"),
             ([*loop[:2], str(loop[4]), *loop[3:]], "is a file, not a model folder"),
             (loop + ["--config", str(recipe_a), "--recipe", str(recipe_b)], "is a training recipe, and so is"),
             ([*loop[:6], f"reward-model:{missing}", *loop[7:]], "missing: no such model folder")):
