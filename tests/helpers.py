@@ -3,7 +3,8 @@ helpers import ...`); fixtures shared by all tests are in tests/conftest.py. Her
 files (`write_jsonl`, `synthetic_pair_rows`, a researcher's own reward-model pairs, scored pairs to augment
 (`pairs_file`, `pairs`), a prompt file, a judged goal sweep); a Python scorer (`length`); a stand-in OpenAI-compatible
 server that misbehaves on purpose and the check of a one-line refusal; a goal-conditioned copy of the tiny model; a
-tiny rapref training run; TRL's padded DPO forward on a tiny Llama (the packing tests' reference); the pages whose
+tiny rapref training run; small configs declared with `rapref.settings` (`Study`, `Sampling`, `Legacy`) for the
+settings and flags tests; TRL's padded DPO forward on a tiny Llama (the packing tests' reference); the pages whose
 `rapref` commands run as written; a script loaded as a module.
 
 The stand-in server, in this process, misbehaves one fault at a time. (The stand-in run as its own process, as
@@ -37,8 +38,12 @@ import re
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from rapref.io import InputError
+from rapref.settings import SettingError, at_least, check, comma_separated, nested, setting
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -401,3 +406,43 @@ def load_script(path):
     sys.modules[path.stem] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+# -- small configs for the settings and flags tests (tests/core/test_settings.py, tests/commands/test_flags.py) --
+
+@dataclass
+class Sampling:
+    temperature: float = setting(0.7, "sampling temperature", rule=at_least(0))
+    max_new_tokens: int = setting(256, "longest answer, in tokens", rule=at_least(1))
+    seed: int = setting(0, "sampling seed")
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclass
+class Legacy:
+    """A config whose check predates rapref.settings: its message names a flag."""
+    top_k: int = setting(5, "top-k")
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise InputError(f"--top-k must be at least 1, got {self.top_k}")
+
+
+@dataclass
+class Study:
+    out: str = setting(help="run folder")
+    samples: int = setting(4, "samples per prompt", aliases=("num-samples",), rule=at_least(2))
+    mode: str = setting("relabeled", "which data", choices=("relabeled", "original"))
+    seeds: tuple[int, ...] = setting((1, 2), "seeds", parse=comma_separated(int))
+    quick: bool = setting(False, "a smoke run")
+    note: str | None = setting(None, "a free note")
+    sampling: Sampling = nested(Sampling, flags={"temperature": None, "max_new_tokens": "tokens"}, temperature=1.0)
+    legacy: Legacy = nested(Legacy)
+    workers: int = setting(1, "processes", rule=at_least(1))
+
+    def __post_init__(self):
+        check(self)
+        if self.workers > 1 and self.quick:
+            raise SettingError("{} and {} do not go together", "workers", "quick")

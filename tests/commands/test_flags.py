@@ -9,48 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from helpers import one_line_error
+from helpers import Study, one_line_error
 from rapref.commands.flags import add_flags, from_args
 from rapref.io import InputError
-from rapref.settings import SettingError, at_least, check, comma_separated, load, nested, setting, show_config
-
-
-@dataclass
-class Sampling:
-    temperature: float = setting(0.7, "sampling temperature", rule=at_least(0))
-    max_new_tokens: int = setting(256, "longest answer, in tokens", rule=at_least(1))
-    seed: int = setting(0, "sampling seed")
-
-    def __post_init__(self):
-        check(self)
-
-
-@dataclass
-class Legacy:
-    """A config whose check predates rapref.settings: its message names a flag."""
-    top_k: int = setting(5, "top-k")
-
-    def __post_init__(self):
-        if self.top_k < 1:
-            raise InputError(f"--top-k must be at least 1, got {self.top_k}")
-
-
-@dataclass
-class Study:
-    out: str = setting(help="run folder")
-    samples: int = setting(4, "samples per prompt", aliases=("num-samples",), rule=at_least(2))
-    mode: str = setting("relabeled", "which data", choices=("relabeled", "original"))
-    seeds: tuple[int, ...] = setting((1, 2), "seeds", parse=comma_separated(int))
-    quick: bool = setting(False, "a smoke run")
-    note: str | None = setting(None, "a free note")
-    sampling: Sampling = nested(Sampling, flags={"temperature": None, "max_new_tokens": "tokens"}, temperature=1.0)
-    legacy: Legacy = nested(Legacy)
-    workers: int = setting(1, "processes", rule=at_least(1))
-
-    def __post_init__(self):
-        check(self)
-        if self.workers > 1 and self.quick:
-            raise SettingError("{} and {} do not go together", "workers", "quick")
+from rapref.settings import check, load, setting, show_config
 
 
 def parse(argv):
